@@ -1,0 +1,1 @@
+"""Private, local text-to-image search: CLIP vectors in Qdrant."""

@@ -1,0 +1,126 @@
+"""`python -m embedder index | search | info`: the product without the web pages."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from embedder.config import Settings
+from embedder.errors import EmbedderError
+from embedder.indexer import Progress
+
+log = logging.getLogger("embedder")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`I/N` (0 ≤ I < N) → (I, N)."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard must look like I/N, e.g. 0/4, got {text!r}") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"--shard {text}: need 0 ≤ I < N")
+    return index, count
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m embedder", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    index = commands.add_parser("index", help="index image files and folders")
+    index.add_argument("paths", nargs="+", type=Path)
+    index.add_argument("--prune", action="store_true", help="forget images under PATHS whose files are gone")
+    index.add_argument("--shard", type=parse_shard, help="I/N: index only this worker's share (by content hash)")
+    index.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    search = commands.add_parser("search", help="find images by text")
+    search.add_argument("text")
+    search.add_argument("-k", "--limit", type=int, default=10)
+    search.add_argument("--offset", type=int, default=0)
+    search.add_argument("--min-score", type=float, default=None)
+    search.add_argument("--template", default=None, help='e.g. "a photo of {}"')
+    search.add_argument("--json", action="store_true")
+
+    info = commands.add_parser("info", help="storage, collection, model and image count")
+    info.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        settings = Settings.from_env()
+        from embedder.engine import Engine  # after settings: a bad setting fails before torch loads
+
+        engine = Engine.open(settings, shard=getattr(args, "shard", None))
+        try:
+            return COMMANDS[args.command](engine, args)
+        finally:
+            engine.close()
+    except EmbedderError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to finish (nothing is indexed twice)", file=sys.stderr)
+        return 130
+
+
+def run_index(engine: Any, args: argparse.Namespace) -> int:
+    report = engine.indexer.index(args.paths, prune=args.prune, on_progress=None if args.json else _show_progress)
+    if args.json:
+        _print_json(report.as_dict())
+        return 0
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    for failure in report.failed:
+        print(f"failed: {failure.path}: {failure.reason}")
+    for path in report.removed:
+        print(f"removed: {path}")
+    print(report.summary())
+    return 0
+
+
+def _show_progress(p: Progress) -> None:
+    if not sys.stderr.isatty():
+        return
+    eta = f", {p.eta_s:.0f} s left" if p.eta_s is not None else ""
+    print(f"\r{p.done}/{p.total} files, {p.images_per_s:.1f} images/s{eta}   ", end="", file=sys.stderr)
+
+
+def run_search(engine: Any, args: argparse.Namespace) -> int:
+    results = engine.searcher.by_text(
+        args.text, limit=args.limit, offset=args.offset, min_score=args.min_score, template=args.template
+    )
+    if args.json:
+        _print_json([{"score": r.score, "path": r.path, "name": r.name, "id": r.id} for r in results])
+        return 0
+    if not results:
+        print("no matches" if engine.store.count() else "nothing indexed yet: run `python -m embedder index FOLDER`")
+    for r in results:
+        print(f"{r.score:.3f}  {r.path}")
+    return 0
+
+
+def run_info(engine: Any, args: argparse.Namespace) -> int:
+    info = engine.info()
+    if args.json:
+        _print_json(info)
+    else:
+        for key, value in info.items():
+            print(f"{key:>10}: {value}")
+    return 0
+
+
+def _print_json(document: Any) -> None:
+    json.dump(document, sys.stdout, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")
+
+
+COMMANDS = {"index": run_index, "search": run_search, "info": run_info}

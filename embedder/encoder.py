@@ -1,0 +1,150 @@
+"""The CLIP model: loaded once, on the best device, turning images and texts into unit vectors."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+from PIL import Image
+
+from embedder.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH = {"cuda": 256, "mps": 64, "cpu": 32}
+HUB_PROBE_SECONDS = 3.0
+
+
+def pick_device(requested: str = "auto") -> str:
+    """`auto` means cuda, then mps, then cpu; an explicit device that is missing is an error."""
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"EMBEDDER_DEVICE={requested} but no CUDA GPU is available; use auto or cpu")
+    if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ModelLoadError("EMBEDDER_DEVICE=mps but Apple MPS is not available; use auto or cpu")
+    return requested
+
+
+def model_id_of(model: str) -> str:
+    """The name recorded with the vectors: a hub name as given, a local folder by its folder name."""
+    path = Path(model).expanduser()
+    return path.name if path.is_dir() else model
+
+
+class Encoder:
+    """One loaded CLIP model. Thread-safe: calls into the model are serialised."""
+
+    def __init__(self, model: str, device: str = "auto", batch_size: int = 0) -> None:
+        self.device = pick_device(device)
+        self.model_id = model_id_of(model)
+        self._model = _load(model, self.device)
+        missing = {"text", "image"} - set(getattr(self._model, "modalities", ()))
+        if missing:
+            raise ModelLoadError(
+                f"{model!r} is not a CLIP model: it cannot embed {' or '.join(sorted(missing))}. "
+                "Set EMBEDDER_MODEL to a CLIP model such as clip-ViT-B-32."
+            )
+        if self.device.startswith("cuda"):
+            self._model.half()
+        self.dim = int(self._model.get_embedding_dimension())
+        self.batch_size = batch_size or DEFAULT_BATCH.get(self.device.split(":")[0], 32)
+        self.image_size = _image_input_size(self._model)
+        self._lock = threading.Lock()
+        log.info("loaded %s (%d-d) on %s", self.model_id, self.dim, self.device)
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """L2-normalised float32 vectors, one row per image."""
+        return self._encode(list(images))
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised float32 vectors, one row per text."""
+        return self._encode(list(texts))
+
+    def _encode(self, items: list) -> np.ndarray:
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock, torch.inference_mode():
+            vectors = self._model.encode(
+                items, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False
+            )
+        return normalise(np.asarray(vectors, dtype=np.float32))
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), as float32."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.where(norms == 0, 1.0, norms)
+
+
+def _load(model: str, device: str):
+    from sentence_transformers import SentenceTransformer
+
+    path = Path(model).expanduser()
+    looks_like_path = path.is_absolute() or model.startswith((".", "~"))
+    hint = (
+        "Set EMBEDDER_MODEL to a local folder that holds a sentence-transformers CLIP model "
+        "(e.g. EMBEDDER_MODEL=/models/clip-ViT-B-32, saved with SentenceTransformer.save), "
+        "or connect to the internet once so the model can be downloaded."
+    )
+    if looks_like_path and not path.is_dir():
+        raise ModelLoadError(f"Model folder {model!r} does not exist. {hint}")
+    try:
+        if path.is_dir():
+            return SentenceTransformer(str(path), device=device, local_files_only=True)
+        try:
+            return SentenceTransformer(model, device=device, local_files_only=True)
+        except Exception:  # noqa: BLE001 - not cached: fall through to a download
+            log.debug("model %s is not in the local cache", model)
+        if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or not _hub_reachable():
+            raise ModelLoadError(
+                f"Could not load the CLIP model {model!r}: it is not in the local cache and the model "
+                f"hub cannot be reached (no internet). {hint}"
+            )
+        return SentenceTransformer(model, device=device)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - hub and loader errors all mean the same to a user
+        raise ModelLoadError(f"Could not load the CLIP model {model!r}: {_first_line(exc)}. {hint}") from None
+
+
+def _hub_reachable() -> bool:
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname or "huggingface.co", port), HUB_PROBE_SECONDS):
+            return True
+    except OSError:
+        return False
+
+
+def _image_input_size(model) -> int:
+    """The side of the square the model sees (224 for ViT-B/32), read from its image processor."""
+    processor = getattr(model[0], "processor", None)
+    image_processor = getattr(processor, "image_processor", processor)
+    for attr in ("crop_size", "size"):
+        spec = getattr(image_processor, attr, None)
+        if spec is None:
+            continue
+        get = spec.get if isinstance(spec, dict) else lambda key: getattr(spec, key, None)
+        for key in ("height", "shortest_edge"):
+            if get(key):
+                return int(get(key))
+    return 224
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,383 @@
+"""The pipeline from image files to Qdrant points.
+
+Files are hashed first; an image whose hash is stored is never decoded or encoded again (a
+renamed, moved or copied file only updates the point's paths). New images are decoded in a
+thread pool ahead of the model, encoded in batches and upserted batch by batch, so a crash
+loses at most the batch in flight and the next run finishes the job. Point ids come from
+content hashes, which makes every re-run idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from embedder.encoder import Encoder
+from embedder.errors import ImageError
+from embedder.images import Decoded, decode, discover, file_hash, point_id
+from embedder.store import ImageStore, Point
+from embedder.uploads import save_upload
+
+log = logging.getLogger(__name__)
+
+RETRIEVE_CHUNK = 256
+
+
+@dataclass(frozen=True)
+class Failure:
+    path: str
+    reason: str
+
+
+@dataclass
+class IndexReport:
+    """What a run did, file by file."""
+
+    added: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    renamed: list[str] = field(default_factory=list)  # new paths of known images: payload only
+    removed: list[str] = field(default_factory=list)  # paths pruned because their files are gone
+    failed: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.added)} added, {len(self.unchanged)} unchanged, {len(self.renamed)} renamed, "
+            f"{len(self.removed)} removed, {len(self.failed)} failed in {self.seconds:.1f} s"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "unchanged": self.unchanged,
+            "renamed": self.renamed,
+            "removed": self.removed,
+            "failed": [{"path": f.path, "reason": f.reason} for f in self.failed],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int  # files dealt with so far
+    total: int
+    images_per_s: float  # images encoded per second in this run
+    eta_s: float | None
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass
+class _Image:
+    """One distinct image (one content hash) and every path it was found at."""
+
+    digest: str
+    paths: list[Path]
+    size: int
+    mtime: float
+
+    @property
+    def id(self) -> str:
+        return point_id(self.digest)
+
+
+def shard_of(digest: str, shards: int) -> int:
+    """Which of `shards` workers owns an image: stable, by content hash."""
+    return int(digest[:16], 16) % shards
+
+
+class Indexer:
+    """Drives one indexing run: hash, skip known, decode ahead, encode, upsert, report."""
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        store: ImageStore,
+        max_pixels: int,
+        workers: int = 0,
+        shard: tuple[int, int] | None = None,
+    ) -> None:
+        self.encoder = encoder
+        self.store = store
+        self.max_pixels = max_pixels
+        self.workers = workers or os.cpu_count() or 2
+        self.shard = shard
+
+    def index(
+        self,
+        roots: Sequence[Path | str],
+        prune: bool = False,
+        on_progress: ProgressCallback | None = None,
+        names: Mapping[Path, Sequence[str]] | None = None,
+    ) -> IndexReport:
+        """Index every image under `roots`; with `prune`, forget images under them that are gone.
+
+        `names` labels paths with the names people know them by (uploads); by default a file's name.
+        """
+        started = time.perf_counter()
+        report = IndexReport()
+        for root in roots:
+            if not Path(root).expanduser().exists():
+                report.failed.append(Failure(str(root), "no such file or folder"))
+        files = list(discover(r for r in roots if Path(r).expanduser().exists()))
+        names = names or {}
+        tracker = _Tracker(len(files), on_progress)
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="decode") as pool:
+            images = self._hash_all(files, pool, report, tracker)
+            new = self._sort_known(images, names, report, tracker)
+            self._encode_new(new, names, pool, report, tracker)
+        if prune:
+            report.removed = self.prune(roots)
+        report.seconds = time.perf_counter() - started
+        log.info("index %s: %s", [str(r) for r in roots], report.summary())
+        return report
+
+    def index_uploads(
+        self, uploads: Iterable[tuple[str, bytes]], upload_dir: Path, on_progress: ProgressCallback | None = None
+    ) -> IndexReport:
+        """Save uploaded files under `upload_dir` (content-addressed) and index them."""
+        saved: dict[Path, list[str]] = {}
+        refused: list[Failure] = []
+        for raw_name, data in uploads:
+            try:
+                upload = save_upload(raw_name, data, upload_dir)
+            except (ValueError, OSError) as exc:
+                refused.append(Failure(raw_name, str(exc)))
+                continue
+            saved.setdefault(upload.path, []).append(upload.name)
+        report = self.index(list(saved), names=saved, on_progress=on_progress) if saved else IndexReport()
+        report.failed = refused + report.failed
+        return report
+
+    def prune(self, roots: Sequence[Path | str]) -> list[str]:
+        """Drop paths under `roots` whose files are gone; delete points left with no path."""
+        prefixes = tuple(os.path.join(os.path.abspath(Path(r).expanduser()), "") for r in roots)
+
+        def gone(path: str) -> bool:
+            return (path + os.sep).startswith(prefixes) and not os.path.exists(path)
+
+        removed: list[str] = []
+        doomed: list[str] = []
+        shrunk: list[tuple[str, dict[str, Any]]] = []
+        for pid, payload, _ in self.store.scroll():
+            lost = [p for p in payload.get("paths", []) if gone(p)]
+            if not lost:
+                continue
+            removed.extend(lost)
+            kept = [p for p in payload["paths"] if p not in lost]
+            if kept:
+                shrunk.append((pid, relocated(payload, kept, [])))
+            else:
+                doomed.append(pid)
+        self.store.delete(doomed)
+        for pid, payload in shrunk:
+            self.store.set_payload(pid, payload)
+        return removed
+
+    def _hash_all(
+        self, files: list[Path], pool: ThreadPoolExecutor, report: IndexReport, tracker: _Tracker
+    ) -> list[_Image]:
+        by_digest: dict[str, _Image] = {}
+        for path, result in zip(files, pool.map(_hash_and_stat, files)):
+            if isinstance(result, ImageError):
+                report.failed.append(Failure(str(path), str(result)))
+                tracker.advance(1)
+                continue
+            digest, size, mtime = result
+            if self.shard and shard_of(digest, self.shard[1]) != self.shard[0]:
+                tracker.skip(1)
+                continue
+            image = by_digest.setdefault(digest, _Image(digest, [], size, mtime))
+            image.paths.append(path)
+        return list(by_digest.values())
+
+    def _sort_known(
+        self, images: list[_Image], names: Mapping[Path, Sequence[str]], report: IndexReport, tracker: _Tracker
+    ) -> list[_Image]:
+        """Settle images already stored (unchanged, or new locations); return the ones to encode."""
+        new: list[_Image] = []
+        for start in range(0, len(images), RETRIEVE_CHUNK):
+            chunk = images[start : start + RETRIEVE_CHUNK]
+            stored = self.store.retrieve([img.id for img in chunk])
+            for img in chunk:
+                payload = stored.get(img.id)
+                if payload is None:
+                    new.append(img)
+                    continue
+                known_paths = set(payload.get("paths", []))
+                known_names = set(payload.get("names", []))
+                fresh = [p for p in img.paths if str(p) not in known_paths or not known_names.issuperset(_labels(p, names))]
+                if fresh:
+                    still_there = [p for p in payload.get("paths", []) if os.path.exists(p)]
+                    paths = list(dict.fromkeys(still_there + [str(p) for p in fresh]))
+                    labels = [label for p in fresh for label in _labels(p, names)]
+                    self.store.set_payload(img.id, relocated(payload, paths, labels))
+                    report.renamed.extend(str(p) for p in fresh)
+                report.unchanged.extend(str(p) for p in img.paths if p not in fresh)
+                tracker.advance(len(img.paths))
+        return new
+
+    def _encode_new(
+        self,
+        images: list[_Image],
+        names: Mapping[Path, Sequence[str]],
+        pool: ThreadPoolExecutor,
+        report: IndexReport,
+        tracker: _Tracker,
+    ) -> None:
+        batch: list[tuple[_Image, Decoded]] = []
+        for img, decoded in self._decode_ahead(images, pool):
+            if isinstance(decoded, ImageError):
+                report.failed.extend(Failure(str(p), str(decoded)) for p in img.paths)
+                tracker.advance(len(img.paths))
+                continue
+            batch.append((img, decoded))
+            if len(batch) >= self.encoder.batch_size:
+                self._write(batch, names, report, tracker)
+                batch = []
+        self._write(batch, names, report, tracker)
+
+    def _decode_ahead(
+        self, images: list[_Image], pool: ThreadPoolExecutor
+    ) -> Iterator[tuple[_Image, Decoded | ImageError]]:
+        """Decode in the pool, at most two batches ahead of the model, in order."""
+        window: deque[tuple[_Image, Future]] = deque()
+        ahead = 2 * self.encoder.batch_size + self.workers
+        min_side = self.encoder.image_size
+        try:
+            for img in images:
+                window.append((img, pool.submit(_decode_first, img.paths, self.max_pixels, min_side)))
+                if len(window) >= ahead:
+                    first, future = window.popleft()
+                    yield first, future.result()
+            while window:
+                first, future = window.popleft()
+                yield first, future.result()
+        finally:
+            for _, future in window:
+                future.cancel()
+
+    def _write(
+        self,
+        batch: list[tuple[_Image, Decoded]],
+        names: Mapping[Path, Sequence[str]],
+        report: IndexReport,
+        tracker: _Tracker,
+    ) -> None:
+        if not batch:
+            return
+        vectors = self.encoder.encode_images([d.image for _, d in batch])
+        now = time.time()
+        points = [
+            Point(img.id, vector, new_payload(img, d, names, self.encoder.model_id, now))
+            for (img, d), vector in zip(batch, vectors)
+        ]
+        self.store.upsert(points)
+        report.added.extend(str(p) for img, _ in batch for p in img.paths)
+        tracker.encoded(len(batch), sum(len(img.paths) for img, _ in batch))
+
+
+def _hash_and_stat(path: Path) -> tuple[str, int, float] | ImageError:
+    try:
+        st = path.stat()
+        if not path.is_file():
+            return ImageError("not a regular file")
+        return file_hash(path), st.st_size, st.st_mtime
+    except ImageError as exc:
+        return exc
+    except OSError as exc:
+        return ImageError(f"could not be read ({exc.strerror})")
+
+
+def _decode_first(paths: list[Path], max_pixels: int, min_side: int) -> Decoded | ImageError:
+    try:
+        return decode(paths[0], max_pixels, min_side)
+    except ImageError as exc:
+        return exc
+
+
+def _labels(path: Path, names: Mapping[Path, Sequence[str]]) -> list[str]:
+    return list(names.get(path) or [path.name])
+
+
+def _ancestors(paths: Iterable[str]) -> list[str]:
+    folders: set[str] = set()
+    for path in paths:
+        folders.update(str(parent) for parent in Path(path).parents)
+    return sorted(folders)
+
+
+def _locations(paths: list[str], labels: list[str]) -> dict[str, Any]:
+    names = list(dict.fromkeys(labels))
+    return {
+        "paths": paths,
+        "names": names,
+        "name": names[0],
+        "folder": str(Path(paths[0]).parent),
+        "folders": _ancestors(paths),
+    }
+
+
+def new_payload(
+    img: _Image, decoded: Decoded, names: Mapping[Path, Sequence[str]], model_id: str, now: float
+) -> dict[str, Any]:
+    """Everything stored with a new point."""
+    meta = decoded.meta
+    return {
+        "sha256": img.digest,
+        **_locations([str(p) for p in img.paths], [label for p in img.paths for label in _labels(p, names)]),
+        "bytes": img.size,
+        "width": meta.width,
+        "height": meta.height,
+        "format": meta.format,
+        "mtime": img.mtime,
+        "taken_at": meta.taken_at,
+        "date": meta.taken_at or img.mtime,
+        "indexed_at": now,
+        "model": model_id,
+    }
+
+
+def relocated(payload: dict[str, Any], paths: list[str], new_labels: list[str]) -> dict[str, Any]:
+    """`payload` now found at `paths`: names of dropped paths go, `new_labels` join."""
+    dropped = {Path(p).name for p in payload.get("paths", []) if p not in paths} - {Path(p).name for p in paths}
+    labels = [n for n in payload.get("names", []) if n not in dropped] + new_labels
+    return {**payload, **_locations(paths, labels or [Path(paths[0]).name])}
+
+
+class _Tracker:
+    """Counts progress and reports it, with images/s and ETA over the encoding so far."""
+
+    def __init__(self, total: int, callback: ProgressCallback | None) -> None:
+        self.total = total
+        self.done = 0
+        self.images = 0
+        self.callback = callback
+        self.started = time.perf_counter()
+
+    def skip(self, files: int) -> None:
+        self.total -= files
+
+    def advance(self, files: int) -> None:
+        self.done += files
+        self._report()
+
+    def encoded(self, images: int, files: int) -> None:
+        self.images += images
+        self.advance(files)
+
+    def _report(self) -> None:
+        if not self.callback:
+            return
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        rate = self.images / elapsed
+        left = self.total - self.done
+        self.callback(Progress(self.done, self.total, rate, left / rate if rate > 0 else None))
