@@ -1,0 +1,72 @@
+"""Shared fixtures: the tiny CLIP from tests/fixtures, an embedded Qdrant in a temp folder, real images."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# Tests never touch the network, and never read the developer's own qdrant.env.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["EMBEDDER_ENV_FILE"] = str(FIXTURES / "empty.env")
+for _var in ("QDRANT_URL", "QDRANT_API_KEY", "QDRANT_PATH", "EMBEDDER_MODEL", "UPLOAD_DIR"):
+    os.environ.pop(_var, None)
+
+from embedder.config import Settings  # noqa: E402
+from embedder.encoder import Encoder  # noqa: E402
+from embedder.engine import Engine  # noqa: E402
+
+# The test model: a tiny CLIP trained offline on synthetic shapes (swap it here, in one place).
+TEST_MODEL = Path(os.environ.get("EMBEDDER_TEST_MODEL", FIXTURES / "tiny-clip"))
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    return TEST_MODEL
+
+
+@pytest.fixture(scope="session")
+def encoder(model_path: Path) -> Encoder:
+    return Encoder(str(model_path), device="cpu", batch_size=16)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, model_path: Path) -> Settings:
+    return Settings(
+        model=str(model_path),
+        device="cpu",
+        batch_size=16,
+        workers=2,
+        qdrant_path=tmp_path / "qdrant",
+        upload_dir=tmp_path / "uploads",
+    )
+
+
+@pytest.fixture
+def engine(settings: Settings, encoder: Encoder, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    """An engine on a fresh embedded store, reusing the session's loaded model."""
+    monkeypatch.setattr("embedder.engine.Encoder", lambda *a, **k: encoder)
+    eng = Engine.open(settings)
+    yield eng
+    eng.close()
+
+
+@pytest.fixture
+def reopen(settings: Settings, encoder: Encoder, monkeypatch: pytest.MonkeyPatch):
+    """Open another engine on the same settings (after closing the first)."""
+    monkeypatch.setattr("embedder.engine.Encoder", lambda *a, **k: encoder)
+
+    def _open(**changes) -> Engine:
+        return Engine.open(replace(settings, **changes))
+
+    return _open
