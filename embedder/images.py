@@ -134,7 +134,7 @@ def decode(source: Path | bytes, max_pixels: int, min_side: int | None = None) -
     except UnidentifiedImageError:
         raise ImageError("not an image, or a format that is not supported") from None
     except Image.DecompressionBombError:
-        raise ImageError(f"too many pixels (the limit is MAX_IMAGE_PIXELS={max_pixels})") from None
+        raise ImageError(f"too many pixels: above the limit of {max_pixels / 1e6:.0f} megapixels (MAX_IMAGE_PIXELS)") from None
     except OSError as exc:
         raise ImageError(_os_reason(exc)) from None
     except MemoryError:

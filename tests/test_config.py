@@ -1,0 +1,60 @@
+"""Settings: environment over qdrant.env, defaults, and one clear message per bad value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from embedder.config import Settings
+from embedder.errors import ConfigError
+
+
+def test_defaults_are_the_embedded_store_and_the_real_model(tmp_path: Path) -> None:
+    s = Settings.from_env(environ={}, env_file=tmp_path / "missing.env")
+    assert s.model == "clip-ViT-B-32"
+    assert s.storage_mode == "embedded"
+    assert s.qdrant_path == Path("data/qdrant")
+    assert s.upload_dir == Path("data/uploads")
+
+
+def test_environment_wins_over_the_env_file(tmp_path: Path) -> None:
+    env_file = tmp_path / "qdrant.env"
+    env_file.write_text("EMBEDDER_MODEL=from-file\nQDRANT_COLLECTION=photos\nEMBEDDER_BATCH_SIZE=8\n")
+    s = Settings.from_env(environ={"EMBEDDER_MODEL": "from-env"}, env_file=env_file)
+    assert (s.model, s.collection, s.batch_size) == ("from-env", "photos", 8)
+
+
+def test_server_mode_when_url_is_set() -> None:
+    s = Settings.from_env(environ={"QDRANT_URL": "http://localhost:6333/", "QDRANT_API_KEY": "s3cret-key"}, env_file="/none")
+    assert s.storage_mode == "server"
+    assert s.storage_location == "http://localhost:6333"
+    assert "s3cret-key" not in repr(s)
+    assert "QDRANT_API_KEY" not in s.env()
+
+
+def test_empty_values_fall_back_to_defaults() -> None:
+    s = Settings.from_env(environ={"QDRANT_URL": "", "EMBEDDER_BATCH_SIZE": ""}, env_file="/none")
+    assert s.qdrant_url is None and s.batch_size == 0
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("EMBEDDER_BATCH_SIZE", "lots"),
+        ("EMBEDDER_BATCH_SIZE", "-4"),
+        ("EMBEDDER_DEVICE", "tpu"),
+        ("QDRANT_URL", "localhost:6333"),
+        ("QDRANT_COLLECTION", "my photos"),
+        ("MAX_IMAGE_PIXELS", "0"),
+        ("QDRANT_SHARD_NUMBER", "x"),
+    ],
+)
+def test_invalid_values_name_the_variable(var: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=var):
+        Settings.from_env(environ={var: value}, env_file="/none")
+
+
+def test_image_dirs_is_a_path_list() -> None:
+    s = Settings.from_env(environ={"IMAGE_DIRS": "/a:/b/c"}, env_file="/none")
+    assert s.image_dirs == (Path("/a"), Path("/b/c"))
