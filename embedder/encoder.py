@@ -61,6 +61,7 @@ class Encoder:
         self.dim = int(self._model.get_embedding_dimension())
         self.batch_size = batch_size or DEFAULT_BATCH.get(self.device.split(":")[0], 32)
         self.image_size = _image_input_size(self._model)
+        self._model.max_seq_length = _text_max_tokens(self._model)  # longer queries are cut, not fatal
         self._lock = threading.Lock()
         log.info("loaded %s (%d-d) on %s", self.model_id, self.dim, self.device)
 
@@ -91,6 +92,9 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
 
 def _load(model: str, device: str):
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no "Loading weights" bars on a user's terminal
 
     path = Path(model).expanduser()
     looks_like_path = path.is_absolute() or model.startswith((".", "~"))
@@ -143,6 +147,15 @@ def _image_input_size(model) -> int:
             if get(key):
                 return int(get(key))
     return 224
+
+
+def _text_max_tokens(model) -> int:
+    """CLIP's text tower has a fixed number of positions (77 for ViT-B/32)."""
+    config = getattr(model[0], "config", None)
+    text_config = getattr(config, "text_config", config)
+    positions = getattr(text_config, "max_position_embeddings", None) or 77
+    current = getattr(model, "max_seq_length", None)
+    return min(current, positions) if current else positions
 
 
 def _first_line(exc: Exception) -> str:
