@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +40,31 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--shard", type=parse_shard, help="I/N: index only this worker's share (by content hash)")
     index.add_argument("--json", action="store_true", help="print the report as JSON")
 
-    search = commands.add_parser("search", help="find images by text")
-    search.add_argument("text")
+    search = commands.add_parser(
+        "search",
+        help="find images by text, images and stored points",
+        description="Terms add up: `beach 2:sunset -people` means beach, twice as much sunset, no people. "
+        "Put `--` before terms that start with '-'.",
+    )
+    search.add_argument("terms", nargs="*", help="TEXT, -TEXT (subtract) or WEIGHT:TEXT")
+    search.add_argument("--image", action="append", default=[], type=Path, metavar="PATH", help="an image as a term")
+    search.add_argument("--like", action="append", default=[], metavar="ID", help="a stored image's id as a term")
     search.add_argument("-k", "--limit", type=int, default=10)
     search.add_argument("--offset", type=int, default=0)
     search.add_argument("--min-score", type=float, default=None)
     search.add_argument("--template", default=None, help='e.g. "a photo of {}"')
+    search.add_argument("--folder", help="only images in this folder or below")
+    search.add_argument("--type", dest="types", default="", help="file types, e.g. jpeg,png")
+    search.add_argument("--after", type=date.fromisoformat, help="taken on or after YYYY-MM-DD")
+    search.add_argument("--before", type=date.fromisoformat, help="taken on or before YYYY-MM-DD")
+    search.add_argument("--min-width", type=int)
+    search.add_argument("--min-height", type=int)
+    search.add_argument("--collapse", action="store_true", help="show one of each set of near-duplicates")
     search.add_argument("--json", action="store_true")
+
+    dupes = commands.add_parser("duplicates", help="list groups of near-duplicate images")
+    dupes.add_argument("--threshold", type=float, default=None, help="cosine similarity, default 0.95")
+    dupes.add_argument("--json", action="store_true")
 
     info = commands.add_parser("info", help="storage, collection, model and image count")
     info.add_argument("--json", action="store_true")
@@ -95,9 +114,26 @@ def _show_progress(p: Progress) -> None:
 
 
 def run_search(engine: Any, args: argparse.Namespace) -> int:
-    results = engine.searcher.by_text(
-        args.text, limit=args.limit, offset=args.offset, min_score=args.min_score, template=args.template
+    from embedder.duplicates import collapse
+    from embedder.images import decode
+    from embedder.search import Term, make_filter, parse_term
+
+    terms = [parse_term(t) for t in args.terms]
+    terms += [Term(image=decode(path, engine.settings.max_image_pixels).image) for path in args.image]
+    terms += [Term(point_id=pid) for pid in args.like]
+    if not terms:
+        raise EmbedderError("search needs at least one term: a text, --image PATH or --like ID")
+    where = make_filter(
+        args.folder, args.types.split(","), args.after, args.before, args.min_width, args.min_height
     )
+    try:
+        results = engine.searcher.by_terms(
+            terms, limit=args.limit, offset=args.offset, min_score=args.min_score, template=args.template, where=where
+        )
+    except ValueError as exc:
+        raise EmbedderError(str(exc)) from None
+    if args.collapse:
+        results = collapse(results, engine.store)
     if args.json:
         _print_json([{"score": r.score, "path": r.path, "name": r.name, "id": r.id} for r in results])
         return 0
@@ -105,6 +141,21 @@ def run_search(engine: Any, args: argparse.Namespace) -> int:
         print("no matches" if engine.store.count() else "nothing indexed yet: run `python -m embedder index FOLDER`")
     for r in results:
         print(f"{r.score:.3f}  {r.path}")
+    return 0
+
+
+def run_duplicates(engine: Any, args: argparse.Namespace) -> int:
+    from embedder.duplicates import DEFAULT_THRESHOLD, near_duplicate_groups
+
+    groups = near_duplicate_groups(engine.store, args.threshold or DEFAULT_THRESHOLD)
+    if args.json:
+        _print_json([{"score": g.score, "paths": [p["paths"] for p in g.payloads]} for g in groups])
+        return 0
+    for g in groups:
+        print(f"{len(g.ids)} images, cosine ≥ {g.score:.3f}:")
+        for payload in g.payloads:
+            print(f"  {payload['paths'][0]}")
+    print(f"{len(groups)} groups of near-duplicates")
     return 0
 
 
@@ -123,4 +174,4 @@ def _print_json(document: Any) -> None:
     sys.stdout.write("\n")
 
 
-COMMANDS = {"index": run_index, "search": run_search, "info": run_info}
+COMMANDS = {"index": run_index, "search": run_search, "duplicates": run_duplicates, "info": run_info}
