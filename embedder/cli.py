@@ -6,7 +6,10 @@ import argparse
 import json
 import logging
 import sys
+import tempfile
 from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,17 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not 0 <= index < count:
         raise argparse.ArgumentTypeError(f"--shard {text}: need 0 ≤ I < N")
     return index, count
+
+
+def parse_ks(text: str) -> tuple[int, ...]:
+    """`1,5,10` → (1, 5, 10)."""
+    try:
+        ks = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--k must be numbers like 1,5,10, got {text!r}") from None
+    if not ks or ks[0] < 1:
+        raise argparse.ArgumentTypeError("--k needs cut-offs of at least 1")
+    return ks
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
     dupes.add_argument("--threshold", type=float, default=None, help="cosine similarity, default 0.95")
     dupes.add_argument("--json", action="store_true")
 
+    evaluate = commands.add_parser(
+        "eval",
+        help="measure retrieval quality (P@K, R@K, mAP, MRR) on a labelled dataset",
+        description="DATASET is a folder of class folders (the query is the class name) or a CSV with "
+        "path,caption columns. It is indexed into a throw-away store unless --live is given.",
+    )
+    evaluate.add_argument("dataset", type=Path)
+    evaluate.add_argument("--k", type=parse_ks, default=(1, 5, 10), help="cut-offs, e.g. 1,5,10")
+    evaluate.add_argument("--template", default=None, help='prompt template for text queries, e.g. "a photo of {}"')
+    evaluate.add_argument(
+        "--compare-templates", action="store_true", help="text→image without and with the template side by side"
+    )
+    evaluate.add_argument("--live", action="store_true", help="index into and search the configured collection")
+    evaluate.add_argument("--per-query", action="store_true", help="also list every text query, worst first")
+    evaluate.add_argument("--json", action="store_true")
+
     info = commands.add_parser("info", help="storage, collection, model and image count")
     info.add_argument("--json", action="store_true")
     return parser
@@ -76,13 +106,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         settings = Settings.from_env()
-        from embedder.engine import Engine  # after settings: a bad setting fails before torch loads
+        with ExitStack() as stack:
+            if args.command == "eval" and not args.live:
+                scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="embedder-eval-")))
+                settings = replace(settings, qdrant_url=None, qdrant_path=scratch, collection="eval")
+            from embedder.engine import Engine  # after settings: a bad setting fails before torch loads
 
-        engine = Engine.open(settings, shard=getattr(args, "shard", None))
-        try:
+            engine = Engine.open(settings, shard=getattr(args, "shard", None))
+            stack.callback(engine.close)
             return COMMANDS[args.command](engine, args)
-        finally:
-            engine.close()
     except EmbedderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -159,6 +191,34 @@ def run_duplicates(engine: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def run_eval(engine: Any, args: argparse.Namespace) -> int:
+    from embedder.evaluate import evaluate_images, evaluate_text, format_per_query, format_table, load_dataset
+    from embedder.search import DEFAULT_TEMPLATE
+
+    try:
+        dataset = load_dataset(args.dataset)
+    except (OSError, ValueError) as exc:
+        raise EmbedderError(str(exc)) from None
+    report = engine.indexer.index(sorted(dataset.labels))
+    for failure in report.failed:
+        print(f"skipped: {failure.path}: {failure.reason}", file=sys.stderr)
+    templates = [None, args.template or DEFAULT_TEMPLATE] if args.compare_templates else [args.template]
+    evaluations = [evaluate_text(engine, dataset, args.k, t) for t in templates]
+    evaluations.append(evaluate_images(engine, dataset, args.k))
+    if args.json:
+        _print_json({"dataset": str(dataset.root), "images": len(dataset.labels), "evaluations": [
+            e.as_dict(per_query=args.per_query) for e in evaluations
+        ]})
+        return 0
+    print(f"{len(dataset.labels)} images, {len(dataset.queries)} text queries, model {engine.encoder.model_id}")
+    print(format_table(evaluations))
+    if args.per_query:
+        for evaluation in evaluations[:-1]:
+            print(f"\ntext queries, template {evaluation.template or '—'}, worst first:")
+            print(format_per_query(evaluation, args.k[min(1, len(args.k) - 1)]))
+    return 0
+
+
 def run_info(engine: Any, args: argparse.Namespace) -> int:
     info = engine.info()
     if args.json:
@@ -174,4 +234,10 @@ def _print_json(document: Any) -> None:
     sys.stdout.write("\n")
 
 
-COMMANDS = {"index": run_index, "search": run_search, "duplicates": run_duplicates, "info": run_info}
+COMMANDS = {
+    "index": run_index,
+    "search": run_search,
+    "duplicates": run_duplicates,
+    "eval": run_eval,
+    "info": run_info,
+}
