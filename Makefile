@@ -15,6 +15,15 @@ run: $(APP)
 test: $(DEV) chromium
 	$(BIN)/python -m pytest
 
+# Offline demo: synthetic shapes indexed with the committed tiny CLIP, in a store of its own.
+# Try queries like "a red circle" or "a small blue square".
+DEMO_ENV := EMBEDDER_MODEL=tests/fixtures/tiny-clip QDRANT_PATH=data/demo/qdrant \
+            UPLOAD_DIR=data/demo/uploads IMAGE_DIRS=data/demo/images
+demo: $(APP)
+	$(BIN)/python -m embedder.synthetic data/demo/images --per-class 8 --seed 1
+	$(DEMO_ENV) $(BIN)/python -m embedder index data/demo/images
+	$(DEMO_ENV) $(BIN)/streamlit run main_app.py
+
 $(APP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
