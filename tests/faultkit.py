@@ -49,17 +49,19 @@ def distinct_image(i: int, size: tuple[int, int] = (160, 120)) -> Image.Image:
     return img
 
 
-def distinct_folder(folder: Path, count: int, copies: int = 0, size: tuple[int, int] = (160, 120)) -> list[Path]:
-    """`count` distinct images (PNG and JPEG, some in subfolders) plus `copies` byte-copies of them."""
+def distinct_folder(
+    folder: Path, count: int, copies: int = 0, size: tuple[int, int] = (160, 120), start: int = 0
+) -> list[Path]:
+    """Images number `start`.. `start+count-1` (PNG and JPEG, in subfolders) plus `copies` byte-copies."""
     paths: list[Path] = []
-    for i in range(count):
+    for i in range(start, start + count):
         sub = folder / f"part{i % 3}"
         sub.mkdir(parents=True, exist_ok=True)
         path = sub / (f"img{i:03d}.png" if i % 2 else f"img{i:03d}.jpg")
         distinct_image(i, size).save(path)
         paths.append(path)
     for j in range(copies):
-        src = paths[j * 7 % count]
+        src = paths[j * 7 % count]  # a copy of an image of this folder
         dst = folder / "copies" / f"copy{j:02d}{src.suffix}"
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_bytes(src.read_bytes())
