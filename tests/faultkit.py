@@ -215,9 +215,14 @@ def free_port() -> int:
 
 
 class ClosingServer:
-    """Accepts every connection and closes it at once, without a byte of answer."""
+    """Accepts every connection and closes it at once, without a byte of answer.
 
-    def __init__(self) -> None:
+    With `hold=True` it keeps every connection open and never answers: a hung server.
+    """
+
+    def __init__(self, hold: bool = False) -> None:
+        self.hold = hold
+        self.held: list[socket.socket] = []
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -237,7 +242,10 @@ class ClosingServer:
             except (TimeoutError, OSError):
                 continue
             self.accepted += 1
-            conn.close()
+            if self.hold:
+                self.held.append(conn)
+            else:
+                conn.close()
 
     def __enter__(self) -> ClosingServer:
         return self
@@ -245,6 +253,8 @@ class ClosingServer:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(10)
+        for conn in self.held:
+            conn.close()
         self.sock.close()
 
 
@@ -277,13 +287,16 @@ class _Http:
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
+        self._stop_lock = threading.Lock()
         self._stopped = False
 
     def stop(self) -> None:
-        if not self._stopped:
-            self._stopped = True
-            self.httpd.shutdown()
-            self.httpd.server_close()
+        """Stop listening; returns once the port is free (also when another thread began the stop)."""
+        with self._stop_lock:
+            if not self._stopped:
+                self.httpd.shutdown()
+                self.httpd.server_close()
+                self._stopped = True
 
     def __enter__(self):
         return self
@@ -538,7 +551,8 @@ class _QdrantHandler(_Quiet):
             return (404, "no collection")
         if not col.points:
             return {"points": []}
-        query = np.asarray(body["query"], dtype=np.float64)
+        raw = body["query"]
+        query = np.asarray(raw.get("nearest", raw) if isinstance(raw, dict) else raw, dtype=np.float64)
         ids = list(col.points)
         matrix = np.asarray([col.points[i][0] for i in ids], dtype=np.float64)
         norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(query) or 1.0)
