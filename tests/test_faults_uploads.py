@@ -6,6 +6,7 @@ content-addressed) and findable under the name it was sent with; every refused o
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from pathlib import Path
@@ -196,3 +197,38 @@ def test_uploads_that_are_not_images_are_not_kept(engine: Engine) -> None:
     assert [Path(f.path).suffix for f in report.failed] == [".png"] and len(report.added) == 1
     kept = [p for p in upload_dir.rglob("*") if p.is_file()]
     assert [p.read_bytes() for p in kept] == [image_bytes(3)]
+
+
+def test_a_full_disk_while_saving_leaves_no_partial_file_and_a_retry_works(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upload_dir = engine.settings.upload_dir
+    real_fdopen = os.fdopen
+
+    class HalfWritten:
+        """A file whose disk fills up halfway through the write."""
+
+        def __init__(self, fh) -> None:
+            self.fh = fh
+
+        def write(self, data: bytes) -> int:
+            self.fh.write(data[: len(data) // 2])
+            self.fh.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            self.fh.close()
+
+    monkeypatch.setattr("embedder.uploads.os.fdopen", lambda fd, mode: HalfWritten(real_fdopen(fd, mode)))
+    report = engine.indexer.index_uploads([("full.png", image_bytes(7))], upload_dir)
+    assert [(f.path, "No space left" in f.reason) for f in report.failed] == [("full.png", True)]
+    assert [p for p in upload_dir.rglob("*") if p.is_file()] == []  # no partial file, no temp file
+    assert engine.store.count() == 0
+
+    monkeypatch.setattr("embedder.uploads.os.fdopen", real_fdopen)  # space freed
+    again = engine.indexer.index_uploads([("full.png", image_bytes(7))], upload_dir)
+    assert len(again.added) == 1 and engine.store.count() == 1
+    assert [p.read_bytes() for p in upload_dir.rglob("*") if p.is_file()] == [image_bytes(7)]
