@@ -6,6 +6,8 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
 from dotenv import dotenv_values
 
 from embedder.errors import ConfigError
@@ -41,7 +43,12 @@ class Settings:
 
     @property
     def storage_location(self) -> str:
-        return self.qdrant_url or str(self.qdrant_path)
+        """The folder, or the server URL without any user:password part (safe to show and log)."""
+        if not self.qdrant_url:
+            return str(self.qdrant_path)
+        url = urlsplit(self.qdrant_url)
+        host = url.netloc.rpartition("@")[2]
+        return urlunsplit((url.scheme, host, url.path, url.query, url.fragment))
 
     @classmethod
     def from_env(

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = {"cuda": 256, "mps": 64, "cpu": 32}
 HUB_PROBE_SECONDS = 3.0
+MAX_ASPECT = 2.0
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -67,7 +68,7 @@ class Encoder:
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """L2-normalised float32 vectors, one row per image."""
-        return self._encode(list(images))
+        return self._encode([crop_to_aspect(image) for image in images])
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalised float32 vectors, one row per text."""
@@ -81,6 +82,24 @@ class Encoder:
                 items, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False
             )
         return normalise(np.asarray(vectors, dtype=np.float32))
+
+
+def crop_to_aspect(image: Image.Image, max_ratio: float = MAX_ASPECT) -> Image.Image:
+    """The centre of a very long or tall image, at most `max_ratio`:1.
+
+    CLIP scales the shorter side up to its input size and keeps only the centre square, so this
+    loses nothing the model sees — but a 20000×1 sliver no longer grows into gigapixels on the way.
+    """
+    width, height = image.size
+    if width > height * max_ratio:
+        keep = max(1, round(height * max_ratio))
+        left = (width - keep) // 2
+        return image.crop((left, 0, left + keep, height))
+    if height > width * max_ratio:
+        keep = max(1, round(width * max_ratio))
+        top = (height - keep) // 2
+        return image.crop((0, top, width, top + keep))
+    return image
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:

@@ -28,7 +28,9 @@ class Engine:
         """Load the model, then open the store for its dimension (either may raise an EmbedderError)."""
         encoder = Encoder(settings.model, settings.device, settings.batch_size)
         store = open_store(settings, encoder.model_id, encoder.dim)
-        indexer = Indexer(encoder, store, settings.max_image_pixels, settings.workers, shard)
+        indexer = Indexer(
+            encoder, store, settings.max_image_pixels, settings.workers, shard, settings.max_upload_mb * 2**20
+        )
         return cls(settings, encoder, store, indexer, Searcher(encoder, store))
 
     def info(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -104,12 +105,17 @@ class Indexer:
         max_pixels: int,
         workers: int = 0,
         shard: tuple[int, int] | None = None,
+        max_upload_bytes: int | None = None,
     ) -> None:
         self.encoder = encoder
         self.store = store
         self.max_pixels = max_pixels
         self.workers = workers or os.cpu_count() or 2
         self.shard = shard
+        self.max_upload_bytes = max_upload_bytes
+        # Runs in one process (two browser sessions) may meet on the same images: every
+        # read-merge-write of a point's payload happens under this lock, so no path is lost.
+        self._payload_lock = threading.Lock()
 
     def index(
         self,
@@ -134,8 +140,8 @@ class Indexer:
             images = self._hash_all(files, pool, report, tracker)
             new = self._sort_known(images, names, report, tracker)
             self._encode_new(new, names, pool, report, tracker)
-        if prune:
-            report.removed = self.prune(roots)
+        if prune:  # a root that is missing (an unplugged disk) is not a reason to forget its images
+            report.removed = self.prune([r for r in roots if Path(r).expanduser().exists()])
         report.seconds = time.perf_counter() - started
         log.info("index %s: %s", [str(r) for r in roots], report.summary())
         return report
@@ -143,18 +149,28 @@ class Indexer:
     def index_uploads(
         self, uploads: Iterable[tuple[str, bytes]], upload_dir: Path, on_progress: ProgressCallback | None = None
     ) -> IndexReport:
-        """Save uploaded files under `upload_dir` (content-addressed) and index them."""
+        """Save uploaded files under `upload_dir` (content-addressed) and index them.
+
+        Failures are reported under the names people uploaded them as; files that turn out not to
+        be readable images are not kept.
+        """
         saved: dict[Path, list[str]] = {}
         refused: list[Failure] = []
         for raw_name, data in uploads:
             try:
-                upload = save_upload(raw_name, data, upload_dir)
+                upload = save_upload(raw_name, data, upload_dir, self.max_upload_bytes)
             except (ValueError, OSError) as exc:
                 refused.append(Failure(raw_name, str(exc)))
                 continue
             saved.setdefault(upload.path, []).append(upload.name)
         report = self.index(list(saved), names=saved, on_progress=on_progress) if saved else IndexReport()
-        report.failed = refused + report.failed
+        unreadable = []
+        for failure in report.failed:
+            path = Path(failure.path)
+            if path in saved:  # bytes that are no readable image are not worth keeping
+                path.unlink(missing_ok=True)
+            unreadable += [Failure(name, failure.reason) for name in saved.get(path, [failure.path])]
+        report.failed = refused + unreadable
         return report
 
     def prune(self, roots: Sequence[Path | str]) -> list[str]:
@@ -181,6 +197,15 @@ class Indexer:
         for pid, payload in shrunk:
             self.store.set_payload(pid, payload)
         return removed
+
+    def _add_locations(self, point_id: str, fresh: list[Path], names: Mapping[Path, Sequence[str]]) -> None:
+        """Record new paths (and upload names) of a stored image; paths whose files are gone drop out."""
+        with self._payload_lock:
+            payload = self.store.retrieve([point_id]).get(point_id, {})
+            still_there = [p for p in payload.get("paths", []) if os.path.exists(p)]
+            paths = list(dict.fromkeys(still_there + [str(p) for p in fresh]))
+            labels = [label for p in fresh for label in _labels(p, names)]
+            self.store.set_payload(point_id, relocated(payload, paths, labels))
 
     def _hash_all(
         self, files: list[Path], pool: ThreadPoolExecutor, report: IndexReport, tracker: _Tracker
@@ -216,10 +241,7 @@ class Indexer:
                 known_names = set(payload.get("names", []))
                 fresh = [p for p in img.paths if str(p) not in known_paths or not known_names.issuperset(_labels(p, names))]
                 if fresh:
-                    still_there = [p for p in payload.get("paths", []) if os.path.exists(p)]
-                    paths = list(dict.fromkeys(still_there + [str(p) for p in fresh]))
-                    labels = [label for p in fresh for label in _labels(p, names)]
-                    self.store.set_payload(img.id, relocated(payload, paths, labels))
+                    self._add_locations(img.id, fresh, names)
                     report.renamed.extend(str(p) for p in fresh)
                 report.unchanged.extend(str(p) for p in img.paths if p not in fresh)
                 tracker.advance(len(img.paths))
@@ -280,7 +302,13 @@ class Indexer:
             Point(img.id, vector, new_payload(img, d, names, self.encoder.model_id, now))
             for (img, d), vector in zip(batch, vectors)
         ]
-        self.store.upsert(points)
+        with self._payload_lock:  # another run may have stored some of these meanwhile: keep its paths
+            stored = self.store.retrieve([p.id for p in points])
+            points = [
+                Point(p.id, p.vector, {**p.payload, **_locations(*_merged(stored[p.id], p.payload))}) if p.id in stored else p
+                for p in points
+            ]
+            self.store.upsert(points)
         report.added.extend(str(p) for img, _ in batch for p in img.paths)
         tracker.encoded(len(batch), sum(len(img.paths) for img, _ in batch))
 
@@ -344,6 +372,12 @@ def new_payload(
         "indexed_at": now,
         "model": model_id,
     }
+
+
+def _merged(stored: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Paths and names of a point written by two runs: the stored ones first, then the new ones."""
+    paths = list(dict.fromkeys(stored.get("paths", []) + new["paths"]))
+    return paths, [*stored.get("names", []), *new["names"]]
 
 
 def relocated(payload: dict[str, Any], paths: list[str], new_labels: list[str]) -> dict[str, Any]:

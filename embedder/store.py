@@ -108,6 +108,10 @@ class ImageStore(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def optimize(self, force: bool = False) -> bool:
+        """Build search indexes after a bulk load, where the engine needs it; True if it did work."""
+        return False
+
     def __enter__(self) -> ImageStore:
         return self
 
@@ -119,7 +123,21 @@ def open_store(settings: Settings, model_id: str, dim: int) -> ImageStore:
     """Open the configured storage and make sure its collection fits `model_id` and `dim`."""
     if settings.qdrant_url:
         return QdrantStore.server(settings, model_id, dim)
+    from embedder import store_edge  # the embedded engine: Qdrant Edge (see BENCHMARKS.md)
+
+    if store_edge.edge_available():
+        return store_edge.EdgeStore(settings, model_id, dim)
+    log.warning("qdrant-edge-py is not installed: falling back to qdrant-client local mode (slow past ~10k images)")
     return QdrantStore.embedded(settings, model_id, dim)
+
+
+def mismatch_message(collection: str, size: int | None, recorded: str | None, model_id: str, dim: int) -> str:
+    """Why a collection is refused, and the two ways out (the same words for every backend)."""
+    return (
+        f"Collection {collection!r} holds {size}-d vectors made by model {recorded or 'unknown'!r}, but "
+        f"EMBEDDER_MODEL is {model_id!r} ({dim}-d). Set EMBEDDER_MODEL back to "
+        f"{recorded or 'that model'!r}, or set QDRANT_COLLECTION to a new name to index with this model."
+    )
 
 
 class FolderLock:
@@ -173,6 +191,15 @@ def _qdrant_errors(location: str) -> Iterator[None]:
         raise StoreError(f"Qdrant at {location} failed: {text}") from None
 
 
+def damaged(folder: Path, exc: Exception) -> StoreError:
+    """The message for an embedded store whose files cannot be read back."""
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return StoreError(
+        f"The storage folder {folder} is damaged ({detail}). Restore it from a backup, or move it "
+        "away and index your folders again (nothing else is lost: your images are untouched)."
+    )
+
+
 class QdrantStore(ImageStore):
     """An `ImageStore` on qdrant-client: a server, or local mode in a folder."""
 
@@ -197,8 +224,10 @@ class QdrantStore(ImageStore):
     def embedded(cls, settings: Settings, model_id: str, dim: int) -> QdrantStore:
         lock = FolderLock(settings.qdrant_path)
         try:
-            with _qdrant_errors(str(settings.qdrant_path)):
+            try:
                 client = QdrantClient(path=str(settings.qdrant_path))
+            except Exception as exc:  # noqa: BLE001 - the folder's own files cannot be read back
+                raise damaged(settings.qdrant_path, exc) from None
         except Exception:
             lock.release()
             raise
@@ -247,11 +276,7 @@ class QdrantStore(ImageStore):
             self._client.update_collection(name, metadata={"model": self.model_id, "dim": self.dim})
             recorded = self.model_id
         if size != self.dim or recorded != self.model_id or distance != models.Distance.COSINE:
-            raise CollectionMismatchError(
-                f"Collection {name!r} holds {size}-d vectors made by model {recorded or 'unknown'!r}, but "
-                f"EMBEDDER_MODEL is {self.model_id!r} ({self.dim}-d). Set EMBEDDER_MODEL back to "
-                f"{recorded or 'that model'!r}, or set QDRANT_COLLECTION to a new name to index with this model."
-            )
+            raise CollectionMismatchError(mismatch_message(name, size, recorded, self.model_id, self.dim))
 
     def _create_payload_indexes(self) -> None:
         for name in KEYWORD_FIELDS:

@@ -39,14 +39,18 @@ def display_name(raw: str) -> str:
     return clean
 
 
-def save_upload(raw_name: str, data: bytes, upload_dir: Path) -> SavedUpload:
+def save_upload(raw_name: str, data: bytes, upload_dir: Path, max_bytes: int | None = None) -> SavedUpload:
     """Write `data` to UPLOAD_DIR/<hash[:2]>/<hash><ext> once; the same bytes again reuse the file.
 
-    Raises ValueError when the name has no supported image extension.
+    Raises ValueError when the name has no supported image extension or the file is over `max_bytes`.
     """
     name = display_name(raw_name)
     if not is_image_name(name):
         raise ValueError(f"{name}: not a supported image type ({Path(name).suffix or 'no extension'})")
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ValueError(
+            f"{name}: {len(data) / 2**20:.1f} MB is above the upload limit of {max_bytes / 2**20:.0f} MB (MAX_UPLOAD_MB)"
+        )
     digest = bytes_hash(data)
     folder = upload_dir / digest[:2]
     path = folder / f"{digest}{Path(name).suffix.lower()}"

@@ -166,11 +166,6 @@ def test_two_sessions_indexing_overlapping_folders_at_once_double_nothing(
     assert {p["sha256"]: set(p["paths"]) for _, p, _ in engine.store.scroll()} == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: two index runs that both find an image new each upsert a whole payload; the last writer wins "
-    "and the other run's paths/names are lost (Indexer._write). Fix: merge with the stored payload under a lock.",
-)
 def test_two_sessions_racing_on_the_same_new_images_keep_every_path(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

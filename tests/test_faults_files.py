@@ -264,12 +264,6 @@ print(json.dumps({"pixels": width, "grown_kib": grown}))
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an extreme aspect ratio (e.g. 20000×1 px, 60 bytes on disk) passes MAX_IMAGE_PIXELS, then CLIP's "
-    "resize to shortest side = image_size blows it up (×image_size²/1 px): ~200 MB at 32 px, ~10 GB at 224 px. "
-    "Fix: centre-crop to at most 2:1 before encoding (images.decode with min_side, or Encoder.encode_images).",
-)
 def test_a_one_pixel_sliver_cannot_blow_up_the_encoder(tmp_path: Path, model_path: Path) -> None:
     """A 1-pixel-high image is tiny on disk and far under the pixel limit, but CLIP scales its
     shorter side up to the model's input size, multiplying its pixels by that size squared."""

@@ -187,12 +187,6 @@ def test_store_errors_from_the_api_never_carry_the_key(settings: Settings, watch
     assert KEY not in repr(server_settings) and KEY not in watch()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: credentials written into QDRANT_URL (http://user:password@host, e.g. behind an auth proxy) are "
-    "shown in every store error and in `info` (QdrantStore.location = Settings.storage_location = the raw URL). "
-    "Fix: Settings.storage_location drops the userinfo part of the URL.",
-)
 def test_credentials_in_the_url_are_not_shown(server_env, watch, capsys) -> None:
     url = f"http://admin:hunter2-secret@127.0.0.1:{free_port()}"
     server_env(url)

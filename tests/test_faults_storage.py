@@ -54,12 +54,6 @@ def test_a_damaged_store_is_one_message_naming_the_folder(
 
 
 @pytest.mark.parametrize("how", DAMAGE)
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a damaged store gives 'Qdrant at FOLDER failed: Expecting value: line 1 column 1 (char 0)', "
-    "'Unterminated string…' or 'utf-8 codec can't decode…' (a parser's words, no way out). Fix: QdrantStore.embedded "
-    "says 'the storage folder FOLDER is damaged (…): restore it from a backup, or move it away and index again'.",
-)
 def test_a_damaged_store_says_it_is_damaged(engine: Engine, settings: Settings, tmp_path: Path, reopen, how: str) -> None:
     distinct_folder(tmp_path / "photos", 3)
     engine.indexer.index([tmp_path / "photos"])
@@ -71,12 +65,6 @@ def test_a_damaged_store_says_it_is_damaged(engine: Engine, settings: Settings, 
     assert any(word in words for word in ("damaged", "corrupt", "malformed", "not a database")), words
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `index ROOT --prune` with ROOT missing (an unplugged disk, an unmounted share) reports 'no such "
-    "file or folder' and then prunes every point under ROOT, because every path under it looks deleted "
-    "(Indexer.index → Indexer.prune(roots)). Fix: prune only the roots that exist.",
-)
 def test_prune_with_a_missing_root_forgets_nothing(engine: Engine, tmp_path: Path) -> None:
     files = distinct_folder(tmp_path / "usb-disk", 6)
     engine.indexer.index([tmp_path / "usb-disk"])

@@ -163,11 +163,6 @@ def test_any_name_is_saved_inside_upload_dir_under_its_hash(tmp_path_factory, pa
     assert stray == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Indexer.index_uploads does not enforce Settings.max_upload_mb (MAX_UPLOAD_MB); the Indexer is "
-    "never told the limit. Fix: Indexer(max_upload_bytes=...) from Engine.open, refuse larger uploads before save_upload.",
-)
 def test_uploads_over_max_upload_mb_are_refused_and_not_kept(reopen, tmp_path: Path) -> None:
     engine = reopen(max_upload_mb=1)
     try:
@@ -184,11 +179,6 @@ def test_uploads_over_max_upload_mb_are_refused_and_not_kept(reopen, tmp_path: P
         engine.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an upload that is saved but then fails to decode (e.g. HTML named .png) stays in UPLOAD_DIR for "
-    "ever, unindexed. Fix: index_uploads deletes the saved files whose indexing failed.",
-)
 def test_uploads_that_are_not_images_are_not_kept(engine: Engine) -> None:
     upload_dir = engine.settings.upload_dir
     report = engine.indexer.index_uploads(
