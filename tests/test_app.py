@@ -1,0 +1,486 @@
+"""The Streamlit pages through `streamlit.testing.v1.AppTest`: Index and Search, and every error state.
+
+Each test configures the app through the environment (tiny test CLIP, an embedded store in a temp
+folder) exactly as a person would, and drops the process's cached Engine afterwards so its folder
+lock is released before the next test.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+import webui
+from embedder import synthetic
+from embedder.config import Settings
+from embedder.errors import StoreInUseError
+from embedder.indexer import Progress
+from embedder.store import FolderLock, open_store
+from faultkit import StatusServer, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+MAIN = str(ROOT / "main_app.py")
+INDEX = str(ROOT / "main_qdrant.py")
+TIMEOUT = 60  # the first run in a process imports torch and transformers
+CAPTION = re.compile(r"^(?P<name>.*) · (?P<score>-?\d+\.\d{3})$")
+SECRET = "s3cret-api-key-never-shown"
+
+# One image of each of these classes; the trained test model must rank the right one first.
+CLASSES = [
+    ("red", "circle"),
+    ("blue", "square"),
+    ("green", "triangle"),
+    ("yellow", "star"),
+    ("purple", "cross"),
+    ("orange", "circle"),
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Fixtures and helpers
+
+
+def _reset_caches() -> None:
+    st.cache_resource.clear()  # closes the cached Engine (on_release), releasing the store's folder lock
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def app_env(tmp_path: Path, model_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The app configured as a person would: environment variables only."""
+    _reset_caches()
+    monkeypatch.setenv("EMBEDDER_MODEL", str(model_path))
+    monkeypatch.setenv("EMBEDDER_DEVICE", "cpu")
+    monkeypatch.setenv("EMBEDDER_BATCH_SIZE", "16")
+    monkeypatch.setenv("EMBEDDER_WORKERS", "2")
+    monkeypatch.setenv("QDRANT_PATH", str(tmp_path / "qdrant"))
+    monkeypatch.setenv("UPLOAD_DIR", str(tmp_path / "uploads"))
+    yield tmp_path
+    _reset_caches()
+
+
+def render(colour: str, shape: str, seed: int = 0, size: str = "large") -> Image.Image:
+    return synthetic.render(shape, colour, size, np.random.default_rng([seed, len(colour), len(shape)]))
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def upload(colour: str, shape: str, seed: int = 0) -> tuple[str, bytes, str]:
+    return (f"{colour}-{shape}.png", png(render(colour, shape, seed)), "image/png")
+
+
+def write_images(folder: Path, classes=CLASSES, seed: int = 0) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for colour, shape in classes:
+        path = folder / f"{colour}-{shape}.jpg"
+        render(colour, shape, seed).save(path, quality=92)
+        paths.append(path)
+    return paths
+
+
+def open_app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT).run()
+    if page:
+        at.switch_page(page).run()
+    return at
+
+
+def texts(at: AppTest) -> str:
+    """Everything a person can read on the page, in one string."""
+    parts: list[str] = []
+    for kind in ("markdown", "caption", "error", "warning", "info", "success", "title", "subheader", "text", "code"):
+        parts.extend(str(e.value) for e in at.get(kind))
+    parts.extend(str(m.value) for m in at.metric)
+    parts.extend(str(e.proto.message) for e in at.exception)
+    return "\n".join(parts)
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.proto.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def errors(at: AppTest) -> list[str]:
+    """The error messages on the page, as a person reads them; never a traceback."""
+    assert not at.exception, [e.proto.message for e in at.exception]
+    return [unescape(e.value) for e in at.error]
+
+
+def unescape(markdown: str) -> str:
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def results(at: AppTest) -> list[tuple[str, float]]:
+    """(file name, score) of each result, in page order, read back from the thumbnail captions."""
+    found = []
+    for caption in at.caption:
+        match = CAPTION.match(caption.value)
+        if match:
+            found.append((unescape(match["name"]), float(match["score"])))
+    return found
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def index_uploads(files: list[tuple[str, bytes, str]]) -> AppTest:
+    at = open_app("main_qdrant.py")
+    assert_clean(at)
+    at.file_uploader[0].set_value(files)
+    at.button(key="index-button").click().run()
+    return at
+
+
+def index_folder(folder: Path, prune: bool = False, at: AppTest | None = None) -> AppTest:
+    at = at or open_app("main_qdrant.py")
+    at.text_input(key="index-folder").input(str(folder))
+    at.checkbox(key="index-prune").set_value(prune)
+    at.button(key="index-button").click().run()
+    return at
+
+
+def search(text: str, at: AppTest | None = None, **options) -> AppTest:
+    at = at or open_app()
+    if "top_k" in options:
+        at.select_slider(key="search-top-k").set_value(options["top_k"])
+    if "min_score" in options:
+        at.slider(key="search-min-score").set_value(options["min_score"])
+    at.text_input(key="search-text").input(text)
+    at.form_submit_button[0].click().run()
+    return at
+
+
+def trained_model(model_path: Path) -> bool:
+    """Ranking needs the trained tiny CLIP, not a random-weight stand-in."""
+    return (model_path / "README.md").is_file() and "synthetic" in (model_path / "README.md").read_text().lower()
+
+
+# --------------------------------------------------------------------------------------------
+# Index, then Search
+
+
+def test_upload_index_report_then_search_ranks_the_described_image_first(
+    app_env: Path, model_path: Path, encoder
+) -> None:
+    at = open_app()
+    assert_clean(at)
+    assert "Nothing is indexed yet" in texts(at)
+    assert [link.value for link in at.get("page_link")] == ["Go to the Index page"]
+
+    files = [upload(c, s) for c, s in CLASSES]
+    files.append(("broken.jpg", b"this is not an image at all", "image/jpeg"))
+    at = index_uploads(files)
+    assert_clean(at)
+    counts = metrics(at)
+    assert (counts["Added"], counts["Unchanged"], counts["Failed"]) == ("6", "0", "1")
+    assert counts["Images indexed"] == "6"
+    failed = at.dataframe[0].value
+    assert list(failed["file"]) == ["broken.jpg"]
+    assert "not an image" in failed["reason"][0]
+    assert at.file_uploader[0].value == []  # cleared for the next batch
+    info = unescape(texts(at))  # always visible, in the sidebar
+    assert "Collection · images" in info
+    assert f"Model · {model_path.name} ({encoder.dim}-d, cpu)" in info
+    assert f"Storage · embedded: {app_env / 'qdrant'}" in info
+
+    at = search("a red circle")
+    assert_clean(at)
+    found = results(at)
+    assert len(found) == 6
+    scores = [score for _, score in found]
+    assert scores == sorted(scores, reverse=True)
+    assert all(-1.0 <= s <= 1.0 for s in scores)
+    if trained_model(model_path):
+        assert found[0][0] == "red-circle.png"
+    assert "searched as “a photo of a red circle”" in unescape(texts(at))
+
+
+def test_the_same_uploads_again_are_unchanged(app_env: Path) -> None:
+    files = [upload(c, s) for c, s in CLASSES[:2]]
+    at = index_uploads(files)
+    assert metrics(at)["Added"] == "2"
+    at.file_uploader[0].set_value(files)
+    at.button(key="index-button").click().run()
+    assert_clean(at)
+    counts = metrics(at)
+    assert (counts["Added"], counts["Unchanged"], counts["Images indexed"]) == ("0", "2", "2")
+
+
+def test_folder_index_and_prune(app_env: Path) -> None:
+    folder = app_env / "pictures"
+    paths = write_images(folder, CLASSES[:3])
+    at = index_folder(folder)
+    assert_clean(at)
+    assert metrics(at)["Added"] == "3"
+    paths[0].unlink()
+    at = index_folder(folder, prune=True, at=at)
+    assert_clean(at)
+    counts = metrics(at)
+    assert (counts["Unchanged"], counts["Removed"], counts["Images indexed"]) == ("2", "1", "2")
+
+    at = index_folder(app_env / "no-such-folder", at=at)
+    assert_clean(at)
+    assert at.dataframe[0].value["reason"][0] == "no such file or folder"
+
+
+def test_index_button_without_input_asks_for_some(app_env: Path) -> None:
+    at = open_app("main_qdrant.py")
+    at.button(key="index-button").click().run()
+    assert_clean(at)
+    assert "Choose images to upload or enter a folder" in texts(at)
+
+
+def test_configured_image_dirs_are_offered(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = app_env / "library"
+    write_images(folder, CLASSES[:2])
+    monkeypatch.setenv("IMAGE_DIRS", str(folder))
+    at = open_app("main_qdrant.py")
+    assert at.multiselect(key="index-configured").options == [str(folder)]
+    at.multiselect(key="index-configured").select(str(folder))
+    at.button(key="index-button").click().run()
+    assert_clean(at)
+    assert metrics(at)["Added"] == "2"
+
+
+def test_search_by_image_then_more_like_this(app_env: Path, model_path: Path) -> None:
+    write_images(app_env / "pictures")
+    index_folder(app_env / "pictures")
+
+    at = open_app()
+    at.file_uploader(key="search-image").set_value(upload("red", "circle", seed=7)).run()
+    assert_clean(at)
+    found = results(at)
+    assert len(found) == len(CLASSES)
+    assert [s for _, s in found] == sorted((s for _, s in found), reverse=True)
+    if trained_model(model_path):
+        assert found[0][0] == "red-circle.jpg"
+    assert "images like your picture red-circle.png" in unescape(texts(at))
+
+    first = found[0][0]
+    like = next(b for b in at.button if b.key and b.key.startswith("like-0-"))
+    like.click().run()
+    assert_clean(at)
+    similar = results(at)
+    assert first not in [name for name, _ in similar]  # the image itself is left out
+    assert len(similar) == len(CLASSES) - 1
+    assert [s for _, s in similar] == sorted((s for _, s in similar), reverse=True)
+    assert f"images like {first}" in unescape(texts(at))
+
+
+def test_a_bad_query_image_is_a_message(app_env: Path) -> None:
+    write_images(app_env / "pictures", CLASSES[:2])
+    index_folder(app_env / "pictures")
+    at = open_app()
+    at.file_uploader(key="search-image").set_value(("fake.png", b"this is not an image at all", "image/png")).run()
+    assert errors(at) == ["fake.png cannot be used: not an image, or a format that is not supported"]
+    assert results(at) == []
+
+
+def test_show_more_pages_by_offset(app_env: Path) -> None:
+    classes = [(c, s) for c in ("red", "blue", "green") for s in ("circle", "square", "triangle")]  # 9 images
+    write_images(app_env / "pictures", classes)
+    index_folder(app_env / "pictures")
+    at = search("a blue square", top_k=4)
+    assert len(results(at)) == 4
+    at.button(key="search-more").click().run()
+    assert len(results(at)) == 8
+    at.button(key="search-more").click().run()
+    found = results(at)
+    assert len(found) == 9
+    assert len({name for name, _ in found}) == 9
+    assert [s for _, s in found] == sorted((s for _, s in found), reverse=True)
+    assert not [b for b in at.button if b.key == "search-more"]  # nothing more to show
+
+
+def test_nothing_above_the_minimum_score(app_env: Path) -> None:
+    write_images(app_env / "pictures", CLASSES[:2])
+    index_folder(app_env / "pictures")
+    at = search("a red circle", min_score=1.0)
+    assert_clean(at)
+    assert results(at) == []
+    assert "No image scores above the minimum score of 1.00" in texts(at)
+
+
+def test_template_can_be_edited_or_switched_off(app_env: Path) -> None:
+    write_images(app_env / "pictures", CLASSES[:2])
+    index_folder(app_env / "pictures")
+    at = open_app()
+    at.text_input(key="search-template").input("a picture of {}, drawn")
+    at = search("a red circle", at=at)
+    assert "searched as “a picture of a red circle, drawn”" in unescape(texts(at))
+    at.toggle(key="search-use-template").set_value(False).run()
+    assert_clean(at)
+    assert "searched as" not in texts(at)
+    assert len(results(at)) == 2
+
+
+def test_view_shows_the_full_image_and_its_path(app_env: Path) -> None:
+    paths = write_images(app_env / "pictures", CLASSES[:2])
+    index_folder(app_env / "pictures")
+    at = search("a blue square")
+    first = results(at)[0][0]
+    next(b for b in at.button if b.key and b.key.startswith("view-0-")).click().run()
+    assert_clean(at)
+    shown = [c.value for c in at.code]
+    assert shown == [str(p) for p in paths if p.name == first]
+
+
+def test_file_names_are_shown_literally(app_env: Path) -> None:
+    name = "**bold** <b>tag <i>x [link](x.test) :red[hot] :smile: $x^2$ _it_ &amp; #1.png"
+    at = index_uploads([(name, png(render("red", "circle")), "image/png")])
+    assert_clean(at)
+    at = search("a red circle")
+    assert_clean(at)
+    assert results(at) == [(name, results(at)[0][1])]
+    caption = next(c.value for c in at.caption if CAPTION.match(c.value))
+    assert "**" not in caption.replace("\\*", "")
+    assert "<b>" not in caption.replace("\\<", "").replace("\\>", "")
+    for element in [*at.markdown, *at.caption]:
+        assert not element.proto.allow_html
+
+
+# --------------------------------------------------------------------------------------------
+# One Engine per process
+
+
+def test_both_pages_share_one_engine_and_clearing_releases_the_lock(app_env: Path) -> None:
+    search_page = open_app()
+    index_page = open_app("main_qdrant.py")  # a second session in the same process: the same store
+    assert_clean(search_page)
+    assert_clean(index_page)
+    with pytest.raises(StoreInUseError):
+        FolderLock(app_env / "qdrant")  # held by the cached Engine
+    st.cache_resource.clear()
+    FolderLock(app_env / "qdrant").release()  # closed on release: free again
+
+
+def test_index_page_runs_on_its_own(app_env: Path) -> None:
+    at = AppTest.from_file(INDEX, default_timeout=TIMEOUT).run()
+    assert_clean(at)
+    assert at.title[0].value == "Index images"
+    assert metrics(at)["Images indexed"] == "0"
+
+
+# --------------------------------------------------------------------------------------------
+# Errors are messages, never tracebacks
+
+
+@pytest.mark.parametrize("page", [None, "main_qdrant.py"])
+def test_missing_model_says_how_to_set_it(app_env: Path, monkeypatch: pytest.MonkeyPatch, page: str | None) -> None:
+    monkeypatch.setenv("EMBEDDER_MODEL", str(app_env / "no-model-here"))
+    at = open_app(page)
+    [message] = errors(at)
+    assert "EMBEDDER_MODEL" in message and str(app_env / "no-model-here") in message
+
+
+def test_storage_folder_in_use_by_another_process(app_env: Path) -> None:
+    lock = FolderLock(app_env / "qdrant")  # what another running app or CLI holds
+    try:
+        at = open_app()
+        [message] = errors(at)
+        assert f"The storage folder {app_env / 'qdrant'} is in use" in message
+        at.switch_page("main_qdrant.py").run()
+        assert "is in use" in errors(at)[0]
+    finally:
+        lock.release()
+    assert_clean(open_app())  # the other process is gone: the app works without a restart
+
+
+def test_unreachable_server(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("QDRANT_URL", url)
+    monkeypatch.setenv("QDRANT_API_KEY", SECRET)
+    at = open_app()
+    [message] = errors(at)
+    assert f"Cannot reach the Qdrant server at {url}" in message
+    assert SECRET not in texts(at)
+
+
+def test_api_key_refused(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with StatusServer(401) as server:
+        monkeypatch.setenv("QDRANT_URL", server.url)
+        monkeypatch.setenv("QDRANT_API_KEY", SECRET)
+        at = open_app("main_qdrant.py")
+    [message] = errors(at)
+    assert "refused the API key" in message and "QDRANT_API_KEY" in message
+    assert SECRET not in texts(at)
+
+
+def test_collection_made_by_another_model(app_env: Path) -> None:
+    open_store(Settings(qdrant_path=app_env / "qdrant"), "another-clip", 16).close()
+    at = open_app()
+    [message] = errors(at)
+    assert "made by model 'another-clip'" in message and "QDRANT_COLLECTION" in message
+
+
+def test_invalid_setting(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDDER_DEVICE", "toaster")
+    [message] = errors(open_app())
+    assert "EMBEDDER_DEVICE must be one of" in message
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers of webui.py
+
+
+def test_thumbnails_are_small_and_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    st.cache_data.clear()
+    decoded: list[object] = []
+    real_decode = webui.decode
+    monkeypatch.setattr(webui, "decode", lambda *a, **k: decoded.append(a[0]) or real_decode(*a, **k))
+    big = tmp_path / "big.jpg"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (3000, 4000, 3), dtype=np.uint8)).save(big, quality=90)
+    first = webui.thumbnail(str(big), 100_000_000)
+    assert isinstance(first, bytes)
+    with Image.open(io.BytesIO(first)) as thumb:
+        assert thumb.format == "JPEG" and thumb.size == (webui.THUMB_SIDE, webui.THUMB_SIDE)
+    assert len(first) < big.stat().st_size / 20
+    assert webui.thumbnail(str(big), 100_000_000) == first
+    assert decoded == [big]  # made once, then cached by (path, mtime)
+    assert webui.thumbnail(str(tmp_path / "gone.jpg"), 100_000_000) == "the file is no longer there"
+    (tmp_path / "bad.jpg").write_bytes(b"nope")
+    assert "not an image" in webui.thumbnail(str(tmp_path / "bad.jpg"), 100_000_000)
+    preview = webui.preview(str(big), 100_000_000)
+    with Image.open(io.BytesIO(preview)) as full:
+        assert max(full.size) == webui.PREVIEW_SIDE
+    st.cache_data.clear()
+
+
+def test_progress_bar_shows_count_rate_and_time_left() -> None:
+    def script() -> None:
+        import webui
+        from embedder.indexer import Progress
+
+        bar = webui.ProgressBar("Uploaded files (40)", min_interval_s=0)
+        bar(Progress(10, 40, 12.5, 2.4))
+
+    at = AppTest.from_function(script).run()
+    assert not at.exception
+    text = at.get("progress")[0].proto.text
+    assert text == "Uploaded files \\(40\\): 10 of 40 files · 12.5 images/s · about 2 s left"
+    assert webui.duration(None) == "estimating time left"
+    assert webui.duration(125) == "about 2 min 05 s left"
+    assert webui.duration(7300) == "about 2 h 01 min left"
+    assert Progress  # imported for the script above
+
+
+def test_literal_escapes_markdown() -> None:
+    assert webui.literal("a_b*c [d](e) <f> :g: $h$ `i`") == (
+        "a\\_b\\*c \\[d\\]\\(e\\) \\<f\\> \\:g\\: \\$h\\$ \\`i\\`"
+    )
+    assert webui.literal("two\nlines") == "two lines"

@@ -1,0 +1,269 @@
+"""The app as a person uses it: `streamlit run main_app.py` driven in a real Chromium by Playwright.
+
+Uploads real image files through the page, indexes them, searches, checks the order and the
+captions, and saves the screenshots in docs/screenshots/. Debian's Chromium only (never
+`playwright install`): skipped where it is missing, except in CI, where it must run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedder import synthetic
+from faultkit import free_port
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+START_DEADLINE_S = 60
+STEP_TIMEOUT_MS = 45_000  # one step: the first script run loads the model on a slow 2-core machine
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+CAPTION = re.compile(r"^(?P<name>.+) · (?P<score>-?\d+\.\d{3})$")
+CLASSES = [
+    ("red", "circle", "png"),
+    ("blue", "square", "jpg"),
+    ("green", "triangle", "png"),
+    ("yellow", "star", "jpg"),
+    ("purple", "cross", "webp"),
+    ("orange", "circle", "jpg"),
+    ("blue", "circle", "png"),
+    ("red", "square", "jpg"),
+]
+HOSTILE_NAME = "**bold** <b>tag <i>x [link](x.test) :red[hot] $x^2$ _it_.png"
+
+
+def _chromium_or_skip() -> Path:
+    if CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK):
+        return CHROMIUM
+    message = f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium, or make chromium)"
+    if os.environ.get("CI"):
+        pytest.fail(message + " — CI must run the browser tests")
+    pytest.skip(message)
+
+
+def _write_images(folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, (colour, shape, ext) in enumerate(CLASSES):
+        image = synthetic.render(shape, colour, "large", np.random.default_rng([11, i]), image_size=320)
+        path = folder / f"{colour}-{shape}.{ext}"
+        image.save(path, quality=92) if ext != "png" else image.save(path)
+        paths.append(path)
+    return paths
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + START_DEADLINE_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200 and response.read().strip() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.1)  # polling the health endpoint while the server starts
+    raise AssertionError(f"streamlit did not become healthy in {START_DEADLINE_S} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def app_url(tmp_path: Path, model_path: Path) -> Iterator[str]:
+    """`streamlit run main_app.py` on a free port, with the test model and a store of its own."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "EMBEDDER_MODEL": str(model_path),
+        "EMBEDDER_DEVICE": "cpu",
+        "EMBEDDER_BATCH_SIZE": "16",
+        "QDRANT_PATH": str(tmp_path / "qdrant"),
+        "UPLOAD_DIR": str(tmp_path / "uploads"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    log = tmp_path / "streamlit.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "streamlit", "run", "main_app.py",
+                "--server.port", str(port),
+                "--server.address", "127.0.0.1",
+                "--browser.gatherUsageStats", "false",
+                "--server.headless", "true",
+                "--server.fileWatcherType", "none",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc, log)
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(15)
+        text = log.read_text(errors="replace")
+        assert "Traceback" not in text, text[-3000:]
+
+
+@pytest.fixture
+def page(app_url: str):
+    chromium = _chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1440, "height": 1080}, device_scale_factor=1)
+        pg = context.new_page()
+        pg.set_default_timeout(STEP_TIMEOUT_MS)
+        errors: list[str] = []
+        pg.on("pageerror", lambda exc: errors.append(str(exc)))
+        pg.goto(app_url + "/")
+        pg.wait_for_selector(IDLE)
+        yield pg
+        browser.close()
+        assert not errors, errors
+
+
+def _idle(pg) -> None:
+    pg.wait_for_selector(IDLE)
+
+
+def _no_error_on_page(pg) -> None:
+    assert pg.locator('[data-testid="stException"]').count() == 0
+    assert pg.locator('[data-testid="stAlertContentError"]').count() == 0
+
+
+def _captions(pg) -> list[tuple[str, float]]:
+    found = []
+    for text in pg.locator('[data-testid="stCaptionContainer"]').all_inner_texts():
+        match = CAPTION.match(text.strip())
+        if match:
+            found.append((match["name"], float(match["score"])))
+    return found
+
+
+def _upload_and_index(pg, files: list[Path]) -> None:
+    pg.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files([str(f) for f in files])
+    chips = pg.locator('[data-testid="stFileChip"]')
+    pg.wait_for_function(
+        "n => document.querySelectorAll('[data-testid=\"stFileChip\"]').length === n"
+        " && !document.querySelector('[data-testid=\"stFileChipIconSpinner\"]')",
+        arg=len(files),
+    )
+    assert chips.count() == len(files)
+    _idle(pg)
+    pg.get_by_role("button", name="Index", exact=True).click()
+    pg.get_by_text("Last run").wait_for()
+    _idle(pg)
+
+
+def _search(pg, text: str) -> None:
+    box = pg.get_by_label("What are you looking for?")
+    box.fill(text)
+    box.press("Enter")  # a form: Enter submits
+    pg.get_by_text(re.compile(r"results? for “")).wait_for()
+    _idle(pg)
+
+
+def test_upload_index_search_in_a_real_browser(page, app_url: str, tmp_path: Path, model_path: Path) -> None:
+    pg = page
+    started = time.monotonic()
+    # Search is the default page, at "/": with nothing indexed it points to the Index page.
+    pg.get_by_text("Nothing is indexed yet").wait_for()
+    _no_error_on_page(pg)
+
+    # Index page, from the sidebar navigation.
+    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Index").click()
+    pg.get_by_role("heading", name="Index images").wait_for()
+    _idle(pg)
+    files = _write_images(tmp_path / "to-upload")
+    _upload_and_index(pg, files)
+    _no_error_on_page(pg)
+    added = pg.locator('[data-testid="stMetric"]', has_text="Added").locator('[data-testid="stMetricValue"]')
+    assert added.inner_text().strip() == str(len(files))
+    assert pg.locator('[data-testid="stFileChip"]').count() == 0  # the uploader was cleared
+    sidebar = pg.locator('[data-testid="stSidebar"]')
+    assert str(len(files)) in sidebar.locator('[data-testid="stMetricValue"]').inner_text()
+    assert "embedded" in sidebar.inner_text() and model_path.name in sidebar.inner_text()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(SCREENSHOTS / "index.png"), full_page=True)
+
+    # Search: Enter submits, results come as captioned thumbnails, best score first.
+    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Search").click()
+    pg.get_by_label("What are you looking for?").wait_for()
+    _idle(pg)
+    assert pg.url == app_url + "/"  # the default page is served at /, not at its url_path
+    _search(pg, "a red circle")
+    _no_error_on_page(pg)
+    found = _captions(pg)
+    assert len(found) == len(files)
+    assert {name for name, _ in found} == {f.name for f in files}
+    scores = [score for _, score in found]
+    assert scores == sorted(scores, reverse=True)
+    if (model_path / "README.md").is_file() and "synthetic" in (model_path / "README.md").read_text().lower():
+        assert found[0][0] == "red-circle.png"
+    thumbs = pg.locator('[data-testid="stImage"] img')
+    assert thumbs.count() == len(files)
+    thumbs.first.wait_for()
+    pg.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=\"stImage\"] img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
+    natural = thumbs.first.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    assert natural == [256, 256]  # a small thumbnail, not the original
+    pg.screenshot(path=str(SCREENSHOTS / "search.png"), full_page=True)
+
+    # The full image and its path, in a dialog.
+    pg.get_by_role("button", name="View").first.click()
+    dialog = pg.locator('[role="dialog"]')
+    dialog.wait_for()
+    _idle(pg)
+    assert str(tmp_path / "uploads") in dialog.inner_text()
+    pg.keyboard.press("Escape")
+    dialog.wait_for(state="hidden")
+
+    # A hostile file name is shown exactly as it is, not as Markdown or HTML.
+    hostile = tmp_path / "hostile" / HOSTILE_NAME
+    hostile.parent.mkdir()
+    synthetic.render("star", "green", "small", np.random.default_rng(5)).save(hostile)
+    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Index").click()
+    pg.get_by_role("heading", name="Index images").wait_for()
+    _idle(pg)
+    _upload_and_index(pg, [hostile])
+    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Search").click()
+    pg.get_by_label("What are you looking for?").wait_for()
+    _idle(pg)
+    _search(pg, "a small green star")
+    names = [name for name, _ in _captions(pg)]
+    assert HOSTILE_NAME in names
+    grid = pg.locator('[data-testid="stMain"]')
+    assert grid.locator("b, i, a[href*='x.test'], .katex").count() == 0
+    assert time.monotonic() - started < 60
