@@ -120,7 +120,9 @@ def _query_inputs(engine: Engine) -> None:
             key="search-image",
             max_upload_size=engine.settings.max_upload_mb,
         )
-        if upload is not None:
+        if upload is None:
+            st.session_state.pop(SEEN_UPLOAD, None)  # the same picture again is a new search
+        else:
             data = upload.getvalue()
             digest = bytes_hash(data)
             if st.session_state.get(SEEN_UPLOAD) != digest:

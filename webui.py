@@ -12,6 +12,7 @@ import io
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -137,16 +138,26 @@ def _open_engine(key: str, _settings: Settings) -> Engine:
     return Engine.open(_settings)
 
 
+_engine_key_lock = threading.Lock()
+_engine_key: str | None = None
+
+
 def get_engine() -> Engine:
     """The process's one Engine (model + store), opened on first use; on failure a message and stop.
 
     One per process: the embedded store holds an exclusive lock on its folder, so every page and
-    every browser session must share this one. A change of settings replaces it (the old one is
-    closed by `_close_engine`).
+    every browser session must share this one. When the settings change (qdrant.env edited), the
+    old Engine is closed first, so its folder lock is gone before the new one takes it.
     """
+    global _engine_key
     settings = load_settings()
+    key = _settings_key(settings)
+    with _engine_key_lock:
+        if _engine_key not in (None, key):
+            _open_engine.clear()  # on_release closes the old store
+        _engine_key = key
     with errors_as_messages(settings):
-        return _open_engine(_settings_key(settings), settings)
+        return _open_engine(key, settings)
 
 
 def close_engine() -> None:

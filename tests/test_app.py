@@ -193,9 +193,9 @@ def test_upload_index_report_then_search_ranks_the_described_image_first(
     assert "not an image" in failed["reason"][0]
     assert at.file_uploader[0].value == []  # cleared for the next batch
     info = unescape(texts(at))  # always visible, in the sidebar
-    assert "Collection · images" in info
-    assert f"Model · {model_path.name} ({encoder.dim}-d, cpu)" in info
-    assert f"Storage · embedded: {app_env / 'qdrant'}" in info
+    assert "**Collection** · images" in info
+    assert f"**Model** · {model_path.name} ({encoder.dim}-d, cpu)" in info
+    assert f"**Storage** · embedded: {app_env / 'qdrant'}" in info
 
     at = search("a red circle")
     assert_clean(at)
@@ -366,6 +366,17 @@ def test_both_pages_share_one_engine_and_clearing_releases_the_lock(app_env: Pat
         FolderLock(app_env / "qdrant")  # held by the cached Engine
     st.cache_resource.clear()
     FolderLock(app_env / "qdrant").release()  # closed on release: free again
+
+
+def test_changed_settings_replace_the_engine_without_a_lock_conflict(
+    app_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = open_app()
+    assert_clean(at)
+    monkeypatch.setenv("EMBEDDER_BATCH_SIZE", "8")  # e.g. qdrant.env edited while the app runs
+    at.run()
+    assert_clean(at)  # the old Engine let go of the folder before the new one opened it
+    assert "Nothing is indexed yet" in texts(at)
 
 
 def test_index_page_runs_on_its_own(app_env: Path) -> None:
