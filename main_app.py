@@ -152,11 +152,11 @@ def _describe(query: dict, template: str | None, shown: int) -> None:
 
 
 def search_page() -> None:
+    st.title("Search your images", anchor=False)
     engine = webui.get_engine()
     top_k, min_score, template = _options()
     info = webui.sidebar_info(engine)
 
-    st.title("Search your images", anchor=False)
     if info["images"] == 0:
         st.info("Nothing is indexed yet. Add some images first, then come back to search them.", icon=":material/inbox:")
         st.page_link(INDEX_PAGE, label="Go to the Index page", icon=":material/add_photo_alternate:")

@@ -89,16 +89,15 @@ def _show_report(report: IndexReport, names: dict[str, str]) -> None:
 
 def render() -> None:
     st.set_page_config(page_title=f"Index · {webui.APP_TITLE}", page_icon=":material/add_photo_alternate:", layout="wide")
-    engine = webui.get_engine()
-    settings = engine.settings
-    webui.sidebar_info(engine)
-
     st.title("Index images", anchor=False)
     st.caption(
         "Add pictures to the search index: upload them from this computer, or index a folder that is "
         "already on the machine running the app. Images already indexed are recognised by their content and "
         "never encoded twice."
     )
+    engine = webui.get_engine()
+    settings = engine.settings
+    webui.sidebar_info(engine)
 
     generation = st.session_state.setdefault(UPLOADER_GENERATION, 0)
     upload_col, folder_col = st.columns(2, gap="large")

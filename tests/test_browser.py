@@ -206,10 +206,19 @@ def test_upload_index_search_in_a_real_browser(page, app_url: str, tmp_path: Pat
     pg.get_by_role("heading", name="Index images").wait_for()
     _idle(pg)
     files = _write_images(tmp_path / "to-upload")
-    _upload_and_index(pg, files)
+    broken = tmp_path / "to-upload" / "holiday-broken.jpg"
+    broken.write_bytes(files[1].read_bytes()[:600])  # a download cut short
+    _upload_and_index(pg, [*files, broken])
     _no_error_on_page(pg)
-    added = pg.locator('[data-testid="stMetric"]', has_text="Added").locator('[data-testid="stMetricValue"]')
-    assert added.inner_text().strip() == str(len(files))
+
+    def metric(label: str) -> str:
+        box = pg.locator('[data-testid="stMain"] [data-testid="stMetric"]', has_text=label)
+        return box.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+    assert (metric("Added"), metric("Failed")) == (str(len(files)), "1")
+    failures = pg.locator('[data-testid="stDataFrame"]').first  # a canvas grid: its rows are checked in test_app
+    failures.wait_for()
+    assert failures.bounding_box()["height"] > 40
     assert pg.locator('[data-testid="stFileChip"]').count() == 0  # the uploader was cleared
     sidebar = pg.locator('[data-testid="stSidebar"]')
     assert str(len(files)) in sidebar.locator('[data-testid="stMetricValue"]').inner_text()
