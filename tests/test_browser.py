@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from playwright.sync_api import expect, sync_playwright
 
 from embedder import synthetic
 from faultkit import free_port
@@ -137,7 +138,7 @@ def app_url(tmp_path: Path, model_path: Path) -> Iterator[str]:
 @pytest.fixture
 def page(app_url: str):
     chromium = _chromium_or_skip()
-    from playwright.sync_api import sync_playwright
+    expect.set_options(timeout=STEP_TIMEOUT_MS)
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
@@ -190,7 +191,7 @@ def _search(pg, text: str) -> None:
     box = pg.get_by_label("What are you looking for?")
     box.fill(text)
     box.press("Enter")  # a form: Enter submits
-    pg.get_by_text(re.compile(r"results? for “")).wait_for()
+    pg.get_by_text(re.compile(rf"results? for “{re.escape(text)}”")).wait_for()
     _idle(pg)
 
 
@@ -253,9 +254,8 @@ def test_upload_index_search_in_a_real_browser(page, app_url: str, tmp_path: Pat
     # The full image and its path, in a dialog.
     pg.get_by_role("button", name="View").first.click()
     dialog = pg.locator('[role="dialog"]')
-    dialog.wait_for()
-    _idle(pg)
-    assert str(tmp_path / "uploads") in dialog.inner_text()
+    expect(dialog.locator('[data-testid="stCode"]')).to_contain_text(str(tmp_path / "uploads"))
+    expect(dialog.locator('[data-testid="stImage"] img')).to_be_visible()
     pg.keyboard.press("Escape")
     dialog.wait_for(state="hidden")
 
@@ -272,7 +272,7 @@ def test_upload_index_search_in_a_real_browser(page, app_url: str, tmp_path: Pat
     _idle(pg)
     _search(pg, "a small green star")
     names = [name for name, _ in _captions(pg)]
-    assert HOSTILE_NAME in names
+    assert HOSTILE_NAME in names, names
     grid = pg.locator('[data-testid="stMain"]')
     assert grid.locator("b, i, a[href*='x.test'], .katex").count() == 0
     assert time.monotonic() - started < 60
