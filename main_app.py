@@ -67,7 +67,9 @@ def _options() -> tuple[int, float | None, str | None]:
     return top_k, (min_score or None), (template.strip() or None) if use_template else None
 
 
-def _fetch(engine: Engine, query: dict, limit: int, offset: int, min_score: float | None, template: str | None) -> list[Result]:
+def _fetch(
+    engine: Engine, query: dict, limit: int, offset: int, min_score: float | None, template: str | None
+) -> list[Result]:
     searcher = engine.searcher
     if query["kind"] == "text":
         return searcher.by_text(query["text"], limit=limit, offset=offset, min_score=min_score, template=template)
@@ -76,7 +78,9 @@ def _fetch(engine: Engine, query: dict, limit: int, offset: int, min_score: floa
     return searcher.by_vector(query["vector"], limit=limit, offset=offset, min_score=min_score)
 
 
-def _results(engine: Engine, query: dict, top_k: int, min_score: float | None, template: str | None, count: int) -> tuple[list[Result], bool]:
+def _results(
+    engine: Engine, query: dict, top_k: int, min_score: float | None, template: str | None, count: int
+) -> tuple[list[Result], bool]:
     """The hits for `query`: the first page, then one more page per "Show more" (by offset).
 
     Kept in the session while nothing changes; a new query, option or index size starts over.
@@ -90,10 +94,11 @@ def _results(engine: Engine, query: dict, top_k: int, min_score: float | None, t
         st.session_state[PAGES] = 1
     wanted = st.session_state.get(PAGES, 1) * top_k
     if state["more"] and len(state["hits"]) < wanted:
-        page = _fetch(engine, query, wanted - len(state["hits"]), len(state["hits"]), min_score, template)
-        state["more"] = len(page) == wanted - len(state["hits"])
+        missing = wanted - len(state["hits"])
+        page = _fetch(engine, query, missing, len(state["hits"]), min_score, template)
+        state["more"] = len(page) == missing
         state["hits"] = state["hits"] + page
-    return state["hits"], state["more"]
+    return state["hits"][:wanted], state["more"] or len(state["hits"]) > wanted
 
 
 def _query_inputs(engine: Engine) -> None:
@@ -107,7 +112,9 @@ def _query_inputs(engine: Engine) -> None:
                 key="search-text",
                 placeholder="a red bicycle against a wall · a dog on the beach · a small blue square",
             )
-            submitted = button_col.form_submit_button("Search", type="primary", icon=":material/search:", width="stretch")
+            submitted = button_col.form_submit_button(
+                "Search", type="primary", icon=":material/search:", width="stretch"
+            )
         if submitted:
             if text.strip():
                 _set_query(kind="text", text=text.strip(), label=text.strip(), key=("text", text.strip()))
@@ -158,7 +165,9 @@ def search_page() -> None:
     info = webui.sidebar_info(engine)
 
     if info["images"] == 0:
-        st.info("Nothing is indexed yet. Add some images first, then come back to search them.", icon=":material/inbox:")
+        st.info(
+            "Nothing is indexed yet. Add some images first, then come back to search them.", icon=":material/inbox:"
+        )
         st.page_link(INDEX_PAGE, label="Go to the Index page", icon=":material/add_photo_alternate:")
         return
 
@@ -177,7 +186,8 @@ def search_page() -> None:
     if not hits:
         if min_score:
             st.info(
-                f"No image scores above the minimum score of {min_score:.2f}. Lower it in the sidebar.", icon=":material/search_off:"
+                f"No image scores above the minimum score of {min_score:.2f}. Lower it in the sidebar.",
+                icon=":material/search_off:",
             )
         else:
             st.info("No images found.", icon=":material/search_off:")

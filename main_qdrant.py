@@ -37,7 +37,11 @@ def _index(engine: Engine, uploads: list, folders: list[str], prune: bool) -> tu
     if uploads:
         limit = settings.max_upload_mb * 1024 * 1024
         files = [(f.name, f.getvalue()) for f in uploads]
-        too_big = [Failure(name, f"larger than {settings.max_upload_mb} MB (MAX_UPLOAD_MB)") for name, data in files if len(data) > limit]
+        too_big = [
+            Failure(name, f"larger than {settings.max_upload_mb} MB (MAX_UPLOAD_MB)")
+            for name, data in files
+            if len(data) > limit
+        ]
         files = [(name, data) for name, data in files if len(data) <= limit]
         names = webui.upload_names(files, settings.upload_dir)
         bar = webui.ProgressBar(f"Uploaded files ({len(files)})")
@@ -88,7 +92,9 @@ def _show_report(report: IndexReport, names: dict[str, str]) -> None:
 
 
 def render() -> None:
-    st.set_page_config(page_title=f"Index · {webui.APP_TITLE}", page_icon=":material/add_photo_alternate:", layout="wide")
+    st.set_page_config(
+        page_title=f"Index · {webui.APP_TITLE}", page_icon=":material/add_photo_alternate:", layout="wide"
+    )
     st.title("Index images", anchor=False)
     st.caption(
         "Add pictures to the search index: upload them from this computer, or index a folder that is "

@@ -290,7 +290,10 @@ def result_grid(
                     st.warning(f"No preview: {literal(picture)}", icon=":material/broken_image:")
                 st.caption(score_caption(result))
                 with st.container(horizontal=True, gap="small"):
-                    if st.button("View", key=f"view-{rank}-{result.id}", icon=":material/open_in_full:", type="tertiary"):
+                    view = st.button(
+                        "View", key=f"view-{rank}-{result.id}", icon=":material/open_in_full:", type="tertiary"
+                    )
+                    if view:
                         full_image(result, max_pixels)
                     st.button(
                         "Similar",

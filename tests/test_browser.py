@@ -245,7 +245,8 @@ def test_upload_index_search_in_a_real_browser(page, app_url: str, tmp_path: Pat
     assert thumbs.count() == len(files)
     thumbs.first.wait_for()
     pg.wait_for_function(
-        "() => [...document.querySelectorAll('[data-testid=\"stImage\"] img')].every(i => i.complete && i.naturalWidth > 0)"
+        "() => [...document.querySelectorAll('[data-testid=\"stImage\"] img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)"
     )
     natural = thumbs.first.evaluate("img => [img.naturalWidth, img.naturalHeight]")
     assert natural == [256, 256]  # a small thumbnail, not the original
