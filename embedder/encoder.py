@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from PIL import Image
@@ -44,6 +46,18 @@ def model_id_of(model: str) -> str:
     return path.name if path.is_dir() else model
 
 
+@dataclass(frozen=True)
+class PreparedImage:
+    """An image already turned into the model's input by the model's own processor (resize, centre
+    crop, rescale, normalise), as a (3, H, W) CPU tensor in the dtype the model runs in.
+
+    `Encoder.prepare_image` makes these in worker threads, so the thread that owns the model only
+    stacks them and runs the forward pass.
+    """
+
+    pixels: torch.Tensor
+
+
 class Encoder:
     """One loaded CLIP model. Thread-safe: calls into the model are serialised."""
 
@@ -57,8 +71,10 @@ class Encoder:
                 f"{model!r} is not a CLIP model: it cannot embed {' or '.join(sorted(missing))}. "
                 "Set EMBEDDER_MODEL to a CLIP model such as clip-ViT-B-32."
             )
+        self._input_dtype = torch.float32
         if self.device.startswith("cuda"):
             self._model.half()
+            self._input_dtype = torch.float16
         self.dim = int(self._model.get_embedding_dimension())
         self.batch_size = batch_size or DEFAULT_BATCH.get(self.device.split(":")[0], 32)
         self.image_size = _image_input_size(self._model)
@@ -66,9 +82,43 @@ class Encoder:
         self._lock = threading.Lock()
         log.info("loaded %s (%d-d) on %s", self.model_id, self.dim, self.device)
 
-    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """L2-normalised float32 vectors, one row per image."""
-        return self._encode([crop_to_aspect(image) for image in images])
+    def encode_images(self, images: Sequence[Image.Image | PreparedImage]) -> np.ndarray:
+        """L2-normalised float32 vectors, one row per image (PIL images or `PreparedImage`s).
+
+        Prepared images skip the processor here (it already ran, in the caller's threads); the
+        vectors are the same as for the PIL images they were made from, up to float rounding.
+        """
+        items = list(images)
+        if any(isinstance(item, PreparedImage) for item in items):
+            return self._encode_prepared([i if isinstance(i, PreparedImage) else self.prepare_image(i) for i in items])
+        return self._encode([crop_to_aspect(image) for image in items])
+
+    def prepare_image(self, image: Image.Image) -> PreparedImage:
+        """The model's own preprocessing of one image, without the model: safe to call from many threads."""
+        features = self._model.preprocess([crop_to_aspect(image)])
+        pixels = features["pixel_values"][0].to(self._input_dtype)
+        return PreparedImage(pixels.contiguous())
+
+    def _encode_prepared(self, items: list[PreparedImage]) -> np.ndarray:
+        """Stack, copy to the device (pinned + non-blocking on CUDA), forward: the model's whole job."""
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out: list[torch.Tensor] = []
+        with self._lock, torch.inference_mode():
+            for start in range(0, len(items), self.batch_size):
+                pixels = self._to_device([p.pixels for p in items[start : start + self.batch_size]])
+                features = self._model({"pixel_values": pixels, "modality": "image"})
+                out.append(features["sentence_embedding"].float().cpu())
+        return normalise(torch.cat(out).numpy())
+
+    def _to_device(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        if not self.device.startswith("cuda"):
+            return torch.stack(tensors).to(self.device)
+        # Page-locked staging buffer: the host→GPU copy runs asynchronously (DMA), queued on the
+        # same stream as the forward pass that reads it, so no explicit synchronisation is needed.
+        staging = torch.empty((len(tensors), *tensors[0].shape), dtype=tensors[0].dtype, pin_memory=True)
+        torch.stack(tensors, out=staging)
+        return staging.to(self.device, non_blocking=True)
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalised float32 vectors, one row per text."""

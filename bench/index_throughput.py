@@ -1,0 +1,239 @@
+"""Indexing throughput: the seed project's loop against the project's Indexer, same images, same model.
+
+    .venv/bin/python bench/index_throughput.py            # 12 MP and 640×480 photos, ~10 min on 2 cores
+    .venv/bin/python bench/index_throughput.py --quick    # fewer images
+
+* baseline — what the seed project did: for each file `Image.open`, `model.encode(image)` one at a
+  time, collect, upsert every 1000 points into qdrant-client local mode.
+* ours — `Engine.open(settings)` and `Indexer.index(folder)`: hashing, JPEG draft decoding and the
+  model's preprocessing in a thread pool ahead of the model, batched forward passes, the embedded
+  store (Qdrant Edge), a flushed upsert per batch.
+
+Each run is a fresh subprocess (its own peak RSS), on the random-weight ViT-B/32 look-alike from
+bench/common.py. Also measured: how far JPEG draft decoding moves the model's input (the pixel
+tensor after the model's own preprocessing) from a full-size decode, and peak RSS of `ours` at two
+N (streaming: it must not grow with N). Writes bench/results/index_throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+IMAGE_SETS = {"12mp": (4000, 3000), "vga": (640, 480)}
+
+
+# --- the runs (each in its own process) -----------------------------------------------------------
+
+
+def run_baseline(paths: list[Path], store_dir: Path) -> dict:
+    import numpy as np
+    from PIL import Image
+    from qdrant_client import QdrantClient, models
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(common.MODEL_DIR), device="cpu", local_files_only=True)
+    client = QdrantClient(path=str(store_dir))
+    client.create_collection("images", vectors_config=models.VectorParams(size=512, distance=models.Distance.COSINE))
+    common.reset_peak_rss()
+    started = time.perf_counter()
+    points: list[models.PointStruct] = []
+    for i, path in enumerate(paths):
+        image = Image.open(path)
+        vector = model.encode(image, show_progress_bar=False)
+        points.append(models.PointStruct(id=i, vector=np.asarray(vector).tolist(), payload={"path": str(path)}))
+        if len(points) >= 1000:
+            client.upsert("images", points)
+            points = []
+    if points:
+        client.upsert("images", points)
+    seconds = time.perf_counter() - started
+    count = client.count("images").count
+    client.close()
+    return {"images": count, "seconds": seconds, "images_per_s": count / seconds, "peak_rss_mb": common.hwm_mb()}
+
+
+def run_ours(paths: list[Path], store_dir: Path, workers: int, batch: int) -> dict:
+    from embedder.config import Settings
+    from embedder.engine import Engine
+
+    folder = common.photo_folder(paths, f"ours-{os.getpid()}")
+    settings = Settings(model=str(common.MODEL_DIR), device="cpu", qdrant_path=store_dir, workers=workers, batch_size=batch)
+    engine = Engine.open(settings)
+    common.reset_peak_rss()
+    rss_before = common.rss_mb()
+    started = time.perf_counter()
+    report = engine.indexer.index([folder])
+    seconds = time.perf_counter() - started
+    count = engine.store.count()
+    engine.close()
+    shutil.rmtree(folder, ignore_errors=True)
+    assert not report.failed, report.failed[:3]
+    return {
+        "images": count,
+        "seconds": seconds,
+        "images_per_s": count / seconds,
+        "peak_rss_mb": common.hwm_mb(),
+        "rss_before_run_mb": rss_before,
+        "workers": engine.indexer.workers,
+        "batch_size": engine.encoder.batch_size,
+    }
+
+
+def run_model_only(batch: int, n: int) -> dict:
+    """The forward pass alone on ready pixel tensors: the ceiling for any pipeline on this machine."""
+    import torch
+
+    from embedder.encoder import Encoder, PreparedImage
+
+    encoder = Encoder(str(common.MODEL_DIR), device="cpu", batch_size=batch)
+    prepared = [PreparedImage(torch.randn(3, 224, 224)) for _ in range(batch)]
+    encoder.encode_images(prepared)  # warm-up
+    started = time.perf_counter()
+    done = 0
+    while done < n:
+        encoder.encode_images(prepared)
+        done += batch
+    seconds = time.perf_counter() - started
+    return {"images": done, "seconds": seconds, "images_per_s": done / seconds, "batch_size": batch}
+
+
+def draft_fidelity(paths: list[Path]) -> dict:
+    """Full-size decode vs draft decode, after the model's own preprocessing (normalised units)."""
+    import numpy as np
+
+    from embedder.encoder import Encoder
+    from embedder.images import decode
+
+    encoder = Encoder(str(common.MODEL_DIR), device="cpu")
+    size = encoder.image_size
+    means, maxes, cosines, draft_s, full_s = [], [], [], [], []
+    for path in paths:
+        t0 = time.perf_counter()
+        full = encoder.prepare_image(decode(path, 10**9).image)
+        t1 = time.perf_counter()
+        draft = encoder.prepare_image(decode(path, 10**9, min_side=size).image)
+        t2 = time.perf_counter()
+        full_s.append(t1 - t0)
+        draft_s.append(t2 - t1)
+        diff = (full.pixels - draft.pixels).abs()
+        means.append(float(diff.mean()))
+        maxes.append(float(diff.max()))
+        a, b = encoder.encode_images([full, draft])
+        cosines.append(float(np.dot(a, b)))
+    value_range = 2.0 / 0.26862954  # normalised pixels span about (1 - 0) / std
+    return {
+        "images": len(paths),
+        "input_size": size,
+        "mean_abs_diff": float(np.mean(means)),
+        "max_abs_diff": float(np.max(maxes)),
+        "mean_abs_diff_in_8bit_levels": float(np.mean(means)) * 0.27 * 255,
+        "value_range": value_range,
+        "embedding_cosine_min": float(np.min(cosines)),
+        "embedding_cosine_mean": float(np.mean(cosines)),
+        "decode_and_prepare_ms_full": 1000 * float(np.mean(full_s)),
+        "decode_and_prepare_ms_draft": 1000 * float(np.mean(draft_s)),
+    }
+
+
+def child(args: argparse.Namespace) -> None:
+    store_dir = Path(args.store)
+    if args.run == "model":
+        result = run_model_only(args.batch or 32, args.n)
+    else:
+        width, height = IMAGE_SETS[args.images]
+        paths = common.make_photos(args.n, width, height)
+        if args.run == "baseline":
+            result = run_baseline(paths, store_dir)
+        elif args.run == "ours":
+            result = run_ours(paths, store_dir, args.workers, args.batch)
+        else:
+            result = draft_fidelity(paths)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def spawn(run: str, images: str = "12mp", n: int = 0, workers: int = 0, batch: int = 0) -> dict:
+    store = common.CACHE / "runs" / f"store-{run}-{images}-{n}-{workers}-{batch}"
+    shutil.rmtree(store, ignore_errors=True)
+    cmd = [sys.executable, __file__, "--child", run, "--images", images, "--n", str(n), "--store", str(store),
+           "--workers", str(workers), "--batch", str(batch)]
+    load = common.load()
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    shutil.rmtree(store, ignore_errors=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        raise SystemExit(f"{run} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(lines[-1][len("RESULT "):])
+    result["load_before"] = load
+    if "images_per_s" not in result:
+        return result
+    print(f"  {run:9s} {images:5s} n={n:<4d} {result['images_per_s']:7.2f} images/s"
+          + (f"  peak RSS {result['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in result else "")
+          + f"   [{load.split('load average:')[-1].strip()}]", flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--child", dest="run", help=argparse.SUPPRESS)
+    parser.add_argument("--images", default="12mp", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--store", help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="fewer images (a smoke run)")
+    args = parser.parse_args()
+    if args.run:
+        child(args)
+        return
+
+    n12, nvga, n_big = (24, 64, 48) if args.quick else (120, 320, 360)
+    common.CACHE.mkdir(parents=True, exist_ok=True)
+    common.build_model()
+    common.make_photos(max(n12, n_big), *IMAGE_SETS["12mp"])
+    common.make_photos(nvga, *IMAGE_SETS["vga"])
+    print(f"machine: {common.machine()}\nload: {common.load()}", flush=True)
+
+    results: dict = {"machine": common.machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "runs": {}}
+    runs = results["runs"]
+    print("draft decoding vs full decode, after the model's preprocessing:")
+    runs["draft_fidelity"] = spawn("fidelity", "12mp", 16)
+    print("  " + json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in runs["draft_fidelity"].items()}))
+    print("forward pass alone (ceiling):")
+    runs["model_only"] = spawn("model", n=128 if not args.quick else 32, batch=32)
+    for images, n in (("12mp", n12), ("vga", nvga)):
+        print(f"{images}:")
+        base = spawn("baseline", images, n)
+        ours = spawn("ours", images, n)
+        runs[images] = {"n": n, "baseline": base, "ours": ours, "ratio": ours["images_per_s"] / base["images_per_s"]}
+        print(f"  ratio ours/baseline: {runs[images]['ratio']:.2f}×")
+    print("streaming: peak RSS of ours at two N (12 MP):")
+    runs["rss_small_n"] = runs["12mp"]["ours"]
+    runs["rss_large_n"] = spawn("ours", "12mp", n_big)
+    print("decode threads (12 MP, ours):")
+    runs["workers_1"] = spawn("ours", "12mp", n12, workers=1)
+    results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    path = common.write_result("index_throughput" + ("-quick" if args.quick else ""), results)
+
+    print("\n| images | n | baseline images/s | ours images/s | ratio | baseline peak RSS | ours peak RSS |")
+    print("|---|---|---|---|---|---|---|")
+    for images in ("12mp", "vga"):
+        r = runs[images]
+        print(f"| {images} | {r['n']} | {r['baseline']['images_per_s']:.2f} | {r['ours']['images_per_s']:.2f} | "
+              f"{r['ratio']:.2f}× | {r['baseline']['peak_rss_mb']:.0f} MB | {r['ours']['peak_rss_mb']:.0f} MB |")
+    print(f"\nours peak RSS: n={runs['rss_small_n']['images']}: {runs['rss_small_n']['peak_rss_mb']:.0f} MB, "
+          f"n={runs['rss_large_n']['images']}: {runs['rss_large_n']['peak_rss_mb']:.0f} MB")
+    print(f"wrote {path.relative_to(common.ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
