@@ -249,12 +249,7 @@ def _size(num_bytes: int | None) -> str:
 
 @st.dialog("Image", width="large")
 def full_image(result: Result, max_pixels: int) -> None:
-    """The image as large as the page allows, where it lives and what is known about it."""
-    picture = preview(result.path, max_pixels)
-    if isinstance(picture, bytes):
-        st.image(picture, width="stretch")
-    else:
-        st.warning(f"Cannot show this image: {literal(picture)}")
+    """Where the image lives and what is known about it, then the image as large as the dialog allows."""
     payload = result.payload
     st.markdown(f"**{literal(result.name)}** · score {result.score:.3f}")
     st.caption(
@@ -262,9 +257,13 @@ def full_image(result: Result, max_pixels: int) -> None:
         f"{_size(payload.get('bytes'))}"
     )
     paths = payload.get("paths") or [result.path]
-    st.text("Path" if len(paths) == 1 else f"Found at {len(paths)} paths")
     for path in paths:
         st.code(path, language=None, wrap_lines=True)
+    picture = preview(result.path, max_pixels)
+    if isinstance(picture, bytes):
+        st.image(picture)  # its own size, shrunk to the dialog's width when larger
+    else:
+        st.warning(f"Cannot show this image: {literal(picture)}")
 
 
 # --------------------------------------------------------------------------------------------
