@@ -25,7 +25,7 @@ from embedder.config import Settings
 from embedder.errors import StoreInUseError
 from embedder.indexer import Progress
 from embedder.store import FolderLock, open_store
-from faultkit import StatusServer, free_port
+from faultkit import FakeQdrant, StatusServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = str(ROOT / "main_app.py")
@@ -432,6 +432,27 @@ def test_api_key_refused(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None
     [message] = errors(at)
     assert "refused the API key" in message and "QDRANT_API_KEY" in message
     assert SECRET not in texts(at)
+
+
+def test_server_lost_while_the_app_runs(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with FakeQdrant(api_key=SECRET) as server:
+        monkeypatch.setenv("QDRANT_URL", server.url)
+        monkeypatch.setenv("QDRANT_API_KEY", SECRET)
+        monkeypatch.setenv("QDRANT_TIMEOUT", "1")  # a kept-alive connection to the dead server waits this long
+        at = index_uploads([upload(c, s) for c, s in CLASSES[:2]])
+        assert_clean(at)
+        assert metrics(at)["Added"] == "2"
+        assert f"server: {server.url}" in unescape(texts(at))
+        search_page = search("a red circle")
+        assert len(results(search_page)) == 2
+    # The server is gone: the next search and the next index run say so, without a traceback.
+    search_page.form_submit_button[0].click().run()
+    [message] = errors(search_page)
+    assert f"Cannot reach the Qdrant server at {server.url}" in message
+    at.file_uploader[0].set_value([upload("green", "triangle")])
+    at.button(key="index-button").click().run()
+    assert "Cannot reach the Qdrant server" in errors(at)[0]
+    assert SECRET not in texts(at) + texts(search_page)
 
 
 def test_collection_made_by_another_model(app_env: Path) -> None:
