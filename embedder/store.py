@@ -258,15 +258,21 @@ class QdrantStore(ImageStore):
                 if self.mode == "server"
                 else {}
             )
-            self._client.create_collection(
-                name,
-                vectors_config=models.VectorParams(size=self.dim, distance=models.Distance.COSINE),
-                metadata={"model": self.model_id, "dim": self.dim},
-                **cluster,
-            )
-            if self.mode == "server":
-                self._create_payload_indexes()
-            return
+            try:
+                self._client.create_collection(
+                    name,
+                    vectors_config=models.VectorParams(size=self.dim, distance=models.Distance.COSINE),
+                    metadata={"model": self.model_id, "dim": self.dim},
+                    **cluster,
+                )
+            except Exception as exc:  # noqa: BLE001 - another worker may have created it a moment ago
+                if getattr(exc, "status_code", None) != 409 and "already exists" not in str(exc):
+                    raise
+                log.info("collection %s was created by another worker; checking it", name)
+            else:
+                if self.mode == "server":
+                    self._create_payload_indexes()
+                return
         config = self._client.get_collection(name).config
         params = config.params.vectors
         size = getattr(params, "size", None)

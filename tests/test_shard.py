@@ -282,12 +282,6 @@ def test_the_embedded_store_never_gets_cluster_settings(recorder, settings: Sett
     assert recorder.instances[0].named("create_payload_index") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=StoreError,
-    reason="core: QdrantStore._ensure_collection treats 'already exists' from a worker that created the "
-    "collection a moment earlier as a failure; docker-compose.cluster.yml avoids the race with index-init",
-)
 def test_workers_racing_to_create_the_collection_all_succeed(recorder) -> None:
     # Worker A saw no collection, but worker B created it before A's create_collection arrived.
     recorder.create_error = UnexpectedResponse(

@@ -1,0 +1,155 @@
+"""Composed queries, filters and near-duplicates, with the trained tiny CLIP on synthetic shapes."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from embedder import cli
+from embedder.duplicates import collapse, near_duplicate_groups
+from embedder.engine import Engine
+from embedder.encoder import normalise
+from embedder.search import Term, make_filter, parse_term
+from embedder.synthetic import write_dataset
+
+# Measured on the synthetic set with the tiny test model (see README "Near-duplicates"):
+# resized + re-encoded copies score ≥ 0.9991, distinct images ≤ 0.9979.
+TINY_MODEL_NEAR_DUPLICATE = 0.999
+
+
+@pytest.mark.parametrize(
+    ("raw", "term"),
+    [
+        ("beach", Term(text="beach")),
+        ("-people", Term(text="people", weight=-1.0)),
+        ("2:sunset", Term(text="sunset", weight=2.0)),
+        ("-0.5:crowd", Term(text="crowd", weight=-0.5)),
+        ("time: 10:30", Term(text="time: 10:30")),
+        ("-", Term(text="-")),
+    ],
+)
+def test_query_syntax(raw: str, term: Term) -> None:
+    assert parse_term(raw) == term
+
+
+def test_filters_from_what_people_type() -> None:
+    f = make_filter("/photos/2021/", ["jpg", " png", "JPEG"], date(2021, 7, 4), date(2021, 7, 4), 100, 0)
+    assert f.folder == "/photos/2021"
+    assert f.formats == ("JPEG", "PNG")
+    assert f.date_to - f.date_from == pytest.approx(86_399.999)  # one whole day, inclusive
+    assert (f.min_width, f.min_height) == (100, None)
+    assert make_filter().is_empty()
+
+
+@pytest.fixture
+def shapes(engine: Engine, tmp_path: Path) -> tuple[Engine, Path]:
+    """Four images of each of the 30 colour+shape classes, indexed."""
+    root = tmp_path / "shapes"
+    write_dataset(root, n_per_class=4, seed=2024)
+    engine.indexer.index([root])
+    return engine, root
+
+
+def classes_of(results) -> list[str]:
+    return [Path(r.path).parent.name for r in results]
+
+
+def test_composed_vector_is_the_normalised_weighted_sum(shapes) -> None:
+    engine, _ = shapes
+    a, b = engine.encoder.encode_texts(["a red circle", "a blue square"])
+    composed = engine.searcher.compose([Term(text="a red circle", weight=2), Term(text="a blue square", weight=-1)])
+    assert np.allclose(composed, normalise(2 * a - b), atol=1e-5)
+    with pytest.raises(ValueError, match="cancel"):
+        engine.searcher.compose([Term(text="x"), Term(text="x", weight=-1)])
+
+
+def test_a_negative_term_pushes_a_class_down(shapes) -> None:
+    engine, _ = shapes
+    plain = classes_of(engine.searcher.by_text("a red circle", limit=12))
+    minus = classes_of(
+        engine.searcher.by_terms([Term(text="a red circle"), Term(text="a red square", weight=-0.5)], limit=12)
+    )
+    assert minus[:3] == ["red circle"] * 3  # the class asked for still comes first
+    assert "red square" in plain[:5] and "red square" not in minus[:5]  # the excluded one goes down
+    assert minus.index("red square") > plain.index("red square")
+
+
+def test_text_plus_image_terms(shapes) -> None:
+    engine, _ = shapes
+    from embedder.synthetic import generate_classes
+
+    held_out = next(s for s in generate_classes(1, seed=777) if s.label == "blue square")
+    results = classes_of(engine.searcher.by_terms([Term(image=held_out.image), Term(text="a blue square")], limit=4))
+    assert results[0] == "blue square"
+    assert all(c.startswith("blue") for c in results)
+
+
+def test_filters_cut_results_exactly(shapes, tmp_path: Path) -> None:
+    engine, root = shapes
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9003] = "2019:05:01 10:00:00"
+    Image.open(next((root / "red circle").glob("*.jpg"))).save(extra / "old-red.png", exif=exif.tobytes())
+    Image.open(next((root / "red circle").glob("*.jpg"))).resize((400, 400)).save(extra / "big.webp")
+    engine.indexer.index([extra])
+    search = engine.searcher.by_text
+    assert {r.name for r in search("a red circle", limit=50, where=make_filter(types=["png"]))} == {"old-red.png"}
+    assert {r.name for r in search("a red circle", limit=50, where=make_filter(folder=str(extra)))} == {"old-red.png", "big.webp"}
+    in_2019 = make_filter(after=date(2019, 1, 1), before=date(2019, 12, 31))
+    assert {r.name for r in search("a red circle", limit=50, where=in_2019)} == {"old-red.png"}
+    assert {r.name for r in search("a red circle", limit=50, where=make_filter(min_width=300))} == {"big.webp"}
+    assert len(search("a red circle", limit=500, where=make_filter(folder=str(root / "red circle")))) == 4
+
+
+def test_near_duplicates_find_planted_copies_and_nothing_else(shapes, tmp_path: Path) -> None:
+    engine, root = shapes
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    originals = [next((root / c).glob("*.jpg")) for c in ("red circle", "green star", "blue triangle", "yellow cross")]
+    for i, original in enumerate(originals):
+        image = Image.open(original)
+        image.resize((image.width * 3 // 4, image.height * 3 // 4)).save(copies / f"{i}.jpg", quality=60)
+    engine.indexer.index([copies])
+    groups = near_duplicate_groups(engine.store, TINY_MODEL_NEAR_DUPLICATE)
+    found = sorted(sorted(Path(p["paths"][0]).name for p in g.payloads) for g in groups)
+    planted = sorted(sorted([o.name, f"{i}.jpg"]) for i, o in enumerate(originals))
+    assert found == planted
+    for g in groups:  # and never two different classes in one group
+        assert len({Path(p["paths"][0]).parent.name for p in g.payloads if "copies" not in p["paths"][0]}) == 1
+
+
+def test_collapse_keeps_the_best_of_each_near_duplicate_set(shapes, tmp_path: Path) -> None:
+    engine, root = shapes
+    original = next((root / "red circle").glob("*.jpg"))
+    (tmp_path / "dup").mkdir()
+    Image.open(original).save(tmp_path / "dup" / "again.jpg", quality=70)
+    engine.indexer.index([tmp_path / "dup"])
+    results = engine.searcher.by_text("a red circle", limit=10)
+    collapsed = collapse(results, engine.store, TINY_MODEL_NEAR_DUPLICATE)
+    ids = {r.id for r in collapsed}
+    pair = [r for r in results if r.path in (str(original), str(tmp_path / "dup" / "again.jpg"))]
+    assert len(pair) == 2 and len(ids & {r.id for r in pair}) == 1
+    assert [r.score for r in collapsed] == sorted((r.score for r in collapsed), reverse=True)
+
+
+def test_cli_terms_and_filters(shapes, monkeypatch, capsys) -> None:
+    engine, root = shapes
+    engine.close()
+    s = engine.settings
+    for key, value in {"EMBEDDER_MODEL": s.model, "QDRANT_PATH": str(s.qdrant_path), "EMBEDDER_DEVICE": "cpu"}.items():
+        monkeypatch.setenv(key, value)
+    assert cli.main(["search", "--json", "-k", "3", "--folder", str(root / "blue square"), "--", "a blue square", "-a red circle"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert len(hits) == 3 and all("blue square" in h["path"] for h in hits)
+    assert cli.main(["search", "--image", str(next((root / "green star").glob("*.jpg"))), "-k", "1", "--json"]) == 0
+    assert "green star" in json.loads(capsys.readouterr().out)[0]["path"]
+    assert cli.main(["duplicates", "--threshold", str(TINY_MODEL_NEAR_DUPLICATE), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert cli.main(["search"]) == 1
+    assert "at least one term" in capsys.readouterr().err
