@@ -25,7 +25,6 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 from embedder import cli
 from embedder.config import Settings
 from embedder.encoder import Encoder
-from embedder.errors import StoreError
 from embedder.indexer import Indexer, IndexReport, shard_of
 from embedder.store import KEYWORD_FIELDS, NUMBER_FIELDS, QdrantStore, open_store
 from faultkit import distinct_folder
