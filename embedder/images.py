@@ -139,6 +139,10 @@ def decode(source: Path | bytes, max_pixels: int, min_side: int | None = None) -
         raise ImageError(_os_reason(exc)) from None
     except MemoryError:
         raise ImageError("too large to decode in the memory available") from None
+    except ValueError as exc:
+        if "decompressed data too large" in str(exc).lower():
+            raise ImageError("a metadata block inside the file is far too large (a decompression bomb?)") from None
+        raise ImageError(f"corrupt image data ({exc})") from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure on a bad file is a bad file
         raise ImageError(f"corrupt image data ({type(exc).__name__}: {exc})") from None
 

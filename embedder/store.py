@@ -12,7 +12,8 @@ import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import threading
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,7 @@ class QdrantStore(ImageStore):
     ) -> None:
         self._client = client
         self._lock = lock
+        self._serial = threading.RLock() if lock else nullcontext()
         self.mode = settings.storage_mode
         self.location = settings.storage_location
         self.collection = settings.collection
@@ -242,8 +244,12 @@ class QdrantStore(ImageStore):
             client.get_collections()  # fail now, with a clear message, if unreachable or refused
         return cls(client, settings, model_id, dim)
 
-    def _errors(self):
-        return _qdrant_errors(self.location)
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Around every client call: one clear error, and in local mode one call at a time
+        (qdrant-client's local mode is not thread-safe; browser sessions share one store)."""
+        with self._serial, _qdrant_errors(self.location):
+            yield
 
     def _ensure_collection(self, settings: Settings) -> None:
         name = self.collection

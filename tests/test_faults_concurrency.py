@@ -256,20 +256,7 @@ def embedded_backends() -> list:
 
     return [
         pytest.param(open_store, 1, 8, id="default"),  # locks by design: one short pass shows it (each write is fsynced)
-        pytest.param(
-            QdrantStore.embedded,
-            3,  # racy today: up to three passes, so the strict xfail cannot pass by luck
-            15,
-            id="local-mode-fallback",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: QdrantStore in local mode (the fallback without qdrant-edge-py) is not thread-safe: "
-                "concurrent upserts from two sessions raise 'cannot commit - no transaction is active' / "
-                "'cannot start a transaction within a transaction' and leave count() ≠ scroll() or a broken "
-                "collection ('operands could not be broadcast'). Fix: serialise client calls in QdrantStore with "
-                "a threading.RLock when mode == 'embedded' (EdgeStore already does).",
-            ),
-        ),
+        pytest.param(QdrantStore.embedded, 3, 15, id="local-mode-fallback"),  # three passes: it cannot pass by luck
     ]
 
 
