@@ -20,6 +20,7 @@ QUERY = "search_query"  # what is being searched: text, an example image or a st
 RESULTS = "search_results"  # the hits shown for it, and whether there are more
 PAGES = "search_pages"  # how many pages "Show more" has asked for
 SEEN_UPLOAD = "search_seen_upload"  # the example image already turned into a query
+KEEP = "session"  # inputs keep their values while the person is on another page
 
 
 def _set_query(**query: Any) -> None:
@@ -44,7 +45,7 @@ def _options() -> tuple[int, float | None, str | None]:
     """Search options, in the sidebar: page size, minimum score, prompt template."""
     with st.sidebar:
         st.header("Search options")
-        top_k = st.select_slider("Results per page", PAGE_SIZES, value=12, key="search-top-k")
+        top_k = st.select_slider("Results per page", PAGE_SIZES, value=12, key="search-top-k", persist_state=KEEP)
         min_score = st.slider(
             "Minimum score",
             0.0,
@@ -53,15 +54,22 @@ def _options() -> tuple[int, float | None, str | None]:
             0.01,
             key="search-min-score",
             help="Hide images whose cosine similarity to the query is lower. 0 shows everything.",
+            persist_state=KEEP,
         )
         use_template = st.toggle(
             "Prompt template",
             value=True,
             key="search-use-template",
             help="Wrap text queries in a sentence, as CLIP was trained on captions: `dog` → `a photo of dog`.",
+            persist_state=KEEP,
         )
         template = st.text_input(
-            "Template", DEFAULT_TEMPLATE, key="search-template", disabled=not use_template, help="`{}` is your query."
+            "Template",
+            DEFAULT_TEMPLATE,
+            key="search-template",
+            disabled=not use_template,
+            help="`{}` is your query.",
+            persist_state=KEEP,
         )
         st.divider()
     return top_k, (min_score or None), (template.strip() or None) if use_template else None
@@ -110,6 +118,7 @@ def _query_inputs(engine: Engine) -> None:
             text = text_col.text_input(
                 "What are you looking for?",
                 key="search-text",
+                persist_state=KEEP,
                 placeholder="a red bicycle against a wall · a dog on the beach · a small blue square",
             )
             submitted = button_col.form_submit_button(

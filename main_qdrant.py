@@ -123,17 +123,23 @@ def render() -> None:
         chosen: list[str] = []
         if configured:
             chosen = st.multiselect(
-                "Configured folders (IMAGE_DIRS)", configured, key="index-configured", placeholder="Choose folders"
+                "Configured folders (IMAGE_DIRS)",
+                configured,
+                key="index-configured",
+                placeholder="Choose folders",
+                persist_state="session",
             )
         typed = st.text_input(
             "Folder path",
             key="index-folder",
+            persist_state="session",
             placeholder="/home/me/Pictures",
             help="A folder (searched with its subfolders) or a single image file on the machine running the app.",
         )
         prune = st.checkbox(
             "Forget images whose files are gone from these folders",
             key="index-prune",
+            persist_state="session",
             help="Prune: after indexing, remove index entries for files under these folders that no longer exist.",
         )
 

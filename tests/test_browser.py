@@ -272,6 +272,8 @@ def test_upload_index_search_in_a_real_browser(page, app_url: str, tmp_path: Pat
     pg.locator('[data-testid="stSidebarNavLink"]', has_text="Search").click()
     pg.get_by_label("What are you looking for?").wait_for()
     _idle(pg)
+    expect(pg.get_by_label("What are you looking for?")).to_have_value("a red circle")  # kept across pages
+    pg.get_by_text(re.compile(r"9 results for “a red circle”")).wait_for()  # the new image is included
     _search(pg, "a small green star")
     names = [name for name, _ in _captions(pg)]
     assert HOSTILE_NAME in names, names
