@@ -160,11 +160,6 @@ def get_engine() -> Engine:
         return _open_engine(key, settings)
 
 
-def close_engine() -> None:
-    """Drop the cached Engine and close its store (tests, or a settings change)."""
-    _open_engine.clear()
-
-
 def index_info(engine: Engine) -> dict[str, Any]:
     with errors_as_messages(engine.settings):
         return engine.info()

@@ -223,6 +223,19 @@ def test_the_same_uploads_again_are_unchanged(app_env: Path) -> None:
     assert (counts["Added"], counts["Unchanged"], counts["Images indexed"]) == ("0", "2", "2")
 
 
+def test_uploads_over_max_upload_mb_are_refused(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAX_UPLOAD_MB", "1")
+    noise = np.random.default_rng(0).integers(0, 255, (700, 800, 3), dtype=np.uint8)
+    big = png(Image.fromarray(noise))
+    assert len(big) > 1024 * 1024
+    at = index_uploads([("huge.png", big, "image/png"), upload("red", "circle")])
+    assert_clean(at)
+    assert (metrics(at)["Added"], metrics(at)["Failed"]) == ("1", "1")
+    failed = at.dataframe[0].value
+    assert (failed["file"][0], failed["reason"][0]) == ("huge.png", "larger than 1 MB (MAX_UPLOAD_MB)")
+    assert not any(p.stat().st_size > 1024 * 1024 for p in (app_env / "uploads").rglob("*") if p.is_file())
+
+
 def test_folder_index_and_prune(app_env: Path) -> None:
     folder = app_env / "pictures"
     paths = write_images(folder, CLASSES[:3])
