@@ -62,13 +62,17 @@ def run_baseline(paths: list[Path], store_dir: Path) -> dict:
     return {"images": count, "seconds": seconds, "images_per_s": count / seconds, "peak_rss_mb": common.hwm_mb()}
 
 
-def run_ours(paths: list[Path], store_dir: Path, workers: int, batch: int) -> dict:
+def run_ours(paths: list[Path], store_dir: Path, workers: int, batch: int, torch_threads: int = 0) -> dict:
+    import torch
+
     from embedder.config import Settings
     from embedder.engine import Engine
 
     folder = common.photo_folder(paths, f"ours-{os.getpid()}")
     settings = Settings(model=str(common.MODEL_DIR), device="cpu", qdrant_path=store_dir, workers=workers, batch_size=batch)
     engine = Engine.open(settings)
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
     common.reset_peak_rss()
     rss_before = common.rss_mb()
     started = time.perf_counter()
@@ -86,6 +90,7 @@ def run_ours(paths: list[Path], store_dir: Path, workers: int, batch: int) -> di
         "rss_before_run_mb": rss_before,
         "workers": engine.indexer.workers,
         "batch_size": engine.encoder.batch_size,
+        "torch_threads": torch.get_num_threads(),
     }
 
 
@@ -155,17 +160,17 @@ def child(args: argparse.Namespace) -> None:
         if args.run == "baseline":
             result = run_baseline(paths, store_dir)
         elif args.run == "ours":
-            result = run_ours(paths, store_dir, args.workers, args.batch)
+            result = run_ours(paths, store_dir, args.workers, args.batch, args.torch_threads)
         else:
             result = draft_fidelity(paths)
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def spawn(run: str, images: str = "12mp", n: int = 0, workers: int = 0, batch: int = 0) -> dict:
+def spawn(run: str, images: str = "12mp", n: int = 0, workers: int = 0, batch: int = 0, torch_threads: int = 0) -> dict:
     store = common.CACHE / "runs" / f"store-{run}-{images}-{n}-{workers}-{batch}"
     shutil.rmtree(store, ignore_errors=True)
     cmd = [sys.executable, __file__, "--child", run, "--images", images, "--n", str(n), "--store", str(store),
-           "--workers", str(workers), "--batch", str(batch)]
+           "--workers", str(workers), "--batch", str(batch), "--torch-threads", str(torch_threads)]
     load = common.load()
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     shutil.rmtree(store, ignore_errors=True)
@@ -190,6 +195,8 @@ def main() -> None:
     parser.add_argument("--store", help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--torch-threads", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--sweep", action="store_true", help="only compare decode workers × torch threads")
     parser.add_argument("--quick", action="store_true", help="fewer images (a smoke run)")
     args = parser.parse_args()
     if args.run:
@@ -202,6 +209,15 @@ def main() -> None:
     common.make_photos(max(n12, n_big), *IMAGE_SETS["12mp"])
     common.make_photos(nvga, *IMAGE_SETS["vga"])
     print(f"machine: {common.machine()}\nload: {common.load()}", flush=True)
+    if args.sweep:
+        sweep = {}
+        for rep in range(2):
+            for workers, threads in ((2, 2), (1, 2), (2, 1), (1, 1)):
+                r = spawn("ours", "12mp", n12 // 2, workers=workers, torch_threads=threads)
+                sweep.setdefault(f"workers={workers} torch_threads={threads}", []).append(r["images_per_s"])
+        print(json.dumps(sweep, indent=1))
+        common.write_result("index_threads_sweep", {"machine": common.machine(), "n": n12 // 2, "images_per_s": sweep})
+        return
 
     results: dict = {"machine": common.machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "runs": {}}
     runs = results["runs"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -21,6 +22,9 @@ from embedder.errors import ModelLoadError
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = {"cuda": 256, "mps": 64, "cpu": 32}
+# A query is a handful of tokens: on the CPU one intra-op thread encodes it as fast as two, and
+# stays fast when the other cores are busy (two threads then wait on each other: 5-10× slower).
+SMALL_TEXT_BATCH = 8
 HUB_PROBE_SECONDS = 3.0
 MAX_ASPECT = 2.0
 
@@ -122,16 +126,39 @@ class Encoder:
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalised float32 vectors, one row per text."""
-        return self._encode(list(texts))
+        items = list(texts)
+        return self._encode(items, threads=1 if self.device == "cpu" and len(items) <= SMALL_TEXT_BATCH else 0)
 
-    def _encode(self, items: list) -> np.ndarray:
+    def _encode(self, items: list, threads: int = 0) -> np.ndarray:
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock, torch.inference_mode():
+        with self._lock, torch.inference_mode(), _intra_op_threads(threads):
             vectors = self._model.encode(
                 items, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False
             )
         return normalise(np.asarray(vectors, dtype=np.float32))
+
+
+def default_workers(device: str) -> int:
+    """Decode threads for an indexing run: every core feeds a GPU; on the CPU the model needs the
+    cores itself, and decode threads competing with its intra-op threads slowed runs down (a
+    decode thread per core was the slowest setting measured: bench/results/index_threads_sweep.json)."""
+    cores = os.cpu_count() or 2
+    return cores if not device.startswith("cpu") else max(1, cores // 2)
+
+
+@contextlib.contextmanager
+def _intra_op_threads(threads: int):
+    """Run with `threads` intra-op threads (0: as is). Callers hold the model lock, the only user."""
+    if not threads or threads == torch.get_num_threads():
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def crop_to_aspect(image: Image.Image, max_ratio: float = MAX_ASPECT) -> Image.Image:

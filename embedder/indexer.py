@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embedder.encoder import Encoder, PreparedImage
+from embedder.encoder import Encoder, PreparedImage, default_workers
 from embedder.errors import ImageError
 from embedder.images import Decoded, ImageMeta, decode, discover, file_hash, point_id
 from embedder.store import ImageStore, Point
@@ -110,7 +110,7 @@ class Indexer:
         self.encoder = encoder
         self.store = store
         self.max_pixels = max_pixels
-        self.workers = workers or os.cpu_count() or 2
+        self.workers = workers or default_workers(encoder.device)
         self.shard = shard
         self.max_upload_bytes = max_upload_bytes
         # Runs in one process (two browser sessions) may meet on the same images: every

@@ -139,3 +139,29 @@ def test_cuda_fp16_path_matches_fp32_on_cpu(model_path: Path) -> None:
     prepared = [gpu.prepare_image(i) for i in images]
     assert prepared[0].pixels.dtype == __import__("torch").float16
     np.testing.assert_allclose(gpu.encode_images(prepared), cpu.encode_images(images), atol=3e-2)
+
+
+def test_short_text_queries_run_on_one_thread_and_give_the_same_vectors(encoder: Encoder, monkeypatch) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    real = encoder._model.encode
+    monkeypatch.setattr(encoder._model, "encode", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
+    alone = encoder.encode_texts(["a red circle"])[0]
+    in_batch = encoder.encode_texts(["a red circle"] + [f"a small blue square number {i}" for i in range(12)])[0]
+    assert seen == [1, before] and torch.get_num_threads() == before
+    np.testing.assert_allclose(alone, in_batch, atol=2e-5)
+
+
+def test_decode_threads_default_to_half_the_cores_on_cpu_and_all_for_a_gpu(engine: Engine) -> None:
+    import os
+
+    from embedder.encoder import default_workers
+    from embedder.indexer import Indexer
+
+    cores = os.cpu_count() or 2
+    assert default_workers("cpu") == max(1, cores // 2)
+    assert default_workers("cuda") == default_workers("cuda:1") == default_workers("mps") == cores
+    assert Indexer(engine.encoder, engine.store, 10**8).workers == default_workers(engine.encoder.device)
+    assert Indexer(engine.encoder, engine.store, 10**8, workers=3).workers == 3

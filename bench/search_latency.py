@@ -1,0 +1,276 @@
+"""Embedded store at scale: Qdrant Edge (EdgeStore) against qdrant-client local mode (QdrantStore).
+
+    .venv/bin/python bench/search_latency.py                 # Edge at 10k and 100k, local mode at 10k
+    .venv/bin/python bench/search_latency.py --sizes 10000   # one size
+    .venv/bin/python bench/search_latency.py --local-max 0   # Edge only
+
+Points are 512-d clustered unit vectors (300 clusters, like photo collections: many near-duplicates
+and themes) with the payload the indexer writes (paths, folders, format, date, sizes...). Everything
+goes through the product's own `ImageStore` classes. For each engine and size, in fresh processes:
+
+* build: upsert rate (batches of 512, each flushed as the indexer's are), then `optimize()` (Edge:
+  HNSW for segments above its indexing threshold) and its time;
+* query: reopen time and RSS of a fresh process, store-only top-10 p50/p95 without and with payload
+  filters, recall@10 of the default search against exact search, then end-to-end text queries
+  (`Searcher.by_text`: the random ViT-B/32 text tower + search + payloads, every text new).
+
+Writes bench/results/search_latency.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+DIM = 512
+CLUSTERS = 300
+BATCH = 512
+SEED = 11
+FOLDERS = [f"/photos/{year}/{event}" for year in range(2014, 2025) for event in ("trip", "family", "party", "misc", "phone")]
+
+
+def vectors(n: int, seed: int = SEED) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(CLUSTERS, DIM)).astype(np.float32)
+    sizes = rng.zipf(1.6, CLUSTERS).astype(float)  # some themes are much bigger than others
+    which = rng.choice(CLUSTERS, size=n, p=sizes / sizes.sum())
+    v = centres[which] + rng.normal(scale=0.9, size=(n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def payload(i: int, rng: np.random.Generator) -> dict:
+    folder = FOLDERS[int(rng.integers(len(FOLDERS)))]
+    fmt = rng.choice(["JPEG", "PNG", "HEIF", "WEBP"], p=[0.8, 0.12, 0.05, 0.03])
+    w, h = (4032, 3024) if rng.random() < 0.7 else (1920, 1080)
+    parts = folder.strip("/").split("/")
+    date = 1.39e9 + float(rng.uniform(0, 3.3e8))
+    return {
+        "sha256": f"{i:064x}",
+        "paths": [f"{folder}/IMG_{i:06d}.jpg"],
+        "names": [f"IMG_{i:06d}.jpg"],
+        "name": f"IMG_{i:06d}.jpg",
+        "folder": folder,
+        "folders": ["/"] + ["/" + "/".join(parts[: k + 1]) for k in range(len(parts))],
+        "bytes": int(rng.integers(500_000, 6_000_000)),
+        "width": w,
+        "height": h,
+        "format": str(fmt),
+        "mtime": date,
+        "taken_at": date,
+        "date": date,
+        "indexed_at": 1.73e9,
+        "model": "clip-ViT-B-32",
+    }
+
+
+def point_id(i: int) -> str:
+    return f"{i:08x}-0000-4000-8000-{i:012x}"
+
+
+def open_store(engine: str, folder: Path):
+    from embedder.config import Settings
+    from embedder.store import QdrantStore
+    from embedder.store_edge import EdgeStore
+
+    settings = Settings(qdrant_path=folder, collection="images")
+    return EdgeStore(settings, "clip-ViT-B-32", DIM) if engine == "edge" else QdrantStore.embedded(settings, "clip-ViT-B-32", DIM)
+
+
+def filters():
+    from embedder.store import SearchFilter
+
+    return {
+        "format=PNG (12%)": SearchFilter(formats=("PNG",)),
+        "folder subtree (2%)": SearchFilter(folder="/photos/2019/trip"),
+        "date range + min width (~20%)": SearchFilter(date_from=1.5e9, date_to=1.6e9, min_width=4000),
+    }
+
+
+# --- child processes -----------------------------------------------------------------------------
+
+
+def build(engine: str, n: int, folder: Path) -> dict:
+    from embedder.store import Point
+
+    shutil.rmtree(folder, ignore_errors=True)
+    vecs = vectors(n)
+    rng = np.random.default_rng(SEED + 1)
+    payloads = [payload(i, rng) for i in range(n)]
+    store = open_store(engine, folder)
+    started = time.perf_counter()
+    for start in range(0, n, BATCH):
+        store.upsert([Point(point_id(i), vecs[i], payloads[i]) for i in range(start, min(n, start + BATCH))])
+    upsert_s = time.perf_counter() - started
+    started = time.perf_counter()
+    optimized = store.optimize()
+    optimize_s = time.perf_counter() - started
+    stats = store.stats() if hasattr(store, "stats") else {}
+    started = time.perf_counter()
+    store.close()
+    close_s = time.perf_counter() - started
+    disk = sum(p.stat().st_blocks * 512 for p in folder.rglob("*") if p.is_file())  # allocated, not sparse size
+    return {
+        "points": n,
+        "upsert_s": upsert_s,
+        "upsert_points_per_s": n / upsert_s,
+        "optimize_s": optimize_s,
+        "optimized": optimized,
+        "close_s": close_s,
+        "stats_after_optimize": stats,
+        "disk_mb": disk / 2**20,
+        "peak_rss_mb": common.hwm_mb(),
+    }
+
+
+def percentiles(samples: list[float]) -> dict:
+    a = np.asarray(samples) * 1000
+    return {"p50_ms": float(np.percentile(a, 50)), "p95_ms": float(np.percentile(a, 95)), "mean_ms": float(a.mean()), "n": len(a)}
+
+
+def query(engine: str, n: int, folder: Path, queries: int) -> dict:
+    import embedder.store  # noqa: F401 - imports are not part of reopening
+    import embedder.store_edge  # noqa: F401
+    import qdrant_edge  # noqa: F401
+
+    rss_start = common.rss_mb()
+    started = time.perf_counter()
+    store = open_store(engine, folder)
+    count = store.count()
+    reopen_s = time.perf_counter() - started
+    rss_open = common.rss_mb()
+    assert count == n, (count, n)
+    rng = np.random.default_rng(SEED + 2)
+    base = vectors(queries, seed=SEED)  # near the collection's themes, as real queries are
+    qs = base + rng.normal(scale=0.5, size=base.shape).astype(np.float32)
+    qs /= np.linalg.norm(qs, axis=1, keepdims=True)
+    out: dict = {"points": n, "reopen_s": reopen_s, "rss_before_open_mb": rss_start, "rss_after_open_mb": rss_open}
+    for q in qs[:5]:
+        store.query(q, 10)  # warm the page cache and code paths
+    cases = {"unfiltered": None, **filters()}
+    latency: dict = {}
+    recall: dict = {}
+    for name, where in cases.items():
+        times, hits_sizes = [], []
+        for q in qs:
+            t = time.perf_counter()
+            hits = store.query(q, 10, where=where)
+            times.append(time.perf_counter() - t)
+            hits_sizes.append(len(hits))
+        latency[name] = {**percentiles(times), "hits_min": int(min(hits_sizes))}
+        if engine == "edge":
+            found = 0
+            for q in qs[:100]:
+                exact = {h.id for h in store.query(q, 10, where=where, exact=True)}
+                approx = {h.id for h in store.query(q, 10, where=where)}
+                found += len(exact & approx) / max(1, len(exact))
+            recall[name] = found / min(100, len(qs))
+        print(f"    {engine} {n}: {name}: p50 {latency[name]['p50_ms']:.1f} ms", file=sys.stderr, flush=True)
+    out["store_query_top10"] = latency
+    if recall:
+        out["recall_at_10_vs_exact"] = recall
+        if hasattr(store, "stats"):
+            out["stats"] = store.stats()
+        t = [0.0]
+        for q in qs[:50]:
+            s = time.perf_counter()
+            store.query(q, 10, exact=True)
+            t[0] += time.perf_counter() - s
+        out["exact_unfiltered_mean_ms"] = 1000 * t[0] / 50
+    out["rss_after_queries_mb"] = common.rss_mb()
+
+    from embedder.encoder import Encoder
+    from embedder.search import Searcher
+
+    encoder = Encoder(str(common.MODEL_DIR), device="cpu")
+    searcher = Searcher(encoder, store)
+    words = ["dog", "beach", "mountain", "birthday", "city", "snow", "sunset", "car", "family", "forest"]
+    texts = [f"{words[i % 10]} {words[(i * 7 + 3) % 10]} number {i}" for i in range(max(queries // 2, 40))]
+    searcher.by_text("warm up query", limit=10)
+    times, encode_times = [], []
+    for text in texts:
+        t = time.perf_counter()
+        results = searcher.by_text(text, limit=10, template="a photo of {}")
+        times.append(time.perf_counter() - t)
+        assert len(results) == 10
+    for text in texts[:20]:
+        t = time.perf_counter()
+        encoder.encode_texts([text + " again"])
+        encode_times.append(time.perf_counter() - t)
+    out["e2e_text_query_top10"] = percentiles(times)
+    out["text_encode_only"] = percentiles(encode_times)
+    out["rss_with_model_mb"] = common.rss_mb()
+    store.close()
+    return out
+
+
+def spawn(*args: str) -> dict:
+    load = common.load()
+    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        raise SystemExit(f"{args} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(lines[-1][len("RESULT "):])
+    result["load_before"] = load
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--child", choices=["build", "query"], help=argparse.SUPPRESS)
+    parser.add_argument("--engine", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--local-max", type=int, default=10000, help="largest size for qdrant-client local mode")
+    parser.add_argument("--out", default="search_latency")
+    args = parser.parse_args()
+    if args.child:
+        folder = Path(args.folder)
+        if args.child == "build":
+            result = build(args.engine, args.n, folder)
+        else:
+            result = query(args.engine, args.n, folder, args.queries)
+        print("RESULT " + json.dumps(result), flush=True)
+        return
+
+    common.build_model()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results: dict = {"machine": common.machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "runs": {}}
+    print(f"machine: {results['machine']}\nload: {common.load()}", flush=True)
+    for n in sizes:
+        for engine in ("edge", "local"):
+            if engine == "local" and n > args.local_max:
+                continue
+            folder = common.CACHE / "runs" / f"search-{engine}-{n}"
+            queries = args.queries if engine == "edge" else min(args.queries, 60)
+            print(f"{engine} {n}: building...", flush=True)
+            built = spawn("--child", "build", "--engine", engine, "--n", str(n), "--folder", str(folder))
+            print(f"  upsert {built['upsert_points_per_s']:.0f} points/s, optimize {built['optimize_s']:.1f} s, "
+                  f"{built['disk_mb']:.0f} MB on disk", flush=True)
+            queried = spawn("--child", "query", "--engine", engine, "--n", str(n), "--folder", str(folder),
+                            "--queries", str(queries))
+            print(f"  reopen {queried['reopen_s'] * 1000:.0f} ms; "
+                  + "; ".join(f"{k} p50 {v['p50_ms']:.1f} / p95 {v['p95_ms']:.1f} ms" for k, v in queried["store_query_top10"].items())
+                  + f"; e2e text p50 {queried['e2e_text_query_top10']['p50_ms']:.1f} ms", flush=True)
+            if "recall_at_10_vs_exact" in queried:
+                print(f"  recall@10 vs exact: {queried['recall_at_10_vs_exact']}", flush=True)
+            results["runs"][f"{engine}-{n}"] = {"engine": engine, "n": n, "build": built, "query": queried}
+            shutil.rmtree(folder, ignore_errors=True)
+    results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    path = common.write_result(args.out, results)
+    print(f"wrote {path.relative_to(common.ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
