@@ -183,6 +183,8 @@ def _upload_and_index(pg, files: list[Path]) -> None:
     assert chips.count() == len(files)
     _idle(pg)
     pg.get_by_role("button", name="Index", exact=True).click()
+    # Done when the page has run again with an empty uploader (a report of an earlier run may be showing).
+    pg.wait_for_function("() => !document.querySelector('[data-testid=\"stFileChip\"]')")
     pg.get_by_text("Last run").wait_for()
     _idle(pg)
 
