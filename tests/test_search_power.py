@@ -18,8 +18,8 @@ from embedder.search import Term, make_filter, parse_term
 from embedder.synthetic import write_dataset
 
 # Measured on the synthetic set with the tiny test model (see README "Near-duplicates"):
-# resized + re-encoded copies score ≥ 0.9991, distinct images ≤ 0.9979.
-TINY_MODEL_NEAR_DUPLICATE = 0.999
+# resized + re-encoded copies score ≥ 0.9959, distinct images ≤ 0.9921.
+TINY_MODEL_NEAR_DUPLICATE = 0.994
 
 
 @pytest.mark.parametrize(
@@ -76,7 +76,8 @@ def test_a_negative_term_pushes_a_class_down(shapes) -> None:
     )
     assert minus[:3] == ["red circle"] * 3  # the class asked for still comes first
     assert "red square" in plain[:5] and "red square" not in minus[:5]  # the excluded one goes down
-    assert minus.index("red square") > plain.index("red square")
+    rank = minus.index("red square") if "red square" in minus else len(minus)  # absent: below them all
+    assert rank > plain.index("red square")
 
 
 def test_text_plus_image_terms(shapes) -> None:
