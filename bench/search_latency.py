@@ -78,7 +78,12 @@ def point_id(i: int) -> str:
 
 
 def open_store(engine: str, folder: Path):
+    from embedder import store_edge
     from embedder.config import Settings
+
+    if engine == "edge-hnsw":  # the same store with a graph on every segment (the default: exact to ~200k)
+        store_edge.INDEXING_THRESHOLD_KB = 1_000
+        engine = "edge"
     from embedder.store import QdrantStore
     from embedder.store_edge import EdgeStore
 
@@ -150,8 +155,8 @@ def query(engine: str, n: int, folder: Path, queries: int) -> dict:
     rss_open = common.rss_mb()
     assert count == n, (count, n)
     rng = np.random.default_rng(SEED + 2)
-    base = vectors(queries, seed=SEED)  # near the collection's themes, as real queries are
-    qs = base + rng.normal(scale=0.5, size=base.shape).astype(np.float32)
+    # Queries near stored images (cosine ~0.8 to one of them): every query has real neighbours.
+    qs = vectors(n)[rng.choice(n, queries, replace=False)] + rng.normal(scale=0.03, size=(queries, DIM)).astype(np.float32)
     qs /= np.linalg.norm(qs, axis=1, keepdims=True)
     out: dict = {"points": n, "reopen_s": reopen_s, "rss_before_open_mb": rss_start, "rss_after_open_mb": rss_open}
     for q in qs[:5]:
@@ -167,7 +172,7 @@ def query(engine: str, n: int, folder: Path, queries: int) -> dict:
             times.append(time.perf_counter() - t)
             hits_sizes.append(len(hits))
         latency[name] = {**percentiles(times), "hits_min": int(min(hits_sizes))}
-        if engine == "edge":
+        if engine.startswith("edge"):
             found = 0
             for q in qs[:100]:
                 exact = {h.id for h in store.query(q, 10, where=where, exact=True)}
@@ -234,6 +239,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--local-max", type=int, default=10000, help="largest size for qdrant-client local mode")
     parser.add_argument("--out", default="search_latency")
+    parser.add_argument("--engines", default="edge,local", help="edge, local, edge-hnsw (HNSW on every segment)")
     args = parser.parse_args()
     if args.child:
         folder = Path(args.folder)
@@ -249,7 +255,7 @@ def main() -> None:
     results: dict = {"machine": common.machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "runs": {}}
     print(f"machine: {results['machine']}\nload: {common.load()}", flush=True)
     for n in sizes:
-        for engine in ("edge", "local"):
+        for engine in args.engines.split(","):
             if engine == "local" and n > args.local_max:
                 continue
             folder = common.CACHE / "runs" / f"search-{engine}-{n}"

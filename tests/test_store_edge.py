@@ -321,7 +321,16 @@ def test_a_killed_process_loses_nothing_it_had_stored(settings: Settings) -> Non
         assert store.retrieve([pid(1)]) == {pid(1): {"b": "moved"}}
 
 
-def test_optimize_builds_hnsw_only_when_asked_or_worth_it_and_results_stay_right(settings: Settings) -> None:
+def test_small_stores_stay_on_exact_search(settings: Settings) -> None:
+    rng = np.random.default_rng(4)
+    with EdgeStore(settings, "m", 8) as store:
+        store.upsert([Point(pid(i), unit(v), {}) for i, v in enumerate(rng.normal(size=(2000, 8)))])
+        store.optimize(force=True)
+        assert store.stats() == {"segments": store.stats()["segments"], "points": 2000, "indexed": 0}
+
+
+def test_optimize_builds_hnsw_when_asked_or_worth_it_and_results_stay_right(settings: Settings, monkeypatch) -> None:
+    monkeypatch.setattr("embedder.store_edge.INDEXING_THRESHOLD_KB", 10)  # a graph even for a small store
     rng = np.random.default_rng(3)
     vectors = rng.normal(size=(3000, 8)).astype(np.float32)
     with EdgeStore(settings, "m", 8) as store:
@@ -329,7 +338,7 @@ def test_optimize_builds_hnsw_only_when_asked_or_worth_it_and_results_stay_right
         assert store.optimize() is False  # too few new points to be worth a graph
         exact = [h.id for h in store.query(unit(vectors[5]), 10, exact=True)]
         store.optimize(force=True)
-        assert store.stats()["points"] == 3000
+        assert store.stats()["points"] == 3000 and store.stats()["indexed"] == 3000
         assert [h.id for h in store.query(unit(vectors[5]), 10)][0] == pid(5)
         assert len(set(exact) & {h.id for h in store.query(unit(vectors[5]), 10)}) >= 9
         filtered = store.query(unit(vectors[5]), 10, where=SearchFilter(formats=("PNG",)))
