@@ -55,7 +55,9 @@ CLASSES = [
 HOSTILE_NAME = "**bold** <b>tag <i>x [link](x.test) :red[hot] $x^2$ _it_.png"
 
 
-def _chromium_or_skip() -> Path:
+@pytest.fixture
+def chromium() -> Path:
+    """Debian's Chromium: skipped where it is missing, but CI must have it."""
     if CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK):
         return CHROMIUM
     message = f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium, or make chromium)"
@@ -90,7 +92,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
 
 
 @pytest.fixture
-def app_url(tmp_path: Path, model_path: Path) -> Iterator[str]:
+def app_url(chromium: Path, tmp_path: Path, model_path: Path) -> Iterator[str]:
     """`streamlit run main_app.py` on a free port, with the test model and a store of its own."""
     port = free_port()
     env = {
@@ -136,8 +138,7 @@ def app_url(tmp_path: Path, model_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def page(app_url: str):
-    chromium = _chromium_or_skip()
+def page(chromium: Path, app_url: str):
     expect.set_options(timeout=STEP_TIMEOUT_MS)
 
     with sync_playwright() as p:
