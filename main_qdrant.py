@@ -12,7 +12,7 @@ import streamlit as st
 
 import webui
 from embedder.engine import Engine
-from embedder.indexer import Failure, IndexReport
+from embedder.indexer import IndexReport
 
 REPORT_KEY = "index_report"
 UPLOADER_GENERATION = "index_uploader_generation"
@@ -35,19 +35,10 @@ def _index(engine: Engine, uploads: list, folders: list[str], prune: bool) -> tu
     reports: list[IndexReport] = []
     names: dict[str, str] = {}
     if uploads:
-        limit = settings.max_upload_mb * 1024 * 1024
         files = [(f.name, f.getvalue()) for f in uploads]
-        too_big = [
-            Failure(name, f"larger than {settings.max_upload_mb} MB (MAX_UPLOAD_MB)")
-            for name, data in files
-            if len(data) > limit
-        ]
-        files = [(name, data) for name, data in files if len(data) <= limit]
         names = webui.upload_names(files, settings.upload_dir)
         bar = webui.ProgressBar(f"Uploaded files ({len(files)})")
-        report = engine.indexer.index_uploads(files, settings.upload_dir, on_progress=bar)
-        report.failed = too_big + report.failed
-        reports.append(report)
+        reports.append(engine.indexer.index_uploads(files, settings.upload_dir, on_progress=bar))
     if folders:
         label = folders[0] if len(folders) == 1 else f"{len(folders)} folders"
         bar = webui.ProgressBar(label)

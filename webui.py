@@ -25,10 +25,10 @@ from PIL import Image, ImageOps
 from embedder.config import Settings
 from embedder.engine import Engine
 from embedder.errors import EmbedderError
-from embedder.images import IMAGE_EXTENSIONS, bytes_hash, decode
+from embedder.images import IMAGE_EXTENSIONS, decode
 from embedder.indexer import Progress
 from embedder.search import Result
-from embedder.uploads import display_name
+from embedder.uploads import display_name, upload_path
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +333,5 @@ def upload_names(uploads: list[tuple[str, bytes]], upload_dir: Path) -> dict[str
     names: dict[str, str] = {}
     for raw_name, data in uploads:
         name = display_name(raw_name)
-        digest = bytes_hash(data)
-        path = os.path.abspath(upload_dir / digest[:2] / f"{digest}{Path(name).suffix.lower()}")
-        names.setdefault(path, name)
+        names.setdefault(os.path.abspath(upload_path(upload_dir, name, data)), name)
     return names

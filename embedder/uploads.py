@@ -39,6 +39,12 @@ def display_name(raw: str) -> str:
     return clean
 
 
+def upload_path(upload_dir: Path, name: str, data: bytes) -> Path:
+    """Where an upload's bytes are kept: UPLOAD_DIR/<hash[:2]>/<hash><ext of its cleaned name>."""
+    digest = bytes_hash(data)
+    return upload_dir / digest[:2] / f"{digest}{Path(name).suffix.lower()}"
+
+
 def save_upload(raw_name: str, data: bytes, upload_dir: Path, max_bytes: int | None = None) -> SavedUpload:
     """Write `data` to UPLOAD_DIR/<hash[:2]>/<hash><ext> once; the same bytes again reuse the file.
 
@@ -46,14 +52,13 @@ def save_upload(raw_name: str, data: bytes, upload_dir: Path, max_bytes: int | N
     """
     name = display_name(raw_name)
     if not is_image_name(name):
-        raise ValueError(f"{name}: not a supported image type ({Path(name).suffix or 'no extension'})")
+        raise ValueError(f"not a supported image type ({Path(name).suffix or 'no extension'})")
     if max_bytes is not None and len(data) > max_bytes:
         raise ValueError(
-            f"{name}: {len(data) / 2**20:.1f} MB is above the upload limit of {max_bytes / 2**20:.0f} MB (MAX_UPLOAD_MB)"
+            f"{len(data) / 2**20:.1f} MB is above the upload limit of {max_bytes / 2**20:.0f} MB (MAX_UPLOAD_MB)"
         )
-    digest = bytes_hash(data)
-    folder = upload_dir / digest[:2]
-    path = folder / f"{digest}{Path(name).suffix.lower()}"
+    path = upload_path(upload_dir, name, data)
+    folder = path.parent
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".upload-")
