@@ -44,7 +44,7 @@ COLOUR_HSV: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[floa
 COLOURS: tuple[str, ...] = tuple(COLOUR_HSV)
 SIZES: tuple[str, ...] = ("small", "large")
 # Object radius as a fraction of the image side; the gap between the two keeps sizes unambiguous.
-SIZE_RADIUS: dict[str, tuple[float, float]] = {"small": (0.11, 0.17), "large": (0.28, 0.40)}
+SIZE_RADIUS: dict[str, tuple[float, float]] = {"small": (0.13, 0.19), "large": (0.30, 0.42)}
 BACKGROUNDS: tuple[str, ...] = ("plain", "gradient", "noise", "stripes", "checks")
 CSV_NAME = "captions.csv"
 LAYOUTS = ("folders", "flat")
@@ -196,13 +196,13 @@ def _dull(rng: np.random.Generator) -> np.ndarray:
 
 def _background(rng: np.random.Generator, side: int) -> Image.Image:
     kind = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
-    a, b = _dull(rng), _dull(rng)
+    a, b = _dull(rng).astype(np.float32), _dull(rng).astype(np.float32)
     if kind == "plain":
         pixels = np.broadcast_to(a, (side, side, 3))
     elif kind == "gradient":
         angle = rng.uniform(0, 2 * math.pi)
-        ys, xs = np.mgrid[0:side, 0:side] / max(side - 1, 1)
-        t = (xs * math.cos(angle) + ys * math.sin(angle))
+        ys, xs = np.ogrid[0:side, 0:side]
+        t = (xs * math.cos(angle) + ys * math.sin(angle)).astype(np.float32)
         t = (t - t.min()) / max(float(np.ptp(t)), 1e-6)
         pixels = a + (b - a) * t[..., None]
     elif kind == "noise":  # blotchy: coarse noise scaled up smoothly
@@ -212,7 +212,7 @@ def _background(rng: np.random.Generator, side: int) -> Image.Image:
         pixels = a + (b - a) * np.clip(t, 0, 1)[..., None]
     else:  # stripes or checks, low contrast
         period = side / rng.uniform(3, 12)
-        ys, xs = np.mgrid[0:side, 0:side]
+        ys, xs = np.ogrid[0:side, 0:side]
         if kind == "stripes":
             angle = rng.uniform(0, math.pi)
             on = ((xs * math.cos(angle) + ys * math.sin(angle)) // period) % 2
@@ -227,9 +227,11 @@ def _photographic(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     """Soften, add sensor-like noise and a brightness shift, then JPEG-compress."""
     if rng.random() < 0.5:
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2) * image.width / 224))
-    pixels = np.asarray(image, dtype=np.float32)
-    pixels = pixels * rng.uniform(0.9, 1.1) + rng.normal(0.0, rng.uniform(2.0, 10.0), pixels.shape)
-    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="RGB")
+    pixels = np.asarray(image, dtype=np.float32) * np.float32(rng.uniform(0.9, 1.1))
+    noise = rng.standard_normal(pixels.shape, dtype=np.float32)
+    noise *= np.float32(rng.uniform(2.0, 10.0))
+    pixels += noise
+    image = Image.fromarray(np.clip(pixels, 0, 255, out=pixels).astype(np.uint8), mode="RGB")
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=int(rng.integers(35, 95)))
     buffer.seek(0)
