@@ -35,6 +35,11 @@ $(DEV): $(APP) tests/requirements.txt
 	$(BIN)/pip install --quiet -r tests/requirements.txt
 	touch $@
 
+# Speed and memory (not tests): print tables, write bench/results/*.json; see BENCHMARKS.md.
+bench: $(DEV)
+	$(BIN)/python bench/index_throughput.py
+	$(BIN)/python bench/search_latency.py
+
 # The browser tests drive Debian's Chromium (never `playwright install`).
 chromium:
 	@test -x /usr/bin/chromium || { \
