@@ -203,7 +203,8 @@ def main() -> None:
         child(args)
         return
 
-    n12, nvga, n_big = (24, 64, 48) if args.quick else (120, 320, 360)
+    n12, nvga, n_big = (24, 64, 48) if args.quick else (48, 96, 360)
+    rounds = 1 if args.quick else 3
     common.CACHE.mkdir(parents=True, exist_ok=True)
     common.build_model()
     common.make_photos(max(n12, n_big), *IMAGE_SETS["12mp"])
@@ -213,39 +214,62 @@ def main() -> None:
         sweep = {}
         for rep in range(2):
             for workers, threads in ((2, 2), (1, 2), (2, 1), (1, 1)):
-                r = spawn("ours", "12mp", n12 // 2, workers=workers, torch_threads=threads)
+                r = spawn("ours", "12mp", n12, workers=workers, torch_threads=threads)
                 sweep.setdefault(f"workers={workers} torch_threads={threads}", []).append(r["images_per_s"])
         print(json.dumps(sweep, indent=1))
-        common.write_result("index_threads_sweep", {"machine": common.machine(), "n": n12 // 2, "images_per_s": sweep})
+        common.write_result("index_threads_sweep", {"machine": common.machine(), "n": n12, "images_per_s": sweep})
         return
 
-    results: dict = {"machine": common.machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "runs": {}}
+    results: dict = {"machine": common.machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "rounds": rounds, "runs": {}}
     runs = results["runs"]
     print("draft decoding vs full decode, after the model's preprocessing:")
     runs["draft_fidelity"] = spawn("fidelity", "12mp", 16)
     print("  " + json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in runs["draft_fidelity"].items()}))
-    print("forward pass alone (ceiling):")
-    runs["model_only"] = spawn("model", n=128 if not args.quick else 32, batch=32)
-    for images, n in (("12mp", n12), ("vga", nvga)):
-        print(f"{images}:")
-        base = spawn("baseline", images, n)
-        ours = spawn("ours", images, n)
-        runs[images] = {"n": n, "baseline": base, "ours": ours, "ratio": ours["images_per_s"] / base["images_per_s"]}
-        print(f"  ratio ours/baseline: {runs[images]['ratio']:.2f}×")
+    # Other people's jobs share these cores: every variant runs once per round, interleaved, and
+    # the tables use the best round of each (the least disturbed), with the median beside it.
+    cores = os.cpu_count() or 2
+    variants = {
+        "model_only": lambda images, n: spawn("model", n=64, batch=32) if images == "12mp" else None,
+        "baseline": lambda images, n: spawn("baseline", images, n),
+        "ours": lambda images, n: spawn("ours", images, n),
+        "ours_workers_per_core": lambda images, n: spawn("ours", images, n, workers=cores),
+    }
+    samples: dict = {}
+    for round_no in range(rounds):
+        print(f"round {round_no + 1}/{rounds}:", flush=True)
+        for images, n in (("12mp", n12), ("vga", nvga)):
+            for name, run in variants.items():
+                r = run(images, n)
+                if r is not None:
+                    samples.setdefault(images, {}).setdefault(name, []).append(r)
+    for images, by_variant in samples.items():
+        summary = {}
+        for name, rs in by_variant.items():
+            rates = sorted(r["images_per_s"] for r in rs)
+            summary[name] = {
+                "best_images_per_s": rates[-1],
+                "median_images_per_s": rates[len(rates) // 2],
+                "all_images_per_s": [r["images_per_s"] for r in rs],
+                "peak_rss_mb": max((r.get("peak_rss_mb", 0) for r in rs), default=0),
+                "n": rs[0]["images"],
+                "loads": [r["load_before"].split("load average:")[-1].strip() for r in rs],
+            }
+        summary["ratio_best"] = summary["ours"]["best_images_per_s"] / summary["baseline"]["best_images_per_s"]
+        summary["ratio_median"] = summary["ours"]["median_images_per_s"] / summary["baseline"]["median_images_per_s"]
+        runs[images] = summary
+        print(f"  {images}: ours/baseline best {summary['ratio_best']:.2f}×, median {summary['ratio_median']:.2f}×")
     print("streaming: peak RSS of ours at two N (12 MP):")
-    runs["rss_small_n"] = runs["12mp"]["ours"]
+    runs["rss_small_n"] = spawn("ours", "12mp", n12)
     runs["rss_large_n"] = spawn("ours", "12mp", n_big)
-    print("decode threads (12 MP, ours) with one per core, the previous default:")
-    runs["workers_per_core"] = spawn("ours", "12mp", n12, workers=os.cpu_count() or 2)
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     path = common.write_result("index_throughput" + ("-quick" if args.quick else ""), results)
 
-    print("\n| images | n | baseline images/s | ours images/s | ratio | baseline peak RSS | ours peak RSS |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| images | n | baseline images/s | ours images/s | ratio (best) | ratio (median) | baseline peak RSS | ours peak RSS |")
+    print("|---|---|---|---|---|---|---|---|")
     for images in ("12mp", "vga"):
         r = runs[images]
-        print(f"| {images} | {r['n']} | {r['baseline']['images_per_s']:.2f} | {r['ours']['images_per_s']:.2f} | "
-              f"{r['ratio']:.2f}× | {r['baseline']['peak_rss_mb']:.0f} MB | {r['ours']['peak_rss_mb']:.0f} MB |")
+        print(f"| {images} | {r['ours']['n']} | {r['baseline']['best_images_per_s']:.2f} | {r['ours']['best_images_per_s']:.2f} | "
+              f"{r['ratio_best']:.2f}× | {r['ratio_median']:.2f}× | {r['baseline']['peak_rss_mb']:.0f} MB | {r['ours']['peak_rss_mb']:.0f} MB |")
     print(f"\nours peak RSS: n={runs['rss_small_n']['images']}: {runs['rss_small_n']['peak_rss_mb']:.0f} MB, "
           f"n={runs['rss_large_n']['images']}: {runs['rss_large_n']['peak_rss_mb']:.0f} MB")
     print(f"wrote {path.relative_to(common.ROOT)}")
