@@ -50,10 +50,10 @@ EDGE_VERSION = "0.9.0"  # pinned in requirements.txt: the on-disk format is Edge
 META_NAME = "collection.json"
 SHARD_DIR = "shard"
 META_FORMAT = 1
-# Exact search, not HNSW, up to ~200k images: Edge scans 100k 512-d vectors in ~12 ms on 2 cores
+# Exact search, not HNSW, up to ~200k images: Edge scans 100k 512-d vectors in ~11 ms on 2 cores
 # (bench/search_latency.py), never misses, and needs no graph. On clustered photo embeddings (bursts
-# of near-duplicates) HNSW at ef=128 found only 47-67% of the exact top 10, and building its graph
-# for 100k points took 6 minutes here. A segment gets a graph only above this size (KB of vector
+# of near-duplicates) HNSW (m 16, ef 256) found only 54% of the exact top 10 at 100k (69-82% with
+# filters), and building its graph took 170-380 s here. A segment gets a graph only above this size (KB of vector
 # data: 400,000 KB = 200k 512-d float32 vectors); queries use the graph only where one exists.
 INDEXING_THRESHOLD_KB = 400_000
 HNSW_M = 16
@@ -63,8 +63,8 @@ HNSW_EF_SEARCH = 256
 OPTIMIZE_MIN_NEW = 20_000
 # Durability. Every update goes to Edge's write-ahead log before update() returns, and the WAL
 # survives a killed or crashed process (tests/test_store_edge.py kills one right after an upsert).
-# flush() also makes it safe from a power cut, but costs 20-170 ms here (fsyncs of every segment and
-# payload-index file): done after every batch it capped bulk upserts at ~1,600 points/s. So writes
+# flush() also makes it safe from a power cut, but costs 3-170 ms here (fsyncs of every segment and
+# payload-index file): done after every batch it capped bulk upserts at 850-1,600 points/s. So writes
 # are flushed when at least FLUSH_INTERVAL_S has passed since the last flush (on CPU, where a batch
 # of 32 images takes seconds, that is every batch), and always on delete, optimize and close: a
 # crashed process loses nothing it was told was stored; a power cut, at most the last second.
