@@ -52,23 +52,10 @@ COMMON_WORDS = (
 # --- the model -----------------------------------------------------------------------------------
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's reversible map from the 256 byte values to printable characters."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    chars = printable[:]
-    extra = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, (chr(c) for c in chars)))
-
-
 def write_clip_tokenizer_files(folder: Path) -> None:
     """vocab.json + merges.txt of a CLIP byte-level BPE: bytes, bytes + ``</w>``, whole-word merges
     for COMMON_WORDS (grown from the left), then BOS and EOS last, as in CLIP's own vocabulary."""
-    table = _bytes_to_unicode()
+    table = _fixture_tokenizer().bytes_to_unicode()
     byte_chars = list(table.values())
     vocab = byte_chars + [c + "</w>" for c in byte_chars]
     known = set(vocab)
@@ -270,3 +257,14 @@ def write_result(name: str, data: dict) -> Path:
 
 if __name__ == "__main__":
     print(build_model())
+
+
+def _fixture_tokenizer():
+    """The tiny CLIP's build script, whose CLIP byte map the bench's tokenizer shares."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "train_tiny_clip.py"
+    spec = importlib.util.spec_from_file_location("train_tiny_clip", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

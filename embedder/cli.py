@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--per-query", action="store_true", help="also list every text query, worst first")
     evaluate.add_argument("--json", action="store_true")
 
+    commands.add_parser("migrate", help="convert an old qdrant-client local-mode folder (QDRANT_PATH) to Qdrant Edge")
+
     info = commands.add_parser("info", help="storage, collection, model and image count")
     info.add_argument("--json", action="store_true")
     return parser
@@ -104,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if args.command == "migrate":  # before any store is opened: the old folder is refused until converted
+        from embedder.store_edge import migrate_main
+
+        return migrate_main()
     try:
         settings = Settings.from_env()
         with ExitStack() as stack:

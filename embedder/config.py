@@ -23,7 +23,7 @@ class Settings:
     model: str = "clip-ViT-B-32"
     device: str = "auto"
     batch_size: int = 0  # 0: the encoder picks a size for the device
-    workers: int = 0  # decode threads; 0: one per core
+    workers: int = 0  # decode threads; 0: half the cores on CPU, all of them with a GPU
     qdrant_url: str | None = None
     qdrant_api_key: str | None = field(default=None, repr=False)
     qdrant_path: Path = Path("data/qdrant")

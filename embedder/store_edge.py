@@ -70,7 +70,7 @@ OPTIMIZE_MIN_NEW = 20_000
 # crashed process loses nothing it was told was stored; a power cut, at most the last second.
 FLUSH_INTERVAL_S = 1.0
 # How a person runs the migration (the CLI may wire `python -m embedder migrate` to migrate_local).
-MIGRATE_COMMAND = "python -m embedder.store_edge migrate"
+MIGRATE_COMMAND = "python -m embedder migrate"
 
 
 def edge_available() -> bool:
