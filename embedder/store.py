@@ -192,13 +192,17 @@ def _qdrant_errors(location: str) -> Iterator[None]:
         raise StoreError(f"Qdrant at {location} failed: {text}") from None
 
 
-def damaged(folder: Path, exc: Exception) -> StoreError:
-    """The message for an embedded store whose files cannot be read back."""
-    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return StoreError(
-        f"The storage folder {folder} is damaged ({detail}). Restore it from a backup, or move it "
+def damaged_message(location: str | Path, what: str) -> str:
+    """The words for an embedded store whose files cannot be read back (every backend uses them)."""
+    return (
+        f"The storage folder {location} is damaged ({what}). Restore it from a backup, or move it "
         "away and index your folders again (nothing else is lost: your images are untouched)."
     )
+
+
+def damaged(folder: Path, exc: Exception) -> StoreError:
+    """`damaged_message` as an error, with the first line of what went wrong."""
+    return StoreError(damaged_message(folder, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
 
 
 class QdrantStore(ImageStore):

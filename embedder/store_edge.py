@@ -41,6 +41,7 @@ from embedder.store import (
     ImageStore,
     Point,
     SearchFilter,
+    damaged_message,
     mismatch_message,
 )
 
@@ -84,13 +85,6 @@ def edge_available() -> bool:
 def is_local_mode_folder(folder: Path) -> bool:
     """A folder written by qdrant-client's local mode: `meta.json` beside `collection/`."""
     return (folder / "meta.json").is_file() and (folder / "collection").is_dir()
-
-
-def damaged_message(location: str, what: str) -> str:
-    return (
-        f"The storage folder {location} is damaged ({what}). Restore it from a backup, or move it "
-        "away and index your folders again (nothing else is lost: your images are untouched)."
-    )
 
 
 @contextmanager
