@@ -74,10 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--min-width", type=int)
     search.add_argument("--min-height", type=int)
     search.add_argument("--collapse", action="store_true", help="show one of each set of near-duplicates")
+    search.add_argument("--threshold", type=float, default=None, help="near-duplicate cosine, default DUPLICATE_THRESHOLD")
     search.add_argument("--json", action="store_true")
 
     dupes = commands.add_parser("duplicates", help="list groups of near-duplicate images")
-    dupes.add_argument("--threshold", type=float, default=None, help="cosine similarity, default 0.95")
+    dupes.add_argument("--threshold", type=float, default=None, help="cosine similarity, default DUPLICATE_THRESHOLD")
     dupes.add_argument("--json", action="store_true")
 
     evaluate = commands.add_parser(
@@ -152,26 +153,26 @@ def _show_progress(p: Progress) -> None:
 
 
 def run_search(engine: Any, args: argparse.Namespace) -> int:
-    from embedder.duplicates import collapse
+    from embedder.duplicates import Collapser
     from embedder.images import decode
+    from embedder.pager import ResultPages
     from embedder.search import Term, make_filter, parse_term
 
     terms = [parse_term(t) for t in args.terms]
-    terms += [Term(image=decode(path, engine.settings.max_image_pixels).image) for path in args.image]
+    terms += [Term(image=decode(path, engine.settings.max_image_pixels).image, label=path.name) for path in args.image]
     terms += [Term(point_id=pid) for pid in args.like]
     if not terms:
         raise EmbedderError("search needs at least one term: a text, --image PATH or --like ID")
     where = make_filter(
         args.folder, args.types.split(","), args.after, args.before, args.min_width, args.min_height
     )
-    try:
-        results = engine.searcher.by_terms(
-            terms, limit=args.limit, offset=args.offset, min_score=args.min_score, template=args.template, where=where
-        )
-    except ValueError as exc:
-        raise EmbedderError(str(exc)) from None
-    if args.collapse:
-        results = collapse(results, engine.store)
+    vector, where = engine.searcher.plan(terms, args.template, where)  # encoded once, for every page
+
+    def fetch(limit: int, offset: int) -> list[Any]:
+        return engine.searcher.by_vector(vector, limit, args.offset + offset, args.min_score, where)
+
+    collapser = Collapser(engine.store, _threshold(engine, args)) if args.collapse else None
+    results, _ = ResultPages(fetch, collapser).first(args.limit)
     if args.json:
         _print_json([{"score": r.score, "path": r.path, "name": r.name, "id": r.id} for r in results])
         return 0
@@ -182,10 +183,17 @@ def run_search(engine: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def run_duplicates(engine: Any, args: argparse.Namespace) -> int:
-    from embedder.duplicates import DEFAULT_THRESHOLD, near_duplicate_groups
+def _threshold(engine: Any, args: argparse.Namespace) -> float:
+    threshold = args.threshold if args.threshold is not None else engine.settings.duplicate_threshold
+    if not 0 < threshold <= 1:
+        raise EmbedderError(f"--threshold must be above 0 and at most 1, got {threshold:g}")
+    return threshold
 
-    groups = near_duplicate_groups(engine.store, args.threshold or DEFAULT_THRESHOLD)
+
+def run_duplicates(engine: Any, args: argparse.Namespace) -> int:
+    from embedder.duplicates import near_duplicate_groups
+
+    groups = near_duplicate_groups(engine.store, _threshold(engine, args))
     if args.json:
         _print_json([{"score": g.score, "paths": [p["paths"] for p in g.payloads]} for g in groups])
         return 0

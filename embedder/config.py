@@ -36,6 +36,7 @@ class Settings:
     image_dirs: tuple[Path, ...] = ()
     max_image_pixels: int = 100_000_000
     max_upload_mb: int = 200
+    duplicate_threshold: float = 0.95  # cosine at which two images count as near-duplicates
 
     @property
     def storage_mode(self) -> str:
@@ -89,6 +90,7 @@ ENV_NAMES: dict[str, str] = {
     "image_dirs": "IMAGE_DIRS",
     "max_image_pixels": "MAX_IMAGE_PIXELS",
     "max_upload_mb": "MAX_UPLOAD_MB",
+    "duplicate_threshold": "DUPLICATE_THRESHOLD",
 }
 
 
@@ -130,6 +132,16 @@ def _collection(var: str, raw: str) -> str:
     return value
 
 
+def _cosine(var: str, raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{var} must be a number between 0 and 1, got {raw!r}") from None
+    if not 0 < value <= 1:
+        raise ConfigError(f"{var} must be above 0 and at most 1, got {value:g}")
+    return value
+
+
 def _paths(var: str, raw: str) -> tuple[Path, ...]:
     return tuple(Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip())
 
@@ -143,6 +155,7 @@ PARSERS: dict[str, Callable[[str, str], object]] = {
     "write_consistency_factor": _positive_int,
     "max_image_pixels": _positive_int,
     "max_upload_mb": _positive_int,
+    "duplicate_threshold": _cosine,
     "device": _device,
     "qdrant_url": _url,
     "collection": _collection,

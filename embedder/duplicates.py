@@ -18,10 +18,8 @@ from embedder.store import ImageStore
 
 log = logging.getLogger(__name__)
 
-# Measured on the synthetic set with the test model: re-encoded / resized copies score ≥ 0.97,
-# different images of the same class rarely pass 0.95 (see tests/test_duplicates.py and README).
-DEFAULT_THRESHOLD = 0.95
-BLOCK = 2048
+# Similarities are computed a block of rows at a time: at most this many scores in memory at once.
+BLOCK_SCORES = 16_000_000
 
 
 @dataclass(frozen=True)
@@ -33,7 +31,7 @@ class DuplicateGroup:
     score: float  # the lowest similarity that links the group
 
 
-def near_duplicate_groups(store: ImageStore, threshold: float = DEFAULT_THRESHOLD) -> list[DuplicateGroup]:
+def near_duplicate_groups(store: ImageStore, threshold: float) -> list[DuplicateGroup]:
     """Every group of ≥ 2 images linked by cosine ≥ `threshold`, largest groups first."""
     ids: list[str] = []
     payloads: list[dict[str, Any]] = []
@@ -54,8 +52,9 @@ def near_duplicate_groups(store: ImageStore, threshold: float = DEFAULT_THRESHOL
             i = parent[i]
         return i
 
-    for start in range(0, len(ids), BLOCK):
-        scores = vectors[start : start + BLOCK] @ vectors.T
+    block = max(1, BLOCK_SCORES // len(ids))
+    for start in range(0, len(ids), block):
+        scores = vectors[start : start + block] @ vectors.T
         rows_, cols = np.nonzero(scores >= threshold)
         for r, c in zip(rows_, cols):
             i, j = start + int(r), int(c)
@@ -79,15 +78,29 @@ def near_duplicate_groups(store: ImageStore, threshold: float = DEFAULT_THRESHOL
     return groups
 
 
-def collapse(results: Sequence[Result], store: ImageStore, threshold: float = DEFAULT_THRESHOLD) -> list[Result]:
+class Collapser:
+    """Keeps the best-ranked of each set of near-duplicate results, across pages fed best first."""
+
+    def __init__(self, store: ImageStore, threshold: float) -> None:
+        self.store = store
+        self.threshold = threshold
+        self.hidden = 0  # results left out so far
+        self._kept: list[np.ndarray] = []
+
+    def keep(self, results: Sequence[Result]) -> list[Result]:
+        """The results that are not near-duplicates of one kept before."""
+        kept: list[Result] = []
+        for result in results:
+            vector = self.store.vector(result.id)
+            if vector is not None and any(float(vector @ other) >= self.threshold for other in self._kept):
+                self.hidden += 1
+                continue
+            kept.append(result)
+            if vector is not None:
+                self._kept.append(vector)
+        return kept
+
+
+def collapse(results: Sequence[Result], store: ImageStore, threshold: float) -> list[Result]:
     """Keep the best-ranked of each set of near-duplicate results (cosine ≥ `threshold`)."""
-    kept: list[Result] = []
-    kept_vectors: list[np.ndarray] = []
-    for result in results:
-        vector = store.vector(result.id)
-        if vector is not None and any(float(vector @ other) >= threshold for other in kept_vectors):
-            continue
-        kept.append(result)
-        if vector is not None:
-            kept_vectors.append(vector)
-    return kept
+    return Collapser(store, threshold).keep(results)

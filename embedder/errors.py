@@ -27,3 +27,7 @@ class StoreInUseError(StoreError):
 
 class CollectionMismatchError(StoreError):
     """The collection was filled by another model or has another vector size."""
+
+
+class QueryError(EmbedderError, ValueError):
+    """A query that cannot be searched: no terms left, terms that cancel out, an image gone."""

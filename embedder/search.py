@@ -5,15 +5,18 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from embedder.encoder import Encoder, normalise
+from embedder.errors import QueryError
+from embedder.images import IMAGE_EXTENSIONS
 from embedder.store import Hit, ImageStore, SearchFilter
 
 log = logging.getLogger(__name__)
@@ -24,16 +27,38 @@ TEXT_CACHE_SIZE = 512
 
 @dataclass(frozen=True)
 class Term:
-    """One part of a composed query: a text, an image or a stored point, with a weight (< 0 subtracts)."""
+    """One part of a composed query, with a weight (< 0 pushes results away from it).
+
+    A term is a text, an image, a stored point (more like this) or a vector already encoded
+    (an uploaded image kept across reruns); `label` is how people know an image (its file name).
+    """
 
     text: str | None = None
     image: Image.Image | None = None
     point_id: str | None = None
     weight: float = 1.0
+    vector: np.ndarray | None = field(default=None, compare=False, repr=False)
+    label: str = ""
 
     def describe(self) -> str:
-        what = self.text if self.text is not None else f"point {self.point_id}" if self.point_id else "image"
-        return f"{self.weight:+g}×{what}"
+        """How the term reads: `“dog”`, `images like a.jpg`, `images like your picture b.png`."""
+        if self.text is not None:
+            return f"“{self.text}”"
+        if self.point_id is not None:
+            return f"images like {self.label or self.point_id}"
+        return f"images like your picture {self.label}".rstrip()
+
+
+def describe_query(terms: Sequence[Term]) -> str:
+    """A composed query as people read it: `“beach” + 2× “sunset” − “people”`."""
+    parts: list[str] = []
+    for term in terms:
+        if term.weight == 0:
+            continue
+        sign = "− " if term.weight < 0 else ("+ " if parts else "")
+        times = f"{abs(term.weight):g}× " if abs(term.weight) != 1 else ""
+        parts.append(f"{sign}{times}{term.describe()}")
+    return " ".join(parts)
 
 
 def parse_term(raw: str) -> Term:
@@ -75,6 +100,14 @@ def apply_template(text: str, template: str | None) -> str:
 
 
 FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF", "HEIC": "HEIF"}
+# Phones write JPEGs with extra pictures inside, which Pillow calls MPO: to people they are JPEGs.
+FORMAT_FAMILIES = {"JPEG": ("JPEG", "MPO")}
+
+
+def file_types() -> list[str]:
+    """The file types people can filter by: one per format the indexer reads."""
+    names = {FORMAT_ALIASES.get(ext.lstrip(".").upper(), ext.lstrip(".").upper()) for ext in IMAGE_EXTENSIONS}
+    return sorted(names)
 
 
 def make_filter(
@@ -86,7 +119,8 @@ def make_filter(
     min_height: int | None = None,
 ) -> SearchFilter:
     """A `SearchFilter` from what people type: `jpg` → JPEG, dates inclusive, folders absolute."""
-    formats = tuple(dict.fromkeys(FORMAT_ALIASES.get(t.strip().upper(), t.strip().upper()) for t in types if t.strip()))
+    named = (FORMAT_ALIASES.get(t.strip().upper(), t.strip().upper()) for t in types if t.strip())
+    formats = tuple(dict.fromkeys(f for name in named for f in FORMAT_FAMILIES.get(name, (name,))))
     return SearchFilter(
         folder=os.path.abspath(os.path.expanduser(folder)) if folder else None,
         formats=formats,
@@ -95,6 +129,25 @@ def make_filter(
         min_width=min_width or None,
         min_height=min_height or None,
     )
+
+
+def folder_choices(store: ImageStore, upload_dir: Path | None = None) -> list[str]:
+    """Folders worth offering as a filter: each folder holding images (uploads as one folder)
+    and every parent where two of them branch off, sorted."""
+    uploads = os.path.abspath(upload_dir) if upload_dir else None
+    leaves: set[str] = set()
+    for _, payload, _ in store.scroll():
+        for path in payload.get("paths", []):
+            folder = os.path.dirname(path)
+            inside_uploads = uploads and (folder + os.sep).startswith(os.path.join(uploads, ""))
+            leaves.add(uploads if inside_uploads else folder)
+    children: dict[str, set[str]] = {}
+    for leaf in leaves:
+        child = leaf
+        for parent in map(str, Path(leaf).parents):
+            children.setdefault(parent, set()).add(child)
+            child = parent
+    return sorted(leaves | {folder for folder, below in children.items() if len(below) > 1})
 
 
 def _utc(day: date) -> float:
@@ -149,33 +202,33 @@ class Searcher:
             return []
         return self.by_terms([Term(point_id=point_id)], limit, offset, min_score, where=where)
 
-    def compose(self, terms: list[Term], template: str | None = None) -> np.ndarray:
+    def compose(self, terms: Sequence[Term], template: str | None = None) -> np.ndarray:
         """The weighted sum of the terms' unit vectors, normalised (negative weights push away)."""
-        parts: list[np.ndarray] = []
-        for term in terms:
-            if term.weight == 0:
-                continue
-            if term.text is not None:
-                vector = self.text_vector(apply_template(term.text, template))
-            elif term.image is not None:
-                vector = self.encoder.encode_images([term.image])[0]
-            elif term.point_id is not None:
-                vector = self.store.vector(term.point_id)
-                if vector is None:
-                    raise ValueError(f"no stored image with id {term.point_id}")
-            else:
-                raise ValueError("a query term needs a text, an image or a point id")
-            parts.append(term.weight * vector)
+        parts = [term.weight * self._term_vector(term, template) for term in terms if term.weight != 0]
         if not parts:
-            raise ValueError("the query has no term with a non-zero weight")
+            raise QueryError("the query has no term with a weight other than 0")
         combined = np.sum(parts, axis=0)
-        if not np.any(combined):
-            raise ValueError("the terms cancel each other out")
+        if not np.any(np.abs(combined) > 1e-6):
+            raise QueryError("the terms cancel each other out: change a weight or remove a term")
         return normalise(combined)
+
+    def _term_vector(self, term: Term, template: str | None) -> np.ndarray:
+        if term.text is not None:
+            return self.text_vector(apply_template(term.text, template))
+        if term.vector is not None:
+            return normalise(term.vector)
+        if term.image is not None:
+            return self.encoder.encode_images([term.image])[0]
+        if term.point_id is not None:
+            vector = self.store.vector(term.point_id)
+            if vector is None:
+                raise QueryError(f"{term.label or term.point_id} is no longer in the index")
+            return vector
+        raise QueryError("a query term needs a text, an image or a stored image")
 
     def by_terms(
         self,
-        terms: list[Term],
+        terms: Sequence[Term],
         limit: int = 12,
         offset: int = 0,
         min_score: float | None = None,
@@ -183,11 +236,19 @@ class Searcher:
         where: SearchFilter | None = None,
     ) -> list[Result]:
         """A composed query, e.g. `beach` + `2:sunset` − `people`; stored query points are left out."""
+        vector, where = self.plan(terms, template, where)
+        return self.by_vector(vector, limit, offset, min_score, where)
+
+    def plan(
+        self, terms: Sequence[Term], template: str | None = None, where: SearchFilter | None = None
+    ) -> tuple[np.ndarray, SearchFilter]:
+        """The query vector of `terms` and the filter to search with: stored images that are
+        positive terms are left out (more like this never shows the image itself)."""
         used = tuple(t.point_id for t in terms if t.point_id and t.weight > 0)
+        where = where or SearchFilter()
         if used:
-            base = where or SearchFilter()
-            where = SearchFilter(**{**base.__dict__, "exclude_ids": (*base.exclude_ids, *used)})
-        return self.by_vector(self.compose(terms, template), limit, offset, min_score, where)
+            where = replace(where, exclude_ids=(*where.exclude_ids, *used))
+        return self.compose(terms, template), where
 
     def by_vector(
         self,

@@ -48,6 +48,9 @@ def test_empty_values_fall_back_to_defaults() -> None:
         ("QDRANT_COLLECTION", "my photos"),
         ("MAX_IMAGE_PIXELS", "0"),
         ("QDRANT_SHARD_NUMBER", "x"),
+        ("DUPLICATE_THRESHOLD", "high"),
+        ("DUPLICATE_THRESHOLD", "1.5"),
+        ("DUPLICATE_THRESHOLD", "0"),
     ],
 )
 def test_invalid_values_name_the_variable(var: str, value: str) -> None:
@@ -58,3 +61,8 @@ def test_invalid_values_name_the_variable(var: str, value: str) -> None:
 def test_image_dirs_is_a_path_list() -> None:
     s = Settings.from_env(environ={"IMAGE_DIRS": "/a:/b/c"}, env_file="/none")
     assert s.image_dirs == (Path("/a"), Path("/b/c"))
+
+
+def test_duplicate_threshold_is_a_cosine() -> None:
+    assert Settings.from_env(environ={}, env_file="/none").duplicate_threshold == 0.95
+    assert Settings.from_env(environ={"DUPLICATE_THRESHOLD": " 0.994"}, env_file="/none").duplicate_threshold == 0.994

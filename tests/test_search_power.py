@@ -11,10 +11,12 @@ import pytest
 from PIL import Image
 
 from embedder import cli
-from embedder.duplicates import collapse, near_duplicate_groups
+from embedder.duplicates import Collapser, collapse, near_duplicate_groups
 from embedder.engine import Engine
 from embedder.encoder import normalise
-from embedder.search import Term, make_filter, parse_term
+from embedder.errors import QueryError
+from embedder.pager import ResultPages
+from embedder.search import Term, describe_query, folder_choices, make_filter, parse_term
 from embedder.synthetic import write_dataset
 
 # Measured on the synthetic set with the tiny test model (see README "Near-duplicates"):
@@ -37,10 +39,25 @@ def test_query_syntax(raw: str, term: Term) -> None:
     assert parse_term(raw) == term
 
 
+def test_a_query_reads_as_people_wrote_it() -> None:
+    terms = [
+        Term(text="beach"),
+        Term(text="sunset", weight=2),
+        Term(text="people", weight=-1),
+        Term(point_id="p1", label="a.jpg", weight=-0.5),
+        Term(vector=np.ones(4), label="b.png"),
+        Term(text="ignored", weight=0),
+    ]
+    assert describe_query(terms) == (
+        "“beach” + 2× “sunset” − “people” − 0.5× images like a.jpg + images like your picture b.png"
+    )
+    assert describe_query([Term(point_id="p1", label="a.jpg")]) == "images like a.jpg"
+
+
 def test_filters_from_what_people_type() -> None:
     f = make_filter("/photos/2021/", ["jpg", " png", "JPEG"], date(2021, 7, 4), date(2021, 7, 4), 100, 0)
     assert f.folder == "/photos/2021"
-    assert f.formats == ("JPEG", "PNG")
+    assert f.formats == ("JPEG", "MPO", "PNG")  # phones' multi-picture JPEGs are JPEGs
     assert f.date_to - f.date_from == pytest.approx(86_399.999)  # one whole day, inclusive
     assert (f.min_width, f.min_height) == (100, None)
     assert make_filter().is_empty()
@@ -154,3 +171,82 @@ def test_cli_terms_and_filters(shapes, monkeypatch, capsys) -> None:
     assert json.loads(capsys.readouterr().out) == []
     assert cli.main(["search"]) == 1
     assert "at least one term" in capsys.readouterr().err
+
+
+def test_an_image_gone_from_the_index_is_a_query_error(shapes) -> None:
+    engine, _ = shapes
+    gone = engine.searcher.by_text("a red circle", limit=1)[0]
+    engine.store.delete([gone.id])
+    with pytest.raises(QueryError, match=f"{gone.name} is no longer in the index"):
+        engine.searcher.by_terms([Term(text="a red circle"), Term(point_id=gone.id, label=gone.name)])
+    with pytest.raises(QueryError, match="no term"):
+        engine.searcher.by_terms([Term(text="a red circle", weight=0)])
+
+
+def test_pages_fill_up_when_near_duplicates_are_collapsed(shapes, tmp_path: Path) -> None:
+    engine, root = shapes
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    for i, original in enumerate(sorted((root / "red circle").glob("*.jpg"))):
+        Image.open(original).save(copies / f"{i}.jpg", quality=60)  # every red circle twice
+    engine.indexer.index([copies])
+    vector, where = engine.searcher.plan([Term(text="a red circle")])
+    calls: list[tuple[int, int]] = []
+
+    def fetch(limit: int, offset: int):
+        calls.append((limit, offset))
+        return engine.searcher.by_vector(vector, limit, offset, None, where)
+
+    plain = ResultPages(fetch).first(5)[0]
+    assert len(plain) == 5 and calls == [(5, 0)]
+    pages = ResultPages(fetch, Collapser(engine.store, TINY_MODEL_NEAR_DUPLICATE))
+    first, more = pages.first(5)
+    assert len(first) == 5 and more
+    second, _ = pages.first(10)
+    assert second[:5] == first  # paging never reshuffles what was shown
+    red = [r for r in second if "red circle" in r.path or "copies" in r.path]
+    assert len(red) == 4  # one of each pair of red circles, never both
+    assert pages.hidden == 4
+    assert len({r.id for r in second}) == 10
+    everything, more = pages.first(1000)
+    assert not more and len(everything) == engine.store.count() - 4
+
+
+def test_folder_choices_are_image_folders_and_branch_points(shapes, tmp_path: Path) -> None:
+    engine, root = shapes
+    uploads = tmp_path / "uploads"
+    report = engine.indexer.index_uploads(
+        [("a.png", _png(Image.new("RGB", (64, 64), "red"))), ("b.png", _png(Image.new("RGB", (64, 64), "blue")))],
+        uploads,
+    )
+    assert len(report.added) == 2, report.failed
+    choices = folder_choices(engine.store, uploads)
+    classes = sorted(str(p) for p in root.iterdir() if p.is_dir())
+    assert choices == sorted([*classes, str(root), str(uploads), str(tmp_path)])
+
+
+def _png(image: Image.Image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_cli_collapse_still_gives_k_results(shapes, tmp_path: Path, monkeypatch, capsys) -> None:
+    engine, root = shapes
+    (tmp_path / "copies").mkdir()
+    for i, original in enumerate(sorted((root / "red circle").glob("*.jpg"))):
+        Image.open(original).save(tmp_path / "copies" / f"{i}.jpg", quality=60)
+    engine.indexer.index([tmp_path / "copies"])
+    engine.close()
+    s = engine.settings
+    env = {"EMBEDDER_MODEL": s.model, "QDRANT_PATH": str(s.qdrant_path), "EMBEDDER_DEVICE": "cpu",
+           "DUPLICATE_THRESHOLD": str(TINY_MODEL_NEAR_DUPLICATE)}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert cli.main(["search", "--json", "-k", "8", "--collapse", "a red circle"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert len(hits) == 8
+    red = [h for h in hits if "red circle" in h["path"] or "copies" in h["path"]]
+    assert len(red) == 4
