@@ -54,6 +54,7 @@ def _show_report(report: IndexReport, names: dict[str, str]) -> None:
         "Added": report.added,
         "Unchanged": report.unchanged,
         "Renamed": report.renamed,
+        "Updated": report.updated,
         "Removed": report.removed,
         "Failed": report.failed,
     }

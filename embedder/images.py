@@ -13,6 +13,7 @@ import os
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -125,10 +126,26 @@ def decode(source: Path | bytes, max_pixels: int, min_side: int | None = None) -
     With `min_side`, large images come back smaller but with their shorter side still at least
     `min_side` (JPEGs are decoded at a reduced scale, which is much faster than full size).
     """
+    with _image_errors(max_pixels):
+        return _decode(source, max_pixels, min_side)
+
+
+def read_meta(path: Path, max_pixels: int) -> ImageMeta:
+    """Size, format and EXIF date of the image at `path`, read from its header: no pixel is decoded.
+
+    Fails as `decode` would on the same file, with the same `ImageError` reasons.
+    """
+    with _image_errors(max_pixels), Image.open(path) as img:
+        return _checked_meta(img, max_pixels, late_exif=False)
+
+
+@contextmanager
+def _image_errors(max_pixels: int) -> Iterator[None]:
+    """Turn whatever reading an image raises inside the block into an `ImageError` with a reason."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return _decode(source, max_pixels, min_side)
+            yield
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -149,23 +166,33 @@ def decode(source: Path | bytes, max_pixels: int, min_side: int | None = None) -
 
 def _decode(source: Path | bytes, max_pixels: int, min_side: int | None) -> Decoded:
     with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
-        width, height = img.size
-        if width < 1 or height < 1:
-            raise ImageError("the image has no pixels")
-        if width * height > max_pixels:
-            raise ImageError(
-                f"{width}×{height} is {width * height / 1e6:.0f} megapixels, above the limit of "
-                f"{max_pixels / 1e6:.0f} (MAX_IMAGE_PIXELS)"
-            )
-        meta = ImageMeta(width, height, img.format or "unknown", _taken_at(img))
+        meta = _checked_meta(img, max_pixels, late_exif=True)
         if min_side and img.format == "JPEG":
-            img.draft("RGB", _draft_request(width, height, min_side))
+            img.draft("RGB", _draft_request(meta.width, meta.height, min_side))
         img.load()
         image = _upright(img)
         image = _to_rgb(image)
     if min_side and min(image.size) > min_side:
         image = _shrink(image, min_side)
     return Decoded(image, meta)
+
+
+def _checked_meta(img: Image.Image, max_pixels: int, late_exif: bool) -> ImageMeta:
+    """What an opened image says about itself; `ImageError` if it has no pixels or too many.
+
+    A PNG may keep its EXIF block after the pixel data, which Pillow finds only by decoding every
+    pixel: `late_exif` allows that, otherwise only an EXIF block ahead of the pixels is read.
+    """
+    width, height = img.size
+    if width < 1 or height < 1:
+        raise ImageError("the image has no pixels")
+    if width * height > max_pixels:
+        raise ImageError(
+            f"{width}×{height} is {width * height / 1e6:.0f} megapixels, above the limit of "
+            f"{max_pixels / 1e6:.0f} (MAX_IMAGE_PIXELS)"
+        )
+    exif_at_hand = late_exif or img.format != "PNG" or "exif" in img.info
+    return ImageMeta(width, height, img.format or "unknown", _taken_at(img) if exif_at_hand else None)
 
 
 def _draft_request(width: int, height: int, min_side: int) -> tuple[int, int]:

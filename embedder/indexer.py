@@ -1,7 +1,8 @@
 """The pipeline from image files to Qdrant points.
 
 Files are hashed first; an image whose hash is stored is never decoded or encoded again (a
-renamed, moved or copied file only updates the point's paths). New images are decoded in a
+renamed, moved or copied file only updates the point's paths, and a point stored by an older
+version without some payload fields gets them from the file's header). New images are decoded in a
 thread pool ahead of the model, encoded in batches and upserted batch by batch, so a crash
 loses at most the batch in flight and the next run finishes the job. Point ids come from
 content hashes, which makes every re-run idempotent.
@@ -22,13 +23,21 @@ from typing import Any
 
 from embedder.encoder import Encoder, PreparedImage, default_workers
 from embedder.errors import ImageError
-from embedder.images import Decoded, ImageMeta, decode, discover, file_hash, point_id
+from embedder.images import ImageMeta, decode, discover, file_hash, point_id, read_meta
 from embedder.store import ImageStore, Point
 from embedder.uploads import save_upload
 
 log = logging.getLogger(__name__)
 
 RETRIEVE_CHUNK = 256
+# What `new_payload` writes: a stored point lacking any of these gets them from its file on re-index.
+PAYLOAD_FIELDS = frozenset(
+    {
+        "sha256", "paths", "names", "name", "folder", "folders",  # which image, where
+        "bytes", "width", "height", "format", "mtime", "taken_at", "date",  # what the file says
+        "indexed_at", "model",  # how it was indexed
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -44,13 +53,15 @@ class IndexReport:
     added: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     renamed: list[str] = field(default_factory=list)  # new paths of known images: payload only
+    updated: list[str] = field(default_factory=list)  # known images whose missing fields were filled in
     removed: list[str] = field(default_factory=list)  # paths pruned because their files are gone
     failed: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
 
     def summary(self) -> str:
+        updated = f"{len(self.updated)} updated, " if self.updated else ""  # rare: stores of older versions
         return (
-            f"{len(self.added)} added, {len(self.unchanged)} unchanged, {len(self.renamed)} renamed, "
+            f"{len(self.added)} added, {len(self.unchanged)} unchanged, {len(self.renamed)} renamed, {updated}"
             f"{len(self.removed)} removed, {len(self.failed)} failed in {self.seconds:.1f} s"
         )
 
@@ -59,6 +70,7 @@ class IndexReport:
             "added": self.added,
             "unchanged": self.unchanged,
             "renamed": self.renamed,
+            "updated": self.updated,
             "removed": self.removed,
             "failed": [{"path": f.path, "reason": f.reason} for f in self.failed],
             "seconds": round(self.seconds, 3),
@@ -200,14 +212,33 @@ class Indexer:
             self.store.set_payload(pid, payload)
         return removed
 
-    def _add_locations(self, point_id: str, fresh: list[Path], names: Mapping[Path, Sequence[str]]) -> None:
-        """Record new paths (and upload names) of a stored image; paths whose files are gone drop out."""
+    def _update_point(
+        self, img: _Image, fresh: list[Path], names: Mapping[Path, Sequence[str]], meta: ImageMeta | None
+    ) -> bool:
+        """Record new paths (and upload names) of a stored image, paths whose files are gone dropping
+        out; with `meta`, fill in the payload fields it lacks. True if any were filled in."""
         with self._payload_lock:
-            payload = self.store.retrieve([point_id]).get(point_id, {})
-            still_there = [p for p in payload.get("paths", []) if os.path.exists(p)]
-            paths = list(dict.fromkeys(still_there + [str(p) for p in fresh]))
-            labels = [label for p in fresh for label in _labels(p, names)]
-            self.store.set_payload(point_id, relocated(payload, paths, labels))
+            stored = self.store.retrieve([img.id]).get(img.id, {})
+            payload = stored
+            if fresh:
+                still_there = [p for p in stored.get("paths", []) if os.path.exists(p)]
+                paths = list(dict.fromkeys(still_there + [str(p) for p in fresh]))
+                labels = [label for p in fresh for label in _labels(p, names)]
+                payload = relocated(stored, paths, labels)
+            filled = meta is not None and not PAYLOAD_FIELDS <= payload.keys()
+            if filled:
+                payload = backfilled(payload, new_payload(img, meta, names, self.encoder.model_id, time.time()))
+            if payload != stored:
+                self.store.set_payload(img.id, payload)
+        return filled
+
+    def _read_meta(self, img: _Image) -> ImageMeta | None:
+        """The file's header, to fill in a stored point's missing fields; None if it cannot be read now."""
+        try:
+            return read_meta(img.paths[0], self.max_pixels)
+        except ImageError as exc:
+            log.info("cannot fill in the missing details of %s, left as stored: %s", img.paths[0], exc)
+            return None
 
     def _hash_all(
         self, files: list[Path], pool: ThreadPoolExecutor, report: IndexReport, tracker: _Tracker
@@ -229,7 +260,7 @@ class Indexer:
     def _sort_known(
         self, images: list[_Image], names: Mapping[Path, Sequence[str]], report: IndexReport, tracker: _Tracker
     ) -> list[_Image]:
-        """Settle images already stored (unchanged, or new locations); return the ones to encode."""
+        """Settle images already stored (unchanged, new locations, missing fields); return the ones to encode."""
         new: list[_Image] = []
         for start in range(0, len(images), RETRIEVE_CHUNK):
             chunk = images[start : start + RETRIEVE_CHUNK]
@@ -242,10 +273,10 @@ class Indexer:
                 known_paths = set(payload.get("paths", []))
                 known_names = set(payload.get("names", []))
                 fresh = [p for p in img.paths if str(p) not in known_paths or not known_names.issuperset(_labels(p, names))]
-                if fresh:
-                    self._add_locations(img.id, fresh, names)
-                    report.renamed.extend(str(p) for p in fresh)
-                report.unchanged.extend(str(p) for p in img.paths if p not in fresh)
+                meta = None if PAYLOAD_FIELDS <= payload.keys() else self._read_meta(img)
+                filled = self._update_point(img, fresh, names, meta) if fresh or meta else False
+                report.renamed.extend(str(p) for p in fresh)
+                (report.updated if filled else report.unchanged).extend(str(p) for p in img.paths if p not in fresh)
                 tracker.advance(len(img.paths))
         return new
 
@@ -302,7 +333,7 @@ class Indexer:
         vectors = self.encoder.encode_images([d.prepared for _, d in batch])
         now = time.time()
         points = [
-            Point(img.id, vector, new_payload(img, d, names, self.encoder.model_id, now))
+            Point(img.id, vector, new_payload(img, d.meta, names, self.encoder.model_id, now))
             for (img, d), vector in zip(batch, vectors)
         ]
         with self._payload_lock:  # another run may have stored some of these meanwhile: keep its paths
@@ -374,10 +405,9 @@ def _locations(paths: list[str], labels: list[str]) -> dict[str, Any]:
 
 
 def new_payload(
-    img: _Image, decoded: Decoded | _Ready, names: Mapping[Path, Sequence[str]], model_id: str, now: float
+    img: _Image, meta: ImageMeta, names: Mapping[Path, Sequence[str]], model_id: str, now: float
 ) -> dict[str, Any]:
     """Everything stored with a new point."""
-    meta = decoded.meta
     return {
         "sha256": img.digest,
         **_locations([str(p) for p in img.paths], [label for p in img.paths for label in _labels(p, names)]),
@@ -391,6 +421,15 @@ def new_payload(
         "indexed_at": now,
         "model": model_id,
     }
+
+
+def backfilled(payload: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:
+    """`payload` with the fields it lacks taken from `fresh` (a `new_payload` of its file): stored values win.
+
+    Where the image lives comes from the stored paths and names, not just where this run found it.
+    """
+    stored_at = _locations(payload["paths"], payload["names"]) if payload.get("paths") and payload.get("names") else {}
+    return {**fresh, **stored_at, **payload}
 
 
 def _merged(stored: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], list[str]]:

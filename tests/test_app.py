@@ -1,16 +1,8 @@
-"""The Streamlit pages through `streamlit.testing.v1.AppTest`: Index and Search, and every error state.
-
-Each test configures the app through the environment (tiny test CLIP, an embedded store in a temp
-folder) exactly as a person would, and drops the process's cached Engine afterwards so its folder
-lock is released before the next test.
-"""
+"""The Streamlit pages through `streamlit.testing.v1.AppTest`: Index and Search, and every error state."""
 
 from __future__ import annotations
 
 import io
-import os
-import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,156 +12,36 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import webui
-from embedder import synthetic
+from appkit import (
+    CAPTION,
+    CLASSES,
+    INDEX,
+    TIMEOUT,
+    app_env,
+    assert_clean,
+    errors,
+    index_folder,
+    index_uploads,
+    metrics,
+    open_app,
+    png,
+    render,
+    results,
+    search,
+    texts,
+    trained_model,
+    unescape,
+    upload,
+    write_images,
+)
 from embedder.config import Settings
 from embedder.errors import StoreInUseError
 from embedder.indexer import Progress
 from embedder.store import FolderLock, open_store
 from faultkit import FakeQdrant, StatusServer, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
-MAIN = str(ROOT / "main_app.py")
-INDEX = str(ROOT / "main_qdrant.py")
-TIMEOUT = 60  # the first run in a process imports torch and transformers
-CAPTION = re.compile(r"^(?P<name>.*) · (?P<score>-?\d+\.\d{3})$")
 SECRET = "s3cret-api-key-never-shown"
-
-# One image of each of these classes; the trained test model must rank the right one first.
-CLASSES = [
-    ("red", "circle"),
-    ("blue", "square"),
-    ("green", "triangle"),
-    ("yellow", "star"),
-    ("purple", "cross"),
-    ("orange", "circle"),
-]
-
-
-# --------------------------------------------------------------------------------------------
-# Fixtures and helpers
-
-
-def _reset_caches() -> None:
-    st.cache_resource.clear()  # closes the cached Engine (on_release), releasing the store's folder lock
-    st.cache_data.clear()
-
-
-@pytest.fixture
-def app_env(tmp_path: Path, model_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """The app configured as a person would: environment variables only."""
-    _reset_caches()
-    monkeypatch.setenv("EMBEDDER_MODEL", str(model_path))
-    monkeypatch.setenv("EMBEDDER_DEVICE", "cpu")
-    monkeypatch.setenv("EMBEDDER_BATCH_SIZE", "16")
-    monkeypatch.setenv("EMBEDDER_WORKERS", "2")
-    monkeypatch.setenv("QDRANT_PATH", str(tmp_path / "qdrant"))
-    monkeypatch.setenv("UPLOAD_DIR", str(tmp_path / "uploads"))
-    yield tmp_path
-    _reset_caches()
-
-
-def render(colour: str, shape: str, seed: int = 0, size: str = "large") -> Image.Image:
-    return synthetic.render(shape, colour, size, np.random.default_rng([seed, len(colour), len(shape)]))
-
-
-def png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def upload(colour: str, shape: str, seed: int = 0) -> tuple[str, bytes, str]:
-    return (f"{colour}-{shape}.png", png(render(colour, shape, seed)), "image/png")
-
-
-def write_images(folder: Path, classes=CLASSES, seed: int = 0) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for colour, shape in classes:
-        path = folder / f"{colour}-{shape}.jpg"
-        render(colour, shape, seed).save(path, quality=92)
-        paths.append(path)
-    return paths
-
-
-def open_app(page: str | None = None) -> AppTest:
-    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT).run()
-    if page:
-        at.switch_page(page).run()
-    return at
-
-
-def texts(at: AppTest) -> str:
-    """Everything a person can read on the page, in one string."""
-    parts: list[str] = []
-    for kind in ("markdown", "caption", "error", "warning", "info", "success", "title", "subheader", "text", "code"):
-        parts.extend(str(e.value) for e in at.get(kind))
-    parts.extend(str(m.value) for m in at.metric)
-    parts.extend(str(e.proto.message) for e in at.exception)
-    return "\n".join(parts)
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.proto.message for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-
-
-def errors(at: AppTest) -> list[str]:
-    """The error messages on the page, as a person reads them; never a traceback."""
-    assert not at.exception, [e.proto.message for e in at.exception]
-    return [unescape(e.value) for e in at.error]
-
-
-def unescape(markdown: str) -> str:
-    return re.sub(r"\\(.)", r"\1", markdown)
-
-
-def results(at: AppTest) -> list[tuple[str, float]]:
-    """(file name, score) of each result, in page order, read back from the thumbnail captions."""
-    found = []
-    for caption in at.caption:
-        match = CAPTION.match(caption.value)
-        if match:
-            found.append((unescape(match["name"]), float(match["score"])))
-    return found
-
-
-def metrics(at: AppTest) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
-
-
-def index_uploads(files: list[tuple[str, bytes, str]]) -> AppTest:
-    at = open_app("main_qdrant.py")
-    assert_clean(at)
-    at.file_uploader[0].set_value(files)
-    at.button(key="index-button").click().run()
-    return at
-
-
-def index_folder(folder: Path, prune: bool = False, at: AppTest | None = None) -> AppTest:
-    at = at or open_app("main_qdrant.py")
-    at.text_input(key="index-folder").input(str(folder))
-    at.checkbox(key="index-prune").set_value(prune)
-    at.button(key="index-button").click().run()
-    return at
-
-
-def search(text: str, at: AppTest | None = None, **options) -> AppTest:
-    at = at or open_app()
-    if "top_k" in options:
-        at.select_slider(key="search-top-k").set_value(options["top_k"])
-    if "min_score" in options:
-        at.slider(key="search-min-score").set_value(options["min_score"])
-    at.text_input(key="search-text").input(text)
-    at.form_submit_button[0].click().run()
-    return at
-
-
-def trained_model(model_path: Path) -> bool:
-    """Ranking is asserted with the trained tiny CLIP (always, with the default test model); a
-    random-weight stand-in set through EMBEDDER_TEST_MODEL while the fixture is being built cannot rank."""
-    readme = model_path / "README.md"
-    return "EMBEDDER_TEST_MODEL" not in os.environ or (readme.is_file() and "embedder.synthetic" in readme.read_text())
+__all__ = ["app_env"]  # a fixture: imported for pytest to find
 
 
 # --------------------------------------------------------------------------------------------
