@@ -14,8 +14,9 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -27,7 +28,7 @@ from embedder.engine import Engine
 from embedder.errors import EmbedderError
 from embedder.images import IMAGE_EXTENSIONS, decode
 from embedder.indexer import Progress
-from embedder.search import Result
+from embedder.search import Result, folder_choices
 from embedder.uploads import display_name, upload_path
 
 log = logging.getLogger(__name__)
@@ -165,9 +166,9 @@ def index_info(engine: Engine) -> dict[str, Any]:
         return engine.info()
 
 
-def sidebar_info(engine: Engine) -> dict[str, Any]:
+def sidebar_info(engine: Engine, info: dict[str, Any] | None = None) -> dict[str, Any]:
     """The index at a glance, in the sidebar of every page; returns `engine.info()`."""
-    info = index_info(engine)
+    info = info or index_info(engine)
     with st.sidebar:
         st.metric("Images indexed", f"{info['images']:,}")
         rows = [
@@ -177,6 +178,17 @@ def sidebar_info(engine: Engine) -> dict[str, Any]:
         ]
         st.caption("  \n".join(f"**{name}** · {literal(value)}" for name, value in rows))
     return info
+
+
+@st.cache_data(max_entries=4, ttl=300, show_spinner=False)
+def _folder_choices(_engine: Engine, key: str, count: int) -> list[str]:
+    return folder_choices(_engine.store, _engine.settings.upload_dir)
+
+
+def indexed_folders(engine: Engine, count: int) -> list[str]:
+    """Folders to offer in the folder filter: worked out again when the number of images changes."""
+    with errors_as_messages(engine.settings):
+        return _folder_choices(engine, _settings_key(engine.settings), count)
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,13 +277,24 @@ def full_image(result: Result, max_pixels: int) -> None:
 # The result grid
 
 
+@dataclass(frozen=True)
+class CardAction:
+    """A button under each result: `key` names it (`{key}-{rank}-{id}`), `on_click` gets the result."""
+
+    key: str
+    label: str
+    icon: str
+    help: str
+    on_click: Callable[[Result], None]
+
+
 def result_grid(
     results: list[Result],
     max_pixels: int,
-    on_like: Callable[[Result], None],
+    actions: Sequence[CardAction] = (),
     columns: int = GRID_COLUMNS,
 ) -> None:
-    """Thumbnails in rows of `columns`, best score first, each with its name, score and actions."""
+    """Thumbnails in rows of `columns`, best score first, each with its name, score, View and `actions`."""
     ordered = sorted(results, key=lambda r: r.score, reverse=True)
     for row_start in range(0, len(ordered), columns):
         cells = st.columns(columns, gap="medium")
@@ -289,15 +312,16 @@ def result_grid(
                     )
                     if view:
                         full_image(result, max_pixels)
-                    st.button(
-                        "Similar",
-                        key=f"like-{rank}-{result.id}",
-                        icon=":material/image_search:",
-                        help="More like this: search with this image",
-                        on_click=on_like,
-                        args=(result,),
-                        type="tertiary",
-                    )
+                    for action in actions:
+                        st.button(
+                            action.label,
+                            key=f"{action.key}-{rank}-{result.id}",
+                            icon=action.icon,
+                            help=action.help,
+                            on_click=action.on_click,
+                            args=(result,),
+                            type="tertiary",
+                        )
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
 from embedder import synthetic
@@ -102,6 +103,7 @@ def app_url(chromium: Path, tmp_path: Path, model_path: Path) -> Iterator[str]:
         "EMBEDDER_BATCH_SIZE": "16",
         "QDRANT_PATH": str(tmp_path / "qdrant"),
         "UPLOAD_DIR": str(tmp_path / "uploads"),
+        "DUPLICATE_THRESHOLD": "0.994",  # measured for the tiny test model (tests/test_search_power.py)
         "PYTHONUNBUFFERED": "1",
     }
     log = tmp_path / "streamlit.log"
@@ -283,3 +285,63 @@ def test_upload_index_search_in_a_real_browser(page, app_url: str, tmp_path: Pat
     grid = pg.locator('[data-testid="stMain"]')
     assert grid.locator("b, i, a[href*='x.test'], .katex").count() == 0
     assert time.monotonic() - started < 60
+
+
+def test_compose_filter_and_find_duplicates_in_a_real_browser(page, tmp_path: Path) -> None:
+    pg = page
+    library = tmp_path / "library"
+    files = _write_images(library / "shapes")
+    (library / "copies").mkdir()
+    red_circle = next(f for f in files if f.stem == "red-circle")
+    with Image.open(red_circle) as image:
+        image.resize((240, 240)).save(library / "copies" / "red-circle-small.jpg", quality=60)
+
+    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Index").click()
+    pg.get_by_role("heading", name="Index images").wait_for()
+    _idle(pg)
+    pg.get_by_label("Folder path", exact=True).fill(str(library))
+    pg.get_by_role("button", name="Index", exact=True).click()
+    pg.get_by_text("Last run").wait_for()
+    _idle(pg)
+    _no_error_on_page(pg)
+
+    # Compose: the query, then words to exclude, as rows with weights.
+    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Search").click()
+    pg.get_by_label("What are you looking for?").wait_for()
+    _idle(pg)
+    _search(pg, "a red circle")
+    assert len(_captions(pg)) == len(files) + 1
+    pg.get_by_label("Add words").fill("a red square")
+    pg.get_by_role("button", name="Exclude", exact=True).first.click()
+    pg.get_by_text(re.compile("results? for “a red circle” − “a red square”")).wait_for()
+    _idle(pg)
+    _no_error_on_page(pg)
+    assert pg.locator('[data-testid="stSlider"]').filter(has_text="+1.00").count() >= 1
+
+    # Filter by file type in the sidebar: only PNGs are left.
+    sidebar = pg.locator('[data-testid="stSidebar"]')
+    types = sidebar.locator('[data-testid="stMultiSelect"]').filter(has_text="File type").locator("input")
+    types.click()
+    types.fill("PNG")
+    types.press("ArrowDown")
+    types.press("Enter")
+    types.press("Escape")
+    _idle(pg)
+    pg.screenshot(path=str(SCREENSHOTS / "search-compose.png"), full_page=True)
+    pngs = sum(f.suffix == ".png" for f in files)
+    pg.get_by_text(re.compile(rf"^{pngs} results for “a red circle” − “a red square”")).wait_for(timeout=20_000)
+    _idle(pg)
+    assert {name for name, _ in _captions(pg)} == {f.name for f in files if f.suffix == ".png"}
+    pg.screenshot(path=str(SCREENSHOTS / "search-compose.png"), full_page=True)
+
+    # Near-duplicates: the resized, re-encoded copy and its original, with both paths.
+    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Duplicates").click()
+    pg.get_by_role("heading", name="Near-duplicates").wait_for()
+    _idle(pg)
+    pg.get_by_role("button", name="Find near-duplicates").click()
+    pg.get_by_text("1 group").wait_for()
+    _idle(pg)
+    _no_error_on_page(pg)
+    expect(pg.locator('[data-testid="stCode"]')).to_contain_text(str(library / "copies" / "red-circle-small.jpg"))
+    expect(pg.locator('[data-testid="stCode"]')).to_contain_text(str(red_circle))
+    pg.screenshot(path=str(SCREENSHOTS / "duplicates.png"), full_page=True)
