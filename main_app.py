@@ -29,6 +29,7 @@ DUPLICATES = "duplicate_groups"  # the last near-duplicate scan and what it was 
 GROUPS_SHOWN = "duplicate_groups_shown"
 GROUPS_PER_PAGE = 20
 FILTER_KEYS = ("filter-folder", "filter-types", "filter-dates", "filter-min-width", "filter-min-height")
+ADD_WORDS = "search-add-text"  # the "Add words" box
 NEXT_UID = "search_next_uid"  # terms are numbered, so each keeps its own weight slider
 KEEP = "session"  # inputs keep their values while the person is on another page
 
@@ -55,6 +56,12 @@ def _new_query(term: Term) -> None:
 def _add_term(term: Term) -> None:
     st.session_state[TERMS] = [*_terms(), (_uid(), term)]
     st.session_state[PAGES] = 1
+
+
+def _add_words(weight: float) -> None:
+    words = st.session_state.get(ADD_WORDS, "").strip()
+    if words:
+        _add_term(Term(text=words, weight=weight))
 
 
 def _remove_term(uid: int) -> None:
@@ -150,40 +157,39 @@ def _query_editor(engine: Engine) -> None:
     to add words or an image. No syntax to learn: `beach` + 2× `sunset` − `people` is three rows."""
     with st.container(border=True):
         st.markdown("**Your query** · weights above 0 pull results towards a term, below 0 push them away")
-        for uid, term in _terms():
-            label_col, weight_col, remove_col = st.columns([5, 4, 1], vertical_alignment="center")
-            label_col.markdown(_term_label(term))
-            weight = weight_col.slider(
-                "Weight",
-                -MAX_WEIGHT,
-                MAX_WEIGHT,
-                float(term.weight),
-                0.25,
-                key=f"term-weight-{uid}",
-                label_visibility="collapsed",
-                format="%+.2f",
-            )
-            if weight != term.weight:
-                st.session_state[TERMS] = [(u, replace(t, weight=weight) if u == uid else t) for u, t in _terms()]
-            remove_col.button(
-                "", key=f"term-remove-{uid}", icon=":material/close:", help="Remove this term",
-                on_click=_remove_term, args=(uid,), type="tertiary",
-            )
+        rows = st.container()  # filled last, so a term added below shows in this same run
         with st.form("add-words-form", border=False, clear_on_submit=True):
             text_col, add_col, exclude_col = st.columns([5, 1, 1], vertical_alignment="bottom")
-            words = text_col.text_input(
-                "Add words", key="search-add-text", placeholder="at sunset · people (to exclude)"
+            text_col.text_input("Add words", key=ADD_WORDS, placeholder="at sunset · people (to exclude)")
+            add_col.form_submit_button(
+                "Add", icon=":material/add:", width="stretch", on_click=_add_words, args=(1.0,)
             )
-            add = add_col.form_submit_button("Add", icon=":material/add:", width="stretch")
-            exclude = exclude_col.form_submit_button("Exclude", icon=":material/remove:", width="stretch")
-        if (add or exclude) and words.strip():
-            _add_term(Term(text=words.strip(), weight=-1.0 if exclude else 1.0))
-            st.rerun()
+            exclude_col.form_submit_button(
+                "Exclude", icon=":material/remove:", width="stretch", on_click=_add_words, args=(-1.0,)
+            )
         with st.expander("Add an example image"):
             term = _uploaded_term(engine, "search-add-image", "A picture whose look the results should share")
             if term is not None:
                 _add_term(term)
-                st.rerun()
+        with rows:
+            for uid, term in _terms():
+                _term_row(uid, term)
+
+
+def _term_row(uid: int, term: Term) -> None:
+    """One term: what it is, its weight, and a button that removes it."""
+    label_col, weight_col, remove_col = st.columns([5, 4, 1], vertical_alignment="center")
+    label_col.markdown(_term_label(term))
+    weight = weight_col.slider(
+        "Weight", -MAX_WEIGHT, MAX_WEIGHT, float(term.weight), 0.25,
+        key=f"term-weight-{uid}", label_visibility="collapsed", format="%+.2f",
+    )
+    if weight != term.weight:
+        st.session_state[TERMS] = [(u, replace(t, weight=weight) if u == uid else t) for u, t in _terms()]
+    remove_col.button(
+        "", key=f"term-remove-{uid}", icon=":material/close:", help="Remove this term",
+        on_click=_remove_term, args=(uid,), type="tertiary",
+    )
 
 
 # --------------------------------------------------------------------------------------------
