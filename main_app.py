@@ -260,7 +260,7 @@ def _filters(engine: Engine, count: int) -> SearchFilter:
         min_height = height_col.number_input(
             "Min height (px)", 0, 100_000, 0, 100, key="filter-min-height", persist_state=KEEP
         )
-        after, before = (tuple(dates) + (None, None))[:2] if isinstance(dates, (tuple, list)) else (dates, dates)
+        after, before = (*dates, None, None)[:2]  # a range: no date, only a start, or both
         where = make_filter(folder, types, after, before, int(min_width), int(min_height))
         if not where.is_empty():
             st.button("Clear filters", key="filter-clear", on_click=_clear_filters, icon=":material/filter_alt_off:")

@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from embedder.config import Settings
+from embedder.config import Settings, checked_cosine
 from embedder.errors import EmbedderError
 from embedder.indexer import Progress
 
@@ -184,10 +184,9 @@ def run_search(engine: Any, args: argparse.Namespace) -> int:
 
 
 def _threshold(engine: Any, args: argparse.Namespace) -> float:
-    threshold = args.threshold if args.threshold is not None else engine.settings.duplicate_threshold
-    if not 0 < threshold <= 1:
-        raise EmbedderError(f"--threshold must be above 0 and at most 1, got {threshold:g}")
-    return threshold
+    if args.threshold is None:
+        return engine.settings.duplicate_threshold
+    return checked_cosine("--threshold", args.threshold)
 
 
 def run_duplicates(engine: Any, args: argparse.Namespace) -> int:

@@ -137,6 +137,11 @@ def _cosine(var: str, raw: str) -> float:
         value = float(raw.strip())
     except ValueError:
         raise ConfigError(f"{var} must be a number between 0 and 1, got {raw!r}") from None
+    return checked_cosine(var, value)
+
+
+def checked_cosine(var: str, value: float) -> float:
+    """A similarity threshold: above 0 and at most 1, else a `ConfigError` naming `var`."""
     if not 0 < value <= 1:
         raise ConfigError(f"{var} must be above 0 and at most 1, got {value:g}")
     return value

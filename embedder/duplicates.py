@@ -100,7 +100,3 @@ class Collapser:
                 self._kept.append(vector)
         return kept
 
-
-def collapse(results: Sequence[Result], store: ImageStore, threshold: float) -> list[Result]:
-    """Keep the best-ranked of each set of near-duplicate results (cosine ≥ `threshold`)."""
-    return Collapser(store, threshold).keep(results)

@@ -225,7 +225,7 @@ class Indexer:
                 paths = list(dict.fromkeys(still_there + [str(p) for p in fresh]))
                 labels = [label for p in fresh for label in _labels(p, names)]
                 payload = relocated(stored, paths, labels)
-            filled = meta is not None and not PAYLOAD_FIELDS <= payload.keys()
+            filled = meta is not None and not PAYLOAD_FIELDS <= payload.keys()  # another run may have filled them
             if filled:
                 payload = backfilled(payload, new_payload(img, meta, names, self.encoder.model_id, time.time()))
             if payload != stored:

@@ -197,10 +197,12 @@ class Searcher:
         min_score: float | None = None,
         where: SearchFilter | None = None,
     ) -> list[Result]:
-        """More like this: the stored image's own vector as the query, the image itself left out."""
-        if self.store.vector(point_id) is None:
+        """More like this: the stored image's own vector as the query, the image itself left out
+        (nothing when the image is no longer indexed)."""
+        try:
+            return self.by_terms([Term(point_id=point_id)], limit, offset, min_score, where=where)
+        except QueryError:
             return []
-        return self.by_terms([Term(point_id=point_id)], limit, offset, min_score, where=where)
 
     def compose(self, terms: Sequence[Term], template: str | None = None) -> np.ndarray:
         """The weighted sum of the terms' unit vectors, normalised (negative weights push away)."""

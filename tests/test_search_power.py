@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from embedder import cli
-from embedder.duplicates import Collapser, collapse, near_duplicate_groups
+from embedder.duplicates import Collapser, near_duplicate_groups
 from embedder.engine import Engine
 from embedder.encoder import normalise
 from embedder.errors import QueryError
@@ -149,7 +149,7 @@ def test_collapse_keeps_the_best_of_each_near_duplicate_set(shapes, tmp_path: Pa
     Image.open(original).save(tmp_path / "dup" / "again.jpg", quality=70)
     engine.indexer.index([tmp_path / "dup"])
     results = engine.searcher.by_text("a red circle", limit=10)
-    collapsed = collapse(results, engine.store, TINY_MODEL_NEAR_DUPLICATE)
+    collapsed = Collapser(engine.store, TINY_MODEL_NEAR_DUPLICATE).keep(results)
     ids = {r.id for r in collapsed}
     pair = [r for r in results if r.path in (str(original), str(tmp_path / "dup" / "again.jpg"))]
     assert len(pair) == 2 and len(ids & {r.id for r in pair}) == 1
