@@ -12,7 +12,7 @@ goes through the product's own `ImageStore` classes. For each engine and size, i
   HNSW for segments above its indexing threshold) and its time;
 * query: reopen time and RSS of a fresh process, store-only top-10 p50/p95 without and with payload
   filters, recall@10 of the default search against exact search, then end-to-end text queries
-  (`Searcher.by_text`: the random ViT-B/32 text tower + search + payloads, every text new).
+  (`Searcher.search(Query.text(...))`: the random ViT-B/32 text tower + search + payloads, every text new).
 
 Writes bench/results/search_latency.json.
 """
@@ -194,17 +194,17 @@ def query(engine: str, n: int, folder: Path, queries: int) -> dict:
     out["rss_after_queries_mb"] = common.rss_mb()
 
     from embedder.encoder import Encoder
-    from embedder.search import Searcher
+    from embedder.search import Query, Searcher
 
     encoder = Encoder(str(common.MODEL_DIR), device="cpu")
     searcher = Searcher(encoder, store)
     words = ["dog", "beach", "mountain", "birthday", "city", "snow", "sunset", "car", "family", "forest"]
     texts = [f"{words[i % 10]} {words[(i * 7 + 3) % 10]} number {i}" for i in range(max(queries // 2, 40))]
-    searcher.by_text("warm up query", limit=10)
+    searcher.search(Query.text("warm up query"), 10)
     times, encode_times = [], []
     for text in texts:
         t = time.perf_counter()
-        results = searcher.by_text(text, limit=10, template="a photo of {}")
+        results = searcher.search(Query.text(text, template="a photo of {}"), 10)
         times.append(time.perf_counter() - t)
         assert len(results) == 10
     for text in texts[:20]:

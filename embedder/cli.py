@@ -153,26 +153,22 @@ def _show_progress(p: Progress) -> None:
 
 
 def run_search(engine: Any, args: argparse.Namespace) -> int:
-    from embedder.duplicates import Collapser
     from embedder.images import decode
-    from embedder.pager import ResultPages
-    from embedder.search import Term, make_filter, parse_term
+    from embedder.search import Query, Term, make_filter, parse_term
 
     terms = [parse_term(t) for t in args.terms]
     terms += [Term(image=decode(path, engine.settings.max_image_pixels).image, label=path.name) for path in args.image]
     terms += [Term(point_id=pid) for pid in args.like]
     if not terms:
         raise EmbedderError("search needs at least one term: a text, --image PATH or --like ID")
-    where = make_filter(
-        args.folder, args.types.split(","), args.after, args.before, args.min_width, args.min_height
+    query = Query(
+        tuple(terms),
+        template=args.template,
+        where=make_filter(args.folder, args.types.split(","), args.after, args.before, args.min_width, args.min_height),
+        min_score=args.min_score,
+        collapse=_threshold(engine, args) if args.collapse else None,
     )
-    vector, where = engine.searcher.plan(terms, args.template, where)  # encoded once, for every page
-
-    def fetch(limit: int, offset: int) -> list[Any]:
-        return engine.searcher.by_vector(vector, limit, args.offset + offset, args.min_score, where)
-
-    collapser = Collapser(engine.store, _threshold(engine, args)) if args.collapse else None
-    results, _ = ResultPages(fetch, collapser).first(args.limit)
+    results = engine.searcher.search(query, args.limit, args.offset)
     if args.json:
         _print_json([{"score": r.score, "path": r.path, "name": r.name, "id": r.id} for r in results])
         return 0

@@ -37,6 +37,8 @@ class Settings:
     max_image_pixels: int = 100_000_000
     max_upload_mb: int = 200
     duplicate_threshold: float = 0.95  # cosine at which two images count as near-duplicates
+    watch: bool = True  # the app watches IMAGE_DIRS and indexes what changes in them
+    watch_poll_s: float = 0.0  # 0: file events; above 0: look for changes every this many seconds
 
     @property
     def storage_mode(self) -> str:
@@ -50,6 +52,12 @@ class Settings:
         url = urlsplit(self.qdrant_url)
         host = url.netloc.rpartition("@")[2]
         return urlunsplit((url.scheme, host, url.path, url.query, url.fragment))
+
+    @property
+    def jobs_journal(self) -> Path:
+        """Where unfinished background jobs are kept across restarts (beside the index)."""
+        base = self.upload_dir.parent if self.qdrant_url else self.qdrant_path
+        return base / f".jobs-{self.collection}.json"
 
     @classmethod
     def from_env(
@@ -69,8 +77,19 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "qdrant_api_key" or value is None:
                 continue
-            out[ENV_NAMES[f.name]] = os.pathsep.join(map(str, value)) if isinstance(value, tuple) else str(value)
+            out[ENV_NAMES[f.name]] = _format(value)
         return out
+
+
+def _format(value: object) -> str:
+    """A setting's value as it is written in the environment (and parsed back the same)."""
+    if isinstance(value, tuple):
+        return os.pathsep.join(map(str, value))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 ENV_NAMES: dict[str, str] = {
@@ -91,6 +110,8 @@ ENV_NAMES: dict[str, str] = {
     "max_image_pixels": "MAX_IMAGE_PIXELS",
     "max_upload_mb": "MAX_UPLOAD_MB",
     "duplicate_threshold": "DUPLICATE_THRESHOLD",
+    "watch": "WATCH",
+    "watch_poll_s": "WATCH_POLL_S",
 }
 
 
@@ -147,6 +168,23 @@ def checked_cosine(var: str, value: float) -> float:
     return value
 
 
+def _bool(var: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+        raise ConfigError(f"{var} must be true or false, got {raw!r}")
+    return value in ("1", "true", "yes", "on")
+
+
+def _seconds(var: str, raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{var} must be a number of seconds, got {raw!r}") from None
+    if not 0 <= value <= 86_400:
+        raise ConfigError(f"{var} must be between 0 and 86400 seconds, got {raw!r}")
+    return value
+
+
 def _paths(var: str, raw: str) -> tuple[Path, ...]:
     return tuple(Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip())
 
@@ -167,6 +205,8 @@ PARSERS: dict[str, Callable[[str, str], object]] = {
     "qdrant_path": lambda var, raw: Path(raw.strip()).expanduser(),
     "upload_dir": lambda var, raw: Path(raw.strip()).expanduser(),
     "image_dirs": _paths,
+    "watch": _bool,
+    "watch_poll_s": _seconds,
 }
 
 

@@ -7,13 +7,11 @@ similarity between stored vectors, in blocks, so memory stays at one block of sc
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from embedder.search import Result
 from embedder.store import ImageStore
 
 log = logging.getLogger(__name__)
@@ -76,27 +74,3 @@ def near_duplicate_groups(store: ImageStore, threshold: float) -> list[Duplicate
     groups.sort(key=lambda g: (-len(g.ids), -g.score))
     log.info("%d near-duplicate groups among %d images at cosine ≥ %.3f", len(groups), len(ids), threshold)
     return groups
-
-
-class Collapser:
-    """Keeps the best-ranked of each set of near-duplicate results, across pages fed best first."""
-
-    def __init__(self, store: ImageStore, threshold: float) -> None:
-        self.store = store
-        self.threshold = threshold
-        self.hidden = 0  # results left out so far
-        self._kept: list[np.ndarray] = []
-
-    def keep(self, results: Sequence[Result]) -> list[Result]:
-        """The results that are not near-duplicates of one kept before."""
-        kept: list[Result] = []
-        for result in results:
-            vector = self.store.vector(result.id)
-            if vector is not None and any(float(vector @ other) >= self.threshold for other in self._kept):
-                self.hidden += 1
-                continue
-            kept.append(result)
-            if vector is not None:
-                self._kept.append(vector)
-        return kept
-

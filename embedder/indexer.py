@@ -48,7 +48,7 @@ class Failure:
 
 @dataclass
 class IndexReport:
-    """What a run did, file by file."""
+    """What a run did, file by file; `names` gives uploads the names people sent them as."""
 
     added: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
@@ -57,6 +57,11 @@ class IndexReport:
     removed: list[str] = field(default_factory=list)  # paths pruned because their files are gone
     failed: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
+    names: dict[str, str] = field(default_factory=dict)  # stored path → the name it was uploaded as
+
+    def label(self, path: str) -> str:
+        """How people know the file at `path`: the upload's own name, else the path."""
+        return self.names.get(path, path)
 
     def summary(self) -> str:
         updated = f"{len(self.updated)} updated, " if self.updated else ""  # rare: stores of older versions
@@ -64,6 +69,17 @@ class IndexReport:
             f"{len(self.added)} added, {len(self.unchanged)} unchanged, {len(self.renamed)} renamed, {updated}"
             f"{len(self.removed)} removed, {len(self.failed)} failed in {self.seconds:.1f} s"
         )
+
+    @classmethod
+    def merge(cls, reports: Iterable[IndexReport]) -> IndexReport:
+        """One report for several runs (uploads and folders in one go, a job's parts)."""
+        merged = cls()
+        for report in reports:
+            for name in ("added", "unchanged", "renamed", "updated", "removed", "failed"):
+                getattr(merged, name).extend(getattr(report, name))
+            merged.seconds += report.seconds
+            merged.names.update(report.names)
+        return merged
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -163,11 +179,15 @@ class Indexer:
     def index_uploads(
         self, uploads: Iterable[tuple[str, bytes]], upload_dir: Path, on_progress: ProgressCallback | None = None
     ) -> IndexReport:
-        """Save uploaded files under `upload_dir` (content-addressed) and index them.
+        """Save uploaded files under `upload_dir` (content-addressed) and index them (see `index_saved`)."""
+        saved, refused = self.save_uploads(uploads, upload_dir)
+        return self.index_saved(saved, refused, on_progress)
 
-        Failures are reported under the names people uploaded them as; files that turn out not to
-        be readable images are not kept.
-        """
+    def save_uploads(
+        self, uploads: Iterable[tuple[str, bytes]], upload_dir: Path
+    ) -> tuple[dict[Path, list[str]], list[Failure]]:
+        """Keep uploaded bytes under `upload_dir`: where each went with the names it was sent as, and
+        the uploads refused (too large, not an image type, no space) under those names."""
         saved: dict[Path, list[str]] = {}
         refused: list[Failure] = []
         for raw_name, data in uploads:
@@ -177,6 +197,16 @@ class Indexer:
                 refused.append(Failure(raw_name, str(exc)))
                 continue
             saved.setdefault(upload.path, []).append(upload.name)
+        return saved, refused
+
+    def index_saved(
+        self,
+        saved: Mapping[Path, Sequence[str]],
+        refused: Sequence[Failure] = (),
+        on_progress: ProgressCallback | None = None,
+    ) -> IndexReport:
+        """Index saved uploads: the report speaks of them by the names people sent them as, and
+        files that turn out not to be readable images are not kept."""
         report = self.index(list(saved), names=saved, on_progress=on_progress) if saved else IndexReport()
         unreadable = []
         for failure in report.failed:
@@ -184,7 +214,8 @@ class Indexer:
             if path in saved:  # bytes that are no readable image are not worth keeping
                 path.unlink(missing_ok=True)
             unreadable += [Failure(name, failure.reason) for name in saved.get(path, [failure.path])]
-        report.failed = refused + unreadable
+        report.failed = list(refused) + unreadable
+        report.names = {str(path): names[0] for path, names in saved.items() if names}
         return report
 
     def prune(self, roots: Sequence[Path | str]) -> list[str]:

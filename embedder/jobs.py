@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from embedder.errors import EmbedderError
-from embedder.indexer import Indexer, IndexReport, Progress
+from embedder.indexer import Failure, Indexer, IndexReport, Progress
 
 log = logging.getLogger(__name__)
 
-JobKind = Literal["index", "prune"]
+JobKind = Literal["index", "uploads", "prune"]
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 FINISHED: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 HISTORY = 20  # finished jobs kept for the pages
@@ -40,8 +40,9 @@ class JobRequest:
     """What to do, in plain data (it is written to the journal as JSON).
 
     `index` indexes `paths` (files or folders; with `prune`, forgetting files gone from them);
-    `prune` only forgets the files under `paths` that are gone (a deleted file, a folder moved away).
-    `names` labels paths with the names people know them by (uploads). `origin` says who asked:
+    `uploads` indexes uploads already saved at `paths`, `names` being the names people sent them as
+    and `refused` the uploads that could not be kept (name, reason); `prune` only forgets the files
+    under `paths` that are gone (a deleted file, a folder moved away). `origin` says who asked:
     "user", "watch" or "resumed".
     """
 
@@ -50,6 +51,7 @@ class JobRequest:
     label: str
     prune: bool = False
     names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    refused: tuple[tuple[str, str], ...] = ()
     origin: str = "user"
 
     def as_dict(self) -> dict[str, Any]:
@@ -59,6 +61,7 @@ class JobRequest:
             "label": self.label,
             "prune": self.prune,
             "names": {path: list(labels) for path, labels in self.names.items()},
+            "refused": [list(pair) for pair in self.refused],
             "origin": self.origin,
         }
 
@@ -70,6 +73,7 @@ class JobRequest:
             label=str(data.get("label") or ", ".join(data["paths"])),
             prune=bool(data.get("prune", False)),
             names={str(p): tuple(str(n) for n in labels) for p, labels in (data.get("names") or {}).items()},
+            refused=tuple((str(name), str(reason)) for name, reason in data.get("refused") or ()),
             origin=str(data.get("origin", "user")),
         )
 
@@ -150,7 +154,7 @@ class JobRunner:
 
     def submit(self, request: JobRequest) -> Job:
         """Queue a job; returns its snapshot (its id is what `cancel` and `wait` take)."""
-        if not request.paths:
+        if not request.paths and not request.refused:
             raise EmbedderError("Nothing to do: the job names no files or folders.")
         with self._cond:
             if self._closing:
@@ -266,7 +270,11 @@ class JobRunner:
             report.removed = self.indexer.prune(list(request.paths))
             report.seconds = time.perf_counter() - started
             return report
-        names = {Path(p): labels for p, labels in request.names.items()}
+        names = {Path(p): list(labels) for p, labels in request.names.items()}
+        if request.kind == "uploads":
+            saved = {Path(p): names.get(Path(p), [Path(p).name]) for p in request.paths}
+            refused = [Failure(name, reason) for name, reason in request.refused]
+            return self.indexer.index_saved(saved, refused, on_progress=progress)
         return self.indexer.index(list(request.paths), prune=request.prune, on_progress=progress, names=names)
 
     # --- bookkeeping (callers hold self._cond) --------------------------------------------------

@@ -17,6 +17,7 @@ from PIL import Image
 from embedder.encoder import Encoder, normalise
 from embedder.errors import QueryError
 from embedder.images import IMAGE_EXTENSIONS
+from embedder.pager import Collapser, ResultPages
 from embedder.store import Hit, ImageStore, SearchFilter
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,37 @@ def parse_term(raw: str) -> Term:
 
 
 @dataclass(frozen=True)
+class Query:
+    """One search, as a value: weighted terms, how text is phrased, which images may answer.
+
+    `template` wraps text terms (`a photo of {}`); `where` filters inside the store; `min_score`
+    drops weaker matches; `collapse` (a cosine) keeps only the best of each set of near-duplicates.
+    """
+
+    terms: tuple[Term, ...]
+    template: str | None = None
+    where: SearchFilter = field(default_factory=SearchFilter)
+    min_score: float | None = None
+    collapse: float | None = None
+
+    @classmethod
+    def text(cls, text: str, **options: Any) -> Query:
+        return cls((Term(text=text),), **options)
+
+    @classmethod
+    def image(cls, image: Image.Image, label: str = "", **options: Any) -> Query:
+        return cls((Term(image=image, label=label),), **options)
+
+    @classmethod
+    def like(cls, point_id: str, label: str = "", **options: Any) -> Query:
+        """More like this stored image (which is left out of its own results)."""
+        return cls((Term(point_id=point_id, label=label),), **options)
+
+    def describe(self) -> str:
+        return describe_query(self.terms)
+
+
+@dataclass(frozen=True)
 class Result:
     """One found image: its id, cosine score, where it lives and what is stored about it."""
 
@@ -84,11 +116,12 @@ class Result:
     path: str
     name: str
     payload: dict[str, Any]
+    vector: np.ndarray | None = field(default=None, compare=False, repr=False)  # when collapsing
 
     @classmethod
     def from_hit(cls, hit: Hit) -> Result:
         paths = hit.payload.get("paths") or [""]
-        return cls(hit.id, hit.score, paths[0], hit.payload.get("name") or paths[0], hit.payload)
+        return cls(hit.id, hit.score, paths[0], hit.payload.get("name") or paths[0], hit.payload, hit.vector)
 
 
 def apply_template(text: str, template: str | None) -> str:
@@ -167,42 +200,33 @@ class Searcher:
         vector.setflags(write=False)
         return vector
 
-    def by_text(
-        self,
-        text: str,
-        limit: int = 12,
-        offset: int = 0,
-        min_score: float | None = None,
-        template: str | None = None,
-        where: SearchFilter | None = None,
-    ) -> list[Result]:
-        return self.by_vector(self.text_vector(apply_template(text, template)), limit, offset, min_score, where)
+    def vector(self, query: Query) -> np.ndarray:
+        """The query's vector: the weighted, normalised sum of its terms' vectors."""
+        return self.compose(query.terms, query.template)
 
-    def by_image(
-        self,
-        image: Image.Image,
-        limit: int = 12,
-        offset: int = 0,
-        min_score: float | None = None,
-        where: SearchFilter | None = None,
-    ) -> list[Result]:
-        vector = self.encoder.encode_images([image])[0]
-        return self.by_vector(vector, limit, offset, min_score, where)
+    def pages(self, query: Query, start: int = 0) -> ResultPages:
+        """The query's results, page by page, best first: terms encoded once, for every page.
 
-    def like(
-        self,
-        point_id: str,
-        limit: int = 12,
-        offset: int = 0,
-        min_score: float | None = None,
-        where: SearchFilter | None = None,
-    ) -> list[Result]:
-        """More like this: the stored image's own vector as the query, the image itself left out
-        (nothing when the image is no longer indexed)."""
-        try:
-            return self.by_terms([Term(point_id=point_id)], limit, offset, min_score, where=where)
-        except QueryError:
-            return []
+        Stored images that are positive terms are left out (more like this never shows the image
+        itself); with `query.collapse`, near-duplicates of a better result are left out too.
+        """
+        vector = self.vector(query)
+        used = tuple(t.point_id for t in query.terms if t.point_id and t.weight > 0)
+        where = replace(query.where, exclude_ids=(*query.where.exclude_ids, *used)) if used else query.where
+        with_vectors = query.collapse is not None
+
+        def fetch(limit: int, offset: int) -> list[Result]:
+            hits = self.store.query(
+                vector, limit=limit, offset=offset, score_threshold=query.min_score, where=where,
+                with_vectors=with_vectors,
+            )
+            return [Result.from_hit(h) for h in hits]
+
+        return ResultPages(fetch, Collapser(query.collapse) if with_vectors else None, start)
+
+    def search(self, query: Query, limit: int = 12, offset: int = 0) -> list[Result]:
+        """The best `limit` results of `query`, skipping the first `offset`."""
+        return self.pages(query, offset).first(limit)[0]
 
     def compose(self, terms: Sequence[Term], template: str | None = None) -> np.ndarray:
         """The weighted sum of the terms' unit vectors, normalised (negative weights push away)."""
@@ -227,39 +251,3 @@ class Searcher:
                 raise QueryError(f"{term.label or term.point_id} is no longer in the index")
             return vector
         raise QueryError("a query term needs a text, an image or a stored image")
-
-    def by_terms(
-        self,
-        terms: Sequence[Term],
-        limit: int = 12,
-        offset: int = 0,
-        min_score: float | None = None,
-        template: str | None = None,
-        where: SearchFilter | None = None,
-    ) -> list[Result]:
-        """A composed query, e.g. `beach` + `2:sunset` − `people`; stored query points are left out."""
-        vector, where = self.plan(terms, template, where)
-        return self.by_vector(vector, limit, offset, min_score, where)
-
-    def plan(
-        self, terms: Sequence[Term], template: str | None = None, where: SearchFilter | None = None
-    ) -> tuple[np.ndarray, SearchFilter]:
-        """The query vector of `terms` and the filter to search with: stored images that are
-        positive terms are left out (more like this never shows the image itself)."""
-        used = tuple(t.point_id for t in terms if t.point_id and t.weight > 0)
-        where = where or SearchFilter()
-        if used:
-            where = replace(where, exclude_ids=(*where.exclude_ids, *used))
-        return self.compose(terms, template), where
-
-    def by_vector(
-        self,
-        vector: np.ndarray,
-        limit: int = 12,
-        offset: int = 0,
-        min_score: float | None = None,
-        where: SearchFilter | None = None,
-    ) -> list[Result]:
-        query = normalise(vector)
-        hits = self.store.query(query, limit=limit, offset=offset, score_threshold=min_score, where=where)
-        return [Result.from_hit(h) for h in hits]

@@ -44,6 +44,7 @@ class Hit:
     id: str
     score: float
     payload: dict[str, Any]
+    vector: np.ndarray | None = field(default=None, compare=False, repr=False)  # when asked for
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,9 @@ class ImageStore(ABC):
         offset: int = 0,
         score_threshold: float | None = None,
         where: SearchFilter | None = None,
+        with_vectors: bool = False,
     ) -> list[Hit]:
-        """Nearest points by cosine similarity, best first."""
+        """Nearest points by cosine similarity, best first (with their vectors if asked)."""
 
     @abstractmethod
     def vector(self, point_id: str) -> np.ndarray | None: ...
@@ -335,6 +337,7 @@ class QdrantStore(ImageStore):
         offset: int = 0,
         score_threshold: float | None = None,
         where: SearchFilter | None = None,
+        with_vectors: bool = False,
     ) -> list[Hit]:
         with self._errors():
             response = self._client.query_points(
@@ -345,8 +348,9 @@ class QdrantStore(ImageStore):
                 score_threshold=score_threshold,
                 query_filter=to_qdrant_filter(where),
                 with_payload=True,
+                with_vectors=with_vectors,
             )
-        return [Hit(str(p.id), float(p.score), p.payload or {}) for p in response.points]
+        return [Hit(str(p.id), float(p.score), p.payload or {}, _vector(p.vector)) for p in response.points]
 
     def vector(self, point_id: str) -> np.ndarray | None:
         with self._errors():
@@ -373,6 +377,10 @@ class QdrantStore(ImageStore):
             log.warning("closing Qdrant client failed: %s", exc)
         if self._lock:
             self._lock.release()
+
+
+def _vector(raw: Any) -> np.ndarray | None:
+    return None if raw is None else np.asarray(raw, dtype=np.float32)
 
 
 def to_qdrant_filter(where: SearchFilter | None) -> models.Filter | None:

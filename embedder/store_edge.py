@@ -311,6 +311,7 @@ class EdgeStore(ImageStore):
         offset: int = 0,
         score_threshold: float | None = None,
         where: SearchFilter | None = None,
+        with_vectors: bool = False,
         exact: bool = False,
     ) -> list[Hit]:
         from qdrant_edge import Query, QueryRequest, SearchParams
@@ -322,11 +323,15 @@ class EdgeStore(ImageStore):
             filter=to_edge_filter(where),
             score_threshold=score_threshold,
             with_payload=True,
+            with_vector=with_vectors,
             params=SearchParams(hnsw_ef=HNSW_EF_SEARCH, exact=exact),
         )
         with self._edge() as shard:
             points = shard.query(request)
-        return [Hit(str(p.id), float(p.score), p.payload or {}) for p in points]
+        return [
+            Hit(str(p.id), float(p.score), p.payload or {}, np.asarray(p.vector, dtype=np.float32) if with_vectors else None)
+            for p in points
+        ]
 
     def vector(self, point_id: str) -> np.ndarray | None:
         with self._edge() as shard:

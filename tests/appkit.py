@@ -20,6 +20,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from embedder import synthetic
+from faultkit import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = str(ROOT / "main_app.py")
@@ -86,9 +87,28 @@ def write_images(folder: Path, classes=CLASSES, seed: int = 0) -> list[Path]:
 
 
 def open_app(page: str | None = None) -> AppTest:
-    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT).run()
+    """The app as a browser opens it: Search, or another page by its url path ("index", "duplicates")."""
     if page:
-        at.switch_page(page).run()
+        return open_page(page)
+    return AppTest.from_file(MAIN, default_timeout=TIMEOUT).run()
+
+
+def goto(at: AppTest, url_path: str) -> AppTest:
+    """Follow the navigation to another page of the same session."""
+    pages = {info.get("url_pathname"): page_hash for page_hash, info in at._registered_pages.items()}
+    assert url_path in pages, f"no page at /{url_path}: {sorted(map(str, pages))}"
+    at._page_hash = pages[url_path]
+    return at.run()
+
+
+def pending_jobs(at: AppTest) -> list[str]:
+    """The indexing jobs the page shows as running or queued (each has a Cancel button)."""
+    return [b.key for b in at.button if b.key and b.key.startswith("cancel-")]
+
+
+def finish_jobs(at: AppTest, deadline_s: float = 120.0) -> AppTest:
+    """Draw the page again until the indexing it shows has finished (as a person watching it would)."""
+    wait_until(lambda: not at.run().exception and not pending_jobs(at), "indexing to finish", deadline_s, step_s=0.1)
     return at
 
 
@@ -132,19 +152,19 @@ def metrics(at: AppTest) -> dict[str, str]:
 
 
 def index_uploads(files: list[tuple[str, bytes, str]]) -> AppTest:
-    at = open_app("main_qdrant.py")
+    at = open_app("index")
     assert_clean(at)
     at.file_uploader[0].set_value(files)
     at.button(key="index-button").click().run()
-    return at
+    return finish_jobs(at)
 
 
 def index_folder(folder: Path, prune: bool = False, at: AppTest | None = None) -> AppTest:
-    at = at or open_app("main_qdrant.py")
+    at = at or open_app("index")
     at.text_input(key="index-folder").input(str(folder))
     at.checkbox(key="index-prune").set_value(prune)
     at.button(key="index-button").click().run()
-    return at
+    return finish_jobs(at)
 
 
 def search(text: str, at: AppTest | None = None, **options) -> AppTest:
@@ -171,8 +191,4 @@ def open_page(url_path: str) -> AppTest:
     `AppTest.switch_page` only finds pages made from files; a function page is known by the hash
     of its url path, which the first run registers.
     """
-    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT).run()
-    pages = {info.get("url_pathname"): page_hash for page_hash, info in at._registered_pages.items()}
-    assert url_path in pages, f"no page at /{url_path}: {sorted(map(str, pages))}"
-    at._page_hash = pages[url_path]
-    return at.run()
+    return goto(AppTest.from_file(MAIN, default_timeout=TIMEOUT).run(), url_path)

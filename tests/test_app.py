@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,6 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-import webui
 from appkit import (
     CAPTION,
     CLASSES,
@@ -20,6 +20,8 @@ from appkit import (
     app_env,
     assert_clean,
     errors,
+    finish_jobs,
+    goto,
     index_folder,
     index_uploads,
     metrics,
@@ -37,8 +39,10 @@ from appkit import (
 from embedder.config import Settings
 from embedder.errors import StoreInUseError
 from embedder.indexer import Progress
+from embedder.jobs import Job, JobRequest
 from embedder.store import FolderLock, open_store
-from faultkit import FakeQdrant, StatusServer, free_port
+from embedder_ui import widgets
+from faultkit import FakeQdrant, StatusServer, free_port, wait_until
 
 SECRET = "s3cret-api-key-never-shown"
 __all__ = ["app_env"]  # a fixture: imported for pytest to find
@@ -89,7 +93,7 @@ def test_the_same_uploads_again_are_unchanged(app_env: Path) -> None:
     at = index_uploads(files)
     assert metrics(at)["Added"] == "2"
     at.file_uploader[0].set_value(files)
-    at.button(key="index-button").click().run()
+    finish_jobs(at.button(key="index-button").click().run())
     assert_clean(at)
     counts = metrics(at)
     assert (counts["Added"], counts["Unchanged"], counts["Images indexed"]) == ("0", "2", "2")
@@ -127,7 +131,7 @@ def test_folder_index_and_prune(app_env: Path) -> None:
 
 
 def test_index_button_without_input_asks_for_some(app_env: Path) -> None:
-    at = open_app("main_qdrant.py")
+    at = open_app("index")
     at.button(key="index-button").click().run()
     assert_clean(at)
     assert "Choose images to upload or enter a folder" in texts(at)
@@ -137,12 +141,28 @@ def test_configured_image_dirs_are_offered(app_env: Path, monkeypatch: pytest.Mo
     folder = app_env / "library"
     write_images(folder, CLASSES[:2])
     monkeypatch.setenv("IMAGE_DIRS", str(folder))
-    at = open_app("main_qdrant.py")
+    monkeypatch.setenv("WATCH", "false")
+    at = open_app("index")
     assert at.multiselect(key="index-configured").options == [str(folder)]
     at.multiselect(key="index-configured").select(str(folder))
     at.button(key="index-button").click().run()
+    finish_jobs(at)
     assert_clean(at)
     assert metrics(at)["Added"] == "2"
+
+
+def test_configured_image_dirs_are_indexed_and_watched_on_their_own(
+    app_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = app_env / "library"
+    write_images(folder, CLASSES[:2])
+    monkeypatch.setenv("IMAGE_DIRS", str(folder))
+    at = finish_jobs(open_app("index"))  # nothing clicked: the catch-up pass of a watched folder
+    assert_clean(at)
+    assert metrics(at)["Images indexed"] == "2"
+    assert f"Watching (file events): {folder}" in unescape(texts(at))
+    write_images(folder, CLASSES[2:3])  # a photo dropped into the folder
+    wait_until(lambda: metrics(at.run())["Images indexed"] == "3", "the new photo to be indexed")
 
 
 def test_search_by_image_then_more_like_this(app_env: Path, model_path: Path) -> None:
@@ -248,7 +268,7 @@ def test_file_names_are_shown_literally(app_env: Path) -> None:
 
 def test_both_pages_share_one_engine_and_clearing_releases_the_lock(app_env: Path) -> None:
     search_page = open_app()
-    index_page = open_app("main_qdrant.py")  # a second session in the same process: the same store
+    index_page = open_app("index")  # a second session in the same process: the same store
     assert_clean(search_page)
     assert_clean(index_page)
     with pytest.raises(StoreInUseError):
@@ -279,7 +299,7 @@ def test_index_page_runs_on_its_own(app_env: Path) -> None:
 # Errors are messages, never tracebacks
 
 
-@pytest.mark.parametrize("page", [None, "main_qdrant.py"])
+@pytest.mark.parametrize("page", [None, "index"])
 def test_missing_model_says_how_to_set_it(app_env: Path, monkeypatch: pytest.MonkeyPatch, page: str | None) -> None:
     monkeypatch.setenv("EMBEDDER_MODEL", str(app_env / "no-model-here"))
     at = open_app(page)
@@ -293,7 +313,7 @@ def test_storage_folder_in_use_by_another_process(app_env: Path) -> None:
         at = open_app()
         [message] = errors(at)
         assert f"The storage folder {app_env / 'qdrant'} is in use" in message
-        at.switch_page("main_qdrant.py").run()
+        goto(at, "index")
         assert "is in use" in errors(at)[0]
     finally:
         lock.release()
@@ -314,7 +334,7 @@ def test_api_key_refused(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None
     with StatusServer(401) as server:
         monkeypatch.setenv("QDRANT_URL", server.url)
         monkeypatch.setenv("QDRANT_API_KEY", SECRET)
-        at = open_app("main_qdrant.py")
+        at = open_app("index")
     [message] = errors(at)
     assert "refused the API key" in message and "QDRANT_API_KEY" in message
     assert SECRET not in texts(at)
@@ -355,53 +375,48 @@ def test_invalid_setting(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None
 
 
 # --------------------------------------------------------------------------------------------
-# Helpers of webui.py
+# Widgets
 
 
 def test_thumbnails_are_small_and_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     st.cache_data.clear()
     decoded: list[object] = []
-    real_decode = webui.decode
-    monkeypatch.setattr(webui, "decode", lambda *a, **k: decoded.append(a[0]) or real_decode(*a, **k))
+    real_decode = widgets.decode
+    monkeypatch.setattr(widgets, "decode", lambda *a, **k: decoded.append(a[0]) or real_decode(*a, **k))
     big = tmp_path / "big.jpg"
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (3000, 4000, 3), dtype=np.uint8)).save(big, quality=90)
-    first = webui.thumbnail(str(big), 100_000_000)
+    first = widgets.thumbnail(str(big), 100_000_000)
     assert isinstance(first, bytes)
     with Image.open(io.BytesIO(first)) as thumb:
-        assert thumb.format == "JPEG" and thumb.size == (webui.THUMB_SIDE, webui.THUMB_SIDE)
+        assert thumb.format == "JPEG" and thumb.size == (widgets.THUMB_SIDE, widgets.THUMB_SIDE)
     assert len(first) < big.stat().st_size / 20
-    assert webui.thumbnail(str(big), 100_000_000) == first
+    assert widgets.thumbnail(str(big), 100_000_000) == first
     assert decoded == [big]  # made once, then cached by (path, mtime)
-    assert webui.thumbnail(str(tmp_path / "gone.jpg"), 100_000_000) == "the file is no longer there"
+    assert widgets.thumbnail(str(tmp_path / "gone.jpg"), 100_000_000) == "the file is no longer there"
     (tmp_path / "bad.jpg").write_bytes(b"nope")
-    assert "not an image" in webui.thumbnail(str(tmp_path / "bad.jpg"), 100_000_000)
-    preview = webui.preview(str(big), 100_000_000)
+    assert "not an image" in widgets.thumbnail(str(tmp_path / "bad.jpg"), 100_000_000)
+    preview = widgets.preview(str(big), 100_000_000)
     with Image.open(io.BytesIO(preview)) as full:
-        assert max(full.size) == webui.PREVIEW_SIDE
+        assert max(full.size) == widgets.PREVIEW_SIDE
     st.cache_data.clear()
 
 
-def test_progress_bar_shows_count_rate_and_time_left() -> None:
-    def script() -> None:
-        import webui
-        from embedder.indexer import Progress
-
-        bar = webui.ProgressBar("Uploaded files (40)", min_interval_s=0)
-        bar(Progress(10, 40, 12.5, 2.4))
-
-    at = AppTest.from_function(script).run()
-    assert not at.exception
-    text = at.get("progress")[0].proto.text
-    assert text == "Uploaded files \\(40\\): 10 of 40 files · 12.5 images/s · about 2 s left"
-    assert webui.duration(None) == "estimating time left"
-    assert webui.duration(125) == "about 2 min 05 s left"
-    assert webui.duration(7300) == "about 2 h 01 min left"
-    assert Progress  # imported for the script above
+def test_job_progress_shows_count_rate_and_time_left_and_nothing_unknown() -> None:
+    job = Job(1, JobRequest("index", ("/pictures",), "/pictures"), state="running", progress=Progress(10, 40, 12.5, 2.4))
+    assert widgets.job_progress(job) == "10 of 40 files · 12.5 images/s · about 2 s left"
+    assert widgets.job_fraction(job) == 0.25
+    starting = replace(job, progress=Progress(0, 40, 0.0, None))
+    assert widgets.job_progress(starting) == "0 of 40 files"  # no "0.0 images/s", no "about 0 s left"
+    assert widgets.job_progress(replace(job, progress=Progress(40, 40, 9.0, 0.0))) == "40 of 40 files · 9.0 images/s"
+    assert widgets.job_progress(replace(job, state="queued", progress=None)) == "waiting for the job before it"
+    assert widgets.duration(None) == "estimating time left"
+    assert widgets.duration(125) == "about 2 min 05 s left"
+    assert widgets.duration(7300) == "about 2 h 01 min left"
 
 
 def test_literal_escapes_markdown() -> None:
-    assert webui.literal("a_b*c [d](e) <f> :g: $h$ `i`") == (
+    assert widgets.literal("a_b*c [d](e) <f> :g: $h$ `i`") == (
         "a\\_b\\*c \\[d\\]\\(e\\) \\<f\\> \\:g\\: \\$h\\$ \\`i\\`"
     )
-    assert webui.literal("two\nlines") == "two lines"
+    assert widgets.literal("two\nlines") == "two lines"

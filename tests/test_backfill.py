@@ -11,21 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageFile
+from streamlit.testing.v1 import AppTest
 
-from appkit import app_env, metrics, open_app
+from appkit import metrics
 from embedder.engine import Engine
 from embedder.errors import ImageError
 from embedder.images import decode, read_meta
-from embedder.indexer import PAYLOAD_FIELDS, IndexReport
-from embedder.search import make_filter
+from embedder.indexer import PAYLOAD_FIELDS
+from embedder.search import Query, make_filter
 from imagefiles import png_bomb, solid
 
 TAKEN = "2021:07:04 12:30:00"
 TAKEN_AT = 1625401800.0  # TAKEN as UTC seconds
 OLD_FIELDS = ("sha256", "paths", "names")  # all a point of an older version is assumed to have
 LIMIT = 10**8
-
-__all__ = ["app_env"]  # a fixture: imported for pytest to find
 
 
 def exif_date() -> bytes:
@@ -151,7 +150,7 @@ def test_filters_find_the_filled_in_points(engine: Engine, album: Path) -> None:
     }
 
     def found(where) -> list[str]:
-        return sorted(r.name for r in engine.searcher.by_text("a photo", limit=10, where=where))
+        return sorted(r.name for r in engine.searcher.search(Query.text("a photo", where=where), 10))
 
     assert {name: found(where) for name, (where, _) in filters.items()} == {name: [] for name in filters}
     engine.indexer.index([album])
@@ -228,10 +227,14 @@ def test_folders_come_from_every_stored_path(engine: Engine, album: Path, tmp_pa
     assert {str(album), str(elsewhere)} <= set(payload["folders"])
 
 
-def test_the_index_page_shows_updated_files(app_env: Path) -> None:
-    at = open_app("main_qdrant.py")
-    at.session_state["index_report"] = (IndexReport(unchanged=["/a.jpg"], updated=["/b.jpg", "/c.jpg"]), {})
-    at.run()
+def test_the_index_page_shows_updated_files() -> None:
+    def script() -> None:
+        from embedder.indexer import IndexReport
+        from embedder_ui.pages.index import _show_report
+
+        _show_report(IndexReport(unchanged=["/a.jpg"], updated=["/b.jpg", "/c.jpg"]))
+
+    at = AppTest.from_function(script).run()
     counts = metrics(at)
     assert (counts["Renamed"], counts["Updated"], counts["Unchanged"]) == ("0", "2", "1")
     assert list(counts).index("Updated") == list(counts).index("Renamed") + 1

@@ -19,6 +19,7 @@ import pytest
 from embedder.engine import Engine
 from embedder.images import file_hash, point_id
 from embedder.indexer import Progress
+from embedder.search import Query
 from faultkit import cli_env, distinct_folder, distinct_image, run_cli
 
 WAIT_S = 60.0
@@ -95,7 +96,7 @@ def test_searches_during_indexing_see_only_whole_points_and_never_fewer(
 
     def hammer() -> None:  # free-running, no handshake: real overlap with the writes (capped: it starves the GIL)
         while not finished.is_set() and len(free_counts) < HAMMER_SEARCHES:
-            hits = engine.searcher.by_text("a red square", limit=100)
+            hits = engine.searcher.search(Query.text("a red square"), 100)
             for hit in hits:
                 check_hit(engine, hit)
             free_counts.append(len(hits))
@@ -107,7 +108,7 @@ def test_searches_during_indexing_see_only_whole_points_and_never_fewer(
         stored.clear()
         if finished.is_set():
             break
-        hits = engine.searcher.by_text("a photo", limit=100)
+        hits = engine.searcher.search(Query.text("a photo"), 100)
         for hit in hits:
             check_hit(engine, hit)
         lockstep.append(len(hits))
@@ -118,7 +119,7 @@ def test_searches_during_indexing_see_only_whole_points_and_never_fewer(
     assert lockstep == sorted(lockstep) and 0 < lockstep[0] < 60  # seen partway, never shrinking
     assert len(lockstep) >= 60 // 4 - 1
     assert free_counts == sorted(free_counts) and len(free_counts) > 1
-    assert engine.store.count() == len(engine.searcher.by_text("anything", limit=100)) == len(files)
+    assert engine.store.count() == len(engine.searcher.search(Query.text("anything"), 100)) == len(files)
 
 
 def overlapping_album(root: Path) -> tuple[list[Path], list[Path]]:
@@ -240,7 +241,7 @@ def test_a_second_process_is_told_the_store_is_in_use_and_the_owner_keeps_workin
     distinct_folder(tmp_path / "after", 6, start=100)
     report = engine.indexer.index([tmp_path / "after"])
     assert len(report.added) == 6 and engine.store.count() == 10
-    assert len(engine.searcher.by_text("a photo", limit=20)) == 10
+    assert len(engine.searcher.search(Query.text("a photo"), 20)) == 10
     engine.close()
     again = reopen()
     try:

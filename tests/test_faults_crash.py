@@ -18,6 +18,7 @@ import pytest
 
 from embedder.engine import Engine
 from embedder.images import decode, file_hash, point_id
+from embedder.search import Query
 from faultkit import TerminalRun, cli_env, distinct_folder, run_cli
 
 pytestmark = pytest.mark.slow
@@ -62,7 +63,7 @@ def assert_complete(engine: Engine, files: list[Path]) -> None:
         assert pid == point_id(payload["sha256"]) and payload["model"] == engine.encoder.model_id
     for path in files:
         image = decode(path, engine.settings.max_image_pixels, engine.encoder.image_size).image
-        best = engine.searcher.by_image(image, limit=2)
+        best = engine.searcher.search(Query.image(image), 2)
         assert best[0].id == point_id(hashes[path]), f"{path.name} does not find itself first"
         assert best[0].score > best[1].score
 

@@ -17,6 +17,7 @@ import pytest
 import streamlit as st
 
 from embedder.uploads import display_name
+from appkit import finish_jobs, goto
 from faultkit import distinct_image, encode_png
 
 pytestmark = pytest.mark.slow
@@ -64,7 +65,7 @@ def open_app(page: str | None = None):
 
     at = AppTest.from_file(MAIN, default_timeout=TIMEOUT).run()
     if page:
-        at.switch_page(page).run()
+        goto(at, page)
     assert not at.exception, [e.proto.message for e in at.exception]
     return at
 
@@ -93,10 +94,11 @@ def test_hostile_names_show_literally_on_the_index_and_search_pages(app_env: Pat
     files.append((HOSTILE_NOT_IMAGE, b"<html><script>alert('x')</script></html>", "image/png"))
 
     # Index page: the uploads and the folder, then the report.
-    at = open_app("main_qdrant.py")
+    at = open_app("index")
     at.file_uploader[0].set_value(files)
     at.text_input(key="index-folder").input(str(folder))
     at.button(key="index-button").click().run()
+    finish_jobs(at)
     no_html_anywhere(at)
     failed = at.dataframe[0].value
     assert list(failed["file"]) == [HOSTILE_NOT_IMAGE]  # the name as sent, shown as data

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from embedder.engine import Engine
 from embedder.images import bytes_hash, decode, is_image_name, point_id
+from embedder.search import Query
 from embedder.uploads import MAX_NAME_CHARS, display_name, save_upload
 from faultkit import distinct_image, encode_png
 
@@ -118,7 +119,7 @@ def test_hostile_names_stay_inside_upload_dir_and_every_image_is_findable(engine
     for name, data in uploads:
         shown = display_name(name)
         assert "/" not in shown and "\\" not in shown and "\x00" not in shown and len(shown) <= MAX_NAME_CHARS
-        hits = engine.searcher.by_image(decode(data, 10**7, engine.encoder.image_size).image, limit=1)
+        hits = engine.searcher.search(Query.image(decode(data, 10**7, engine.encoder.image_size).image), 1)
         assert hits[0].id == point_id(bytes_hash(data)), name
         assert shown in hits[0].payload["names"], (name, hits[0].payload["names"])
         assert all(upload_dir in Path(p).parents for p in hits[0].payload["paths"])

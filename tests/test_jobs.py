@@ -10,6 +10,7 @@ from faultkit import distinct_folder
 
 from embedder.engine import Engine
 from embedder.jobs import Job, JobRequest, JobRunner
+from embedder.search import Query
 
 
 def _index(*paths: Path, **kw) -> JobRequest:
@@ -144,7 +145,7 @@ def test_searches_see_a_running_jobs_images_as_they_land(engine: Engine, tmp_pat
     for _ in range(3):
         assert landed.wait(30)
         landed.clear()
-        counts.append(len(engine.searcher.by_text("a photo", limit=50)))
+        counts.append(len(engine.searcher.search(Query.text("a photo"), 50)))
         searched.set()
     assert runner.wait(job.id, 60).state == "done"
     assert counts == [4, 8, 12]

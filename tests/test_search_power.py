@@ -11,12 +11,11 @@ import pytest
 from PIL import Image
 
 from embedder import cli
-from embedder.duplicates import Collapser, near_duplicate_groups
+from embedder.duplicates import near_duplicate_groups
 from embedder.engine import Engine
 from embedder.encoder import normalise
 from embedder.errors import QueryError
-from embedder.pager import ResultPages
-from embedder.search import Term, describe_query, folder_choices, make_filter, parse_term
+from embedder.search import Query, Term, describe_query, folder_choices, make_filter, parse_term
 from embedder.synthetic import write_dataset
 
 # Measured on the synthetic set with the tiny test model (see README "Near-duplicates"):
@@ -87,9 +86,9 @@ def test_composed_vector_is_the_normalised_weighted_sum(shapes) -> None:
 
 def test_a_negative_term_pushes_a_class_down(shapes) -> None:
     engine, _ = shapes
-    plain = classes_of(engine.searcher.by_text("a red circle", limit=12))
+    plain = classes_of(engine.searcher.search(Query.text("a red circle"), 12))
     minus = classes_of(
-        engine.searcher.by_terms([Term(text="a red circle"), Term(text="a red square", weight=-0.5)], limit=12)
+        engine.searcher.search(Query((Term(text="a red circle"), Term(text="a red square", weight=-0.5))), 12)
     )
     assert minus[:3] == ["red circle"] * 3  # the class asked for still comes first
     assert "red square" in plain[:5] and "red square" not in minus[:5]  # the excluded one goes down
@@ -102,7 +101,7 @@ def test_text_plus_image_terms(shapes) -> None:
     from embedder.synthetic import generate_classes
 
     held_out = next(s for s in generate_classes(1, seed=777) if s.label == "blue square")
-    results = classes_of(engine.searcher.by_terms([Term(image=held_out.image), Term(text="a blue square")], limit=4))
+    results = classes_of(engine.searcher.search(Query((Term(image=held_out.image), Term(text="a blue square"))), 4))
     assert results[0] == "blue square"
     assert all(c.startswith("blue") for c in results)
 
@@ -116,7 +115,10 @@ def test_filters_cut_results_exactly(shapes, tmp_path: Path) -> None:
     Image.open(next((root / "red circle").glob("*.jpg"))).save(extra / "old-red.png", exif=exif.tobytes())
     Image.open(next((root / "red circle").glob("*.jpg"))).resize((400, 400)).save(extra / "big.webp")
     engine.indexer.index([extra])
-    search = engine.searcher.by_text
+
+    def search(text: str, limit: int, where):
+        return engine.searcher.search(Query.text(text, where=where), limit)
+
     assert {r.name for r in search("a red circle", limit=50, where=make_filter(types=["png"]))} == {"old-red.png"}
     assert {r.name for r in search("a red circle", limit=50, where=make_filter(folder=str(extra)))} == {"old-red.png", "big.webp"}
     in_2019 = make_filter(after=date(2019, 1, 1), before=date(2019, 12, 31))
@@ -148,8 +150,8 @@ def test_collapse_keeps_the_best_of_each_near_duplicate_set(shapes, tmp_path: Pa
     (tmp_path / "dup").mkdir()
     Image.open(original).save(tmp_path / "dup" / "again.jpg", quality=70)
     engine.indexer.index([tmp_path / "dup"])
-    results = engine.searcher.by_text("a red circle", limit=10)
-    collapsed = Collapser(engine.store, TINY_MODEL_NEAR_DUPLICATE).keep(results)
+    results = engine.searcher.search(Query.text("a red circle"), 10)
+    collapsed = engine.searcher.search(Query.text("a red circle", collapse=TINY_MODEL_NEAR_DUPLICATE), 9)
     ids = {r.id for r in collapsed}
     pair = [r for r in results if r.path in (str(original), str(tmp_path / "dup" / "again.jpg"))]
     assert len(pair) == 2 and len(ids & {r.id for r in pair}) == 1
@@ -175,12 +177,12 @@ def test_cli_terms_and_filters(shapes, monkeypatch, capsys) -> None:
 
 def test_an_image_gone_from_the_index_is_a_query_error(shapes) -> None:
     engine, _ = shapes
-    gone = engine.searcher.by_text("a red circle", limit=1)[0]
+    gone = engine.searcher.search(Query.text("a red circle"), 1)[0]
     engine.store.delete([gone.id])
     with pytest.raises(QueryError, match=f"{gone.name} is no longer in the index"):
-        engine.searcher.by_terms([Term(text="a red circle"), Term(point_id=gone.id, label=gone.name)])
+        engine.searcher.search(Query((Term(text="a red circle"), Term(point_id=gone.id, label=gone.name))))
     with pytest.raises(QueryError, match="no term"):
-        engine.searcher.by_terms([Term(text="a red circle", weight=0)])
+        engine.searcher.search(Query((Term(text="a red circle", weight=0),)))
 
 
 def test_pages_fill_up_when_near_duplicates_are_collapsed(shapes, tmp_path: Path) -> None:
@@ -190,16 +192,17 @@ def test_pages_fill_up_when_near_duplicates_are_collapsed(shapes, tmp_path: Path
     for i, original in enumerate(sorted((root / "red circle").glob("*.jpg"))):
         Image.open(original).save(copies / f"{i}.jpg", quality=60)  # every red circle twice
     engine.indexer.index([copies])
-    vector, where = engine.searcher.plan([Term(text="a red circle")])
     calls: list[tuple[int, int]] = []
+    real_query = engine.store.query
 
-    def fetch(limit: int, offset: int):
+    def query(vector, limit, offset=0, **kw):
         calls.append((limit, offset))
-        return engine.searcher.by_vector(vector, limit, offset, None, where)
+        return real_query(vector, limit, offset, **kw)
 
-    plain = ResultPages(fetch).first(5)[0]
+    engine.store.query = query
+    plain = engine.searcher.pages(Query.text("a red circle")).first(5)[0]
     assert len(plain) == 5 and calls == [(5, 0)]
-    pages = ResultPages(fetch, Collapser(engine.store, TINY_MODEL_NEAR_DUPLICATE))
+    pages = engine.searcher.pages(Query.text("a red circle", collapse=TINY_MODEL_NEAR_DUPLICATE))
     first, more = pages.first(5)
     assert len(first) == 5 and more
     second, _ = pages.first(10)

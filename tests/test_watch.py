@@ -13,6 +13,7 @@ from faultkit import distinct_image, wait_until
 from embedder.engine import Engine
 from embedder.jobs import JobRunner
 from embedder.watch import FolderWatcher
+from embedder.search import Query
 
 QUIET_S = 0.3
 
@@ -27,7 +28,7 @@ def _stored(engine: Engine) -> set[str]:
 
 def _found_first(engine: Engine, path: Path) -> bool:
     """The image at `path` is its own best match when searched with its own pixels."""
-    hits = engine.searcher.by_image(distinct_image(int(path.stem[3:])), limit=1)
+    hits = engine.searcher.search(Query.image(distinct_image(int(path.stem[3:]))), 1)
     return bool(hits) and str(path) in hits[0].payload["paths"]
 
 
@@ -77,7 +78,7 @@ def test_create_modify_rename_move_and_delete_each_reach_the_index(watched, tmp_
 
 
 def _found_first_as(engine: Engine, i: int, path: Path) -> bool:
-    hits = engine.searcher.by_image(distinct_image(i), limit=1)
+    hits = engine.searcher.search(Query.image(distinct_image(i)), 1)
     return bool(hits) and hits[0].payload["paths"] == [str(path)] and hits[0].score > 0.99
 
 

@@ -1,35 +1,28 @@
-"""Streamlit helpers shared by the Search and Index pages.
+"""Widgets the pages share: text shown literally, errors as messages, thumbnails, the result grid.
 
-One `Engine` per process (`st.cache_resource`), errors shown as messages, small cached
-thumbnails, the result grid and the index summary in the sidebar. Nothing here talks to Qdrant
-or the model except through the Engine.
+Nothing here talks to Qdrant or the model; `resources.py` holds the process's Engine.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import os
 import re
-import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import streamlit as st
 from PIL import Image, ImageOps
 
 from embedder.config import Settings
-from embedder.engine import Engine
 from embedder.errors import EmbedderError
 from embedder.images import IMAGE_EXTENSIONS, decode
-from embedder.indexer import Progress
-from embedder.search import Result, folder_choices
-from embedder.uploads import display_name, upload_path
+from embedder.jobs import Job
+from embedder.search import Result
 
 log = logging.getLogger(__name__)
 
@@ -110,85 +103,13 @@ def errors_as_messages(settings: Settings | None = None) -> Iterator[None]:
         show_error(exc, settings)
 
 
-def load_settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except Exception as exc:  # noqa: BLE001
-        show_error(exc)
-
-
-def _settings_key(settings: Settings) -> str:
-    """What identifies an Engine: every setting, the API key only as a hash."""
-    parts = sorted(settings.env().items())
-    key = settings.qdrant_api_key or ""
-    parts.append(("api-key-sha256", hashlib.sha256(key.encode()).hexdigest() if key else ""))
-    return repr(parts)
-
-
-def _close_engine(engine: Engine) -> None:
-    """Evicted or cleared: close the store so an embedded folder's lock is released."""
-    try:
-        engine.close()
-    except Exception:  # noqa: BLE001 - never fail a cache clear over a close
-        log.warning("closing the engine failed", exc_info=True)
-
-
-@st.cache_resource(max_entries=1, on_release=_close_engine, show_spinner="Loading the model and opening the index…")
-def _open_engine(key: str, _settings: Settings) -> Engine:
-    log.info("opening the engine for %s", key)
-    return Engine.open(_settings)
-
-
-_engine_key_lock = threading.Lock()
-_engine_key: str | None = None
-
-
-def get_engine() -> Engine:
-    """The process's one Engine (model + store), opened on first use; on failure a message and stop.
-
-    One per process: the embedded store holds an exclusive lock on its folder, so every page and
-    every browser session must share this one. When the settings change (qdrant.env edited), the
-    old Engine is closed first, so its folder lock is gone before the new one takes it.
-    """
-    global _engine_key
-    settings = load_settings()
-    key = _settings_key(settings)
-    with _engine_key_lock:
-        if _engine_key not in (None, key):
-            _open_engine.clear()  # on_release closes the old store
-        _engine_key = key
-    with errors_as_messages(settings):
-        return _open_engine(key, settings)
-
-
-def index_info(engine: Engine) -> dict[str, Any]:
-    with errors_as_messages(engine.settings):
-        return engine.info()
-
-
-def sidebar_info(engine: Engine, info: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The index at a glance, in the sidebar of every page; returns `engine.info()`."""
-    info = info or index_info(engine)
-    with st.sidebar:
-        st.metric("Images indexed", f"{info['images']:,}")
-        rows = [
-            ("Collection", info["collection"]),
-            ("Model", f"{info['model']} ({info['dimension']}-d, {info['device']})"),
-            ("Storage", f"{info['storage']}: {info['location']}"),
-        ]
-        st.caption("  \n".join(f"**{name}** · {literal(value)}" for name, value in rows))
-    return info
-
-
-@st.cache_data(max_entries=4, ttl=300, show_spinner=False)
-def _folder_choices(_engine: Engine, key: str, count: int) -> list[str]:
-    return folder_choices(_engine.store, _engine.settings.upload_dir)
-
-
-def indexed_folders(engine: Engine, count: int) -> list[str]:
-    """Folders to offer in the folder filter: worked out again when the number of images changes."""
-    with errors_as_messages(engine.settings):
-        return _folder_choices(engine, _settings_key(engine.settings), count)
+def threshold_slider(key: str, settings: Settings, disabled: bool = False) -> float:
+    """The near-duplicate similarity, DUPLICATE_THRESHOLD by default (Search and Duplicates share it)."""
+    return st.slider(
+        "Near-duplicate similarity", 0.80, 1.0, settings.duplicate_threshold, 0.001, format="%.3f",
+        key=key, disabled=disabled, persist_state="session",
+        help="Images at least this similar (cosine) count as near-duplicates. DUPLICATE_THRESHOLD sets the default.",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -325,37 +246,24 @@ def result_grid(
 
 
 # --------------------------------------------------------------------------------------------
-# Indexing helpers
+# Background jobs
 
 
-class ProgressBar:
-    """An `on_progress` callback drawing `st.progress` with count, images/s and time left."""
-
-    def __init__(self, label: str, min_interval_s: float = 0.15) -> None:
-        self.label = label
-        self.min_interval_s = min_interval_s
-        self.bar = st.progress(0.0, text=f"{literal(label)}: starting…")
-        self._last = 0.0
-
-    def __call__(self, p: Progress) -> None:
-        now = time.monotonic()
-        if p.done < p.total and now - self._last < self.min_interval_s:
-            return
-        self._last = now
-        fraction = min(1.0, p.done / p.total) if p.total else 1.0
-        self.bar.progress(
-            fraction,
-            text=(
-                f"{literal(self.label)}: {p.done:,} of {p.total:,} files · {p.images_per_s:.1f} images/s · "
-                f"{duration(p.eta_s) if p.done < p.total else 'done'}"
-            ),
-        )
+def job_progress(job: Job) -> str:
+    """`340 of 802 files · 12.3 images/s · about 1 min 05 s left`, leaving out what is not known yet."""
+    p = job.progress
+    if job.state == "queued":
+        return "waiting for the job before it"
+    if p is None:
+        return "starting…"
+    parts = [f"{p.done:,} of {p.total:,} files"]
+    if p.images_per_s >= 0.05:
+        parts.append(f"{p.images_per_s:.1f} images/s")
+    if p.eta_s is not None and p.done < p.total and p.eta_s >= 1:
+        parts.append(duration(p.eta_s))
+    return " · ".join(parts)
 
 
-def upload_names(uploads: list[tuple[str, bytes]], upload_dir: Path) -> dict[str, str]:
-    """Where `index_uploads` will keep each upload (content-addressed) → the name the person gave it."""
-    names: dict[str, str] = {}
-    for raw_name, data in uploads:
-        name = display_name(raw_name)
-        names.setdefault(os.path.abspath(upload_path(upload_dir, name, data)), name)
-    return names
+def job_fraction(job: Job) -> float:
+    p = job.progress
+    return min(1.0, p.done / p.total) if p and p.total else 0.0

@@ -1,0 +1,98 @@
+"""The Search page's state without Streamlit: terms, weights, paging and when results start over."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from faultkit import distinct_folder
+
+from embedder.engine import Engine
+from embedder.search import Term, make_filter
+from embedder.store import SearchFilter
+from embedder_ui.search_state import Options, SearchState
+
+ALL = SearchFilter()
+
+
+@pytest.fixture
+def indexed(engine: Engine, tmp_path: Path) -> Engine:
+    distinct_folder(tmp_path / "album", 10)
+    engine.indexer.index([tmp_path / "album"])
+    return engine
+
+
+def _counting(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    calls: list[tuple[int, int]] = []
+    real = engine.store.query
+    monkeypatch.setattr(engine.store, "query", lambda v, limit, offset=0, **kw: calls.append((limit, offset)) or real(v, limit, offset, **kw))
+    return calls
+
+
+def test_terms_are_numbered_weighted_and_removed() -> None:
+    state = SearchState()
+    assert not state.active
+    state.new_query(Term(text="beach"))
+    state.add(Term(text="sunset", weight=2))
+    state.add(Term(text="people", weight=-1))
+    assert [(uid, t.text, t.weight) for uid, t in state.terms] == [(1, "beach", 1), (2, "sunset", 2), (3, "people", -1)]
+    state.set_weight(2, 0.5)
+    state.remove(3)
+    assert [(uid, t.weight) for uid, t in state.terms] == [(1, 1.0), (2, 0.5)]
+    state.new_query(Term(text="dog"))  # a new query starts over; numbers never repeat
+    assert [uid for uid, _ in state.terms] == [4]
+    query = state.query(Options(template="a photo of {}", min_score=0.1, collapse=0.9), make_filter(types=["png"]))
+    assert query.terms == (Term(text="dog"),) and query.template == "a photo of {}"
+    assert (query.min_score, query.collapse, query.where.formats) == (0.1, 0.9, ("PNG",))
+
+
+def test_show_more_fetches_only_what_is_missing_and_keeps_the_first_page(
+    indexed: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _counting(indexed, monkeypatch)
+    state = SearchState()
+    state.new_query(Term(text="a photo"))
+    options = Options(per_page=4)
+    first, more, hidden = state.results(indexed.searcher, options, ALL, 10)
+    assert len(first) == 4 and more and hidden == 0
+    assert state.results(indexed.searcher, options, ALL, 10)[0] == first  # a redraw asks the store nothing
+    assert calls == [(4, 0)]
+    state.show_more()
+    second, more, _ = state.results(indexed.searcher, options, ALL, 10)
+    assert second[:4] == first and len(second) == 8 and calls == [(4, 0), (4, 4)]
+    state.show_more()
+    third, more, _ = state.results(indexed.searcher, options, ALL, 10)
+    assert len(third) == 10 and not more
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["weight", "term", "filter", "per_page", "count"],
+)
+def test_any_change_to_the_query_starts_again_at_page_one(indexed: Engine, change: str) -> None:
+    state = SearchState()
+    state.new_query(Term(text="a photo"))
+    options, where, count = Options(per_page=3), ALL, 10
+    state.results(indexed.searcher, options, where, count)
+    state.show_more()
+    assert len(state.results(indexed.searcher, options, where, count)[0]) == 6
+    if change == "weight":
+        state.set_weight(1, 2.0)
+    elif change == "term":
+        state.add(Term(text="a square", weight=-0.5))
+    elif change == "filter":
+        where = make_filter(types=["png"])
+    elif change == "per_page":
+        options = Options(per_page=4)
+    else:
+        count = 11  # the index grew (a background job is adding images)
+    hits, _, _ = state.results(indexed.searcher, options, where, count)
+    assert state.pages_shown == 1 and len(hits) == min(options.per_page, 10 if change != "filter" else 5)
+
+
+def test_clear_forgets_the_query_and_its_results(indexed: Engine) -> None:
+    state = SearchState()
+    state.new_query(Term(text="a photo"))
+    state.results(indexed.searcher, Options(), ALL, 10)
+    state.clear()
+    assert not state.active and state.terms == [] and state.pages_shown == 1
