@@ -149,9 +149,11 @@ class FolderWatcher:
         jobs = []
         try:
             if present:
-                jobs.append(self.runner.submit(JobRequest("index", tuple(present), _label("New or changed", present), origin="watch")))
+                label = _label("New or changed", present)
+                jobs.append(self.runner.submit(JobRequest("index", tuple(present), label, origin="watch")))
             if vanished:
-                jobs.append(self.runner.submit(JobRequest("prune", tuple(dict.fromkeys(vanished)), _label("Gone", vanished), origin="watch")))
+                gone_once = tuple(dict.fromkeys(vanished))
+                jobs.append(self.runner.submit(JobRequest("prune", gone_once, _label("Gone", vanished), origin="watch")))
         except Exception as exc:  # noqa: BLE001 - a runner shutting down: the next catch-up finds these
             log.warning("could not queue watched changes: %s", exc)
         return jobs

@@ -66,3 +66,17 @@ def test_image_dirs_is_a_path_list() -> None:
 def test_duplicate_threshold_is_a_cosine() -> None:
     assert Settings.from_env(environ={}, env_file="/none").duplicate_threshold == 0.95
     assert Settings.from_env(environ={"DUPLICATE_THRESHOLD": " 0.994"}, env_file="/none").duplicate_threshold == 0.994
+
+
+def test_every_setting_is_declared_once_and_documented_in_the_readme() -> None:
+    """One table (the Settings fields) drives the variables, parsers and help; the README lists them all."""
+    from dataclasses import fields
+
+    from embedder.config import ENV_NAMES, HELP
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for f in fields(Settings):
+        var = f.metadata["var"]
+        assert ENV_NAMES[f.name] == var and HELP[var] and callable(f.metadata["parse"])
+        assert f"| `{var}` |" in readme, f"README's settings table misses {var}"
+    assert len(set(ENV_NAMES.values())) == len(fields(Settings))
