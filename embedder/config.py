@@ -1,20 +1,28 @@
-"""Settings from the environment and `qdrant.env` (the environment wins)."""
+"""Settings from the environment and a settings file (the environment wins).
+
+The settings file is the first of: EMBEDDER_ENV_FILE, `./qdrant.env`, `qdrant.env` in the user's
+config folder. Relative paths in it are relative to the file, so the same file always means the
+same store wherever a command runs; without any, data lives in the user's data folder.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from typing import Any
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import platformdirs
 from dotenv import dotenv_values
 
 from embedder.errors import ConfigError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_ENV_FILE = PROJECT_ROOT / "qdrant.env"
+APP_NAME = "embedder"
+ENV_FILE_NAME = "qdrant.env"
+DATA_DIR = platformdirs.user_data_path(APP_NAME)  # store and uploads when no setting says otherwise
+CONFIG_DIR = platformdirs.user_config_path(APP_NAME)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 def _non_negative_int(var: str, raw: str) -> int:
@@ -117,7 +125,7 @@ class Settings:
     workers: int = setting("EMBEDDER_WORKERS", 0, _non_negative_int, "image-decoding threads; 0: one per core")
     qdrant_url: str | None = setting("QDRANT_URL", None, _url, "Qdrant server or cluster; unset: the embedded store")
     qdrant_api_key: str | None = setting("QDRANT_API_KEY", None, _text, "server key; never logged or shown", repr=False)
-    qdrant_path: Path = setting("QDRANT_PATH", Path("data/qdrant"), _path, "embedded storage folder (one process)")
+    qdrant_path: Path = setting("QDRANT_PATH", DATA_DIR / "qdrant", _path, "embedded storage folder (one process)")
     qdrant_timeout: int = setting("QDRANT_TIMEOUT", 10, _positive_int, "seconds a server request may take, in all")
     collection: str = setting("QDRANT_COLLECTION", "images", _collection, "collection; another name for another model")
     shard_number: int = setting("QDRANT_SHARD_NUMBER", 1, _positive_int, "shards of a new server collection")
@@ -125,7 +133,7 @@ class Settings:
     write_consistency_factor: int = setting(
         "QDRANT_WRITE_CONSISTENCY_FACTOR", 1, _positive_int, "copies that must confirm a write"
     )
-    upload_dir: Path = setting("UPLOAD_DIR", Path("data/uploads"), _path, "uploads, content-addressed")
+    upload_dir: Path = setting("UPLOAD_DIR", DATA_DIR / "uploads", _path, "uploads, content-addressed")
     image_dirs: tuple[Path, ...] = setting("IMAGE_DIRS", (), _paths, "folders offered and watched")
     max_image_pixels: int = setting("MAX_IMAGE_PIXELS", 100_000_000, _positive_int, "bigger images are refused")
     max_upload_mb: int = setting("MAX_UPLOAD_MB", 200, _positive_int, "largest upload in MB")
@@ -134,6 +142,7 @@ class Settings:
     )
     watch: bool = setting("WATCH", True, _bool, "watch IMAGE_DIRS and index what changes in them")
     watch_poll_s: float = setting("WATCH_POLL_S", 0.0, _seconds, "0: file events; >0: poll every N seconds")
+    env_file: Path | None = field(default=None, compare=False)  # the settings file read, if any (not a setting)
 
     @property
     def storage_mode(self) -> str:
@@ -158,18 +167,25 @@ class Settings:
     def from_env(
         cls, environ: Mapping[str, str] | None = None, env_file: Path | str | None = None
     ) -> Settings:
-        """Read settings; `environ` defaults to os.environ, `env_file` to EMBEDDER_ENV_FILE or qdrant.env."""
+        """Read settings; `environ` defaults to os.environ, `env_file` to the first settings file found."""
         environ = os.environ if environ is None else environ
-        path = Path(env_file or environ.get("EMBEDDER_ENV_FILE") or DEFAULT_ENV_FILE)
-        from_file = {k: v for k, v in dotenv_values(path).items() if v is not None} if path.is_file() else {}
-        values = {**from_file, **{k: v for k, v in environ.items() if k in ENV_NAMES.values()}}
-        return cls(**{f.name: f.metadata["parse"](f.metadata["var"], values[f.metadata["var"]])
-                      for f in fields(cls) if values.get(f.metadata["var"], "") != ""})
+        path = Path(env_file) if env_file else find_env_file(environ)
+        path = path if path and path.is_file() else None
+        from_file = {k: v for k, v in dotenv_values(path).items() if v is not None} if path else {}
+        from_env = {k: v for k, v in environ.items() if k in ENV_NAMES.values()}
+        values: dict[str, Any] = {}
+        for f in setting_fields():
+            var = f.metadata["var"]
+            raw = from_env[var] if var in from_env else from_file.get(var, "")
+            if raw.strip():
+                value = f.metadata["parse"](var, raw)
+                values[f.name] = _beside(path, value) if path and var not in from_env else value
+        return cls(**values, env_file=path)
 
     def env(self) -> dict[str, str]:
         """The settings as environment variables (secrets left out), e.g. for a worker process."""
         out: dict[str, str] = {}
-        for f in fields(self):
+        for f in setting_fields():
             value = getattr(self, f.name)
             if f.name == "qdrant_api_key" or value is None:
                 continue
@@ -188,8 +204,36 @@ def _format(value: object) -> str:
     return str(value)
 
 
+def setting_fields() -> list[Field]:
+    """The Settings fields that are settings (each with its variable, parser and help)."""
+    return [f for f in fields(Settings) if "var" in f.metadata]
+
+
 # Derived from the one table above (the Settings fields), for callers that look a variable up.
-ENV_NAMES: dict[str, str] = {f.name: f.metadata["var"] for f in fields(Settings)}
-HELP: dict[str, str] = {f.metadata["var"]: f.metadata["help"] for f in fields(Settings)}
+ENV_NAMES: dict[str, str] = {f.name: f.metadata["var"] for f in setting_fields()}
+HELP: dict[str, str] = {f.metadata["var"]: f.metadata["help"] for f in setting_fields()}
+
+
+def find_env_file(environ: Mapping[str, str]) -> Path | None:
+    """EMBEDDER_ENV_FILE (which must exist), else `./qdrant.env`, else the user's config folder's."""
+    named = environ.get("EMBEDDER_ENV_FILE", "").strip()
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"EMBEDDER_ENV_FILE is {named!r}, which is not a file")
+        return path.absolute()
+    for candidate in (Path.cwd() / ENV_FILE_NAME, CONFIG_DIR / ENV_FILE_NAME):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _beside(env_file: Path, value: Any) -> Any:
+    """A relative path from a settings file is relative to that file's folder."""
+    if isinstance(value, Path):
+        return value if value.is_absolute() else env_file.parent / value
+    if isinstance(value, tuple):
+        return tuple(_beside(env_file, v) for v in value)
+    return value
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +16,11 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-# Tests never touch the network, and never read the developer's own qdrant.env.
+# Tests never touch the network, never read the developer's own qdrant.env and never write into
+# their data folder: the user's data and config folders are a scratch folder for the whole run.
+_HOME = tempfile.mkdtemp(prefix="embedder-tests-home-")
+os.environ["XDG_DATA_HOME"] = os.path.join(_HOME, "data")
+os.environ["XDG_CONFIG_HOME"] = os.path.join(_HOME, "config")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["EMBEDDER_ENV_FILE"] = str(FIXTURES / "empty.env")

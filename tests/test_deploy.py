@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+from dataclasses import replace
 import shlex
 import shutil
 import subprocess
@@ -26,7 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
-from embedder.config import ENV_NAMES, Settings
+from embedder.config import DATA_DIR, ENV_NAMES, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SINGLE = "docker-compose.yml"
@@ -568,8 +569,10 @@ def test_qdrant_env_lists_every_setting_once_with_a_comment() -> None:
 def test_qdrant_env_holds_the_code_defaults_and_no_secret() -> None:
     values = {key: value for key, value, _ in qdrant_env_lines()}
     assert values["QDRANT_API_KEY"] == "" and values["QDRANT_URL"] == ""
-    # The template is the truth about the defaults: read alone it gives exactly Settings().
-    assert Settings.from_env(environ={}, env_file=ROOT / "qdrant.env") == Settings()
+    # The template is the truth about the defaults: read alone it gives exactly Settings(), except that
+    # the repository keeps its data in its own data/ folder (beside the file), not the user's data folder.
+    repo_data = {"qdrant_path": ROOT / "data" / "qdrant", "upload_dir": ROOT / "data" / "uploads"}
+    assert Settings.from_env(environ={}, env_file=ROOT / "qdrant.env") == replace(Settings(), **repo_data)
     # And the documented way to set the key works over it.
     assert Settings.from_env(environ={"QDRANT_API_KEY": "k"}, env_file=ROOT / "qdrant.env").qdrant_api_key == "k"
 
@@ -581,6 +584,9 @@ def test_docs_table_lists_every_setting() -> None:
     defaults = Settings().env()
     for var, default in defaults.items():
         row = next(line for line in docs.splitlines() if line.startswith(f"| `{var}`"))
+        if default.startswith(str(DATA_DIR)):  # the user's data folder: the docs name it, not this machine's path
+            assert "data folder" in row, f"{var}: the table does not say it defaults to the user's data folder"
+            continue
         assert f"`{default}`" in row or (default == "" and "—" in row), f"{var}: the table's default is not {default!r}"
 
 
