@@ -250,3 +250,19 @@ COMMANDS = {
     "eval": run_eval,
     "info": run_info,
 }
+
+
+def app_main(argv: Sequence[str] | None = None) -> int:
+    """`embedder-app` / `embedder app`: the Streamlit app from anywhere, on 127.0.0.1, usage stats off."""
+    import os
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / "embedder_ui" / "app.py"
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(script),
+        "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", *(argv or []),
+    ]
+    try:
+        return subprocess.call(command, env={**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"})
+    except KeyboardInterrupt:
+        return 130
