@@ -142,10 +142,13 @@ class Indexer:
         """
         started = time.perf_counter()
         report = IndexReport()
+        present: list[Path | str] = []
         for root in roots:
-            if not Path(root).expanduser().exists():
+            if _absent(root):
                 report.failed.append(Failure(str(root), "no such file or folder"))
-        files = list(discover(r for r in roots if Path(r).expanduser().exists()))
+            else:
+                present.append(root)
+        files = list(discover(present, lambda path, why: report.failed.append(Failure(str(path), why))))
         names = names or {}
         tracker = _Tracker(len(files), on_progress)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="decode") as pool:
@@ -155,7 +158,7 @@ class Indexer:
         if report.added:
             self.store.optimize()  # after a bulk load, where the engine wants it (a no-op when small)
         if prune:  # a root that is missing (an unplugged disk) is not a reason to forget its images
-            report.removed = self.prune([r for r in roots if Path(r).expanduser().exists()])
+            report.removed = self.prune(present)
         report.seconds = time.perf_counter() - started
         log.info("index %s: %s", [str(r) for r in roots], report.summary())
         return report
@@ -384,6 +387,15 @@ def _decode_first(
 
 def _labels(path: Path, names: Mapping[Path, Sequence[str]]) -> list[str]:
     return list(names.get(path) or [path.name])
+
+
+def _absent(root: Path | str) -> bool:
+    """Whether `root` does not exist (a root that exists but cannot be read is for `discover` to report)."""
+    try:
+        os.stat(Path(root).expanduser())
+    except OSError as exc:
+        return isinstance(exc, (FileNotFoundError, NotADirectoryError))
+    return False
 
 
 def _ancestors(paths: Iterable[str]) -> list[str]:
