@@ -5,7 +5,6 @@ A page of `main_app.py` (its navigation), and also an app on its own: `streamlit
 
 from __future__ import annotations
 
-import os
 from dataclasses import fields
 
 import streamlit as st
@@ -13,6 +12,7 @@ import streamlit as st
 import webui
 from embedder.engine import Engine
 from embedder.indexer import IndexReport
+from embedder.paths import typed_path
 
 REPORT_KEY = "index_report"
 UPLOADER_GENERATION = "index_uploader_generation"
@@ -135,7 +135,7 @@ def render() -> None:
             help="Prune: after indexing, remove index entries for files under these folders that no longer exist.",
         )
 
-    folders = list(dict.fromkeys(chosen + ([os.path.expanduser(typed.strip())] if typed.strip() else [])))
+    folders = list(dict.fromkeys(chosen + ([str(typed_path(typed.strip()))] if typed.strip() else [])))
     if st.button("Index", type="primary", key="index-button", icon=":material/playlist_add:"):
         if not uploads and not folders:
             st.warning("Choose images to upload or enter a folder to index first.")

@@ -28,6 +28,7 @@ from embedder.engine import Engine
 from embedder.errors import EmbedderError
 from embedder.images import IMAGE_EXTENSIONS, decode
 from embedder.indexer import Progress
+from embedder.paths import text_to_path
 from embedder.search import Result, folder_choices
 from embedder.uploads import display_name, upload_path
 
@@ -197,7 +198,7 @@ def indexed_folders(engine: Engine, count: int) -> list[str]:
 
 def _mtime(path: str) -> float | None:
     try:
-        return os.stat(path).st_mtime
+        return os.stat(text_to_path(path)).st_mtime
     except OSError:
         return None
 
@@ -212,7 +213,7 @@ def _jpeg(image: Image.Image, quality: int) -> bytes:
 def _thumbnail(path: str, mtime: float, max_pixels: int, side: int) -> bytes | str:
     """JPEG bytes of a `side`×`side` centre crop, or the reason there is none (cached per file version)."""
     try:
-        image = decode(Path(path), max_pixels, min_side=side).image
+        image = decode(text_to_path(path), max_pixels, min_side=side).image
     except EmbedderError as exc:
         return str(exc)
     return _jpeg(ImageOps.fit(image, (side, side), Image.Resampling.LANCZOS), quality=82)
@@ -229,7 +230,7 @@ def thumbnail(path: str, max_pixels: int, side: int = THUMB_SIDE) -> bytes | str
 @st.cache_data(max_entries=32, show_spinner=False)
 def _preview(path: str, mtime: float, max_pixels: int, side: int) -> bytes | str:
     try:
-        image = decode(Path(path), max_pixels, min_side=side).image
+        image = decode(text_to_path(path), max_pixels, min_side=side).image
     except EmbedderError as exc:
         return str(exc)
     image.thumbnail((side, side), Image.Resampling.LANCZOS)

@@ -10,6 +10,7 @@ content hashes, which makes every re-run idempotent.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -24,6 +25,7 @@ from typing import Any
 from embedder.encoder import Encoder, PreparedImage, default_workers
 from embedder.errors import ImageError
 from embedder.images import ImageMeta, decode, discover, file_hash, point_id, read_meta
+from embedder.paths import path_to_text, text_to_path
 from embedder.store import ImageStore, Point
 from embedder.uploads import save_upload
 
@@ -145,10 +147,10 @@ class Indexer:
         present: list[Path | str] = []
         for root in roots:
             if _absent(root):
-                report.failed.append(Failure(str(root), "no such file or folder"))
+                report.failed.append(Failure(path_to_text(root), "no such file or folder"))
             else:
                 present.append(root)
-        files = list(discover(present, lambda path, why: report.failed.append(Failure(str(path), why))))
+        files = list(discover(present, lambda path, why: report.failed.append(Failure(path_to_text(path), why))))
         names = names or {}
         tracker = _Tracker(len(files), on_progress)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="decode") as pool:
@@ -183,7 +185,7 @@ class Indexer:
         report = self.index(list(saved), names=saved, on_progress=on_progress) if saved else IndexReport()
         unreadable = []
         for failure in report.failed:
-            path = Path(failure.path)
+            path = text_to_path(failure.path)
             if path in saved:  # bytes that are no readable image are not worth keeping
                 path.unlink(missing_ok=True)
             unreadable += [Failure(name, failure.reason) for name in saved.get(path, [failure.path])]
@@ -192,10 +194,10 @@ class Indexer:
 
     def prune(self, roots: Sequence[Path | str]) -> list[str]:
         """Drop paths under `roots` whose files are gone; delete points left with no path."""
-        prefixes = tuple(os.path.join(os.path.abspath(Path(r).expanduser()), "") for r in roots)
+        prefixes = tuple(os.path.join(path_to_text(os.path.abspath(Path(r).expanduser())), "") for r in roots)
 
         def gone(path: str) -> bool:
-            return (path + os.sep).startswith(prefixes) and not os.path.exists(path)
+            return (path + os.sep).startswith(prefixes) and not os.path.exists(text_to_path(path))
 
         removed: list[str] = []
         doomed: list[str] = []
@@ -224,8 +226,8 @@ class Indexer:
             stored = self.store.retrieve([img.id]).get(img.id, {})
             payload = stored
             if fresh:
-                still_there = [p for p in stored.get("paths", []) if os.path.exists(p)]
-                paths = list(dict.fromkeys(still_there + [str(p) for p in fresh]))
+                still_there = [p for p in stored.get("paths", []) if os.path.exists(text_to_path(p))]
+                paths = list(dict.fromkeys(still_there + [path_to_text(p) for p in fresh]))
                 labels = [label for p in fresh for label in _labels(p, names)]
                 payload = relocated(stored, paths, labels)
             filled = meta is not None and not PAYLOAD_FIELDS <= payload.keys()  # another run may have filled them
@@ -249,7 +251,7 @@ class Indexer:
         by_digest: dict[str, _Image] = {}
         for path, result in zip(files, pool.map(_hash_and_stat, files)):
             if isinstance(result, ImageError):
-                report.failed.append(Failure(str(path), str(result)))
+                report.failed.append(Failure(path_to_text(path), str(result)))
                 tracker.advance(1)
                 continue
             digest, size, mtime = result
@@ -275,11 +277,16 @@ class Indexer:
                     continue
                 known_paths = set(payload.get("paths", []))
                 known_names = set(payload.get("names", []))
-                fresh = [p for p in img.paths if str(p) not in known_paths or not known_names.issuperset(_labels(p, names))]
+                fresh = [
+                    p for p in img.paths
+                    if path_to_text(p) not in known_paths or not known_names.issuperset(_labels(p, names))
+                ]
                 meta = None if PAYLOAD_FIELDS <= payload.keys() else self._read_meta(img)
                 filled = self._update_point(img, fresh, names, meta) if fresh or meta else False
-                report.renamed.extend(str(p) for p in fresh)
-                (report.updated if filled else report.unchanged).extend(str(p) for p in img.paths if p not in fresh)
+                report.renamed.extend(path_to_text(p) for p in fresh)
+                (report.updated if filled else report.unchanged).extend(
+                    path_to_text(p) for p in img.paths if p not in fresh
+                )
                 tracker.advance(len(img.paths))
         return new
 
@@ -294,7 +301,7 @@ class Indexer:
         batch: list[tuple[_Image, _Ready]] = []
         for img, decoded in self._decode_ahead(images, pool):
             if isinstance(decoded, ImageError):
-                report.failed.extend(Failure(str(p), str(decoded)) for p in img.paths)
+                report.failed.extend(Failure(path_to_text(p), str(decoded)) for p in img.paths)
                 tracker.advance(len(img.paths))
                 continue
             batch.append((img, decoded))
@@ -335,10 +342,14 @@ class Indexer:
             return
         vectors = self.encoder.encode_images([d.prepared for _, d in batch])
         now = time.time()
-        points = [
-            Point(img.id, vector, new_payload(img, d.meta, names, self.encoder.model_id, now))
-            for (img, d), vector in zip(batch, vectors)
-        ]
+        points: list[Point] = []
+        for (img, d), vector in zip(batch, vectors):
+            payload = new_payload(img, d.meta, names, self.encoder.model_id, now)
+            refusal = _unstorable(payload)
+            if refusal:  # one bad point fails alone: the rest of the batch lands
+                report.failed.extend(Failure(path_to_text(p), refusal) for p in img.paths)
+            else:
+                points.append(Point(img.id, vector, payload))
         with self._payload_lock:  # another run may have stored some of these meanwhile: keep its paths
             stored = self.store.retrieve([p.id for p in points])
             points = [
@@ -346,8 +357,9 @@ class Indexer:
                 for p in points
             ]
             self.store.upsert(points)
-        report.added.extend(str(p) for img, _ in batch for p in img.paths)
-        tracker.encoded(len(batch), sum(len(img.paths) for img, _ in batch))
+        stored_ids = {p.id for p in points}
+        report.added.extend(path_to_text(p) for img, _ in batch if img.id in stored_ids for p in img.paths)
+        tracker.encoded(len(points), sum(len(img.paths) for img, _ in batch))
 
 
 def _hash_and_stat(path: Path) -> tuple[str, int, float] | ImageError:
@@ -386,7 +398,7 @@ def _decode_first(
 
 
 def _labels(path: Path, names: Mapping[Path, Sequence[str]]) -> list[str]:
-    return list(names.get(path) or [path.name])
+    return list(names.get(path) or [path_to_text(path.name)])
 
 
 def _absent(root: Path | str) -> bool:
@@ -396,6 +408,17 @@ def _absent(root: Path | str) -> bool:
     except OSError as exc:
         return isinstance(exc, (FileNotFoundError, NotADirectoryError))
     return False
+
+
+def _unstorable(payload: dict[str, Any]) -> str | None:
+    """Why Qdrant could not store `payload` (strict UTF-8 JSON, finite numbers), or None if it can."""
+    try:
+        json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return "could not be stored: its details hold text that is not valid Unicode"
+    except (TypeError, ValueError) as exc:
+        return f"could not be stored: {exc}"
+    return None
 
 
 def _ancestors(paths: Iterable[str]) -> list[str]:
@@ -422,7 +445,7 @@ def new_payload(
     """Everything stored with a new point."""
     return {
         "sha256": img.digest,
-        **_locations([str(p) for p in img.paths], [label for p in img.paths for label in _labels(p, names)]),
+        **_locations([path_to_text(p) for p in img.paths], [label for p in img.paths for label in _labels(p, names)]),
         "bytes": img.size,
         "width": meta.width,
         "height": meta.height,

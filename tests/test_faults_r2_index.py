@@ -1,20 +1,25 @@
-"""Reliability round 2, indexing: paths the system cannot open.
+"""Reliability round 2, indexing: non-UTF-8 names, paths the system cannot open.
 
-Real files and the real embedded store (Qdrant Edge).
+Real files, the real embedded store (Qdrant Edge) and, where the bytes of a name matter, a real
+`python -m embedder` process given the raw bytes as its argument.
 """
 
 from __future__ import annotations
 
 import errno
 import io
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from embedder import cli
 from embedder.engine import Engine
-from faultkit import distinct_folder, distinct_image
+from faultkit import DEADLINE_S, ROOT, cli_env, distinct_folder, distinct_image
 
 PATH_MAX = os.pathconf("/", "PC_PATH_MAX")
 
@@ -23,6 +28,97 @@ def _png(i: int) -> bytes:
     buffer = io.BytesIO()
     distinct_image(i).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# R2-6: names that are not UTF-8
+
+
+@pytest.fixture
+def cli_in_process(tmp_path: Path, model_path: Path, encoder: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """`cli.main` in this process on tmp_path's store, with the session's model."""
+    env = cli_env(tmp_path, model_path)
+    for key in ("EMBEDDER_MODEL", "EMBEDDER_DEVICE", "QDRANT_PATH", "UPLOAD_DIR", "EMBEDDER_ENV_FILE"):
+        monkeypatch.setenv(key, env[key])
+    monkeypatch.setattr("embedder.engine.Encoder", lambda *a, **k: encoder)
+    return env
+
+
+def _cli_json(capsys: pytest.CaptureFixture, *argv: str) -> Any:
+    assert cli.main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.slow  # one real process, given the raw bytes of a name as its argument
+def test_names_that_are_not_utf8_are_indexed_shown_searched_and_pruned(
+    tmp_path: Path, cli_in_process: dict[str, str], capsys: pytest.CaptureFixture
+) -> None:
+    album = os.path.join(os.fsencode(tmp_path), b"album")
+    os.makedirs(os.path.join(album, b"D\xfcsseldorf"))  # Latin-1 folder and file names, as on old disks
+    shown_as = {  # undecodable bytes show as \xNN, and a backslash that would read as one as \x5c
+        b"M\xe9xico.png": "M\\xe9xico.png",
+        b"D\xfcsseldorf/b.png": "D\\xfcsseldorf/b.png",
+        b"M\\xe9xico.png": "M\\x5cxe9xico.png",  # valid UTF-8 that reads like the first: another file
+        b"ok.png": "ok.png",
+    }
+    for i, name in enumerate(shown_as):
+        with open(os.path.join(album, name), "wb") as fh:
+            fh.write(_png(i))
+
+    run = subprocess.run(  # a real process, the raw bytes as its argument
+        [sys.executable.encode(), b"-m", b"embedder", b"index", album, b"--json"],
+        cwd=ROOT, env=cli_in_process, capture_output=True, timeout=DEADLINE_S,
+    )
+    assert run.returncode == 0, run.stderr.decode(errors="replace")
+    assert b"Traceback" not in run.stderr
+    report = json.loads(run.stdout)
+    assert report["failed"] == [] and len(report["added"]) == 4
+    assert all(p.isprintable() for p in report["added"])
+
+    def found_by_own_pixels(name: bytes) -> str:
+        hits = _cli_json(capsys, "search", "--image", os.fsdecode(os.path.join(album, name)), "-k", "1", "--json")
+        return hits[0]["path"]
+
+    import webui  # the pages turn the stored text back into the file, as the CLI does
+
+    for name, text in shown_as.items():  # each file is found by its own pixels, under its own text
+        stored = found_by_own_pixels(name)
+        assert stored == f"{os.fsdecode(album)}/{text}"
+        assert isinstance(webui.thumbnail(stored, 10**8), bytes) and isinstance(webui.preview(stored, 10**8), bytes)
+
+    folder = os.fsdecode(os.path.join(album, b"D\xfcsseldorf"))
+    hits = _cli_json(capsys, "search", "a red circle", "--folder", folder, "--json")
+    assert [Path(h["path"]).name for h in hits] == ["b.png"]
+
+    assert cli.main(["index", os.fsdecode(album)]) == 0  # human output, and nothing to do
+    assert "0 added, 4 unchanged, 0 renamed, 0 removed, 0 failed" in capsys.readouterr().out
+
+    os.remove(os.path.join(album, b"M\xe9xico.png"))
+    report = _cli_json(capsys, "index", os.fsdecode(album), "--prune", "--json")
+    assert [Path(p).name for p in report["removed"]] == ["M\\xe9xico.png"]  # and not its look-alike
+    assert len(report["unchanged"]) == 3
+
+
+def test_one_point_that_cannot_be_stored_fails_alone_and_the_batch_lands(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "album"
+    paths = distinct_folder(folder, 5)
+    poisoned = str(paths[2])
+    import embedder.indexer as indexer
+
+    real = indexer.new_payload
+
+    def payload_with_a_bad_value(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        payload = real(*args, **kwargs)
+        return {**payload, "name": "\udce9"} if payload["paths"] == [poisoned] else payload
+
+    monkeypatch.setattr(indexer, "new_payload", payload_with_a_bad_value)
+    report = engine.indexer.index([folder])
+
+    assert [f.path for f in report.failed] == [poisoned]
+    assert report.failed[0].reason.startswith("could not be stored")
+    assert len(report.added) == 4 and engine.store.count() == 4  # one batch: the other four landed
 
 
 # --------------------------------------------------------------------------------------------
