@@ -26,7 +26,7 @@ from embedder.encoder import Encoder, PreparedImage, default_workers
 from embedder.errors import ImageError
 from embedder.images import ImageMeta, decode, discover, file_hash, point_id, read_meta
 from embedder.paths import path_to_text, text_to_path
-from embedder.store import ImageStore, Point
+from embedder.store import ImageStore, Point, SearchFilter
 from embedder.uploads import save_upload
 
 log = logging.getLogger(__name__)
@@ -154,8 +154,11 @@ class Indexer:
         names = names or {}
         tracker = _Tracker(len(files), on_progress)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="decode") as pool:
-            images = self._hash_all(files, pool, report, tracker)
-            new = self._sort_known(images, names, report, tracker)
+            found = self._hash_all(files, pool, report, tracker)
+            owners = {path_to_text(path): img.digest for img in found for path in img.paths}
+            images = self._mine(found, tracker)
+            self._release_paths(owners)
+            new = self._sort_known(images, names, owners, report, tracker)
             self._encode_new(new, names, pool, report, tracker)
         if report.added:
             self.store.optimize()  # after a bulk load, where the engine wants it (a no-op when small)
@@ -218,16 +221,26 @@ class Indexer:
         return removed
 
     def _update_point(
-        self, img: _Image, fresh: list[Path], names: Mapping[Path, Sequence[str]], meta: ImageMeta | None
+        self,
+        img: _Image,
+        fresh: list[Path],
+        names: Mapping[Path, Sequence[str]],
+        meta: ImageMeta | None,
+        owners: Mapping[str, str],
     ) -> bool:
         """Record new paths (and upload names) of a stored image, paths whose files are gone dropping
-        out; with `meta`, fill in the payload fields it lacks. True if any were filled in."""
+        out, and paths this run found under another hash (`owners`) leaving it; with `meta`, fill in
+        the payload fields it lacks. True if any were filled in."""
         with self._payload_lock:
             stored = self.store.retrieve([img.id]).get(img.id, {})
             payload = stored
-            if fresh:
-                still_there = [p for p in stored.get("paths", []) if os.path.exists(text_to_path(p))]
-                paths = list(dict.fromkeys(still_there + [path_to_text(p) for p in fresh]))
+            listed = stored.get("paths", [])
+            kept = [
+                p for p in listed
+                if owners.get(p, img.digest) == img.digest and (not fresh or os.path.exists(text_to_path(p)))
+            ]
+            if fresh or kept != listed:
+                paths = list(dict.fromkeys(kept + [path_to_text(p) for p in fresh]))
                 labels = [label for p in fresh for label in _labels(p, names)]
                 payload = relocated(stored, paths, labels)
             filled = meta is not None and not PAYLOAD_FIELDS <= payload.keys()  # another run may have filled them
@@ -255,15 +268,53 @@ class Indexer:
                 tracker.advance(1)
                 continue
             digest, size, mtime = result
-            if self.shard and shard_of(digest, self.shard[1]) != self.shard[0]:
-                tracker.skip(1)
-                continue
             image = by_digest.setdefault(digest, _Image(digest, [], size, mtime))
             image.paths.append(path)
         return list(by_digest.values())
 
+    def _mine(self, images: list[_Image], tracker: _Tracker) -> list[_Image]:
+        """The images this worker indexes: all of them, or with `shard`, its share by content hash."""
+        if not self.shard:
+            return images
+        mine = [img for img in images if self._owns(img.id)]
+        tracker.skip(sum(len(img.paths) for img in images) - sum(len(img.paths) for img in mine))
+        return mine
+
+    def _owns(self, pid: str) -> bool:
+        """Whether this worker indexes the point `pid` (its id holds the start of its content hash)."""
+        return not self.shard or shard_of(pid.replace("-", ""), self.shard[1]) == self.shard[0]
+
+    def _release_paths(self, owners: Mapping[str, str]) -> None:
+        """A path belongs to one point, the one of its bytes now (`owners`: path → content hash): points
+        not found in this run leave the paths found under another hash, and go when none is left.
+
+        (The old bytes of an edited photo exist at no path any more.) Found points are settled by
+        `_sort_known`; each lookup goes through the paths index, a chunk of paths at a time.
+        """
+        found = {point_id(digest) for digest in set(owners.values())}
+        paths = list(owners)
+        for start in range(0, len(paths), RETRIEVE_CHUNK):
+            chunk = paths[start : start + RETRIEVE_CHUNK]
+            where = SearchFilter(paths=tuple(chunk), exclude_ids=tuple({point_id(owners[p]) for p in chunk}))
+            holders = [pid for pid, _, _ in self.store.scroll(where=where) if pid not in found and self._owns(pid)]
+            if not holders:
+                continue
+            with self._payload_lock:  # read again under the lock: another run may have changed them
+                for pid, payload in self.store.retrieve(holders).items():
+                    kept = [p for p in payload.get("paths", []) if p not in owners]
+                    if not kept:
+                        log.info("dropping %s: its paths %s now hold other pictures", pid, payload["paths"])
+                        self.store.delete([pid])
+                    elif kept != payload["paths"]:
+                        self.store.set_payload(pid, relocated(payload, kept, []))
+
     def _sort_known(
-        self, images: list[_Image], names: Mapping[Path, Sequence[str]], report: IndexReport, tracker: _Tracker
+        self,
+        images: list[_Image],
+        names: Mapping[Path, Sequence[str]],
+        owners: Mapping[str, str],
+        report: IndexReport,
+        tracker: _Tracker,
     ) -> list[_Image]:
         """Settle images already stored (unchanged, new locations, missing fields); return the ones to encode."""
         new: list[_Image] = []
@@ -281,8 +332,9 @@ class Indexer:
                     p for p in img.paths
                     if path_to_text(p) not in known_paths or not known_names.issuperset(_labels(p, names))
                 ]
+                taken = any(owners.get(p, img.digest) != img.digest for p in known_paths)  # found under another hash
                 meta = None if PAYLOAD_FIELDS <= payload.keys() else self._read_meta(img)
-                filled = self._update_point(img, fresh, names, meta) if fresh or meta else False
+                filled = self._update_point(img, fresh, names, meta, owners) if fresh or meta or taken else False
                 report.renamed.extend(path_to_text(p) for p in fresh)
                 (report.updated if filled else report.unchanged).extend(
                     path_to_text(p) for p in img.paths if p not in fresh

@@ -1,4 +1,4 @@
-"""Reliability round 2, indexing: non-UTF-8 names, paths the system cannot open.
+"""Reliability round 2, indexing: edited photos, non-UTF-8 names, paths the system cannot open.
 
 Real files, the real embedded store (Qdrant Edge) and, where the bytes of a name matter, a real
 `python -m embedder` process given the raw bytes as its argument.
@@ -7,6 +7,7 @@ Real files, the real embedded store (Qdrant Edge) and, where the bytes of a name
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import json
 import os
@@ -16,18 +17,98 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from embedder import cli
 from embedder.engine import Engine
+from embedder.store import SearchFilter
 from faultkit import DEADLINE_S, ROOT, cli_env, distinct_folder, distinct_image
 
 PATH_MAX = os.pathconf("/", "PC_PATH_MAX")
+
+
+def _sha256(path: str | bytes | Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
 
 
 def _png(i: int) -> bytes:
     buffer = io.BytesIO()
     distinct_image(i).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def _holders(engine: Engine) -> dict[str, list[str]]:
+    """Every stored path → the content hashes of the points that list it."""
+    holders: dict[str, list[str]] = {}
+    for _, payload, _ in engine.store.scroll():
+        for path in payload["paths"]:
+            holders.setdefault(path, []).append(payload["sha256"])
+    return holders
+
+
+def _assert_each_path_in_exactly_the_point_of_its_bytes(engine: Engine, folder: Path) -> None:
+    on_disk = {str(p): [_sha256(p)] for p in folder.rglob("*") if p.is_file()}
+    assert _holders(engine) == on_disk
+
+
+# --------------------------------------------------------------------------------------------
+# R2-1: a path belongs to exactly one point
+
+
+def test_photos_edited_in_place_or_swapped_leave_no_ghost_after_a_plain_index(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "album"
+    paths = distinct_folder(folder, 6, copies=1)  # copies/copy00 holds the bytes of paths[0]
+    first = engine.indexer.index([folder])
+    assert len(first.added) == 7 and engine.store.count() == 6
+
+    rotated = Image.open(paths[1]).rotate(90, expand=True)
+    rotated.save(paths[1])  # edited in place: the old bytes exist nowhere now
+    Image.open(paths[0]).rotate(180).save(paths[0])  # edited in place: the old bytes live on in the copy
+    swapped = paths[2].read_bytes(), paths[4].read_bytes()
+    paths[2].write_bytes(swapped[1])  # two files swap contents (both JPEGs)
+    paths[4].write_bytes(swapped[0])
+    distinct_image(50).save(folder / "new.png")  # found in the same run as the edits
+
+    scrolls: list[SearchFilter | None] = []
+    scroll = engine.store.scroll
+    monkeypatch.setattr(engine.store, "scroll", lambda **kw: scrolls.append(kw.get("where")) or scroll(**kw))
+    report = engine.indexer.index([folder])  # no --prune: a plain index must put things right
+    lookups = list(scrolls)
+
+    assert sorted(report.added) == sorted(map(str, [paths[0], paths[1], folder / "new.png"]))
+    assert sorted(report.renamed) == sorted(map(str, [paths[2], paths[4]]))  # known images: not re-encoded
+    assert report.failed == [] and report.removed == []
+    _assert_each_path_in_exactly_the_point_of_its_bytes(engine, folder)
+    assert engine.store.count() == 8  # the old paths[1] point is gone; the old paths[0] one keeps the copy
+    assert lookups and all(w is not None and w.paths for w in lookups)  # by the paths index, never a full scan
+
+    hits = engine.searcher.by_image(rotated.convert("RGB"), limit=20)
+    assert hits[0].path == str(paths[1]) and hits[0].score > 0.99
+    assert [h.path for h in hits].count(str(paths[1])) == 1  # the file once, with its new picture
+
+    again = engine.indexer.index([folder], prune=True)
+    assert (again.added, again.renamed, again.removed, again.failed) == ([], [], [], [])
+    _assert_each_path_in_exactly_the_point_of_its_bytes(engine, folder)
+
+
+def test_a_ghost_left_by_an_older_version_goes_on_the_next_plain_index(engine: Engine, tmp_path: Path) -> None:
+    folder = tmp_path / "album"
+    paths = distinct_folder(folder, 3)
+    engine.indexer.index([folder])
+    stale = folder / "stale.png"  # a point an older version left holding paths[0] after an edit
+    stale.write_bytes(_png(60))
+    engine.indexer.index([stale])
+    (stale_id, payload), = [(pid, p) for pid, p, _ in engine.store.scroll() if p["paths"] == [str(stale)]]
+    engine.store.set_payload(stale_id, {**payload, "paths": [str(paths[0])]})
+    stale.unlink()
+
+    engine.indexer.index([folder])
+
+    _assert_each_path_in_exactly_the_point_of_its_bytes(engine, folder)
+    assert engine.store.count() == 3
 
 
 # --------------------------------------------------------------------------------------------
