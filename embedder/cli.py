@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from typing import Any
 from embedder.config import Settings, checked_cosine
 from embedder.errors import EmbedderError
 from embedder.indexer import Progress
+from embedder.paths import path_to_text, typed_path
 
 log = logging.getLogger("embedder")
 
@@ -49,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     index = commands.add_parser("index", help="index image files and folders")
-    index.add_argument("paths", nargs="+", type=Path)
+    index.add_argument("paths", nargs="+", type=typed_path)
     index.add_argument("--prune", action="store_true", help="forget images under PATHS whose files are gone")
     index.add_argument("--shard", type=parse_shard, help="I/N: index only this worker's share (by content hash)")
     index.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -61,13 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
         "Put `--` before terms that start with '-'.",
     )
     search.add_argument("terms", nargs="*", help="TEXT, -TEXT (subtract) or WEIGHT:TEXT")
-    search.add_argument("--image", action="append", default=[], type=Path, metavar="PATH", help="an image as a term")
+    search.add_argument(
+        "--image", action="append", default=[], type=typed_path, metavar="PATH", help="an image as a term"
+    )
     search.add_argument("--like", action="append", default=[], metavar="ID", help="a stored image's id as a term")
     search.add_argument("-k", "--limit", type=int, default=10)
     search.add_argument("--offset", type=int, default=0)
     search.add_argument("--min-score", type=float, default=None)
     search.add_argument("--template", default=None, help='e.g. "a photo of {}"')
-    search.add_argument("--folder", help="only images in this folder or below")
+    search.add_argument("--folder", type=typed_path, help="only images in this folder or below")
     search.add_argument("--type", dest="types", default="", help="file types, e.g. jpeg,png")
     search.add_argument("--after", type=date.fromisoformat, help="taken on or after YYYY-MM-DD")
     search.add_argument("--before", type=date.fromisoformat, help="taken on or before YYYY-MM-DD")
@@ -157,14 +161,16 @@ def run_search(engine: Any, args: argparse.Namespace) -> int:
     from embedder.search import Query, Term, make_filter, parse_term
 
     terms = [parse_term(t) for t in args.terms]
-    terms += [Term(image=decode(path, engine.settings.max_image_pixels).image, label=path.name) for path in args.image]
+    pixels = engine.settings.max_image_pixels
+    terms += [Term(image=decode(path, pixels).image, label=path_to_text(path.name)) for path in args.image]
     terms += [Term(point_id=pid) for pid in args.like]
     if not terms:
         raise EmbedderError("search needs at least one term: a text, --image PATH or --like ID")
+    folder = path_to_text(os.path.abspath(args.folder)) if args.folder else None  # as the paths are stored
     query = Query(
         tuple(terms),
         template=args.template,
-        where=make_filter(args.folder, args.types.split(","), args.after, args.before, args.min_width, args.min_height),
+        where=make_filter(folder, args.types.split(","), args.after, args.before, args.min_width, args.min_height),
         min_score=args.min_score,
         collapse=_threshold(engine, args) if args.collapse else None,
     )

@@ -6,13 +6,14 @@ Nothing here knows about models or Qdrant. Every failure to read an image become
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import logging
 import os
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -65,24 +66,35 @@ def is_image_name(name: str) -> bool:
     return Path(name).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def discover(roots: Iterable[Path | str]) -> Iterator[Path]:
+WalkErrorCallback = Callable[[Path, str], None]  # (what could not be reached, why)
+PATH_MAX = os.pathconf("/", "PC_PATH_MAX")  # bytes, counting the final NUL
+
+
+def discover(roots: Iterable[Path | str], on_error: WalkErrorCallback | None = None) -> Iterator[Path]:
     """Yield image files under `roots` (files are taken as they are), sorted, each folder once.
 
     Hidden files and folders are skipped; symlinked folders are followed, but a folder already
     walked (by device and inode) is never entered again, so symlink loops cannot hang the walk.
+    What cannot be reached (a folder that cannot be read, a path longer than the system allows)
+    goes to `on_error` with a reason, instead of being yielded; by default it is logged.
     """
+    report = on_error or _log_walk_error
+
+    def walk_error(exc: OSError) -> None:
+        report(Path(exc.filename), _walk_reason(exc))
+
     seen: set[tuple[int, int]] = set()
     for root in roots:
         root = Path(os.path.abspath(Path(root).expanduser()))
-        if root.is_file():
+        if os.path.isfile(root):
             if is_image_name(root.name):
                 yield root
             continue
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=_log_walk_error):
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=walk_error):
             try:
                 st = os.stat(dirpath)
             except OSError as exc:
-                _log_walk_error(exc)
+                walk_error(exc)
                 dirnames[:] = []
                 continue
             if (st.st_dev, st.st_ino) in seen:
@@ -91,12 +103,31 @@ def discover(roots: Iterable[Path | str]) -> Iterator[Path]:
             seen.add((st.st_dev, st.st_ino))
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
-                if not name.startswith(".") and is_image_name(name):
-                    yield Path(dirpath) / name
+                if name.startswith(".") or not is_image_name(name):
+                    continue
+                path = Path(dirpath) / name
+                if len(os.fsencode(path)) >= PATH_MAX:
+                    report(path, _too_long(path))
+                else:
+                    yield path
 
 
-def _log_walk_error(exc: OSError) -> None:
-    log.warning("cannot read folder %s: %s", exc.filename, exc.strerror)
+def _walk_reason(exc: OSError) -> str:
+    if exc.errno == errno.ENAMETOOLONG:
+        return _too_long(Path(exc.filename))
+    what = "permission denied" if isinstance(exc, PermissionError) else (exc.strerror or str(exc))
+    return f"folder cannot be read ({what}): the images in it were not indexed"
+
+
+def _too_long(path: Path) -> str:
+    return (
+        f"path longer than the system allows ({len(os.fsencode(path))} bytes, at most {PATH_MAX - 1}): "
+        "move or rename it to index it"
+    )
+
+
+def _log_walk_error(path: Path, reason: str) -> None:
+    log.warning("skipped %s: %s", path, reason)
 
 
 def file_hash(path: Path) -> str:

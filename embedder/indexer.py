@@ -10,6 +10,7 @@ content hashes, which makes every re-run idempotent.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -24,7 +25,8 @@ from typing import Any
 from embedder.encoder import Encoder, PreparedImage, default_workers
 from embedder.errors import ImageError
 from embedder.images import ImageMeta, decode, discover, file_hash, point_id, read_meta
-from embedder.store import ImageStore, Point
+from embedder.paths import path_to_text, text_to_path
+from embedder.store import ImageStore, Point, SearchFilter
 from embedder.uploads import save_upload
 
 log = logging.getLogger(__name__)
@@ -158,20 +160,26 @@ class Indexer:
         """
         started = time.perf_counter()
         report = IndexReport()
+        present: list[Path | str] = []
         for root in roots:
-            if not Path(root).expanduser().exists():
-                report.failed.append(Failure(str(root), "no such file or folder"))
-        files = list(discover(r for r in roots if Path(r).expanduser().exists()))
+            if _absent(root):
+                report.failed.append(Failure(path_to_text(root), "no such file or folder"))
+            else:
+                present.append(root)
+        files = list(discover(present, lambda path, why: report.failed.append(Failure(path_to_text(path), why))))
         names = names or {}
         tracker = _Tracker(len(files), on_progress)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="decode") as pool:
-            images = self._hash_all(files, pool, report, tracker)
-            new = self._sort_known(images, names, report, tracker)
+            found = self._hash_all(files, pool, report, tracker)
+            owners = {path_to_text(path): img.digest for img in found for path in img.paths}
+            images = self._mine(found, tracker)
+            self._release_paths(owners)
+            new = self._sort_known(images, names, owners, report, tracker)
             self._encode_new(new, names, pool, report, tracker)
         if report.added:
             self.store.optimize()  # after a bulk load, where the engine wants it (a no-op when small)
         if prune:  # a root that is missing (an unplugged disk) is not a reason to forget its images
-            report.removed = self.prune([r for r in roots if Path(r).expanduser().exists()])
+            report.removed = self.prune(present)
         report.seconds = time.perf_counter() - started
         log.info("index %s: %s", [str(r) for r in roots], report.summary())
         return report
@@ -210,7 +218,7 @@ class Indexer:
         report = self.index(list(saved), names=saved, on_progress=on_progress) if saved else IndexReport()
         unreadable = []
         for failure in report.failed:
-            path = Path(failure.path)
+            path = text_to_path(failure.path)
             if path in saved:  # bytes that are no readable image are not worth keeping
                 path.unlink(missing_ok=True)
             unreadable += [Failure(name, failure.reason) for name in saved.get(path, [failure.path])]
@@ -220,10 +228,10 @@ class Indexer:
 
     def prune(self, roots: Sequence[Path | str]) -> list[str]:
         """Drop paths under `roots` whose files are gone; delete points left with no path."""
-        prefixes = tuple(os.path.join(os.path.abspath(Path(r).expanduser()), "") for r in roots)
+        prefixes = tuple(os.path.join(path_to_text(os.path.abspath(Path(r).expanduser())), "") for r in roots)
 
         def gone(path: str) -> bool:
-            return (path + os.sep).startswith(prefixes) and not os.path.exists(path)
+            return (path + os.sep).startswith(prefixes) and not os.path.exists(text_to_path(path))
 
         removed: list[str] = []
         doomed: list[str] = []
@@ -244,16 +252,26 @@ class Indexer:
         return removed
 
     def _update_point(
-        self, img: _Image, fresh: list[Path], names: Mapping[Path, Sequence[str]], meta: ImageMeta | None
+        self,
+        img: _Image,
+        fresh: list[Path],
+        names: Mapping[Path, Sequence[str]],
+        meta: ImageMeta | None,
+        owners: Mapping[str, str],
     ) -> bool:
         """Record new paths (and upload names) of a stored image, paths whose files are gone dropping
-        out; with `meta`, fill in the payload fields it lacks. True if any were filled in."""
+        out, and paths this run found under another hash (`owners`) leaving it; with `meta`, fill in
+        the payload fields it lacks. True if any were filled in."""
         with self._payload_lock:
             stored = self.store.retrieve([img.id]).get(img.id, {})
             payload = stored
-            if fresh:
-                still_there = [p for p in stored.get("paths", []) if os.path.exists(p)]
-                paths = list(dict.fromkeys(still_there + [str(p) for p in fresh]))
+            listed = stored.get("paths", [])
+            kept = [
+                p for p in listed
+                if owners.get(p, img.digest) == img.digest and (not fresh or os.path.exists(text_to_path(p)))
+            ]
+            if fresh or kept != listed:
+                paths = list(dict.fromkeys(kept + [path_to_text(p) for p in fresh]))
                 labels = [label for p in fresh for label in _labels(p, names)]
                 payload = relocated(stored, paths, labels)
             filled = meta is not None and not PAYLOAD_FIELDS <= payload.keys()  # another run may have filled them
@@ -277,19 +295,57 @@ class Indexer:
         by_digest: dict[str, _Image] = {}
         for path, result in zip(files, pool.map(_hash_and_stat, files)):
             if isinstance(result, ImageError):
-                report.failed.append(Failure(str(path), str(result)))
+                report.failed.append(Failure(path_to_text(path), str(result)))
                 tracker.advance(1)
                 continue
             digest, size, mtime = result
-            if self.shard and shard_of(digest, self.shard[1]) != self.shard[0]:
-                tracker.skip(1)
-                continue
             image = by_digest.setdefault(digest, _Image(digest, [], size, mtime))
             image.paths.append(path)
         return list(by_digest.values())
 
+    def _mine(self, images: list[_Image], tracker: _Tracker) -> list[_Image]:
+        """The images this worker indexes: all of them, or with `shard`, its share by content hash."""
+        if not self.shard:
+            return images
+        mine = [img for img in images if self._owns(img.id)]
+        tracker.skip(sum(len(img.paths) for img in images) - sum(len(img.paths) for img in mine))
+        return mine
+
+    def _owns(self, pid: str) -> bool:
+        """Whether this worker indexes the point `pid` (its id holds the start of its content hash)."""
+        return not self.shard or shard_of(pid.replace("-", ""), self.shard[1]) == self.shard[0]
+
+    def _release_paths(self, owners: Mapping[str, str]) -> None:
+        """A path belongs to one point, the one of its bytes now (`owners`: path → content hash): points
+        not found in this run leave the paths found under another hash, and go when none is left.
+
+        (The old bytes of an edited photo exist at no path any more.) Found points are settled by
+        `_sort_known`; each lookup goes through the paths index, a chunk of paths at a time.
+        """
+        found = {point_id(digest) for digest in set(owners.values())}
+        paths = list(owners)
+        for start in range(0, len(paths), RETRIEVE_CHUNK):
+            chunk = paths[start : start + RETRIEVE_CHUNK]
+            where = SearchFilter(paths=tuple(chunk), exclude_ids=tuple({point_id(owners[p]) for p in chunk}))
+            holders = [pid for pid, _, _ in self.store.scroll(where=where) if pid not in found and self._owns(pid)]
+            if not holders:
+                continue
+            with self._payload_lock:  # read again under the lock: another run may have changed them
+                for pid, payload in self.store.retrieve(holders).items():
+                    kept = [p for p in payload.get("paths", []) if p not in owners]
+                    if not kept:
+                        log.info("dropping %s: its paths %s now hold other pictures", pid, payload["paths"])
+                        self.store.delete([pid])
+                    elif kept != payload["paths"]:
+                        self.store.set_payload(pid, relocated(payload, kept, []))
+
     def _sort_known(
-        self, images: list[_Image], names: Mapping[Path, Sequence[str]], report: IndexReport, tracker: _Tracker
+        self,
+        images: list[_Image],
+        names: Mapping[Path, Sequence[str]],
+        owners: Mapping[str, str],
+        report: IndexReport,
+        tracker: _Tracker,
     ) -> list[_Image]:
         """Settle images already stored (unchanged, new locations, missing fields); return the ones to encode."""
         new: list[_Image] = []
@@ -303,11 +359,17 @@ class Indexer:
                     continue
                 known_paths = set(payload.get("paths", []))
                 known_names = set(payload.get("names", []))
-                fresh = [p for p in img.paths if str(p) not in known_paths or not known_names.issuperset(_labels(p, names))]
+                fresh = [
+                    p for p in img.paths
+                    if path_to_text(p) not in known_paths or not known_names.issuperset(_labels(p, names))
+                ]
+                taken = any(owners.get(p, img.digest) != img.digest for p in known_paths)  # found under another hash
                 meta = None if PAYLOAD_FIELDS <= payload.keys() else self._read_meta(img)
-                filled = self._update_point(img, fresh, names, meta) if fresh or meta else False
-                report.renamed.extend(str(p) for p in fresh)
-                (report.updated if filled else report.unchanged).extend(str(p) for p in img.paths if p not in fresh)
+                filled = self._update_point(img, fresh, names, meta, owners) if fresh or meta or taken else False
+                report.renamed.extend(path_to_text(p) for p in fresh)
+                (report.updated if filled else report.unchanged).extend(
+                    path_to_text(p) for p in img.paths if p not in fresh
+                )
                 tracker.advance(len(img.paths))
         return new
 
@@ -322,7 +384,7 @@ class Indexer:
         batch: list[tuple[_Image, _Ready]] = []
         for img, decoded in self._decode_ahead(images, pool):
             if isinstance(decoded, ImageError):
-                report.failed.extend(Failure(str(p), str(decoded)) for p in img.paths)
+                report.failed.extend(Failure(path_to_text(p), str(decoded)) for p in img.paths)
                 tracker.advance(len(img.paths))
                 continue
             batch.append((img, decoded))
@@ -363,10 +425,14 @@ class Indexer:
             return
         vectors = self.encoder.encode_images([d.prepared for _, d in batch])
         now = time.time()
-        points = [
-            Point(img.id, vector, new_payload(img, d.meta, names, self.encoder.model_id, now))
-            for (img, d), vector in zip(batch, vectors)
-        ]
+        points: list[Point] = []
+        for (img, d), vector in zip(batch, vectors):
+            payload = new_payload(img, d.meta, names, self.encoder.model_id, now)
+            refusal = _unstorable(payload)
+            if refusal:  # one bad point fails alone: the rest of the batch lands
+                report.failed.extend(Failure(path_to_text(p), refusal) for p in img.paths)
+            else:
+                points.append(Point(img.id, vector, payload))
         with self._payload_lock:  # another run may have stored some of these meanwhile: keep its paths
             stored = self.store.retrieve([p.id for p in points])
             points = [
@@ -374,8 +440,9 @@ class Indexer:
                 for p in points
             ]
             self.store.upsert(points)
-        report.added.extend(str(p) for img, _ in batch for p in img.paths)
-        tracker.encoded(len(batch), sum(len(img.paths) for img, _ in batch))
+        stored_ids = {p.id for p in points}
+        report.added.extend(path_to_text(p) for img, _ in batch if img.id in stored_ids for p in img.paths)
+        tracker.encoded(len(points), sum(len(img.paths) for img, _ in batch))
 
 
 def _hash_and_stat(path: Path) -> tuple[str, int, float] | ImageError:
@@ -414,7 +481,27 @@ def _decode_first(
 
 
 def _labels(path: Path, names: Mapping[Path, Sequence[str]]) -> list[str]:
-    return list(names.get(path) or [path.name])
+    return list(names.get(path) or [path_to_text(path.name)])
+
+
+def _absent(root: Path | str) -> bool:
+    """Whether `root` does not exist (a root that exists but cannot be read is for `discover` to report)."""
+    try:
+        os.stat(Path(root).expanduser())
+    except OSError as exc:
+        return isinstance(exc, (FileNotFoundError, NotADirectoryError))
+    return False
+
+
+def _unstorable(payload: dict[str, Any]) -> str | None:
+    """Why Qdrant could not store `payload` (strict UTF-8 JSON, finite numbers), or None if it can."""
+    try:
+        json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return "could not be stored: its details hold text that is not valid Unicode"
+    except (TypeError, ValueError) as exc:
+        return f"could not be stored: {exc}"
+    return None
 
 
 def _ancestors(paths: Iterable[str]) -> list[str]:
@@ -441,7 +528,7 @@ def new_payload(
     """Everything stored with a new point."""
     return {
         "sha256": img.digest,
-        **_locations([str(p) for p in img.paths], [label for p in img.paths for label in _labels(p, names)]),
+        **_locations([path_to_text(p) for p in img.paths], [label for p in img.paths for label in _labels(p, names)]),
         "bytes": img.size,
         "width": meta.width,
         "height": meta.height,

@@ -58,6 +58,7 @@ class SearchFilter:
     min_width: int | None = None
     min_height: int | None = None
     exclude_ids: tuple[str, ...] = field(default=())
+    paths: tuple[str, ...] = ()  # points listing any of these paths (stored text)
 
     def is_empty(self) -> bool:
         return self == SearchFilter()
@@ -105,8 +106,10 @@ class ImageStore(ABC):
     def vector(self, point_id: str) -> np.ndarray | None: ...
 
     @abstractmethod
-    def scroll(self, with_vectors: bool = False) -> Iterator[tuple[str, dict[str, Any], np.ndarray | None]]:
-        """Every point, page by page: (id, payload, vector or None)."""
+    def scroll(
+        self, with_vectors: bool = False, where: SearchFilter | None = None
+    ) -> Iterator[tuple[str, dict[str, Any], np.ndarray | None]]:
+        """Every point (that matches `where`), page by page: (id, payload, vector or None)."""
 
     @abstractmethod
     def close(self) -> None: ...
@@ -357,12 +360,19 @@ class QdrantStore(ImageStore):
             records = self._client.retrieve(self.collection, [point_id], with_payload=False, with_vectors=True)
         return np.asarray(records[0].vector, dtype=np.float32) if records else None
 
-    def scroll(self, with_vectors: bool = False) -> Iterator[tuple[str, dict[str, Any], np.ndarray | None]]:
+    def scroll(
+        self, with_vectors: bool = False, where: SearchFilter | None = None
+    ) -> Iterator[tuple[str, dict[str, Any], np.ndarray | None]]:
         offset = None
         while True:
             with self._errors():
                 records, offset = self._client.scroll(
-                    self.collection, limit=SCROLL_PAGE, offset=offset, with_payload=True, with_vectors=with_vectors
+                    self.collection,
+                    scroll_filter=to_qdrant_filter(where),
+                    limit=SCROLL_PAGE,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=with_vectors,
                 )
             for r in records:
                 vector = np.asarray(r.vector, dtype=np.float32) if with_vectors else None
@@ -392,6 +402,8 @@ def to_qdrant_filter(where: SearchFilter | None) -> models.Filter | None:
         must.append(models.FieldCondition(key="folders", match=models.MatchValue(value=where.folder.rstrip("/") or "/")))
     if where.formats:
         must.append(models.FieldCondition(key="format", match=models.MatchAny(any=list(where.formats))))
+    if where.paths:
+        must.append(models.FieldCondition(key="paths", match=models.MatchAny(any=list(where.paths))))
     if where.date_from is not None or where.date_to is not None:
         must.append(models.FieldCondition(key="date", range=models.Range(gte=where.date_from, lte=where.date_to)))
     if where.min_width:

@@ -338,15 +338,22 @@ class EdgeStore(ImageStore):
             records = shard.retrieve([point_id], False, True)
         return np.asarray(records[0].vector, dtype=np.float32) if records else None
 
-    def scroll(self, with_vectors: bool = False) -> Iterator[tuple[str, dict[str, Any], np.ndarray | None]]:
+    def scroll(
+        self, with_vectors: bool = False, where: SearchFilter | None = None
+    ) -> Iterator[tuple[str, dict[str, Any], np.ndarray | None]]:
         from qdrant_edge import ScrollRequest
 
         offset = None
         while True:
+            request = ScrollRequest(
+                offset=offset,
+                limit=SCROLL_PAGE,
+                filter=to_edge_filter(where),
+                with_payload=True,
+                with_vector=with_vectors,
+            )
             with self._edge() as shard:
-                records, offset = shard.scroll(
-                    ScrollRequest(offset=offset, limit=SCROLL_PAGE, with_payload=True, with_vector=with_vectors)
-                )
+                records, offset = shard.scroll(request)
             for r in records:
                 vector = np.asarray(r.vector, dtype=np.float32) if with_vectors else None
                 yield str(r.id), r.payload or {}, vector
@@ -411,6 +418,8 @@ def to_edge_filter(where: SearchFilter | None):
         must.append(FieldCondition(key="folders", match=MatchValue(value=where.folder.rstrip("/") or "/")))
     if where.formats:
         must.append(FieldCondition(key="format", match=MatchAny(any=list(where.formats))))
+    if where.paths:
+        must.append(FieldCondition(key="paths", match=MatchAny(any=list(where.paths))))
     if where.date_from is not None or where.date_to is not None:
         must.append(FieldCondition(key="date", range=RangeFloat(gte=where.date_from, lte=where.date_to)))
     if where.min_width:

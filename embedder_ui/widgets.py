@@ -22,6 +22,7 @@ from embedder.config import Settings
 from embedder.errors import EmbedderError
 from embedder.images import IMAGE_EXTENSIONS, decode
 from embedder.jobs import Job
+from embedder.paths import text_to_path
 from embedder.search import Result
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ def threshold_slider(key: str, settings: Settings, disabled: bool = False) -> fl
 
 def _mtime(path: str) -> float | None:
     try:
-        return os.stat(path).st_mtime
+        return os.stat(text_to_path(path)).st_mtime
     except OSError:
         return None
 
@@ -133,7 +134,7 @@ def _jpeg(image: Image.Image, quality: int) -> bytes:
 def _thumbnail(path: str, mtime: float, max_pixels: int, side: int) -> bytes | str:
     """JPEG bytes of a `side`×`side` centre crop, or the reason there is none (cached per file version)."""
     try:
-        image = decode(Path(path), max_pixels, min_side=side).image
+        image = decode(text_to_path(path), max_pixels, min_side=side).image
     except EmbedderError as exc:
         return str(exc)
     return _jpeg(ImageOps.fit(image, (side, side), Image.Resampling.LANCZOS), quality=82)
@@ -150,7 +151,7 @@ def thumbnail(path: str, max_pixels: int, side: int = THUMB_SIDE) -> bytes | str
 @st.cache_data(max_entries=32, show_spinner=False)
 def _preview(path: str, mtime: float, max_pixels: int, side: int) -> bytes | str:
     try:
-        image = decode(Path(path), max_pixels, min_side=side).image
+        image = decode(text_to_path(path), max_pixels, min_side=side).image
     except EmbedderError as exc:
         return str(exc)
     image.thumbnail((side, side), Image.Resampling.LANCZOS)

@@ -6,13 +6,12 @@ closing the browser does not stop it, and the report waits here for whoever come
 
 from __future__ import annotations
 
-import os
-
 import streamlit as st
 
 from embedder.engine import Engine
 from embedder.indexer import IndexReport
 from embedder.jobs import Job, JobRequest
+from embedder.paths import typed_path
 from embedder_ui import resources, widgets
 
 SUBMITTED = "index_submitted"  # ids of the jobs this session's last click queued
@@ -176,7 +175,7 @@ def render() -> None:
             help="New, changed, moved and deleted files are indexed on their own while the app runs.",
         )
 
-    folders = list(dict.fromkeys(chosen + ([os.path.expanduser(typed.strip())] if typed.strip() else [])))
+    folders = list(dict.fromkeys(chosen + ([str(typed_path(typed.strip()))] if typed.strip() else [])))
     if st.button("Index", type="primary", key="index-button", icon=":material/playlist_add:"):
         if not uploads and not folders:
             st.warning("Choose images to upload or enter a folder to index first.")
