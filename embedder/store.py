@@ -1,4 +1,4 @@
-"""Qdrant: the only module that talks to it.
+"""Qdrant: the only module that talks to it (the HTTP details for a server are in qdrant_http.py).
 
 `open_store` gives an `ImageStore` for the configured storage: an embedded folder on disk (the
 default) or a Qdrant server / cluster (`QDRANT_URL`). Either way the collection is checked against
@@ -24,6 +24,7 @@ from qdrant_client import QdrantClient, models
 
 from embedder.config import Settings
 from embedder.errors import CollectionMismatchError, StoreError, StoreInUseError
+from embedder.qdrant_http import NotQdrantAnswer, check_version, server_client
 
 log = logging.getLogger(__name__)
 
@@ -204,19 +205,27 @@ def unusable_folder_message(folder: Path, exc: OSError) -> str:
 
 
 @contextmanager
-def _qdrant_errors(location: str) -> Iterator[None]:
+def _qdrant_errors(location: str, timeout_s: int | None = None) -> Iterator[None]:
     """Turn qdrant-client and transport errors into one `StoreError` line (never with the key)."""
     try:
         yield
     except StoreError:
         raise
     except Exception as exc:  # noqa: BLE001 - every client failure means the same to a user
+        source = getattr(exc, "source", None)  # what qdrant-client's ResponseHandlingException wraps
+        if isinstance(source, NotQdrantAnswer):
+            raise StoreError(
+                f"The server at {location} answered with HTML (HTTP {source.status}), not Qdrant's API: is QDRANT_URL right? "
+                "It should be the Qdrant server's address, e.g. http://127.0.0.1:6333."
+            ) from None
         status = getattr(exc, "status_code", None)
         if status in (401, 403):
             raise StoreError(f"Qdrant at {location} refused the API key (HTTP {status}). Check QDRANT_API_KEY.") from None
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "already accessed by another instance" in text:
             raise StoreInUseError(f"The storage folder {location} is in use by another process.") from None
+        if status is None and "timed out" in text.lower() and timeout_s is not None:
+            text = f"timed out: no complete answer within QDRANT_TIMEOUT, {timeout_s} s"
         if status is None and any(w in text.lower() for w in ("connect", "timed out", "refused", "resolve", "name or service")):
             raise StoreError(
                 f"Cannot reach the Qdrant server at {location} ({text}). Start it (docker compose up qdrant) "
@@ -246,6 +255,7 @@ class QdrantStore(ImageStore):
     ) -> None:
         self._client = client
         self._lock = lock
+        self._timeout_s = settings.qdrant_timeout if settings.qdrant_url else None
         self._serial = threading.RLock() if lock else nullcontext()
         self.mode = settings.storage_mode
         self.location = settings.storage_location
@@ -274,18 +284,22 @@ class QdrantStore(ImageStore):
 
     @classmethod
     def server(cls, settings: Settings, model_id: str, dim: int) -> QdrantStore:
-        with _qdrant_errors(settings.storage_location):
-            client = QdrantClient(
-                url=settings.qdrant_url, api_key=settings.qdrant_api_key, timeout=settings.qdrant_timeout
-            )
-            client.get_collections()  # fail now, with a clear message, if unreachable or refused
+        location = settings.storage_location
+        with _qdrant_errors(location, settings.qdrant_timeout):
+            client = server_client(settings.qdrant_url, location, settings.qdrant_api_key, settings.qdrant_timeout)
+            try:
+                client.get_collections()  # fail now, with a clear message, if unreachable or refused
+                check_version(client, location)
+            except Exception:
+                client.close()
+                raise
         return cls(client, settings, model_id, dim)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
         """Around every client call: one clear error, and in local mode one call at a time
         (qdrant-client's local mode is not thread-safe; browser sessions share one store)."""
-        with self._serial, _qdrant_errors(self.location):
+        with self._serial, _qdrant_errors(self.location, self._timeout_s):
             yield
 
     def _ensure_collection(self, settings: Settings) -> None:

@@ -8,13 +8,16 @@ lose nothing, and let the next run finish the job.
 from __future__ import annotations
 
 import errno
+import logging
+import warnings
 from pathlib import Path
 
 import pytest
 
-from embedder import cli
 from embedder.encoder import Encoder
 from embedder.store import LOCK_NAME
+from faultkit import FakeQdrant, RawServer, cli_env, free_port, http_response, run_cli, wait_until
+from test_faults_server import one_error_line, run
 
 
 @pytest.fixture
@@ -32,22 +35,12 @@ def cli_env_in_process(monkeypatch: pytest.MonkeyPatch, model_path: Path, tmp_pa
         "UPLOAD_DIR": str(tmp_path / "uploads"),
     }.items():
         monkeypatch.setenv(name, value)
-    return lambda **env: [monkeypatch.setenv(k, v) for k, v in env.items()]
 
+    def setenv(**env: str) -> None:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_error_line(code: int, out: str, err: str) -> str:
-    """The run failed with exit 1 and exactly one `error:` line on stderr, no traceback."""
-    assert code == 1, (out, err)
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err + out
-    return lines[0]
+    return setenv
 
 
 # --- R2-11: a QDRANT_PATH that cannot hold a store ------------------------------------------------
@@ -86,3 +79,87 @@ def test_a_qdrant_path_without_write_permission_is_one_line(
         folder.chmod(0o755)
     assert f"Cannot write to {folder}: permission denied" in line and "QDRANT_PATH" in line, line
     assert list(folder.iterdir()) == []
+
+
+# --- R2-10: servers that answer too slowly, or are not Qdrant ---------------------------------------
+
+KEY = "sk-r2-secret-0a1b2c3d4e5f"
+QDRANT_LIST = b'{"result":{"collections":[]},"status":"ok","time":0.0}'
+HTML_PAGE = b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1><hr>nginx</body></html>"
+
+
+@pytest.fixture
+def warnings_seen():
+    """Every warning raised meanwhile (the CLI would print each as lines of its own)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+
+
+def test_a_server_dripping_one_byte_at_a_time_times_out_as_a_whole(cli_env_in_process, capsys, warnings_seen) -> None:
+    """httpx's timeout applies to each read; the drip never lets one wait that long."""
+    timeout_s = 2
+    drip = http_response("200 OK", "application/json", QDRANT_LIST)
+    with RawServer(drip, drip_s=0.25, give_up_s=8 * timeout_s) as server:
+        cli_env_in_process(QDRANT_URL=server.url, QDRANT_API_KEY=KEY, QDRANT_TIMEOUT=str(timeout_s))
+        line = one_error_line(*run(capsys, "info"))
+        wait_until(lambda: server.lasted, "the server to see the connection end")
+    assert server.sent[0] < len(drip) and server.client_hung_up[0]  # the client gave up mid-answer
+    assert server.lasted[0] < 3 * timeout_s, server.lasted
+    assert server.url in line and "timed out" in line and f"QDRANT_TIMEOUT, {timeout_s} s" in line, line
+    assert KEY not in line and not [w for w in warnings_seen if KEY in str(w.message)]
+
+
+@pytest.mark.parametrize("status", ["200 OK", "502 Bad Gateway", "401 Unauthorized"])
+def test_an_html_page_instead_of_qdrant_says_so(cli_env_in_process, capsys, warnings_seen, status: str) -> None:
+    with RawServer(http_response(status, "text/html; charset=utf-8", HTML_PAGE)) as server:
+        cli_env_in_process(QDRANT_URL=server.url)
+        line = one_error_line(*run(capsys, "index", "."))
+    assert f"The server at {server.url} answered with HTML (HTTP {status.split()[0]})" in line, line
+    assert "not Qdrant's API" in line and "QDRANT_URL" in line
+    assert "Expecting value" not in line and "validation error" not in line.lower()
+
+
+def test_an_api_key_over_plain_http_is_one_logged_line_once(
+    cli_env_in_process, capsys, warnings_seen, caplog: pytest.LogCaptureFixture
+) -> None:
+    """qdrant-client warns on every open, three lines with its source; we say it once, and only
+    when the key leaves this machine (0.0.0.0 is not a loopback address, and nothing listens)."""
+    caplog.set_level(logging.DEBUG)
+    cli_env_in_process(QDRANT_API_KEY=KEY, QDRANT_TIMEOUT="2")
+    for url in (f"http://127.0.0.1:{free_port()}", f"http://0.0.0.0:{free_port()}", f"http://0.0.0.0:{free_port()}"):
+        cli_env_in_process(QDRANT_URL=url)
+        assert "Cannot reach the Qdrant server" in one_error_line(*run(capsys, "info"))
+    assert [str(w.message) for w in warnings_seen] == []
+    plain_http = [r for r in caplog.records if "plain http" in r.getMessage()]
+    assert len(plain_http) == 2 and all("0.0.0.0" in r.getMessage() for r in plain_http)  # once per server
+    assert all("\n" not in r.getMessage() and KEY not in r.getMessage() for r in caplog.records)
+
+
+def test_a_server_of_another_major_version_is_one_logged_line(
+    cli_env_in_process, capsys, warnings_seen, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """qdrant-client's own check warned from a background thread, at a random moment; ours logs in line."""
+    monkeypatch.setattr(FakeQdrant, "VERSION", "2.0.0")
+    with FakeQdrant() as server:
+        cli_env_in_process(QDRANT_URL=server.url)
+        code, out, err = run(capsys, "info")
+    assert code == 0 and "images: 0" in out, err
+    [record] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "version 2.0.0" in record.getMessage() and server.url in record.getMessage()
+    assert [str(w.message) for w in warnings_seen] == []
+
+
+@pytest.mark.slow
+def test_the_cli_process_prints_one_line_for_a_dripping_server_with_a_key(tmp_path: Path, model_path: Path) -> None:
+    """The real process: library warnings would print on stderr here, each with its source line."""
+    timeout_s = 2
+    drip = http_response("200 OK", "application/json", QDRANT_LIST)
+    with RawServer(drip, drip_s=0.25, give_up_s=8 * timeout_s) as server:
+        env = cli_env(tmp_path, model_path, QDRANT_URL=server.url, QDRANT_API_KEY=KEY, QDRANT_TIMEOUT=str(timeout_s))
+        result = run_cli(env, "info")
+        wait_until(lambda: server.lasted, "the server to see the connection end")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: Cannot reach"), result.stderr
+    assert "timed out" in result.stderr and KEY not in result.stdout + result.stderr
+    assert server.client_hung_up[0] and server.lasted[0] < 3 * timeout_s, server.lasted
