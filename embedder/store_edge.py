@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import threading
@@ -70,6 +71,12 @@ OPTIMIZE_MIN_NEW = 20_000
 # of 32 images takes seconds, that is every batch), and always on delete, optimize and close: a
 # crashed process loses nothing it was told was stored; a power cut, at most the last second.
 FLUSH_INTERVAL_S = 1.0
+# A full disk. Edge maps its files into memory, and a write through such a mapping into a full disk
+# is a SIGBUS: the process dies without a word. So every write first checks the free space on
+# QDRANT_PATH's disk and refuses, losing nothing, below FREE_SPACE_FACTOR times the write's size
+# (the WAL, the segment and the payload indexes each keep a copy) or MIN_FREE_MB, whichever is more.
+MIN_FREE_MB = 64
+FREE_SPACE_FACTOR = 4
 # How a person runs the migration (the CLI may wire `python -m embedder migrate` to migrate_local).
 MIGRATE_COMMAND = "python -m embedder migrate"
 
@@ -127,6 +134,7 @@ class EdgeStore(ImageStore):
                     f"(qdrant-client local mode). Convert it once with `{MIGRATE_COMMAND}` (the old files are "
                     "kept as a backup), or set QDRANT_PATH to a new folder and index again."
                 )
+            self._check_space(0)  # opening writes too: the WAL is replayed, payload indexes flushed
             self._open()
         except BaseException:
             self.close()
@@ -252,6 +260,19 @@ class EdgeStore(ImageStore):
         if time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
             self._flushed(shard)
 
+    def _check_space(self, write_bytes: int) -> None:
+        """Refuse a write of about `write_bytes` that the disk may not have room for (see MIN_FREE_MB)."""
+        need = max(MIN_FREE_MB * 2**20, FREE_SPACE_FACTOR * write_bytes)
+        try:
+            free = shutil.disk_usage(self.location).free
+        except OSError:  # cannot tell: let the write try
+            return
+        if free < need:
+            raise StoreError(
+                f"Only {free // 2**20} MB free on the disk of {self.location} (writing here needs "
+                f"{math.ceil(need / 2**20)} MB); free some space and run again (nothing was lost)."
+            )
+
     def flush(self) -> None:
         """Make every write so far safe from a power cut now."""
         with self._edge() as shard:
@@ -281,8 +302,9 @@ class EdgeStore(ImageStore):
         from qdrant_edge import Point as EdgePoint
         from qdrant_edge import UpdateOperation
 
-        vectors = np.asarray([p.vector for p in points], dtype=np.float32).tolist()
-        edge_points = [EdgePoint(p.id, v, p.payload) for p, v in zip(points, vectors)]
+        matrix = np.asarray([p.vector for p in points], dtype=np.float32)
+        self._check_space(matrix.nbytes + sum(_payload_bytes(p.payload) for p in points))
+        edge_points = [EdgePoint(p.id, v, p.payload) for p, v in zip(points, matrix.tolist())]
         with self._edge() as shard:
             shard.update(UpdateOperation.upsert_points(edge_points))
             self._new_since_optimize += len(points)
@@ -291,6 +313,7 @@ class EdgeStore(ImageStore):
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
         from qdrant_edge import UpdateOperation
 
+        self._check_space(_payload_bytes(payload))
         with self._edge() as shard:
             shard.update(UpdateOperation.overwrite_payload([point_id], payload))
             self._maybe_flush(shard)
@@ -300,6 +323,7 @@ class EdgeStore(ImageStore):
             return
         from qdrant_edge import UpdateOperation
 
+        self._check_space(0)
         with self._edge() as shard:
             shard.update(UpdateOperation.delete_points(list(ids)))
             self._flushed(shard)
@@ -357,6 +381,7 @@ class EdgeStore(ImageStore):
         if not force and self._new_since_optimize < OPTIMIZE_MIN_NEW:
             self.flush()  # the end of a bulk load: make it all power-safe now
             return False
+        self._check_space(0)
         with self._edge() as shard:
             started = time.perf_counter()
             changed = bool(shard.optimize())
@@ -383,6 +408,10 @@ class EdgeStore(ImageStore):
             lock, self._lock = getattr(self, "_lock", None), None
             if lock:
                 lock.release()
+
+
+def _payload_bytes(payload: dict[str, Any]) -> int:
+    return len(json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8"))
 
 
 def edge_config(dim: int):

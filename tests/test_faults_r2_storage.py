@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import errno
 import logging
+import shutil
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from embedder.encoder import Encoder
 from embedder.store import LOCK_NAME
-from faultkit import FakeQdrant, RawServer, cli_env, free_port, http_response, run_cli, wait_until
+from faultkit import FakeQdrant, RawServer, cli_env, distinct_folder, free_port, http_response, run_cli, wait_until
 from test_faults_server import one_error_line, run
 
 
@@ -163,3 +165,65 @@ def test_the_cli_process_prints_one_line_for_a_dripping_server_with_a_key(tmp_pa
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: Cannot reach"), result.stderr
     assert "timed out" in result.stderr and KEY not in result.stdout + result.stderr
     assert server.client_hung_up[0] and server.lasted[0] < 3 * timeout_s, server.lasted
+
+
+# --- R2-9: a full disk -------------------------------------------------------------------------------
+
+
+class FillingDisk:
+    """`shutil.disk_usage` for a disk that fills up: lots of room for the first `roomy` checks, then
+    `left_mb`. (A real full disk is not made here; Edge would die of SIGBUS writing into it.)"""
+
+    def __init__(self, roomy: int, left_mb: int) -> None:
+        self.roomy, self.left_mb = roomy, left_mb
+        self.paths: list[Path] = []
+        self._real = shutil.disk_usage
+
+    def __call__(self, path):
+        self.paths.append(Path(path))
+        free = 100 * 2**30 if len(self.paths) <= self.roomy else self.left_mb * 2**20
+        return self._real(path)._replace(free=free)
+
+
+def test_a_full_disk_stops_index_with_one_line_and_a_rerun_finishes(
+    cli_env_in_process, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reopen, settings
+) -> None:
+    photos = distinct_folder(tmp_path / "photos", 12)
+    disk = FillingDisk(roomy=3, left_mb=5)  # the open and two batches of 4 fit
+    monkeypatch.setattr(shutil, "disk_usage", disk)
+
+    line = one_error_line(*run(capsys, "index", str(tmp_path / "photos")))
+
+    assert f"Only 5 MB free on the disk of {settings.qdrant_path}" in line, line
+    assert "free some space and run again (nothing was lost)" in line
+    assert set(disk.paths) == {settings.qdrant_path}
+    monkeypatch.setattr(shutil, "disk_usage", disk._real)  # space was freed
+    engine = reopen()
+    try:
+        stored = list(engine.store.scroll(with_vectors=True))
+        assert 0 < len(stored) < len(photos)  # it really stopped partway
+        for _, payload, vector in stored:  # every point that landed is whole
+            assert set(payload["paths"]) <= {str(p) for p in photos} and abs(np.linalg.norm(vector) - 1) < 1e-3
+    finally:
+        engine.close()
+
+    code, out, err = run(capsys, "index", str(tmp_path / "photos"))
+    assert code == 0, err
+    assert f"{len(photos) - len(stored)} added, {len(stored)} unchanged" in out, out
+    engine = reopen()
+    try:
+        paths = [path for _, payload, _ in engine.store.scroll() for path in payload["paths"]]
+        assert sorted(paths) == sorted(map(str, photos))  # each exactly once
+    finally:
+        engine.close()
+
+
+def test_a_full_disk_refuses_to_open_the_store_and_creates_nothing(
+    cli_env_in_process, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "fresh"
+    cli_env_in_process(QDRANT_PATH=str(folder))
+    monkeypatch.setattr(shutil, "disk_usage", FillingDisk(roomy=0, left_mb=63))
+    line = one_error_line(*run(capsys, "info"))
+    assert f"Only 63 MB free on the disk of {folder} (writing here needs 64 MB)" in line, line
+    assert [p.name for p in folder.iterdir()] == [LOCK_NAME]  # no collection was begun
