@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import shutil
 import warnings
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from embedder.config import Settings
 from embedder.encoder import Encoder
-from embedder.store import LOCK_NAME
+from embedder.errors import StoreError
+from embedder.store import LOCK_NAME, Point, QdrantStore, open_store
+from embedder.store_edge import STAGING_DIR, is_local_mode_folder, migrate_local, migration_pending
 from faultkit import FakeQdrant, RawServer, cli_env, distinct_folder, free_port, http_response, run_cli, wait_until
 from test_faults_server import one_error_line, run
 
@@ -227,3 +233,138 @@ def test_a_full_disk_refuses_to_open_the_store_and_creates_nothing(
     line = one_error_line(*run(capsys, "info"))
     assert f"Only 63 MB free on the disk of {folder} (writing here needs 64 MB)" in line, line
     assert [p.name for p in folder.iterdir()] == [LOCK_NAME]  # no collection was begun
+
+
+# --- R2-5: a migration killed at any step -------------------------------------------------------------
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: no `except Exception` catches it, nothing after it runs."""
+
+
+# Every call that changes the folder: the step boundaries of a migration (rmtree's own unlinks too).
+FOLDER_CHANGES = [(os, "replace"), (os, "rename"), (os, "mkdir"), (os, "rmdir"), (os, "unlink"), (shutil, "rmtree")]
+
+
+def run_killed(action, kill: Callable[[int], bool], monkeypatch: pytest.MonkeyPatch) -> tuple[int, bool]:
+    """Run `action()`, killed just before the first change to the files for which `kill(changes
+    made so far)` is true. Returns (changes made, whether it was killed)."""
+    made = [0]
+
+    def counted(real):
+        def change(*args, **kwargs):
+            if kill(made[0]):
+                raise Killed
+            made[0] += 1
+            return real(*args, **kwargs)
+
+        return change
+
+    with monkeypatch.context() as patch:
+        for module, name in FOLDER_CHANGES:
+            patch.setattr(module, name, counted(getattr(module, name)))
+        try:
+            action()
+        except Killed:
+            return made[0], True
+    return made[0], False
+
+
+IMAGES = {f"00000000-0000-0000-0000-{n:012d}": {"paths": [f"/p/{n}.jpg"], "format": "JPEG", "width": n} for n in range(12)}
+SECOND = {"00000000-0000-0000-0000-000000000099": {"paths": ["/q/1.png"]}}
+
+
+def local_mode_index(settings: Settings, with_second: bool) -> None:
+    """An old qdrant-client local-mode index: 'images' (12 points, 4-d, clip-a) and, if asked,
+    'second' (1 point, 3-d, clip-b)."""
+    rng = np.random.default_rng(5)
+    with QdrantStore.embedded(settings, "clip-a", 4) as old:
+        old.upsert([Point(i, unit(rng.normal(size=4)), p) for i, p in IMAGES.items()])
+    if with_second:
+        with QdrantStore.embedded(replace(settings, collection="second"), "clip-b", 3) as old:
+            old.upsert([Point(i, unit([1, 2, 3]), p) for i, p in SECOND.items()])
+
+
+def unit(values) -> np.ndarray:
+    vector = np.asarray(values, dtype=np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def old_files(folder: Path) -> dict[str, bytes]:
+    """The local-mode index's files (meta.json, collection/…) and their bytes."""
+    files = [folder / "meta.json", *(folder / "collection").rglob("*")]
+    return {str(p.relative_to(folder)): p.read_bytes() for p in files if p.is_file()}
+
+
+def assert_half_done_store_refuses(settings: Settings) -> None:
+    """The store never opens empty while a migration is half done: it says to run migrate."""
+    with pytest.raises(StoreError, match="migrate") as refused:
+        open_store(settings, "clip-a", 4)
+    assert "\n" not in str(refused.value)
+
+
+def assert_migrated_once(settings: Settings, source: Path, with_second: bool) -> None:
+    """Every point exactly once with its payload, the old files in one backup, nothing left over."""
+    folder = settings.qdrant_path
+    with open_store(settings, "clip-a", 4) as store:
+        assert {pid: payload for pid, payload, _ in store.scroll()} == IMAGES and store.count() == len(IMAGES)
+    if with_second:
+        with open_store(replace(settings, collection="second"), "clip-b", 3) as store:
+            assert {pid: payload for pid, payload, _ in store.scroll()} == SECOND
+    [backup] = folder.glob("local-mode-backup-*")
+    assert is_local_mode_folder(backup) and old_files(backup) == old_files(source)
+    assert not (folder / STAGING_DIR).exists() and not migration_pending(folder)
+
+
+@pytest.mark.slow
+def test_a_migration_killed_while_copying_keeps_the_old_index_and_the_next_run_finishes(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed before each change to the files until the copies are committed (the journal written)."""
+    source = replace(settings, qdrant_path=tmp_path / "source")
+    local_mode_index(source, with_second=False)
+    step = 0
+    while True:
+        target = replace(settings, qdrant_path=tmp_path / f"killed-at-{step}")
+        shutil.copytree(source.qdrant_path, target.qdrant_path)
+        made, killed = run_killed(lambda: migrate_local(target), lambda n: n == step, monkeypatch)
+        assert killed and made == step
+        if migration_pending(target.qdrant_path):
+            break  # past the copying: the next test takes it from here
+        assert old_files(target.qdrant_path) == old_files(source.qdrant_path), f"killed at step {step}"
+        assert_half_done_store_refuses(target)
+        assert migrate_local(target) == {"images": len(IMAGES)}, f"killed at step {step}"
+        assert_migrated_once(target, source.qdrant_path, with_second=False)
+        shutil.rmtree(target.qdrant_path)
+        step += 1
+    assert step >= 5, step  # the copying really has that many steps: a staging folder, copies, meta files
+
+
+@pytest.mark.slow
+def test_a_migration_killed_while_moving_files_is_finished_by_the_next_run(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed before each change once the copies are committed. The run that wrote the journal
+    then does what every later run does (`_finish_migration` from the journal), so each step is
+    reached by killing a resumed run, after one copy made for all."""
+    source = replace(settings, qdrant_path=tmp_path / "source")
+    local_mode_index(source, with_second=True)
+    committed = replace(settings, qdrant_path=tmp_path / "committed")
+    shutil.copytree(source.qdrant_path, committed.qdrant_path)
+    _, killed = run_killed(lambda: migrate_local(committed), lambda n: migration_pending(committed.qdrant_path), monkeypatch)
+    assert killed and is_local_mode_folder(committed.qdrant_path)  # the journal is written; nothing moved yet
+    step = 0
+    while True:
+        target = replace(settings, qdrant_path=tmp_path / f"killed-at-{step}")
+        shutil.copytree(committed.qdrant_path, target.qdrant_path)
+        made, killed = run_killed(lambda: migrate_local(target), lambda n: n == step, monkeypatch)
+        if not killed:
+            break  # it finished before this step: every step has been tried
+        assert made == step
+        assert_half_done_store_refuses(target)
+        assert migrate_local(target) == {"images": len(IMAGES), "second": len(SECOND)}, f"killed at step {step}"
+        assert_migrated_once(target, source.qdrant_path, with_second=True)
+        shutil.rmtree(target.qdrant_path)
+        step += 1
+    assert_migrated_once(target, source.qdrant_path, with_second=True)
+    assert step >= 6, step  # backup folder, 3 old files, 2 copies, clean-up: each was a kill point
