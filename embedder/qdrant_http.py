@@ -128,7 +128,7 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-def _env_proxy(url: str) -> str | None:
+def proxy_for(url: str) -> str | None:
     """The proxy the environment sets for `url` (httpx's own choice when it builds the transport)."""
     parts = urlsplit(url)
     if urllib.request.proxy_bypass(parts.hostname or ""):
@@ -148,7 +148,7 @@ def server_client(url: str, location: str, api_key: str | None, timeout_s: int) 
     host = urlsplit(url).hostname
     # qdrant-client's choice for a server on this machine: no keep-alive (it can add delays there).
     limits = httpx.Limits(max_keepalive_connections=0) if is_loopback(host) else httpx.Limits()
-    transport = DeadlineTransport(timeout_s, limits=limits, proxy=_env_proxy(url))
+    transport = DeadlineTransport(timeout_s, limits=limits, proxy=proxy_for(url))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=INSECURE_KEY_WARNING, category=UserWarning)
         client = QdrantClient(

@@ -270,6 +270,7 @@ class RawServer:
         self.response = response
         self.drip_s = drip_s
         self.give_up_s = give_up_s
+        self.requests: list[bytes] = []  # each connection's request head
         self.sent: list[int] = []  # bytes sent on each connection
         self.lasted: list[float] = []  # seconds each connection lasted
         self.client_hung_up: list[bool] = []
@@ -300,6 +301,7 @@ class RawServer:
                 if not chunk:
                     return
                 request += chunk
+            self.requests.append(request.partition(b"\r\n\r\n")[0])
             step = 1 if self.drip_s else len(self.response)
             while sent < len(self.response) and time.monotonic() - started < self.give_up_s:
                 try:
