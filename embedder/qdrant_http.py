@@ -104,7 +104,10 @@ class DeadlineTransport(httpx.HTTPTransport):
         super().__init__(**kwargs)
         self.total_s = total_s
         self._deadline = _Deadline()
-        pool = self._pool  # httpcore's pool: every connect, read and write goes through its backend
+        # httpx offers no total timeout (encode/httpx#1450) and no public way to give httpcore's
+        # pool a network backend, so the pool's own is wrapped; every connect, read and write
+        # goes through it. The drip test in tests/test_faults_r2_storage.py fails if this stops working.
+        pool = self._pool
         pool._network_backend = _DeadlineBackend(pool._network_backend, self._deadline)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -141,8 +144,8 @@ def server_client(url: str, location: str, api_key: str | None, timeout_s: int) 
     """A qdrant-client for `url` whose every request ends within `timeout_s` (QDRANT_TIMEOUT).
 
     qdrant-client's "Api key is used with an insecure connection" warning (three lines with its
-    source, on every run) becomes one logged line, once per process, and only where the key
-    leaves this machine. Its background version check, which warns the same way at a random
+    source, on every run) becomes one logged line, once per server and process, and only where
+    the key leaves this machine. Its background version check, which warns the same way at a random
     moment, is off: `check_version` does it in line.
     """
     host = urlsplit(url).hostname
