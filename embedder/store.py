@@ -1,4 +1,4 @@
-"""Qdrant: the only module that talks to it.
+"""Qdrant: the only module that talks to it (the HTTP details for a server are in qdrant_http.py).
 
 `open_store` gives an `ImageStore` for the configured storage: an embedded folder on disk (the
 default) or a Qdrant server / cluster (`QDRANT_URL`). Either way the collection is checked against
@@ -7,6 +7,7 @@ the model that fills it, so vectors from two models are never mixed.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -23,6 +24,7 @@ from qdrant_client import QdrantClient, models
 
 from embedder.config import Settings
 from embedder.errors import CollectionMismatchError, StoreError, StoreInUseError
+from embedder.qdrant_http import NotQdrantAnswer, check_version, server_client
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +152,10 @@ class FolderLock:
     """An exclusive lock on an embedded storage folder, held for as long as the store is open."""
 
     def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / LOCK_NAME
-        self._fh = open(self.path, "a+")
+        with _folder_errors(folder):
+            folder.mkdir(parents=True, exist_ok=True)
+            self.path = folder / LOCK_NAME
+            self._fh = open(self.path, "a+")
         try:
             fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -164,10 +167,15 @@ class FolderLock:
                 "first, or set QDRANT_PATH to another folder, or run a Qdrant server (QDRANT_URL) "
                 "so several processes can share one index."
             ) from None
-        self._fh.seek(0)
-        self._fh.truncate()
-        self._fh.write(f"process {os.getpid()}")
-        self._fh.flush()
+        try:
+            with _folder_errors(folder):
+                self._fh.seek(0)
+                self._fh.truncate()
+                self._fh.write(f"process {os.getpid()}")
+                self._fh.flush()
+        except StoreError:
+            self.release()
+            raise
 
     def release(self) -> None:
         if not self._fh.closed:
@@ -176,19 +184,53 @@ class FolderLock:
 
 
 @contextmanager
-def _qdrant_errors(location: str) -> Iterator[None]:
+def _folder_errors(folder: Path) -> Iterator[None]:
+    """Turn a storage folder that cannot be made or written into one `StoreError` line."""
+    try:
+        yield
+    except OSError as exc:
+        raise StoreError(unusable_folder_message(folder, exc)) from None
+
+
+def unusable_folder_message(folder: Path, exc: OSError) -> str:
+    """Why QDRANT_PATH cannot hold a store, and what to do about it."""
+    fix = "Set QDRANT_PATH to a folder this user can write to (it is created if missing)."
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocker == folder:
+        return f"QDRANT_PATH {folder} is a file, not a folder. {fix}"
+    if blocker is not None:
+        return f"QDRANT_PATH {folder} cannot be a folder: {blocker} is a file, not a folder. {fix}"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"Cannot write to {folder}: permission denied. {fix}"
+    if exc.errno == errno.EROFS:
+        return f"Cannot write to {folder}: it is on a read-only file system. {fix}"
+    if exc.errno == errno.ENOSPC:
+        return f"Cannot write to {folder}: no space left on the disk. Free some space and run again (nothing was lost)."
+    return f"Cannot use the storage folder {folder} (QDRANT_PATH): {exc.strerror or exc}. {fix}"
+
+
+@contextmanager
+def _qdrant_errors(location: str, timeout_s: int | None = None) -> Iterator[None]:
     """Turn qdrant-client and transport errors into one `StoreError` line (never with the key)."""
     try:
         yield
     except StoreError:
         raise
     except Exception as exc:  # noqa: BLE001 - every client failure means the same to a user
+        source = getattr(exc, "source", None)  # what qdrant-client's ResponseHandlingException wraps
+        if isinstance(source, NotQdrantAnswer):
+            raise StoreError(
+                f"The server at {location} answered with HTML (HTTP {source.status}), not Qdrant's API: is QDRANT_URL right? "
+                "It should be the Qdrant server's address, e.g. http://127.0.0.1:6333."
+            ) from None
         status = getattr(exc, "status_code", None)
         if status in (401, 403):
             raise StoreError(f"Qdrant at {location} refused the API key (HTTP {status}). Check QDRANT_API_KEY.") from None
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "already accessed by another instance" in text:
             raise StoreInUseError(f"The storage folder {location} is in use by another process.") from None
+        if status is None and "timed out" in text.lower() and timeout_s is not None:
+            text = f"timed out: no complete answer within QDRANT_TIMEOUT, {timeout_s} s"
         if status is None and any(w in text.lower() for w in ("connect", "timed out", "refused", "resolve", "name or service")):
             raise StoreError(
                 f"Cannot reach the Qdrant server at {location} ({text}). Start it (docker compose up qdrant) "
@@ -218,6 +260,7 @@ class QdrantStore(ImageStore):
     ) -> None:
         self._client = client
         self._lock = lock
+        self._timeout_s = settings.qdrant_timeout if settings.qdrant_url else None
         self._serial = threading.RLock() if lock else nullcontext()
         self.mode = settings.storage_mode
         self.location = settings.storage_location
@@ -246,18 +289,22 @@ class QdrantStore(ImageStore):
 
     @classmethod
     def server(cls, settings: Settings, model_id: str, dim: int) -> QdrantStore:
-        with _qdrant_errors(settings.storage_location):
-            client = QdrantClient(
-                url=settings.qdrant_url, api_key=settings.qdrant_api_key, timeout=settings.qdrant_timeout
-            )
-            client.get_collections()  # fail now, with a clear message, if unreachable or refused
+        location = settings.storage_location
+        with _qdrant_errors(location, settings.qdrant_timeout):
+            client = server_client(settings.qdrant_url, location, settings.qdrant_api_key, settings.qdrant_timeout)
+            try:
+                client.get_collections()  # fail now, with a clear message, if unreachable or refused
+                check_version(client, location)
+            except Exception:
+                client.close()
+                raise
         return cls(client, settings, model_id, dim)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
         """Around every client call: one clear error, and in local mode one call at a time
         (qdrant-client's local mode is not thread-safe; browser sessions share one store)."""
-        with self._serial, _qdrant_errors(self.location):
+        with self._serial, _qdrant_errors(self.location, self._timeout_s):
             yield
 
     def _ensure_collection(self, settings: Settings) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import threading
@@ -70,8 +71,19 @@ OPTIMIZE_MIN_NEW = 20_000
 # of 32 images takes seconds, that is every batch), and always on delete, optimize and close: a
 # crashed process loses nothing it was told was stored; a power cut, at most the last second.
 FLUSH_INTERVAL_S = 1.0
+# A full disk. Edge maps its files into memory, and a write through such a mapping into a full disk
+# is a SIGBUS: the process dies without a word. So every write first checks the free space on
+# QDRANT_PATH's disk and refuses, losing nothing, below FREE_SPACE_FACTOR times the write's size
+# (the WAL, the segment and the payload indexes each keep a copy) or MIN_FREE_MB, whichever is more.
+MIN_FREE_MB = 64
+FREE_SPACE_FACTOR = 4
 # How a person runs the migration (the CLI may wire `python -m embedder migrate` to migrate_local).
 MIGRATE_COMMAND = "python -m embedder migrate"
+# Migration from qdrant-client local mode: the copies are built in STAGING_DIR; MIGRATION_JOURNAL,
+# written once they are complete, means "finish the swap" to the next run (and "refuse" to opens).
+STAGING_DIR = ".migrating"
+MIGRATION_JOURNAL = ".migration.json"
+LOCAL_MODE_FILES = ("meta.json", "collection", ".lock")
 
 
 def edge_available() -> bool:
@@ -121,12 +133,18 @@ class EdgeStore(ImageStore):
         self._new_since_optimize = 0
         self._lock = FolderLock(Path(settings.qdrant_path))  # before Edge touches the folder
         try:
+            if migration_pending(Path(settings.qdrant_path)):
+                raise StoreError(
+                    f"Converting {self.location} to Qdrant Edge was interrupted. Run `{MIGRATE_COMMAND}` again "
+                    "to finish it (nothing was lost)."
+                )
             if is_local_mode_folder(Path(settings.qdrant_path)):
                 raise StoreError(
                     f"The storage folder {self.location} holds an index made by an older version of this app "
                     f"(qdrant-client local mode). Convert it once with `{MIGRATE_COMMAND}` (the old files are "
                     "kept as a backup), or set QDRANT_PATH to a new folder and index again."
                 )
+            self._check_space(0)  # opening writes too: the WAL is replayed, payload indexes flushed
             self._open()
         except BaseException:
             self.close()
@@ -196,20 +214,7 @@ class EdgeStore(ImageStore):
             raise StoreError(damaged_message(self.location, f"{META_NAME} is unreadable: {exc}")) from None
 
     def _write_meta(self) -> None:
-        meta = {
-            "model": self.model_id,
-            "dim": self.dim,
-            "distance": "Cosine",
-            "engine": "qdrant-edge",
-            "engine_version": EDGE_VERSION,
-            "format": META_FORMAT,
-        }
-        tmp = self.meta_path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(meta, fh, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.meta_path)
+        write_json_durably(self.meta_path, meta_document(self.model_id, self.dim))
 
     def _shard_size(self) -> int | None:
         """The vector size the shard itself was created with (its edge_config.json)."""
@@ -252,6 +257,19 @@ class EdgeStore(ImageStore):
         if time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
             self._flushed(shard)
 
+    def _check_space(self, write_bytes: int) -> None:
+        """Refuse a write of about `write_bytes` that the disk may not have room for (see MIN_FREE_MB)."""
+        need = max(MIN_FREE_MB * 2**20, FREE_SPACE_FACTOR * write_bytes)
+        try:
+            free = shutil.disk_usage(self.location).free
+        except OSError:  # cannot tell: let the write try
+            return
+        if free < need:
+            raise StoreError(
+                f"Only {free // 2**20} MB free on the disk of {self.location} (writing here needs "
+                f"{math.ceil(need / 2**20)} MB); free some space and run again (nothing was lost)."
+            )
+
     def flush(self) -> None:
         """Make every write so far safe from a power cut now."""
         with self._edge() as shard:
@@ -281,8 +299,9 @@ class EdgeStore(ImageStore):
         from qdrant_edge import Point as EdgePoint
         from qdrant_edge import UpdateOperation
 
-        vectors = np.asarray([p.vector for p in points], dtype=np.float32).tolist()
-        edge_points = [EdgePoint(p.id, v, p.payload) for p, v in zip(points, vectors)]
+        matrix = np.asarray([p.vector for p in points], dtype=np.float32)
+        self._check_space(matrix.nbytes + sum(_payload_bytes(p.payload) for p in points))
+        edge_points = [EdgePoint(p.id, v, p.payload) for p, v in zip(points, matrix.tolist())]
         with self._edge() as shard:
             shard.update(UpdateOperation.upsert_points(edge_points))
             self._new_since_optimize += len(points)
@@ -291,6 +310,7 @@ class EdgeStore(ImageStore):
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
         from qdrant_edge import UpdateOperation
 
+        self._check_space(_payload_bytes(payload))
         with self._edge() as shard:
             shard.update(UpdateOperation.overwrite_payload([point_id], payload))
             self._maybe_flush(shard)
@@ -300,6 +320,7 @@ class EdgeStore(ImageStore):
             return
         from qdrant_edge import UpdateOperation
 
+        self._check_space(0)
         with self._edge() as shard:
             shard.update(UpdateOperation.delete_points(list(ids)))
             self._flushed(shard)
@@ -369,6 +390,7 @@ class EdgeStore(ImageStore):
         if not force and self._new_since_optimize < OPTIMIZE_MIN_NEW:
             self.flush()  # the end of a bulk load: make it all power-safe now
             return False
+        self._check_space(0)
         with self._edge() as shard:
             started = time.perf_counter()
             changed = bool(shard.optimize())
@@ -395,6 +417,10 @@ class EdgeStore(ImageStore):
             lock, self._lock = getattr(self, "_lock", None), None
             if lock:
                 lock.release()
+
+
+def _payload_bytes(payload: dict[str, Any]) -> int:
+    return len(json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8"))
 
 
 def edge_config(dim: int):
@@ -433,48 +459,129 @@ def to_edge_filter(where: SearchFilter | None):
 # --- migration from qdrant-client local mode ------------------------------------------------------
 
 
+def migration_pending(folder: Path) -> bool:
+    """A migration stopped after its copies were complete, with files still to move."""
+    return (folder / MIGRATION_JOURNAL).is_file()
+
+
 def migrate_local(settings: Settings, on_progress: Callable[[str, int, int], None] | None = None) -> dict[str, int]:
     """Convert a qdrant-client local-mode folder (QDRANT_PATH) into Edge collections, in place.
 
-    Every collection is copied (ids, vectors, payloads, model label) into `<collection>/shard`,
-    then the old files move to `QDRANT_PATH/local-mode-backup-<time>/`. Returns points per
-    collection. Refuses while another process holds the folder; safe to run again after a crash
-    (a half-built copy is rebuilt; the old files stay until every copy is complete).
+    Every collection is copied (ids, vectors, payloads, model label) into `.migrating/<collection>`
+    while the old index stays untouched (a crash here only means the copy is made again). Then a
+    journal, `.migration.json`, records the backup folder and the finished copies, and only then
+    do files move: the old ones into `local-mode-backup-<time>/`, the copies into place. While the
+    journal exists the store refuses to open, and the next run finishes the moves from wherever
+    they stopped. Returns points per collection. Refuses while another process holds the folder.
     """
-    from qdrant_client import QdrantClient
-
     folder = Path(settings.qdrant_path)
-    if not is_local_mode_folder(folder):
-        raise StoreError(f"{folder} does not hold a qdrant-client local-mode index: nothing to migrate.")
+    nothing = StoreError(f"{folder} does not hold a qdrant-client local-mode index: nothing to migrate.")
+    if not migration_pending(folder) and not is_local_mode_folder(folder):
+        raise nothing
     lock = FolderLock(folder)
-    staging = folder / ".migrating"
-    counts: dict[str, int] = {}
     try:
-        try:
-            client = QdrantClient(path=str(folder))
-        except Exception as exc:  # noqa: BLE001
-            raise StoreError(f"Cannot open the old index at {folder}: {(str(exc).splitlines() or [exc])[0]}") from None
-        try:
-            for description in client.get_collections().collections:
-                name = description.name
-                config = client.get_collection(name).config
-                size = int(getattr(config.params.vectors, "size"))
-                model = (config.metadata or {}).get("model")
-                counts[name] = _copy_collection(client, name, staging / name, size, model, on_progress)
-        finally:
-            client.close()
-        backup = folder / f"local-mode-backup-{time.strftime('%Y%m%d-%H%M%S')}"
-        backup.mkdir()
-        for name in ("meta.json", "collection", ".lock"):
-            if (folder / name).exists():
-                os.replace(folder / name, backup / name)
-        for name in counts:
-            os.replace(staging / name, folder / name)
-        shutil.rmtree(staging, ignore_errors=True)
-        log.info("migrated %s to Qdrant Edge; the old files are in %s", counts, backup)
+        journal = _read_journal(folder)
+        if journal is None:
+            if not is_local_mode_folder(folder):  # another process converted it meanwhile
+                raise nothing
+            journal = _copy_local_mode(folder, on_progress)
+        counts = _finish_migration(folder, journal)
+        log.info("migrated %s to Qdrant Edge; the old files are in %s", counts, folder / journal["backup"])
         return counts
     finally:
         lock.release()
+
+
+def _copy_local_mode(folder: Path, on_progress) -> dict[str, Any]:
+    """Copy every collection into the staging folder, then write the journal that commits to them."""
+    from qdrant_client import QdrantClient
+
+    staging = folder / STAGING_DIR
+    shutil.rmtree(staging, ignore_errors=True)  # a copy an earlier run left unfinished
+    counts: dict[str, int] = {}
+    try:
+        client = QdrantClient(path=str(folder))
+    except Exception as exc:  # noqa: BLE001
+        raise StoreError(f"Cannot open the old index at {folder}: {(str(exc).splitlines() or [exc])[0]}") from None
+    try:
+        for description in client.get_collections().collections:
+            name = description.name
+            config = client.get_collection(name).config
+            size = int(getattr(config.params.vectors, "size"))
+            model = (config.metadata or {}).get("model")
+            counts[name] = _copy_collection(client, name, staging / name, size, model, on_progress)
+    finally:
+        client.close()
+    journal = {"backup": f"local-mode-backup-{time.strftime('%Y%m%d-%H%M%S')}", "collections": counts}
+    write_json_durably(folder / MIGRATION_JOURNAL, journal)
+    return journal
+
+
+def _finish_migration(folder: Path, journal: dict[str, Any]) -> dict[str, int]:
+    """Move the old files into the backup and the copies into place; each move is atomic and
+    skipped once done, so this can stop anywhere and run again."""
+    backup, staging = folder / journal["backup"], folder / STAGING_DIR
+    backup.mkdir(exist_ok=True)
+    for name in LOCAL_MODE_FILES:
+        if (folder / name).exists() and not (backup / name).exists():
+            os.replace(folder / name, backup / name)
+    for name in journal["collections"]:
+        if (staging / name).exists():
+            os.replace(staging / name, folder / name)
+        elif not (folder / name / META_NAME).is_file():
+            raise StoreError(
+                f"The converted copy of collection {name!r} is missing from {folder}. The old index is in "
+                f"{backup}: move its files back into {folder}, delete {MIGRATION_JOURNAL} and run "
+                f"`{MIGRATE_COMMAND}` again."
+            )
+    _fsync_folder(folder)
+    shutil.rmtree(staging, ignore_errors=True)
+    (folder / MIGRATION_JOURNAL).unlink()
+    _fsync_folder(folder)
+    return {name: int(n) for name, n in journal["collections"].items()}
+
+
+def _read_journal(folder: Path) -> dict[str, Any] | None:
+    try:
+        journal = json.loads((folder / MIGRATION_JOURNAL).read_text(encoding="utf-8"))
+        return {"backup": str(journal["backup"]), "collections": dict(journal["collections"])}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StoreError(damaged_message(folder, f"{MIGRATION_JOURNAL} is unreadable: {exc}")) from None
+
+
+def write_json_durably(path: Path, document: dict[str, Any]) -> None:
+    """Write `document` so that a crash leaves the old file or the new one, never a part."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(document, fh, indent=2)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make renames in `folder` survive a power cut."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def meta_document(model: str | None, dim: int) -> dict[str, Any]:
+    """What `collection.json` records (no model: a collection the next opener may adopt while empty)."""
+    labelled = {"model": model} if model is not None else {}
+    return {
+        **labelled,
+        "dim": dim,
+        "distance": "Cosine",
+        "engine": "qdrant-edge",
+        "engine_version": EDGE_VERSION,
+        "format": META_FORMAT,
+    }
 
 
 def _copy_collection(client, name: str, target: Path, size: int, model: str | None, on_progress) -> int:
@@ -512,11 +619,7 @@ def _copy_collection(client, name: str, target: Path, size: int, model: str | No
         shard.flush()
     finally:
         shard.close()
-    meta = {"model": model, "dim": size, "distance": "Cosine", "engine": "qdrant-edge",
-            "engine_version": EDGE_VERSION, "format": META_FORMAT}
-    if model is None:
-        meta.pop("model")
-    (target / META_NAME).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    write_json_durably(target / META_NAME, meta_document(model, size))
     return copied
 
 

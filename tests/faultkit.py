@@ -258,6 +258,85 @@ class ClosingServer:
         self.sock.close()
 
 
+class RawServer:
+    """Answers the first request of each connection with `response` (raw HTTP bytes), then closes.
+
+    With `drip_s` it sends one byte every `drip_s` seconds (a slow or hostile server), for at most
+    `give_up_s` seconds, then closes. `gave_up` records how long each connection lasted, seen from
+    the server, until the client hung up or the server stopped.
+    """
+
+    def __init__(self, response: bytes, drip_s: float | None = None, give_up_s: float = 30.0) -> None:
+        self.response = response
+        self.drip_s = drip_s
+        self.give_up_s = give_up_s
+        self.requests: list[bytes] = []  # each connection's request head
+        self.sent: list[int] = []  # bytes sent on each connection
+        self.lasted: list[float] = []  # seconds each connection lasted
+        self.client_hung_up: list[bool] = []
+        self._stop = threading.Event()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        started = time.monotonic()
+        sent, hung_up = 0, False
+        with conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                request += chunk
+            self.requests.append(request.partition(b"\r\n\r\n")[0])
+            step = 1 if self.drip_s else len(self.response)
+            while sent < len(self.response) and time.monotonic() - started < self.give_up_s:
+                try:
+                    conn.sendall(self.response[sent : sent + step])
+                except OSError:
+                    hung_up = True
+                    break
+                sent += step
+                # Between drips, watch for the client hanging up (a read of b"" or a reset).
+                if self.drip_s and select.select([conn], [], [], self.drip_s)[0]:
+                    try:
+                        hung_up = conn.recv(65536) == b""
+                    except OSError:
+                        hung_up = True
+                    if hung_up:
+                        break
+        self.sent.append(sent)
+        self.client_hung_up.append(hung_up)
+        self.lasted.append(time.monotonic() - started)
+
+    def __enter__(self) -> RawServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.sock.close()
+
+
+def http_response(status: str, content_type: str, body: bytes) -> bytes:
+    """A whole raw HTTP/1.1 response."""
+    head = f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    return head.encode() + body
+
+
 class _Quiet(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         pass
