@@ -5,20 +5,27 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from embedder.config import Settings, checked_cosine
 from embedder.errors import EmbedderError
 from embedder.indexer import Progress
 
 log = logging.getLogger("embedder")
+
+T = TypeVar("T")
+# The most results one search may skip or return. Qdrant sizes buffers by limit + offset (servers
+# have panicked on huge limits, and the sum can overflow); a million is more than a person pages.
+MAX_RESULTS = 1_000_000
+MAX_SIDE_PX = 2**31 - 1  # PNG and TIFF store sizes in 31-32 bits: no image file is wider
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -43,6 +50,70 @@ def parse_ks(text: str) -> tuple[int, ...]:
     return ks
 
 
+def whole_number(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high:,}, got {value}")
+        return value
+
+    return parse
+
+
+def finite_number(text: str) -> float:
+    """An argparse type: a number, not inf or nan."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}")
+    return value
+
+
+def cosine_score(text: str) -> float:
+    """An argparse type: a cosine similarity, -1 to 1."""
+    value = finite_number(text)
+    if not -1 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a cosine from -1 to 1, got {text}")
+    return value
+
+
+def day(text: str) -> date:
+    """An argparse type: YYYY-MM-DD."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a date like 2024-05-31, got {text!r}") from None
+
+
+def checked(convert: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type from a converter that raises an `EmbedderError` people can act on."""
+
+    def parse(text: str) -> T:
+        try:
+            return convert(text)
+        except EmbedderError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def _file_types(text: str) -> list[str]:
+    from embedder.search import check_file_types
+
+    return check_file_types(text.split(","))
+
+
+def _threshold_arg(text: str) -> float:
+    return checked_cosine("a near-duplicate threshold", finite_number(text))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m embedder", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
@@ -63,22 +134,24 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("terms", nargs="*", help="TEXT, -TEXT (subtract) or WEIGHT:TEXT")
     search.add_argument("--image", action="append", default=[], type=Path, metavar="PATH", help="an image as a term")
     search.add_argument("--like", action="append", default=[], metavar="ID", help="a stored image's id as a term")
-    search.add_argument("-k", "--limit", type=int, default=10)
-    search.add_argument("--offset", type=int, default=0)
-    search.add_argument("--min-score", type=float, default=None)
+    search.add_argument("-k", "--limit", type=whole_number(1, MAX_RESULTS), default=10)
+    search.add_argument("--offset", type=whole_number(0, MAX_RESULTS), default=0)
+    search.add_argument("--min-score", type=cosine_score, default=None, help="cosine, -1 to 1")
     search.add_argument("--template", default=None, help='e.g. "a photo of {}"')
     search.add_argument("--folder", help="only images in this folder or below")
-    search.add_argument("--type", dest="types", default="", help="file types, e.g. jpeg,png")
-    search.add_argument("--after", type=date.fromisoformat, help="taken on or after YYYY-MM-DD")
-    search.add_argument("--before", type=date.fromisoformat, help="taken on or before YYYY-MM-DD")
-    search.add_argument("--min-width", type=int)
-    search.add_argument("--min-height", type=int)
+    search.add_argument("--type", dest="types", type=checked(_file_types), default=[], help="file types, e.g. jpeg,png")
+    search.add_argument("--after", type=day, help="taken on or after YYYY-MM-DD")
+    search.add_argument("--before", type=day, help="taken on or before YYYY-MM-DD")
+    search.add_argument("--min-width", type=whole_number(0, MAX_SIDE_PX), metavar="PX")
+    search.add_argument("--min-height", type=whole_number(0, MAX_SIDE_PX), metavar="PX")
     search.add_argument("--collapse", action="store_true", help="show one of each set of near-duplicates")
-    search.add_argument("--threshold", type=float, default=None, help="near-duplicate cosine, default DUPLICATE_THRESHOLD")
+    search.add_argument(
+        "--threshold", type=checked(_threshold_arg), help="near-duplicate cosine, default DUPLICATE_THRESHOLD"
+    )
     search.add_argument("--json", action="store_true")
 
     dupes = commands.add_parser("duplicates", help="list groups of near-duplicate images")
-    dupes.add_argument("--threshold", type=float, default=None, help="cosine similarity, default DUPLICATE_THRESHOLD")
+    dupes.add_argument("--threshold", type=checked(_threshold_arg), help="cosine, default DUPLICATE_THRESHOLD")
     dupes.add_argument("--json", action="store_true")
 
     evaluate = commands.add_parser(
@@ -163,9 +236,7 @@ def run_search(engine: Any, args: argparse.Namespace) -> int:
     terms += [Term(point_id=pid) for pid in args.like]
     if not terms:
         raise EmbedderError("search needs at least one term: a text, --image PATH or --like ID")
-    where = make_filter(
-        args.folder, args.types.split(","), args.after, args.before, args.min_width, args.min_height
-    )
+    where = make_filter(args.folder, args.types, args.after, args.before, args.min_width, args.min_height)
     vector, where = engine.searcher.plan(terms, args.template, where)  # encoded once, for every page
 
     def fetch(limit: int, offset: int) -> list[Any]:
@@ -184,9 +255,7 @@ def run_search(engine: Any, args: argparse.Namespace) -> int:
 
 
 def _threshold(engine: Any, args: argparse.Namespace) -> float:
-    if args.threshold is None:
-        return engine.settings.duplicate_threshold
-    return checked_cosine("--threshold", args.threshold)
+    return engine.settings.duplicate_threshold if args.threshold is None else args.threshold
 
 
 def run_duplicates(engine: Any, args: argparse.Namespace) -> int:

@@ -110,6 +110,16 @@ def file_types() -> list[str]:
     return sorted(names)
 
 
+def check_file_types(types: Sequence[str]) -> list[str]:
+    """The file types people typed (`jpg`, `PNG`), each one a type the indexer reads, else a QueryError."""
+    known = set(file_types()) | set(FORMAT_ALIASES) | {f for family in FORMAT_FAMILIES.values() for f in family}
+    typed = [t.strip() for t in types if t.strip()]
+    unknown = [t for t in typed if t.upper() not in known]
+    if unknown:
+        raise QueryError(f"unknown file type {', '.join(unknown)}: use some of {', '.join(file_types()).lower()}")
+    return typed
+
+
 def make_filter(
     folder: str | None = None,
     types: Sequence[str] = (),

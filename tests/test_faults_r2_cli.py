@@ -1,0 +1,97 @@
+"""Reliability round 2, the command line: bad input is one clear line, hostile names stay inert.
+
+The CLI runs in-process (`cli.main`) on the real embedded store with the session's tiny CLIP, so
+each case costs milliseconds; one case runs `python -m embedder` as a real process to check the
+bytes a terminal would get.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from embedder import cli
+from faultkit import distinct_folder
+
+@pytest.fixture
+def store_env(tmp_path: Path, model_path: Path, encoder, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Settings for `cli.main` (a fresh embedded store) and the session's loaded model; the store's folder."""
+    monkeypatch.setenv("EMBEDDER_MODEL", str(model_path))
+    monkeypatch.setenv("EMBEDDER_DEVICE", "cpu")
+    monkeypatch.setenv("QDRANT_PATH", str(tmp_path / "qdrant"))
+    monkeypatch.setenv("UPLOAD_DIR", str(tmp_path / "uploads"))
+    monkeypatch.setattr("embedder.engine.Encoder", lambda *a, **k: encoder)
+    return tmp_path / "qdrant"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """`python -m embedder ARGV` in-process: (exit code, stdout, stderr); argparse's exit included."""
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_usage_error(code: int, err: str, command: str, option: str, says: str) -> None:
+    lines = err.strip().splitlines()
+    assert code == 2 and "Traceback" not in err, err
+    assert lines[0].startswith("usage: python -m embedder"), err
+    assert lines[-1].startswith(f"python -m embedder {command}: error: argument {option}: "), err
+    assert says in lines[-1], err
+
+
+@pytest.fixture
+def album(tmp_path: Path, store_env: Path, capsys: pytest.CaptureFixture[str]) -> list[Path]:
+    """Four distinct images, indexed through the CLI."""
+    paths = distinct_folder(tmp_path / "album", 4)
+    assert run(capsys, "index", str(tmp_path / "album"))[0] == 0
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# R2-11a: numbers and filters out of range
+
+
+@pytest.mark.parametrize(
+    ("argv", "option", "says"),
+    [
+        (["search", "x", "--offset", "-1"], "--offset", "must be from 0 to 1,000,000, got -1"),
+        (["search", "x", "--offset", str(2**64)], "--offset", "must be from 0 to 1,000,000"),
+        (["search", "x", "-k", "0"], "-k/--limit", "must be from 1 to 1,000,000, got 0"),
+        (["search", "x", "-k", "-3"], "-k/--limit", "got -3"),
+        (["search", "x", "-k", str(2**64)], "-k/--limit", "must be from 1 to 1,000,000"),
+        (["search", "x", "-k", "ten"], "-k/--limit", "must be a whole number, got 'ten'"),
+        (["search", "x", "--min-score", "1.5"], "--min-score", "must be a cosine from -1 to 1, got 1.5"),
+        (["search", "x", "--min-score", "-2"], "--min-score", "must be a cosine from -1 to 1"),
+        (["search", "x", "--min-score", "nan"], "--min-score", "must be a number, got 'nan'"),
+        (["search", "x", "--threshold", "nan"], "--threshold", "must be a number, got 'nan'"),
+        (["search", "x", "--threshold", "1.5"], "--threshold", "must be above 0 and at most 1, got 1.5"),
+        (["duplicates", "--threshold", "inf"], "--threshold", "must be a number, got 'inf'"),
+        (["search", "x", "--min-width", "-5"], "--min-width", "must be from 0 to 2,147,483,647, got -5"),
+        (["search", "x", "--min-height", str(10**400)], "--min-height", "must be from 0 to 2,147,483,647"),
+        (["search", "x", "--type", "jpg,pgn"], "--type", "unknown file type pgn: use some of bmp, gif, jpeg"),
+        (["search", "x", "--after", "2024-13-01"], "--after", "must be a date like 2024-05-31, got '2024-13-01'"),
+    ],
+)
+def test_out_of_range_options_are_one_line_before_anything_opens(
+    store_env: Path, capsys: pytest.CaptureFixture[str], argv: list[str], option: str, says: str
+) -> None:
+    code, out, err = run(capsys, *argv)
+    assert_usage_error(code, err, argv[0], option, says)
+    assert out == "" and not store_env.exists()  # refused before the model or the store was opened
+
+
+def test_the_bounds_themselves_are_accepted(album: list[Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """A control for the test above: the limits are inclusive and still search."""
+    code, out, _ = run(capsys, "search", "x", "-k", "1000000", "--min-score", "-1", "--min-width", "0", "--json")
+    assert code == 0 and len(json.loads(out)) == 4
+    code, out, _ = run(capsys, "search", "x", "--offset", "1000000", "--type", "JPG, png", "--threshold", "1", "--json")
+    assert code == 0 and json.loads(out) == []
+    code, out, _ = run(capsys, "search", "x", "--min-score", "1")
+    assert code == 0 and out.strip() == "no matches"
+
+
