@@ -104,6 +104,12 @@ def checked(convert: Callable[[str], T]) -> Callable[[str], T]:
     return parse
 
 
+def _point_id(text: str) -> str:
+    from embedder.search import parse_point_id
+
+    return parse_point_id(text)
+
+
 def _file_types(text: str) -> list[str]:
     from embedder.search import check_file_types
 
@@ -133,7 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument("terms", nargs="*", help="TEXT, -TEXT (subtract) or WEIGHT:TEXT")
     search.add_argument("--image", action="append", default=[], type=Path, metavar="PATH", help="an image as a term")
-    search.add_argument("--like", action="append", default=[], metavar="ID", help="a stored image's id as a term")
+    search.add_argument(
+        "--like", action="append", default=[], type=checked(_point_id), metavar="ID",
+        help="a stored image's id as a term (--json prints ids)",
+    )
     search.add_argument("-k", "--limit", type=whole_number(1, MAX_RESULTS), default=10)
     search.add_argument("--offset", type=whole_number(0, MAX_RESULTS), default=0)
     search.add_argument("--min-score", type=cosine_score, default=None, help="cosine, -1 to 1")

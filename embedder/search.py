@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
@@ -73,6 +74,17 @@ def parse_term(raw: str) -> Term:
     if text.startswith("-") and len(text) > 1:
         return Term(text=text[1:].strip(), weight=-1.0)
     return Term(text=text)
+
+
+def parse_point_id(raw: str) -> str:
+    """A stored image's id as people paste it (any case, braces or no dashes) → its canonical form."""
+    try:
+        return str(uuid.UUID(raw.strip()))
+    except ValueError:
+        raise QueryError(
+            f"{raw!r} is not an image id: ids look like 1b4e28ba-2fa1-41d2-883f-0016d3cca427; "
+            "`python -m embedder search --json WORDS` prints the id of every result"
+        ) from None
 
 
 @dataclass(frozen=True)

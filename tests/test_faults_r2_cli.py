@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from embedder import cli
+from embedder.errors import QueryError
+from embedder.search import parse_point_id
 from faultkit import distinct_folder
 
 @pytest.fixture
@@ -93,5 +95,34 @@ def test_the_bounds_themselves_are_accepted(album: list[Path], capsys: pytest.Ca
     assert code == 0 and json.loads(out) == []
     code, out, _ = run(capsys, "search", "x", "--min-score", "1")
     assert code == 0 and out.strip() == "no matches"
+
+
+# ---------------------------------------------------------------------------------------------
+# R2-11b: --like with something that is not an image id
+
+UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
+
+
+def test_like_with_a_non_id_says_what_ids_are_and_where_to_get_them(
+    album: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "search", "--like", "not-a-uuid")
+    assert_usage_error(code, err, "search", "--like", "'not-a-uuid' is not an image id")
+    assert "search --json" in err and "damaged" not in err
+
+    code, out, _ = run(capsys, "search", "x", "-k", "1", "--json")
+    stored_id = json.loads(out)[0]["id"]
+    pasted = stored_id.upper().replace("-", "")  # ids are accepted as people paste them
+    code, out, _ = run(capsys, "search", "--like", pasted, "--json")
+    assert code == 0 and stored_id not in [hit["id"] for hit in json.loads(out)] and len(json.loads(out)) == 3
+
+    code, out, err = run(capsys, "search", "--like", UNKNOWN_ID)
+    assert code == 1 and err == f"error: {UNKNOWN_ID} is no longer in the index\n"
+
+
+def test_point_ids_are_canonical_uuids() -> None:
+    assert parse_point_id(" {%s} " % UNKNOWN_ID.upper()) == UNKNOWN_ID
+    with pytest.raises(QueryError, match="not an image id"):
+        parse_point_id("12345")
 
 
