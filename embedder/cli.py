@@ -104,6 +104,12 @@ def checked(convert: Callable[[str], T]) -> Callable[[str], T]:
     return parse
 
 
+def _term(text: str) -> Any:
+    from embedder.search import parse_term  # loads torch: only when a search has terms
+
+    return parse_term(text)
+
+
 def _point_id(text: str) -> str:
     from embedder.search import parse_point_id
 
@@ -137,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Terms add up: `beach 2:sunset -people` means beach, twice as much sunset, no people. "
         "Put `--` before terms that start with '-'.",
     )
-    search.add_argument("terms", nargs="*", help="TEXT, -TEXT (subtract) or WEIGHT:TEXT")
+    search.add_argument("terms", nargs="*", type=checked(_term), help="TEXT, -TEXT (subtract) or WEIGHT:TEXT")
     search.add_argument("--image", action="append", default=[], type=Path, metavar="PATH", help="an image as a term")
     search.add_argument(
         "--like", action="append", default=[], type=checked(_point_id), metavar="ID",
@@ -238,9 +244,9 @@ def run_search(engine: Any, args: argparse.Namespace) -> int:
     from embedder.duplicates import Collapser
     from embedder.images import decode
     from embedder.pager import ResultPages
-    from embedder.search import Term, make_filter, parse_term
+    from embedder.search import Term, make_filter
 
-    terms = [parse_term(t) for t in args.terms]
+    terms = list(args.terms)
     terms += [Term(image=decode(path, engine.settings.max_image_pixels).image, label=path.name) for path in args.image]
     terms += [Term(point_id=pid) for pid in args.like]
     if not terms:

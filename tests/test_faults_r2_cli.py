@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from embedder import cli
 from embedder.errors import QueryError
-from embedder.search import parse_point_id
+from embedder.search import Term, parse_point_id, parse_term
 from faultkit import distinct_folder
 
 @pytest.fixture
@@ -124,5 +125,41 @@ def test_point_ids_are_canonical_uuids() -> None:
     assert parse_point_id(" {%s} " % UNKNOWN_ID.upper()) == UNKNOWN_ID
     with pytest.raises(QueryError, match="not an image id"):
         parse_point_id("12345")
+
+
+# ---------------------------------------------------------------------------------------------
+# R2-11c: weights that are not finite numbers, and finite ones far from 1
+
+
+@pytest.mark.parametrize("raw", ["inf:pizza", "nan:pizza", "1e400:pizza", "-inf:pizza", "-1e999:pizza"])
+def test_non_finite_weights_are_refused(store_env: Path, capsys: pytest.CaptureFixture[str], raw: str) -> None:
+    code, out, err = run(capsys, "search", "--", "beach", raw)  # `--`: terms may start with -
+    assert_usage_error(code, err, "search", "terms", "is not a finite number; use one like 2:pizza")
+    assert out == "" and not store_env.exists()
+    with pytest.raises(QueryError):
+        Term(text="pizza", weight=float(raw.split(":")[0]))  # no Term can carry one, whoever builds it
+
+
+def test_an_empty_term_is_refused(store_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "search", "beach", " ")
+    assert_usage_error(code, err, "search", "terms", "a search term is empty")
+    assert out == "" and not store_env.exists()
+
+
+def test_query_syntax_still_reads_text_with_colons() -> None:
+    assert parse_term("time: 10:30") == Term(text="time: 10:30")
+    assert parse_term("infinity war") == Term(text="infinity war")
+    assert parse_term("1e300:pizza") == Term(text="pizza", weight=1e300)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_huge_and_tiny_weights_give_the_terms_direction(engine) -> None:
+    """The composed vector is normalised: scaling every weight alike must not change it, however far."""
+    plain = engine.searcher.compose([Term(text="a red circle"), Term(text="a blue square", weight=-0.5)])
+    for scale in (1e300, 1e-300, 1e-9):
+        scaled = engine.searcher.compose(
+            [Term(text="a red circle", weight=scale), Term(text="a blue square", weight=-0.5 * scale)]
+        )
+        assert np.allclose(scaled, plain, atol=1e-6), scale
 
 
