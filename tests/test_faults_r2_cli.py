@@ -8,6 +8,7 @@ bytes a terminal would get.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,9 @@ import pytest
 
 from embedder import cli
 from embedder.errors import QueryError
+from embedder.evaluate import load_dataset
 from embedder.search import Term, parse_point_id, parse_term
-from faultkit import distinct_folder
+from faultkit import distinct_folder, distinct_image
 
 @pytest.fixture
 def store_env(tmp_path: Path, model_path: Path, encoder, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -161,5 +163,51 @@ def test_huge_and_tiny_weights_give_the_terms_direction(engine) -> None:
             [Term(text="a red circle", weight=scale), Term(text="a blue square", weight=-0.5 * scale)]
         )
         assert np.allclose(scaled, plain, atol=1e-6), scale
+
+
+# ---------------------------------------------------------------------------------------------
+# R2-11d: eval datasets as spreadsheets write them
+
+
+def _dataset(tmp_path: Path, csv_bytes: bytes) -> Path:
+    (tmp_path / "ds").mkdir()
+    distinct_image(0).save(tmp_path / "ds" / "1.png")
+    distinct_image(1).save(tmp_path / "ds" / "2.png")
+    (tmp_path / "ds" / "captions.csv").write_bytes(csv_bytes)
+    return tmp_path / "ds" / "captions.csv"
+
+
+def test_eval_reads_a_bom_header_and_a_200_kb_caption(
+    tmp_path: Path, store_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    long_caption = "a very long caption " * 10_000  # 200 KB, over the csv module's 128 KiB field limit
+    csv_file = _dataset(tmp_path, f"\ufeffPath, Caption\n1.png,{long_caption}\n2.png,blue|sky\n".encode())
+    assert set(load_dataset(csv_file).queries) == {"blue", long_caption.strip(), "sky"}
+
+    code, out, err = run(capsys, "eval", str(csv_file), "--json", "--per-query")
+    assert code == 0, err
+    text_queries = json.loads(out)["evaluations"][0]["per_query"]
+    assert {q["query"] for q in text_queries} == {"blue", long_caption.strip(), "sky"}
+    assert not store_env.exists()  # the throw-away store, as before
+
+
+@pytest.mark.parametrize(
+    ("csv_bytes", "says"),
+    [
+        (b"id,path,caption\n1,1.png,red\n2\n", "line 3: the header has 3 columns but this row has 1"),
+        (b"path,caption\n1.png,a dog, running\n", "line 2: the header has 2 columns but this row has 3: put a caption"),
+        (b"path,caption\n1.png,red\n,blue\n", "line 3: the path is empty"),
+        (b"path,caption\n1.png,M\xe9xico\n", "not UTF-8 text; save it as CSV UTF-8"),
+    ],
+)
+def test_a_malformed_eval_csv_names_the_line(
+    tmp_path: Path, store_env: Path, capsys: pytest.CaptureFixture[str], csv_bytes: bytes, says: str
+) -> None:
+    csv_file = _dataset(tmp_path, csv_bytes)
+    with pytest.raises(ValueError, match=re.escape(says)):
+        load_dataset(csv_file)
+    code, out, err = run(capsys, "eval", str(csv_file))
+    assert (code, out) == (1, "") and err.startswith(f"error: {csv_file}") and says in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
 
 
