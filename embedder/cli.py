@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from embedder.config import Settings, checked_cosine
 from embedder.errors import EmbedderError
 from embedder.indexer import Progress
+from embedder.terminal import printable
 
 log = logging.getLogger("embedder")
 
@@ -211,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stack.callback(engine.close)
             return COMMANDS[args.command](engine, args)
     except EmbedderError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(printable(f"error: {exc}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted: run the same command again to finish (nothing is indexed twice)", file=sys.stderr)
@@ -226,9 +227,9 @@ def run_index(engine: Any, args: argparse.Namespace) -> int:
     if sys.stderr.isatty():
         print(file=sys.stderr)
     for failure in report.failed:
-        print(f"failed: {failure.path}: {failure.reason}")
+        print(printable(f"failed: {failure.path}: {failure.reason}"))
     for path in report.removed:
-        print(f"removed: {path}")
+        print(printable(f"removed: {path}"))
     print(report.summary())
     return 0
 
@@ -265,7 +266,7 @@ def run_search(engine: Any, args: argparse.Namespace) -> int:
     if not results:
         print("no matches" if engine.store.count() else "nothing indexed yet: run `python -m embedder index FOLDER`")
     for r in results:
-        print(f"{r.score:.3f}  {r.path}")
+        print(printable(f"{r.score:.3f}  {r.path}"))
     return 0
 
 
@@ -283,7 +284,7 @@ def run_duplicates(engine: Any, args: argparse.Namespace) -> int:
     for g in groups:
         print(f"{len(g.ids)} images, cosine ≥ {g.score:.3f}:")
         for payload in g.payloads:
-            print(f"  {payload['paths'][0]}")
+            print(printable(f"  {payload['paths'][0]}"))
     print(f"{len(groups)} groups of near-duplicates")
     return 0
 
@@ -298,7 +299,7 @@ def run_eval(engine: Any, args: argparse.Namespace) -> int:
         raise EmbedderError(str(exc)) from None
     report = engine.indexer.index(sorted(dataset.labels))
     for failure in report.failed:
-        print(f"skipped: {failure.path}: {failure.reason}", file=sys.stderr)
+        print(printable(f"skipped: {failure.path}: {failure.reason}"), file=sys.stderr)
     templates = [None, args.template or DEFAULT_TEMPLATE] if args.compare_templates else [args.template]
     evaluations = [evaluate_text(engine, dataset, args.k, t) for t in templates]
     evaluations.append(evaluate_images(engine, dataset, args.k))
@@ -307,11 +308,13 @@ def run_eval(engine: Any, args: argparse.Namespace) -> int:
             e.as_dict(per_query=args.per_query) for e in evaluations
         ]})
         return 0
-    print(f"{len(dataset.labels)} images, {len(dataset.queries)} text queries, model {engine.encoder.model_id}")
+    counts = f"{len(dataset.labels)} images, {len(dataset.queries)} text queries"
+    print(printable(f"{counts}, model {engine.encoder.model_id}"))
     print(format_table(evaluations))
     if args.per_query:
         for evaluation in evaluations[:-1]:
-            print(f"\ntext queries, template {evaluation.template or '—'}, worst first:")
+            print()
+            print(printable(f"text queries, template {evaluation.template or '—'}, worst first:"))
             print(format_per_query(evaluation, args.k[min(1, len(args.k) - 1)]))
     return 0
 
@@ -322,7 +325,7 @@ def run_info(engine: Any, args: argparse.Namespace) -> int:
         _print_json(info)
     else:
         for key, value in info.items():
-            print(f"{key:>10}: {value}")
+            print(printable(f"{key:>10}: {value}"))
     return 0
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from embedder.images import discover
 from embedder.search import apply_template
 from embedder.store import SearchFilter
+from embedder.terminal import printable
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ def format_table(evaluations: Sequence[Evaluation]) -> str:
     lines = [header, "-" * len(header)]
     for ev in evaluations:
         overall = ev.overall()
-        template = ev.template or "—"
+        template = printable(ev.template or "—")
         cells = " ".join(f"{overall.get(c, 0.0):>6.3f}" for c in columns)
         lines.append(f"{ev.mode:<12} {template[:16]:<16} {len(ev.queries):>7} {cells}")
     return "\n".join(lines)
@@ -208,7 +209,8 @@ def format_per_query(evaluation: Evaluation, k: int) -> str:
     rows = sorted(evaluation.queries, key=lambda q: (q.average_precision, q.query))
     lines = [f"{'query':<32} {'P@' + str(k):>6} {'R@' + str(k):>6} {'AP':>6} {'RR':>6}"]
     lines += [
-        f"{q.query[:32]:<32} {q.precision[k]:>6.3f} {q.recall[k]:>6.3f} {q.average_precision:>6.3f} {q.reciprocal_rank:>6.3f}"
+        f"{printable(q.query)[:32]:<32} {q.precision[k]:>6.3f} {q.recall[k]:>6.3f} "
+        f"{q.average_precision:>6.3f} {q.reciprocal_rank:>6.3f}"
         for q in rows
     ]
     return "\n".join(lines)

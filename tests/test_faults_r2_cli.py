@@ -18,7 +18,8 @@ from embedder import cli
 from embedder.errors import QueryError
 from embedder.evaluate import load_dataset
 from embedder.search import Term, parse_point_id, parse_term
-from faultkit import distinct_folder, distinct_image
+from embedder.terminal import printable
+from faultkit import cli_env, distinct_folder, distinct_image, run_cli
 
 @pytest.fixture
 def store_env(tmp_path: Path, model_path: Path, encoder, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -211,3 +212,90 @@ def test_a_malformed_eval_csv_names_the_line(
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
+# ---------------------------------------------------------------------------------------------
+# R2-11e: names a terminal would obey
+
+# Names a terminal would obey: a newline, colour, a window title with a bell, CSI in its one-byte C1 form.
+NEWLINE_NAME = "a\nb.png"
+COLOUR_NAME = "\x1b[31mred.png"
+TITLE_NAME = "\x1b]0;pwned\x07bad.jpg"  # not an image: it shows in a `failed:` line
+C1_NAME = "\x9b2Jcopy.jpg"
+
+
+def test_printable_shows_what_a_terminal_would_obey_and_keeps_the_rest() -> None:
+    assert printable(NEWLINE_NAME) == r"a\x0ab.png"
+    assert printable(COLOUR_NAME) == r"\x1b[31mred.png"
+    assert printable(TITLE_NAME) == r"\x1b]0;pwned\x07bad.jpg"
+    assert printable(C1_NAME) == r"\xc2\x9b2Jcopy.jpg"  # one-byte CSI, as UTF-8 writes it
+    assert printable("tab\there\r\x7f") == r"tab\x09here\x0d\x7f"
+    assert printable("evil\u202egnp.exe") == r"evil\xe2\x80\xaegnp.exe"  # right-to-left override
+    assert printable("M\udce9xico.jpg") == r"M\xe9xico.jpg"  # a byte that is not UTF-8, as os.fsdecode gives it
+    kept = ("ünïcødé 写真 🐱.png", "with space.jpg", "\u3000全角.png", "👨\u200d👩\u200d👧.png", r"C:\x.png")
+    for name in kept:
+        assert printable(name) == name
+
+
+def _hostile_album(folder: Path) -> dict[str, Path]:
+    """Images under names a terminal would obey (one of them not an image) and a near-duplicate pair."""
+    folder.mkdir()
+    files = {name: folder / name for name in (NEWLINE_NAME, COLOUR_NAME, TITLE_NAME, C1_NAME)}
+    distinct_image(0).save(files[NEWLINE_NAME], "PNG")
+    distinct_image(1).save(files[COLOUR_NAME], "PNG")
+    files[TITLE_NAME].write_text("not an image")
+    distinct_image(0).save(files[C1_NAME], "JPEG", quality=95)  # the same picture as NEWLINE_NAME
+    return files
+
+
+# Every line the human output may have; a raw newline in a name would start a line matching none.
+HUMAN_LINES = re.compile(
+    r"(failed|removed): /.*|\d+ added, .* failed in .*"  # index
+    r"|-?\d\.\d{3}  /.*"  # search
+    r"|\d+ images, cosine ≥ .*:|  /.*|\d+ groups of near-duplicates"  # duplicates
+)
+
+
+def assert_inert(output: str) -> None:
+    assert "\x1b" not in output and "\x07" not in output and "\x9b" not in output, output
+    for line in output.splitlines():
+        assert HUMAN_LINES.fullmatch(line), f"a line the CLI never prints: {line!r}"
+
+
+def test_hostile_names_are_escaped_in_index_search_and_duplicates(
+    tmp_path: Path, store_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = _hostile_album(tmp_path / "album")
+    shown = {name: printable(str(path)) for name, path in files.items()}
+
+    code, out, _ = run(capsys, "index", str(tmp_path / "album"))
+    assert code == 0 and f"failed: {shown[TITLE_NAME]}: not an image" in out
+    assert_inert(out)
+
+    code, out, _ = run(capsys, "search", "a red circle", "-k", "10")
+    assert code == 0 and {shown[NEWLINE_NAME], shown[COLOUR_NAME], shown[C1_NAME]} <= set(re.findall(r"  (/.*)", out))
+    assert_inert(out)
+
+    code, out, _ = run(capsys, "search", "a red circle", "--json")  # JSON stays exact
+    assert {hit["path"] for hit in json.loads(out)} == {str(files[n]) for n in (NEWLINE_NAME, COLOUR_NAME, C1_NAME)}
+
+    code, out, _ = run(capsys, "duplicates", "--threshold", "0.95")
+    assert code == 0 and "1 groups of near-duplicates" in out
+    assert {f"  {shown[NEWLINE_NAME]}", f"  {shown[C1_NAME]}"} == set(re.findall(r"  /.*", out))
+    assert_inert(out)
+
+    files[COLOUR_NAME].unlink()
+    code, out, _ = run(capsys, "index", "--prune", str(tmp_path / "album"))
+    assert code == 0 and f"removed: {shown[COLOUR_NAME]}" in out.splitlines()
+    assert_inert(out)
+
+
+@pytest.mark.slow
+def test_a_real_index_run_writes_no_control_bytes(tmp_path: Path, model_path: Path) -> None:
+    """`python -m embedder index` as a person runs it: the bytes on stdout are what a terminal gets."""
+    files = _hostile_album(tmp_path / "album")
+    done = run_cli(cli_env(tmp_path, model_path), "index", str(tmp_path / "album"))
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert_inert(done.stdout)
+    assert done.stdout.splitlines()[0] == f"failed: {printable(str(files[TITLE_NAME]))}: " + (
+        "not an image, or a format that is not supported"
+    )
+    assert re.fullmatch(r"3 added, 0 unchanged, 0 renamed, 0 removed, 1 failed in .*", done.stdout.splitlines()[1])
