@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from embedder.config import Settings, checked_cosine
-from embedder.errors import EmbedderError
+from embedder.errors import EmbedderError, ImageError
 from embedder.indexer import Progress
 from embedder.terminal import printable
 
@@ -243,12 +243,11 @@ def _show_progress(p: Progress) -> None:
 
 def run_search(engine: Any, args: argparse.Namespace) -> int:
     from embedder.duplicates import Collapser
-    from embedder.images import decode
     from embedder.pager import ResultPages
     from embedder.search import Term, make_filter
 
     terms = list(args.terms)
-    terms += [Term(image=decode(path, engine.settings.max_image_pixels).image, label=path.name) for path in args.image]
+    terms += [_image_term(path, engine.settings.max_image_pixels) for path in args.image]
     terms += [Term(point_id=pid) for pid in args.like]
     if not terms:
         raise EmbedderError("search needs at least one term: a text, --image PATH or --like ID")
@@ -268,6 +267,17 @@ def run_search(engine: Any, args: argparse.Namespace) -> int:
     for r in results:
         print(printable(f"{r.score:.3f}  {r.path}"))
     return 0
+
+
+def _image_term(path: Path, max_pixels: int) -> Any:
+    """An example image as a query term; one that cannot be read is an error naming it."""
+    from embedder.images import decode
+    from embedder.search import Term
+
+    try:
+        return Term(image=decode(path, max_pixels).image, label=path.name)
+    except ImageError as exc:
+        raise ImageError(f"{path}: {exc}") from None
 
 
 def _threshold(engine: Any, args: argparse.Namespace) -> float:

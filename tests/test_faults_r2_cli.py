@@ -299,3 +299,9 @@ def test_a_real_index_run_writes_no_control_bytes(tmp_path: Path, model_path: Pa
         "not an image, or a format that is not supported"
     )
     assert re.fullmatch(r"3 added, 0 unchanged, 0 renamed, 0 removed, 1 failed in .*", done.stdout.splitlines()[1])
+
+
+def test_an_error_naming_a_hostile_file_is_one_inert_line(store_env: Path, tmp_path: Path, capsys) -> None:
+    code, out, err = run(capsys, "search", "--image", str(tmp_path / "\x1b[2J\ngone.png"))
+    assert (code, out) == (1, "") and err.startswith("error: ") and err.count("\n") == 1, err
+    assert "\x1b" not in err and r"\x1b[2J\x0agone.png" in err
