@@ -5,22 +5,30 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from embedder.config import Settings, checked_cosine
-from embedder.errors import EmbedderError
+from embedder.errors import EmbedderError, ImageError
 from embedder.indexer import Progress
 from embedder.paths import path_to_text, typed_path
+from embedder.terminal import printable
 
 log = logging.getLogger("embedder")
+
+T = TypeVar("T")
+# The most results one search may skip or return. Qdrant sizes buffers by limit + offset (servers
+# have panicked on huge limits, and the sum can overflow); a million is more than a person pages.
+MAX_RESULTS = 1_000_000
+MAX_SIDE_PX = 2**31 - 1  # PNG and TIFF store sizes in 31-32 bits: no image file is wider
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -45,6 +53,82 @@ def parse_ks(text: str) -> tuple[int, ...]:
     return ks
 
 
+def whole_number(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high:,}, got {value}")
+        return value
+
+    return parse
+
+
+def finite_number(text: str) -> float:
+    """An argparse type: a number, not inf or nan."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}")
+    return value
+
+
+def cosine_score(text: str) -> float:
+    """An argparse type: a cosine similarity, -1 to 1."""
+    value = finite_number(text)
+    if not -1 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a cosine from -1 to 1, got {text}")
+    return value
+
+
+def day(text: str) -> date:
+    """An argparse type: YYYY-MM-DD."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a date like 2024-05-31, got {text!r}") from None
+
+
+def checked(convert: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type from a converter that raises an `EmbedderError` people can act on."""
+
+    def parse(text: str) -> T:
+        try:
+            return convert(text)
+        except EmbedderError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def _term(text: str) -> Any:
+    from embedder.search import parse_term  # loads torch: only when a search has terms
+
+    return parse_term(text)
+
+
+def _point_id(text: str) -> str:
+    from embedder.search import parse_point_id
+
+    return parse_point_id(text)
+
+
+def _file_types(text: str) -> list[str]:
+    from embedder.search import check_file_types
+
+    return check_file_types(text.split(","))
+
+
+def _threshold_arg(text: str) -> float:
+    return checked_cosine("a near-duplicate threshold", finite_number(text))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m embedder", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
@@ -62,27 +146,32 @@ def build_parser() -> argparse.ArgumentParser:
         description="Terms add up: `beach 2:sunset -people` means beach, twice as much sunset, no people. "
         "Put `--` before terms that start with '-'.",
     )
-    search.add_argument("terms", nargs="*", help="TEXT, -TEXT (subtract) or WEIGHT:TEXT")
+    search.add_argument("terms", nargs="*", type=checked(_term), help="TEXT, -TEXT (subtract) or WEIGHT:TEXT")
     search.add_argument(
         "--image", action="append", default=[], type=typed_path, metavar="PATH", help="an image as a term"
     )
-    search.add_argument("--like", action="append", default=[], metavar="ID", help="a stored image's id as a term")
-    search.add_argument("-k", "--limit", type=int, default=10)
-    search.add_argument("--offset", type=int, default=0)
-    search.add_argument("--min-score", type=float, default=None)
+    search.add_argument(
+        "--like", action="append", default=[], type=checked(_point_id), metavar="ID",
+        help="a stored image's id as a term (--json prints ids)",
+    )
+    search.add_argument("-k", "--limit", type=whole_number(1, MAX_RESULTS), default=10)
+    search.add_argument("--offset", type=whole_number(0, MAX_RESULTS), default=0)
+    search.add_argument("--min-score", type=cosine_score, default=None, help="cosine, -1 to 1")
     search.add_argument("--template", default=None, help='e.g. "a photo of {}"')
     search.add_argument("--folder", type=typed_path, help="only images in this folder or below")
-    search.add_argument("--type", dest="types", default="", help="file types, e.g. jpeg,png")
-    search.add_argument("--after", type=date.fromisoformat, help="taken on or after YYYY-MM-DD")
-    search.add_argument("--before", type=date.fromisoformat, help="taken on or before YYYY-MM-DD")
-    search.add_argument("--min-width", type=int)
-    search.add_argument("--min-height", type=int)
+    search.add_argument("--type", dest="types", type=checked(_file_types), default=[], help="file types, e.g. jpeg,png")
+    search.add_argument("--after", type=day, help="taken on or after YYYY-MM-DD")
+    search.add_argument("--before", type=day, help="taken on or before YYYY-MM-DD")
+    search.add_argument("--min-width", type=whole_number(0, MAX_SIDE_PX), metavar="PX")
+    search.add_argument("--min-height", type=whole_number(0, MAX_SIDE_PX), metavar="PX")
     search.add_argument("--collapse", action="store_true", help="show one of each set of near-duplicates")
-    search.add_argument("--threshold", type=float, default=None, help="near-duplicate cosine, default DUPLICATE_THRESHOLD")
+    search.add_argument(
+        "--threshold", type=checked(_threshold_arg), help="near-duplicate cosine, default DUPLICATE_THRESHOLD"
+    )
     search.add_argument("--json", action="store_true")
 
     dupes = commands.add_parser("duplicates", help="list groups of near-duplicate images")
-    dupes.add_argument("--threshold", type=float, default=None, help="cosine similarity, default DUPLICATE_THRESHOLD")
+    dupes.add_argument("--threshold", type=checked(_threshold_arg), help="cosine, default DUPLICATE_THRESHOLD")
     dupes.add_argument("--json", action="store_true")
 
     evaluate = commands.add_parser(
@@ -127,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stack.callback(engine.close)
             return COMMANDS[args.command](engine, args)
     except EmbedderError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(printable(f"error: {exc}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted: run the same command again to finish (nothing is indexed twice)", file=sys.stderr)
@@ -142,9 +231,9 @@ def run_index(engine: Any, args: argparse.Namespace) -> int:
     if sys.stderr.isatty():
         print(file=sys.stderr)
     for failure in report.failed:
-        print(f"failed: {failure.path}: {failure.reason}")
+        print(printable(f"failed: {failure.path}: {failure.reason}"))
     for path in report.removed:
-        print(f"removed: {path}")
+        print(printable(f"removed: {path}"))
     print(report.summary())
     return 0
 
@@ -157,12 +246,10 @@ def _show_progress(p: Progress) -> None:
 
 
 def run_search(engine: Any, args: argparse.Namespace) -> int:
-    from embedder.images import decode
-    from embedder.search import Query, Term, make_filter, parse_term
+    from embedder.search import Query, Term, make_filter
 
-    terms = [parse_term(t) for t in args.terms]
-    pixels = engine.settings.max_image_pixels
-    terms += [Term(image=decode(path, pixels).image, label=path_to_text(path.name)) for path in args.image]
+    terms = list(args.terms)
+    terms += [_image_term(path, engine.settings.max_image_pixels) for path in args.image]
     terms += [Term(point_id=pid) for pid in args.like]
     if not terms:
         raise EmbedderError("search needs at least one term: a text, --image PATH or --like ID")
@@ -170,7 +257,7 @@ def run_search(engine: Any, args: argparse.Namespace) -> int:
     query = Query(
         tuple(terms),
         template=args.template,
-        where=make_filter(folder, args.types.split(","), args.after, args.before, args.min_width, args.min_height),
+        where=make_filter(folder, args.types, args.after, args.before, args.min_width, args.min_height),
         min_score=args.min_score,
         collapse=_threshold(engine, args) if args.collapse else None,
     )
@@ -181,14 +268,23 @@ def run_search(engine: Any, args: argparse.Namespace) -> int:
     if not results:
         print("no matches" if engine.store.count() else "nothing indexed yet: run `python -m embedder index FOLDER`")
     for r in results:
-        print(f"{r.score:.3f}  {r.path}")
+        print(printable(f"{r.score:.3f}  {r.path}"))
     return 0
 
 
+def _image_term(path: Path, max_pixels: int) -> Any:
+    """An example image as a query term; one that cannot be read is an error naming it."""
+    from embedder.images import decode
+    from embedder.search import Term
+
+    try:
+        return Term(image=decode(path, max_pixels).image, label=path_to_text(path.name))
+    except ImageError as exc:
+        raise ImageError(f"{path_to_text(path)}: {exc}") from None
+
+
 def _threshold(engine: Any, args: argparse.Namespace) -> float:
-    if args.threshold is None:
-        return engine.settings.duplicate_threshold
-    return checked_cosine("--threshold", args.threshold)
+    return engine.settings.duplicate_threshold if args.threshold is None else args.threshold
 
 
 def run_duplicates(engine: Any, args: argparse.Namespace) -> int:
@@ -201,7 +297,7 @@ def run_duplicates(engine: Any, args: argparse.Namespace) -> int:
     for g in groups:
         print(f"{len(g.ids)} images, cosine ≥ {g.score:.3f}:")
         for payload in g.payloads:
-            print(f"  {payload['paths'][0]}")
+            print(printable(f"  {payload['paths'][0]}"))
     print(f"{len(groups)} groups of near-duplicates")
     return 0
 
@@ -216,7 +312,7 @@ def run_eval(engine: Any, args: argparse.Namespace) -> int:
         raise EmbedderError(str(exc)) from None
     report = engine.indexer.index(sorted(dataset.labels))
     for failure in report.failed:
-        print(f"skipped: {failure.path}: {failure.reason}", file=sys.stderr)
+        print(printable(f"skipped: {failure.path}: {failure.reason}"), file=sys.stderr)
     templates = [None, args.template or DEFAULT_TEMPLATE] if args.compare_templates else [args.template]
     evaluations = [evaluate_text(engine, dataset, args.k, t) for t in templates]
     evaluations.append(evaluate_images(engine, dataset, args.k))
@@ -225,11 +321,13 @@ def run_eval(engine: Any, args: argparse.Namespace) -> int:
             e.as_dict(per_query=args.per_query) for e in evaluations
         ]})
         return 0
-    print(f"{len(dataset.labels)} images, {len(dataset.queries)} text queries, model {engine.encoder.model_id}")
+    counts = f"{len(dataset.labels)} images, {len(dataset.queries)} text queries"
+    print(printable(f"{counts}, model {engine.encoder.model_id}"))
     print(format_table(evaluations))
     if args.per_query:
         for evaluation in evaluations[:-1]:
-            print(f"\ntext queries, template {evaluation.template or '—'}, worst first:")
+            print()
+            print(printable(f"text queries, template {evaluation.template or '—'}, worst first:"))
             print(format_per_query(evaluation, args.k[min(1, len(args.k) - 1)]))
     return 0
 
@@ -240,7 +338,7 @@ def run_info(engine: Any, args: argparse.Namespace) -> int:
         _print_json(info)
     else:
         for key, value in info.items():
-            print(f"{key:>10}: {value}")
+            print(printable(f"{key:>10}: {value}"))
     return 0
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from embedder.images import discover
 from embedder.search import apply_template
 from embedder.store import SearchFilter
+from embedder.terminal import printable
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +54,40 @@ def load_dataset(source: Path) -> Dataset:
 
 def _from_csv(path: Path) -> Dataset:
     dataset = Dataset(path.parent)
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"path", "caption"} <= set(reader.fieldnames):
-            raise ValueError(f"{path}: a CSV dataset needs the columns path,caption")
-        for row in reader:
-            image = os.path.normpath(path.parent / row["path"])
-            captions = {c.strip() for c in (row["caption"] or "").split("|") if c.strip()}
-            dataset.labels.setdefault(image, set()).update(captions)
+    reader = None
+    # No field is longer than the file: a long caption is read, whatever the csv module's default limit.
+    default_limit = csv.field_size_limit(max(csv.field_size_limit(), path.stat().st_size))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: Excel's "CSV UTF-8" starts with a BOM
+            reader = csv.reader(fh)
+            header = [name.strip().lower() for name in next(reader, [])]
+            if not {"path", "caption"} <= set(header):
+                raise ValueError(f"{path}: a CSV dataset needs the columns path,caption")
+            for row in reader:
+                if row:
+                    image, captions = _csv_row(path, reader.line_num, header, row)
+                    dataset.labels.setdefault(image, set()).update(captions)
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text; save it as CSV UTF-8") from None
+    except csv.Error as exc:
+        raise ValueError(f"{path}, line {reader.line_num if reader else 1}: not valid CSV ({exc})") from None
+    finally:
+        csv.field_size_limit(default_limit)
     if not dataset.labels:
         raise ValueError(f"{path}: no rows")
     return dataset
+
+
+def _csv_row(path: Path, line: int, header: list[str], row: list[str]) -> tuple[str, set[str]]:
+    """One `path,caption` row → (the image's absolute path, its captions); a malformed row is a ValueError."""
+    if len(row) != len(header):
+        hint = ": put a caption with commas in double quotes" if len(row) > len(header) else ""
+        raise ValueError(f"{path}, line {line}: the header has {len(header)} columns but this row has {len(row)}{hint}")
+    fields = dict(zip(header, row))
+    if not fields["path"].strip():
+        raise ValueError(f"{path}, line {line}: the path is empty")
+    image = os.path.normpath(path.parent / fields["path"])
+    return image, {c.strip() for c in fields["caption"].split("|") if c.strip()}
 
 
 @dataclass(frozen=True)
@@ -174,7 +198,7 @@ def format_table(evaluations: Sequence[Evaluation]) -> str:
     lines = [header, "-" * len(header)]
     for ev in evaluations:
         overall = ev.overall()
-        template = ev.template or "—"
+        template = printable(ev.template or "—")
         cells = " ".join(f"{overall.get(c, 0.0):>6.3f}" for c in columns)
         lines.append(f"{ev.mode:<12} {template[:16]:<16} {len(ev.queries):>7} {cells}")
     return "\n".join(lines)
@@ -185,7 +209,8 @@ def format_per_query(evaluation: Evaluation, k: int) -> str:
     rows = sorted(evaluation.queries, key=lambda q: (q.average_precision, q.query))
     lines = [f"{'query':<32} {'P@' + str(k):>6} {'R@' + str(k):>6} {'AP':>6} {'RR':>6}"]
     lines += [
-        f"{q.query[:32]:<32} {q.precision[k]:>6.3f} {q.recall[k]:>6.3f} {q.average_precision:>6.3f} {q.reciprocal_rank:>6.3f}"
+        f"{printable(q.query)[:32]:<32} {q.precision[k]:>6.3f} {q.recall[k]:>6.3f} "
+        f"{q.average_precision:>6.3f} {q.reciprocal_rank:>6.3f}"
         for q in rows
     ]
     return "\n".join(lines)

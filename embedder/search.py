@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
@@ -41,6 +43,10 @@ class Term:
     vector: np.ndarray | None = field(default=None, compare=False, repr=False)
     label: str = ""
 
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.weight):
+            raise QueryError(f"a term's weight must be a finite number, got {self.weight}")
+
     def describe(self) -> str:
         """How the term reads: `“dog”`, `images like a.jpg`, `images like your picture b.png`."""
         if self.text is not None:
@@ -65,15 +71,34 @@ def describe_query(terms: Sequence[Term]) -> str:
 def parse_term(raw: str) -> Term:
     """Query syntax: `beach` (weight 1), `-people` (weight -1), `2:sunset`, `-0.5:crowd`."""
     text = raw.strip()
+    if not text:
+        raise QueryError("a search term is empty: give words, e.g. beach, or remove the empty argument")
     head, sep, rest = text.partition(":")
     if sep and rest.strip():
         try:
-            return Term(text=rest.strip(), weight=float(head))
+            weight = float(head)
         except ValueError:
             pass
+        else:
+            if not math.isfinite(weight):
+                raise QueryError(
+                    f"{text!r}: the weight {head.strip()} is not a finite number; use one like 2:{rest.strip()}"
+                )
+            return Term(text=rest.strip(), weight=weight)
     if text.startswith("-") and len(text) > 1:
         return Term(text=text[1:].strip(), weight=-1.0)
     return Term(text=text)
+
+
+def parse_point_id(raw: str) -> str:
+    """A stored image's id as people paste it (any case, braces or no dashes) → its canonical form."""
+    try:
+        return str(uuid.UUID(raw.strip()))
+    except ValueError:
+        raise QueryError(
+            f"{raw!r} is not an image id: ids look like 1b4e28ba-2fa1-41d2-883f-0016d3cca427; "
+            "`python -m embedder search --json WORDS` prints the id of every result"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -141,6 +166,16 @@ def file_types() -> list[str]:
     """The file types people can filter by: one per format the indexer reads."""
     names = {FORMAT_ALIASES.get(ext.lstrip(".").upper(), ext.lstrip(".").upper()) for ext in IMAGE_EXTENSIONS}
     return sorted(names)
+
+
+def check_file_types(types: Sequence[str]) -> list[str]:
+    """The file types people typed (`jpg`, `PNG`), each one a type the indexer reads, else a QueryError."""
+    known = set(file_types()) | set(FORMAT_ALIASES) | {f for family in FORMAT_FAMILIES.values() for f in family}
+    typed = [t.strip() for t in types if t.strip()]
+    unknown = [t for t in typed if t.upper() not in known]
+    if unknown:
+        raise QueryError(f"unknown file type {', '.join(unknown)}: use some of {', '.join(file_types()).lower()}")
+    return typed
 
 
 def make_filter(
@@ -230,9 +265,13 @@ class Searcher:
 
     def compose(self, terms: Sequence[Term], template: str | None = None) -> np.ndarray:
         """The weighted sum of the terms' unit vectors, normalised (negative weights push away)."""
-        parts = [term.weight * self._term_vector(term, template) for term in terms if term.weight != 0]
-        if not parts:
+        weighted = [term for term in terms if term.weight != 0]
+        if not weighted:
             raise QueryError("the query has no term with a weight other than 0")
+        # The sum is normalised, so dividing every weight by the largest changes nothing, and keeps
+        # weights like 1e300 or 1e-300 from overflowing or vanishing in float32.
+        largest = max(abs(term.weight) for term in weighted)
+        parts = [term.weight / largest * self._term_vector(term, template) for term in weighted]
         combined = np.sum(parts, axis=0)
         if not np.any(np.abs(combined) > 1e-6):
             raise QueryError("the terms cancel each other out: change a weight or remove a term")
