@@ -103,7 +103,8 @@ def test_default_model_without_internet_is_one_clear_message(tmp_path: Path) -> 
     """The real entry point, as a user runs it: no traceback, the fix in the message."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EMBEDDER_", "QDRANT_"))}
     env.update(HF_HUB_OFFLINE="1", QDRANT_PATH=str(tmp_path / "q"), HF_HOME=str(tmp_path / "hf"))
-    env["EMBEDDER_ENV_FILE"] = str(tmp_path / "none.env")
+    (tmp_path / "empty.env").write_text("")
+    env["EMBEDDER_ENV_FILE"] = str(tmp_path / "empty.env")  # no settings file of the developer's
     done = subprocess.run(
         [sys.executable, "-m", "embedder", "search", "a dog"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
