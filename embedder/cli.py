@@ -1,4 +1,8 @@
-"""`python -m embedder index | search | info`: the product without the web pages."""
+"""`embedder` (or `python -m embedder`): index, search, watch and look after your photo index from a terminal.
+
+Settings come from the environment and a settings file (EMBEDDER_ENV_FILE, ./qdrant.env, or qdrant.env in
+your config folder); `embedder info` shows which one is used and every path in use.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +18,17 @@ from contextlib import ExitStack
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from embedder import __version__
 from embedder.config import Settings, checked_cosine
 from embedder.errors import EmbedderError, ImageError
-from embedder.indexer import Progress
-from embedder.paths import path_to_text, typed_path
+from embedder.paths import path_to_text, text_to_path, typed_path
 from embedder.terminal import printable
+
+if TYPE_CHECKING:
+    from embedder.indexer import Progress
+    from embedder.jobs import Job
 
 log = logging.getLogger("embedder")
 
@@ -130,15 +138,30 @@ def _threshold_arg(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m embedder", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="embedder", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"embedder {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     index = commands.add_parser("index", help="index image files and folders")
-    index.add_argument("paths", nargs="+", type=typed_path)
+    index.add_argument("paths", nargs="+", type=typed_path, metavar="PATH", help="an image file or a folder")
     index.add_argument("--prune", action="store_true", help="forget images under PATHS whose files are gone")
     index.add_argument("--shard", type=parse_shard, help="I/N: index only this worker's share (by content hash)")
     index.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    watch = commands.add_parser(
+        "watch",
+        help="index folders now, then keep indexing what changes in them until Ctrl-C",
+        description="New, changed, moved and deleted files are indexed in batches after a quiet moment. "
+        "With the embedded store only one process may use it: the app watches IMAGE_DIRS itself.",
+    )
+    watch.add_argument("paths", nargs="+", type=typed_path, metavar="FOLDER", help="a folder to watch")
+    watch.add_argument(
+        "--poll", type=finite_number, default=None, metavar="SECONDS",
+        help="look for changes every SECONDS instead of file events (network shares); default WATCH_POLL_S",
+    )
 
     search = commands.add_parser(
         "search",
@@ -154,25 +177,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--like", action="append", default=[], type=checked(_point_id), metavar="ID",
         help="a stored image's id as a term (--json prints ids)",
     )
-    search.add_argument("-k", "--limit", type=whole_number(1, MAX_RESULTS), default=10)
-    search.add_argument("--offset", type=whole_number(0, MAX_RESULTS), default=0)
+    search.add_argument("-k", "--limit", type=whole_number(1, MAX_RESULTS), default=10, help="how many results (10)")
+    search.add_argument("--offset", type=whole_number(0, MAX_RESULTS), default=0, help="skip this many results first")
     search.add_argument("--min-score", type=cosine_score, default=None, help="cosine, -1 to 1")
     search.add_argument("--template", default=None, help='e.g. "a photo of {}"')
     search.add_argument("--folder", type=typed_path, help="only images in this folder or below")
     search.add_argument("--type", dest="types", type=checked(_file_types), default=[], help="file types, e.g. jpeg,png")
     search.add_argument("--after", type=day, help="taken on or after YYYY-MM-DD")
     search.add_argument("--before", type=day, help="taken on or before YYYY-MM-DD")
-    search.add_argument("--min-width", type=whole_number(0, MAX_SIDE_PX), metavar="PX")
-    search.add_argument("--min-height", type=whole_number(0, MAX_SIDE_PX), metavar="PX")
+    search.add_argument("--min-width", type=whole_number(0, MAX_SIDE_PX), metavar="PX", help="at least this wide")
+    search.add_argument("--min-height", type=whole_number(0, MAX_SIDE_PX), metavar="PX", help="at least this tall")
     search.add_argument("--collapse", action="store_true", help="show one of each set of near-duplicates")
     search.add_argument(
         "--threshold", type=checked(_threshold_arg), help="near-duplicate cosine, default DUPLICATE_THRESHOLD"
     )
-    search.add_argument("--json", action="store_true")
+    output = search.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print score, path, name and id of each result as JSON")
+    output.add_argument("--paths", action="store_true", help="print only paths, one per line (for xargs)")
 
     dupes = commands.add_parser("duplicates", help="list groups of near-duplicate images")
     dupes.add_argument("--threshold", type=checked(_threshold_arg), help="cosine, default DUPLICATE_THRESHOLD")
-    dupes.add_argument("--json", action="store_true")
+    dupes.add_argument("--json", action="store_true", help="print the groups as JSON")
 
     evaluate = commands.add_parser(
         "eval",
@@ -180,20 +205,25 @@ def build_parser() -> argparse.ArgumentParser:
         description="DATASET is a folder of class folders (the query is the class name) or a CSV with "
         "path,caption columns. It is indexed into a throw-away store unless --live is given.",
     )
-    evaluate.add_argument("dataset", type=Path)
-    evaluate.add_argument("--k", type=parse_ks, default=(1, 5, 10), help="cut-offs, e.g. 1,5,10")
+    evaluate.add_argument("dataset", type=Path, help="a folder of class folders, or a CSV of path,caption")
+    evaluate.add_argument(
+        "--at", "--k", dest="k", type=parse_ks, default=(1, 5, 10), metavar="K,K,…", help="cut-offs, e.g. 1,5,10"
+    )
     evaluate.add_argument("--template", default=None, help='prompt template for text queries, e.g. "a photo of {}"')
     evaluate.add_argument(
         "--compare-templates", action="store_true", help="text→image without and with the template side by side"
     )
     evaluate.add_argument("--live", action="store_true", help="index into and search the configured collection")
     evaluate.add_argument("--per-query", action="store_true", help="also list every text query, worst first")
-    evaluate.add_argument("--json", action="store_true")
+    evaluate.add_argument("--json", action="store_true", help="print the measures as JSON")
 
     commands.add_parser("migrate", help="convert an old qdrant-client local-mode folder (QDRANT_PATH) to Qdrant Edge")
 
-    info = commands.add_parser("info", help="storage, collection, model and image count")
-    info.add_argument("--json", action="store_true")
+    info = commands.add_parser("info", help="storage, collection, model, image count and every path in use")
+    info.add_argument("--json", action="store_true", help="print it as JSON")
+
+    app = commands.add_parser("app", help="start the web app (Search, Duplicates, Index) on 127.0.0.1")
+    app.add_argument("streamlit_args", nargs=argparse.REMAINDER, help="passed to streamlit run, e.g. --server.port 8502")
     return parser
 
 
@@ -204,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from embedder.store_edge import migrate_main
 
         return migrate_main()
+    if args.command == "app":
+        return app_main(args.streamlit_args)
     try:
         settings = Settings.from_env()
         with ExitStack() as stack:
@@ -262,6 +294,11 @@ def run_search(engine: Any, args: argparse.Namespace) -> int:
         collapse=_threshold(engine, args) if args.collapse else None,
     )
     results = engine.searcher.search(query, args.limit, args.offset)
+    if args.paths:  # the files themselves, byte for byte, whatever their names
+        for r in results:
+            sys.stdout.buffer.write(os.fsencode(text_to_path(r.path)) + b"\n")
+        sys.stdout.flush()
+        return 0
     if args.json:
         _print_json([{"score": r.score, "path": r.path, "name": r.name, "id": r.id} for r in results])
         return 0
@@ -332,6 +369,30 @@ def run_eval(engine: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def run_watch(engine: Any, args: argparse.Namespace) -> int:
+    """Index the folders, then follow them until Ctrl-C; one line per finished batch."""
+    import threading
+
+    if args.poll is not None:
+        engine.settings = replace(engine.settings, watch_poll_s=max(0.0, args.poll))
+    engine.jobs.on_change = _print_finished
+    engine.watch(args.paths)
+    print(printable(f"watching {', '.join(engine.watcher.roots)} ({engine.watcher.mode}); Ctrl-C stops"), file=sys.stderr)
+    try:
+        threading.Event().wait()  # until Ctrl-C
+    except KeyboardInterrupt:
+        print("stopped watching: a batch cut short is finished by the next run", file=sys.stderr)
+    return 0
+
+
+def _print_finished(job: Job) -> None:
+    if job.finished:
+        outcome = job.report.summary() if job.report else job.error or job.state
+        print(printable(f"{job.request.label}: {outcome}"), flush=True)
+        for failure in job.report.failed if job.report else []:
+            print(printable(f"failed: {failure.path}: {failure.reason}"), flush=True)
+
+
 def run_info(engine: Any, args: argparse.Namespace) -> int:
     info = engine.info()
     if args.json:
@@ -353,12 +414,12 @@ COMMANDS = {
     "duplicates": run_duplicates,
     "eval": run_eval,
     "info": run_info,
+    "watch": run_watch,
 }
 
 
 def app_main(argv: Sequence[str] | None = None) -> int:
     """`embedder-app` / `embedder app`: the Streamlit app from anywhere, on 127.0.0.1, usage stats off."""
-    import os
     import subprocess
 
     script = Path(__file__).resolve().parent.parent / "embedder_ui" / "app.py"

@@ -69,6 +69,9 @@ class Engine:
             "dimension": self.encoder.dim,
             "device": self.encoder.device,
             "images": self.store.count(),
+            "settings": str(self.settings.env_file or "none: defaults and the environment"),
+            "uploads": str(self.settings.upload_dir),
+            "watching": ", ".join(self.watcher.roots) if self.watcher else "",
         }
 
     def close(self) -> None:
