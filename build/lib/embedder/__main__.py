@@ -1,0 +1,3 @@
+from embedder.cli import main
+
+raise SystemExit(main())

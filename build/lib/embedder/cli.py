@@ -1,0 +1,433 @@
+"""`embedder` (or `python -m embedder`): index, search, watch and look after your photo index from a terminal.
+
+Settings come from the environment and a settings file (EMBEDDER_ENV_FILE, ./qdrant.env, or qdrant.env in
+your config folder); `embedder info` shows which one is used and every path in use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from embedder import __version__
+from embedder.config import Settings, checked_cosine
+from embedder.errors import EmbedderError, ImageError
+from embedder.paths import path_to_text, text_to_path, typed_path
+from embedder.terminal import printable
+
+if TYPE_CHECKING:
+    from embedder.indexer import Progress
+    from embedder.jobs import Job
+
+log = logging.getLogger("embedder")
+
+T = TypeVar("T")
+# The most results one search may skip or return. Qdrant sizes buffers by limit + offset (servers
+# have panicked on huge limits, and the sum can overflow); a million is more than a person pages.
+MAX_RESULTS = 1_000_000
+MAX_SIDE_PX = 2**31 - 1  # PNG and TIFF store sizes in 31-32 bits: no image file is wider
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`I/N` (0 ≤ I < N) → (I, N)."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard must look like I/N, e.g. 0/4, got {text!r}") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"--shard {text}: need 0 ≤ I < N")
+    return index, count
+
+
+def parse_ks(text: str) -> tuple[int, ...]:
+    """`1,5,10` → (1, 5, 10)."""
+    try:
+        ks = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--k must be numbers like 1,5,10, got {text!r}") from None
+    if not ks or ks[0] < 1:
+        raise argparse.ArgumentTypeError("--k needs cut-offs of at least 1")
+    return ks
+
+
+def whole_number(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high:,}, got {value}")
+        return value
+
+    return parse
+
+
+def finite_number(text: str) -> float:
+    """An argparse type: a number, not inf or nan."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}")
+    return value
+
+
+def cosine_score(text: str) -> float:
+    """An argparse type: a cosine similarity, -1 to 1."""
+    value = finite_number(text)
+    if not -1 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a cosine from -1 to 1, got {text}")
+    return value
+
+
+def day(text: str) -> date:
+    """An argparse type: YYYY-MM-DD."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a date like 2024-05-31, got {text!r}") from None
+
+
+def checked(convert: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type from a converter that raises an `EmbedderError` people can act on."""
+
+    def parse(text: str) -> T:
+        try:
+            return convert(text)
+        except EmbedderError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def _term(text: str) -> Any:
+    from embedder.search import parse_term  # loads torch: only when a search has terms
+
+    return parse_term(text)
+
+
+def _point_id(text: str) -> str:
+    from embedder.search import parse_point_id
+
+    return parse_point_id(text)
+
+
+def _file_types(text: str) -> list[str]:
+    from embedder.search import check_file_types
+
+    return check_file_types(text.split(","))
+
+
+def _threshold_arg(text: str) -> float:
+    return checked_cosine("a near-duplicate threshold", finite_number(text))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="embedder", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"embedder {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    index = commands.add_parser("index", help="index image files and folders")
+    index.add_argument("paths", nargs="+", type=typed_path, metavar="PATH", help="an image file or a folder")
+    index.add_argument("--prune", action="store_true", help="forget images under PATHS whose files are gone")
+    index.add_argument("--shard", type=parse_shard, help="I/N: index only this worker's share (by content hash)")
+    index.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    watch = commands.add_parser(
+        "watch",
+        help="index folders now, then keep indexing what changes in them until Ctrl-C",
+        description="New, changed, moved and deleted files are indexed in batches after a quiet moment. "
+        "With the embedded store only one process may use it: the app watches IMAGE_DIRS itself.",
+    )
+    watch.add_argument("paths", nargs="+", type=typed_path, metavar="FOLDER", help="a folder to watch")
+    watch.add_argument(
+        "--poll", type=finite_number, default=None, metavar="SECONDS",
+        help="look for changes every SECONDS instead of file events (network shares); default WATCH_POLL_S",
+    )
+
+    search = commands.add_parser(
+        "search",
+        help="find images by text, images and stored points",
+        description="Terms add up: `beach 2:sunset -people` means beach, twice as much sunset, no people. "
+        "Put `--` before terms that start with '-'.",
+    )
+    search.add_argument("terms", nargs="*", type=checked(_term), help="TEXT, -TEXT (subtract) or WEIGHT:TEXT")
+    search.add_argument(
+        "--image", action="append", default=[], type=typed_path, metavar="PATH", help="an image as a term"
+    )
+    search.add_argument(
+        "--like", action="append", default=[], type=checked(_point_id), metavar="ID",
+        help="a stored image's id as a term (--json prints ids)",
+    )
+    search.add_argument("-k", "--limit", type=whole_number(1, MAX_RESULTS), default=10, help="how many results (10)")
+    search.add_argument("--offset", type=whole_number(0, MAX_RESULTS), default=0, help="skip this many results first")
+    search.add_argument("--min-score", type=cosine_score, default=None, help="cosine, -1 to 1")
+    search.add_argument("--template", default=None, help='e.g. "a photo of {}"')
+    search.add_argument("--folder", type=typed_path, help="only images in this folder or below")
+    search.add_argument("--type", dest="types", type=checked(_file_types), default=[], help="file types, e.g. jpeg,png")
+    search.add_argument("--after", type=day, help="taken on or after YYYY-MM-DD")
+    search.add_argument("--before", type=day, help="taken on or before YYYY-MM-DD")
+    search.add_argument("--min-width", type=whole_number(0, MAX_SIDE_PX), metavar="PX", help="at least this wide")
+    search.add_argument("--min-height", type=whole_number(0, MAX_SIDE_PX), metavar="PX", help="at least this tall")
+    search.add_argument("--collapse", action="store_true", help="show one of each set of near-duplicates")
+    search.add_argument(
+        "--threshold", type=checked(_threshold_arg), help="near-duplicate cosine, default DUPLICATE_THRESHOLD"
+    )
+    output = search.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print score, path, name and id of each result as JSON")
+    output.add_argument("--paths", action="store_true", help="print only paths, one per line (for xargs)")
+
+    dupes = commands.add_parser("duplicates", help="list groups of near-duplicate images")
+    dupes.add_argument("--threshold", type=checked(_threshold_arg), help="cosine, default DUPLICATE_THRESHOLD")
+    dupes.add_argument("--json", action="store_true", help="print the groups as JSON")
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="measure retrieval quality (P@K, R@K, mAP, MRR) on a labelled dataset",
+        description="DATASET is a folder of class folders (the query is the class name) or a CSV with "
+        "path,caption columns. It is indexed into a throw-away store unless --live is given.",
+    )
+    evaluate.add_argument("dataset", type=Path, help="a folder of class folders, or a CSV of path,caption")
+    evaluate.add_argument(
+        "--at", "--k", dest="k", type=parse_ks, default=(1, 5, 10), metavar="K,K,…", help="cut-offs, e.g. 1,5,10"
+    )
+    evaluate.add_argument("--template", default=None, help='prompt template for text queries, e.g. "a photo of {}"')
+    evaluate.add_argument(
+        "--compare-templates", action="store_true", help="text→image without and with the template side by side"
+    )
+    evaluate.add_argument("--live", action="store_true", help="index into and search the configured collection")
+    evaluate.add_argument("--per-query", action="store_true", help="also list every text query, worst first")
+    evaluate.add_argument("--json", action="store_true", help="print the measures as JSON")
+
+    commands.add_parser("migrate", help="convert an old qdrant-client local-mode folder (QDRANT_PATH) to Qdrant Edge")
+
+    info = commands.add_parser("info", help="storage, collection, model, image count and every path in use")
+    info.add_argument("--json", action="store_true", help="print it as JSON")
+
+    app = commands.add_parser("app", help="start the web app (Search, Duplicates, Index) on 127.0.0.1")
+    app.add_argument("streamlit_args", nargs=argparse.REMAINDER, help="passed to streamlit run, e.g. --server.port 8502")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if args.command == "migrate":  # before any store is opened: the old folder is refused until converted
+        from embedder.store_edge import migrate_main
+
+        return migrate_main()
+    if args.command == "app":
+        return app_main(args.streamlit_args)
+    try:
+        settings = Settings.from_env()
+        with ExitStack() as stack:
+            if args.command == "eval" and not args.live:
+                scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="embedder-eval-")))
+                settings = replace(settings, qdrant_url=None, qdrant_path=scratch, collection="eval")
+            from embedder.engine import Engine  # after settings: a bad setting fails before torch loads
+
+            engine = Engine.open(settings, shard=getattr(args, "shard", None))
+            stack.callback(engine.close)
+            return COMMANDS[args.command](engine, args)
+    except EmbedderError as exc:
+        print(printable(f"error: {exc}"), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to finish (nothing is indexed twice)", file=sys.stderr)
+        return 130
+
+
+def run_index(engine: Any, args: argparse.Namespace) -> int:
+    report = engine.indexer.index(args.paths, prune=args.prune, on_progress=None if args.json else _show_progress)
+    if args.json:
+        _print_json(report.as_dict())
+        return 0
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    for failure in report.failed:
+        print(printable(f"failed: {failure.path}: {failure.reason}"))
+    for path in report.removed:
+        print(printable(f"removed: {path}"))
+    print(report.summary())
+    return 0
+
+
+def _show_progress(p: Progress) -> None:
+    if not sys.stderr.isatty():
+        return
+    eta = f", {p.eta_s:.0f} s left" if p.eta_s is not None else ""
+    print(f"\r{p.done}/{p.total} files, {p.images_per_s:.1f} images/s{eta}   ", end="", file=sys.stderr)
+
+
+def run_search(engine: Any, args: argparse.Namespace) -> int:
+    from embedder.search import Query, Term, make_filter
+
+    terms = list(args.terms)
+    terms += [_image_term(path, engine.settings.max_image_pixels) for path in args.image]
+    terms += [Term(point_id=pid) for pid in args.like]
+    if not terms:
+        raise EmbedderError("search needs at least one term: a text, --image PATH or --like ID")
+    folder = path_to_text(os.path.abspath(args.folder)) if args.folder else None  # as the paths are stored
+    query = Query(
+        tuple(terms),
+        template=args.template,
+        where=make_filter(folder, args.types, args.after, args.before, args.min_width, args.min_height),
+        min_score=args.min_score,
+        collapse=_threshold(engine, args) if args.collapse else None,
+    )
+    results = engine.searcher.search(query, args.limit, args.offset)
+    if args.paths:  # the files themselves, byte for byte, whatever their names
+        for r in results:
+            sys.stdout.buffer.write(os.fsencode(text_to_path(r.path)) + b"\n")
+        sys.stdout.flush()
+        return 0
+    if args.json:
+        _print_json([{"score": r.score, "path": r.path, "name": r.name, "id": r.id} for r in results])
+        return 0
+    if not results:
+        print("no matches" if engine.store.count() else "nothing indexed yet: run `python -m embedder index FOLDER`")
+    for r in results:
+        print(printable(f"{r.score:.3f}  {r.path}"))
+    return 0
+
+
+def _image_term(path: Path, max_pixels: int) -> Any:
+    """An example image as a query term; one that cannot be read is an error naming it."""
+    from embedder.images import decode
+    from embedder.search import Term
+
+    try:
+        return Term(image=decode(path, max_pixels).image, label=path_to_text(path.name))
+    except ImageError as exc:
+        raise ImageError(f"{path_to_text(path)}: {exc}") from None
+
+
+def _threshold(engine: Any, args: argparse.Namespace) -> float:
+    return engine.settings.duplicate_threshold if args.threshold is None else args.threshold
+
+
+def run_duplicates(engine: Any, args: argparse.Namespace) -> int:
+    from embedder.duplicates import near_duplicate_groups
+
+    groups = near_duplicate_groups(engine.store, _threshold(engine, args))
+    if args.json:
+        _print_json([{"score": g.score, "paths": [p["paths"] for p in g.payloads]} for g in groups])
+        return 0
+    for g in groups:
+        print(f"{len(g.ids)} images, cosine ≥ {g.score:.3f}:")
+        for payload in g.payloads:
+            print(printable(f"  {payload['paths'][0]}"))
+    print(f"{len(groups)} groups of near-duplicates")
+    return 0
+
+
+def run_eval(engine: Any, args: argparse.Namespace) -> int:
+    from embedder.evaluate import evaluate_images, evaluate_text, format_per_query, format_table, load_dataset
+    from embedder.search import DEFAULT_TEMPLATE
+
+    try:
+        dataset = load_dataset(args.dataset)
+    except (OSError, ValueError) as exc:
+        raise EmbedderError(str(exc)) from None
+    report = engine.indexer.index(sorted(dataset.labels))
+    for failure in report.failed:
+        print(printable(f"skipped: {failure.path}: {failure.reason}"), file=sys.stderr)
+    templates = [None, args.template or DEFAULT_TEMPLATE] if args.compare_templates else [args.template]
+    evaluations = [evaluate_text(engine, dataset, args.k, t) for t in templates]
+    evaluations.append(evaluate_images(engine, dataset, args.k))
+    if args.json:
+        _print_json({"dataset": str(dataset.root), "images": len(dataset.labels), "evaluations": [
+            e.as_dict(per_query=args.per_query) for e in evaluations
+        ]})
+        return 0
+    counts = f"{len(dataset.labels)} images, {len(dataset.queries)} text queries"
+    print(printable(f"{counts}, model {engine.encoder.model_id}"))
+    print(format_table(evaluations))
+    if args.per_query:
+        for evaluation in evaluations[:-1]:
+            print()
+            print(printable(f"text queries, template {evaluation.template or '—'}, worst first:"))
+            print(format_per_query(evaluation, args.k[min(1, len(args.k) - 1)]))
+    return 0
+
+
+def run_watch(engine: Any, args: argparse.Namespace) -> int:
+    """Index the folders, then follow them until Ctrl-C; one line per finished batch."""
+    import threading
+
+    if args.poll is not None:
+        engine.settings = replace(engine.settings, watch_poll_s=max(0.0, args.poll))
+    engine.jobs.on_change = _print_finished
+    engine.watch(args.paths)
+    print(printable(f"watching {', '.join(engine.watcher.roots)} ({engine.watcher.mode}); Ctrl-C stops"), file=sys.stderr)
+    try:
+        threading.Event().wait()  # until Ctrl-C
+    except KeyboardInterrupt:
+        print("stopped watching: a batch cut short is finished by the next run", file=sys.stderr)
+    return 0
+
+
+def _print_finished(job: Job) -> None:
+    if job.finished:
+        outcome = job.report.summary() if job.report else job.error or job.state
+        print(printable(f"{job.request.label}: {outcome}"), flush=True)
+        for failure in job.report.failed if job.report else []:
+            print(printable(f"failed: {failure.path}: {failure.reason}"), flush=True)
+
+
+def run_info(engine: Any, args: argparse.Namespace) -> int:
+    info = engine.info()
+    if args.json:
+        _print_json(info)
+    else:
+        for key, value in info.items():
+            print(printable(f"{key:>10}: {value}"))
+    return 0
+
+
+def _print_json(document: Any) -> None:
+    json.dump(document, sys.stdout, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")
+
+
+COMMANDS = {
+    "index": run_index,
+    "search": run_search,
+    "duplicates": run_duplicates,
+    "eval": run_eval,
+    "info": run_info,
+    "watch": run_watch,
+}
+
+
+def app_main(argv: Sequence[str] | None = None) -> int:
+    """`embedder-app` / `embedder app`: the Streamlit app from anywhere, on 127.0.0.1, usage stats off."""
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / "embedder_ui" / "app.py"
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(script),
+        "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", *(argv or []),
+    ]
+    try:
+        return subprocess.call(command, env={**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"})
+    except KeyboardInterrupt:
+        return 130

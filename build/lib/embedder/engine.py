@@ -1,0 +1,81 @@
+"""The product's working parts, opened once and wired together: model, store, indexer, searcher, jobs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from embedder.config import Settings
+from embedder.encoder import Encoder
+from embedder.indexer import Indexer
+from embedder.jobs import Job, JobRunner
+from embedder.search import Searcher
+from embedder.store import ImageStore, open_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Engine:
+    settings: Settings
+    encoder: Encoder
+    store: ImageStore
+    indexer: Indexer
+    searcher: Searcher
+    jobs: JobRunner  # background indexing for this store; started by whoever wants it (the app, `watch`)
+    watcher: Any = field(default=None)  # a FolderWatcher once `watch` is called
+
+    @classmethod
+    def open(
+        cls,
+        settings: Settings,
+        shard: tuple[int, int] | None = None,
+        encoder: Encoder | None = None,
+        store: ImageStore | None = None,
+    ) -> Engine:
+        """Load the model, then open the store for its dimension (either may raise an EmbedderError).
+
+        `encoder` and `store` may be given (tests, benchmarks, a second collection): they are used as they are.
+        """
+        encoder = encoder or Encoder(settings.model, settings.device, settings.batch_size)
+        store = store or open_store(settings, encoder.model_id, encoder.dim)
+        indexer = Indexer(
+            encoder, store, settings.max_image_pixels, settings.workers, shard, settings.max_upload_mb * 2**20
+        )
+        jobs = JobRunner(indexer, journal=settings.jobs_journal)
+        return cls(settings, encoder, store, indexer, Searcher(encoder, store), jobs)
+
+    def watch(self, roots: Iterable[Path | str], catch_up: bool = True) -> list[Job]:
+        """Watch folders for changes (starting the job runner and the watcher if needed); the
+        catch-up jobs queued for folders not watched before."""
+        from embedder.watch import FolderWatcher  # watchdog only for those who watch
+
+        self.jobs.start()
+        if self.watcher is None:
+            self.watcher = FolderWatcher(self.jobs, poll_s=self.settings.watch_poll_s)
+            self.watcher.start()
+        return [job for root in roots if (job := self.watcher.add(root, catch_up)) is not None]
+
+    def info(self) -> dict[str, Any]:
+        """What a person wants to know about the index."""
+        return {
+            "storage": self.store.mode,
+            "location": self.store.location,
+            "collection": self.store.collection,
+            "model": self.encoder.model_id,
+            "dimension": self.encoder.dim,
+            "device": self.encoder.device,
+            "images": self.store.count(),
+            "settings": str(self.settings.env_file or "none: defaults and the environment"),
+            "uploads": str(self.settings.upload_dir),
+            "watching": ", ".join(self.watcher.roots) if self.watcher else "",
+        }
+
+    def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.jobs.close()
+        self.store.close()

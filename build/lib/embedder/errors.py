@@ -1,0 +1,33 @@
+"""Errors the product shows to people: each message says what went wrong and how to fix it."""
+
+
+class EmbedderError(Exception):
+    """Base class: anything a front end should show as a message, never as a traceback."""
+
+
+class ConfigError(EmbedderError):
+    """A setting has an invalid value; the message names the variable."""
+
+
+class ImageError(EmbedderError):
+    """A file could not be read as an image; the message is a human reason."""
+
+
+class ModelLoadError(EmbedderError):
+    """The CLIP model could not be loaded."""
+
+
+class StoreError(EmbedderError):
+    """Qdrant could not be reached or refused the request."""
+
+
+class StoreInUseError(StoreError):
+    """The embedded storage folder is held by another process."""
+
+
+class CollectionMismatchError(StoreError):
+    """The collection was filled by another model or has another vector size."""
+
+
+class QueryError(EmbedderError, ValueError):
+    """A query that cannot be searched: no terms left, terms that cancel out, an image gone."""

@@ -1,0 +1,308 @@
+"""Image files: discovery, content hashing and safe decoding to RGB.
+
+Nothing here knows about models or Qdrant. Every failure to read an image becomes an
+`ImageError` whose message is a reason a person can act on.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import logging
+import os
+import uuid
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from embedder.errors import ImageError
+
+log = logging.getLogger(__name__)
+
+BASE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
+HASH_CHUNK = 1 << 20
+EXIF_IFD = 0x8769
+EXIF_DATE_TAKEN = 0x9003
+EXIF_DATE = 0x0132
+
+
+def _register_heif() -> bool:
+    try:
+        from pillow_heif import register_heif_opener  # type: ignore[import-not-found]
+    except ImportError:
+        return False
+    register_heif_opener()
+    return True
+
+
+IMAGE_EXTENSIONS = BASE_EXTENSIONS | HEIF_EXTENSIONS if _register_heif() else BASE_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class ImageMeta:
+    """What the file says about itself, before any resizing."""
+
+    width: int
+    height: int
+    format: str
+    taken_at: float | None  # EXIF date taken (UTC seconds), when present
+
+
+@dataclass(frozen=True)
+class Decoded:
+    image: Image.Image  # RGB, upright
+    meta: ImageMeta
+
+
+def is_image_name(name: str) -> bool:
+    return Path(name).suffix.lower() in IMAGE_EXTENSIONS
+
+
+WalkErrorCallback = Callable[[Path, str], None]  # (what could not be reached, why)
+PATH_MAX = os.pathconf("/", "PC_PATH_MAX")  # bytes, counting the final NUL
+
+
+def discover(roots: Iterable[Path | str], on_error: WalkErrorCallback | None = None) -> Iterator[Path]:
+    """Yield image files under `roots` (files are taken as they are), sorted, each folder once.
+
+    Hidden files and folders are skipped; symlinked folders are followed, but a folder already
+    walked (by device and inode) is never entered again, so symlink loops cannot hang the walk.
+    What cannot be reached (a folder that cannot be read, a path longer than the system allows)
+    goes to `on_error` with a reason, instead of being yielded; by default it is logged.
+    """
+    report = on_error or _log_walk_error
+
+    def walk_error(exc: OSError) -> None:
+        report(Path(exc.filename), _walk_reason(exc))
+
+    seen: set[tuple[int, int]] = set()
+    for root in roots:
+        root = Path(os.path.abspath(Path(root).expanduser()))
+        if os.path.isfile(root):
+            if is_image_name(root.name):
+                yield root
+            continue
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=walk_error):
+            try:
+                st = os.stat(dirpath)
+            except OSError as exc:
+                walk_error(exc)
+                dirnames[:] = []
+                continue
+            if (st.st_dev, st.st_ino) in seen:
+                dirnames[:] = []
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if name.startswith(".") or not is_image_name(name):
+                    continue
+                path = Path(dirpath) / name
+                if len(os.fsencode(path)) >= PATH_MAX:
+                    report(path, _too_long(path))
+                else:
+                    yield path
+
+
+def _walk_reason(exc: OSError) -> str:
+    if exc.errno == errno.ENAMETOOLONG:
+        return _too_long(Path(exc.filename))
+    what = "permission denied" if isinstance(exc, PermissionError) else (exc.strerror or str(exc))
+    return f"folder cannot be read ({what}): the images in it were not indexed"
+
+
+def _too_long(path: Path) -> str:
+    return (
+        f"path longer than the system allows ({len(os.fsencode(path))} bytes, at most {PATH_MAX - 1}): "
+        "move or rename it to index it"
+    )
+
+
+def _log_walk_error(path: Path, reason: str) -> None:
+    log.warning("skipped %s: %s", path, reason)
+
+
+def file_hash(path: Path) -> str:
+    """SHA-256 of the file's bytes, read in chunks (never the whole file in memory)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(HASH_CHUNK):
+                digest.update(chunk)
+    except OSError as exc:
+        raise ImageError(_os_reason(exc)) from None
+    return digest.hexdigest()
+
+
+def bytes_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def point_id(content_hash: str) -> str:
+    """The Qdrant point id of an image: a UUID made from its content hash."""
+    return str(uuid.UUID(hex=content_hash[:32]))
+
+
+def decode(source: Path | bytes, max_pixels: int, min_side: int | None = None) -> Decoded:
+    """Decode `source` to an upright RGB image, or raise `ImageError` with a reason.
+
+    With `min_side`, large images come back smaller but with their shorter side still at least
+    `min_side` (JPEGs are decoded at a reduced scale, which is much faster than full size).
+    """
+    with _image_errors(max_pixels):
+        return _decode(source, max_pixels, min_side)
+
+
+def read_meta(path: Path, max_pixels: int) -> ImageMeta:
+    """Size, format and EXIF date of the image at `path`, read from its header: no pixel is decoded.
+
+    Fails as `decode` would on the same file, with the same `ImageError` reasons.
+    """
+    with _image_errors(max_pixels), Image.open(path) as img:
+        return _checked_meta(img, max_pixels, late_exif=False)
+
+
+@contextmanager
+def _image_errors(max_pixels: int) -> Iterator[None]:
+    """Turn whatever reading an image raises inside the block into an `ImageError` with a reason."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError("not an image, or a format that is not supported") from None
+    except Image.DecompressionBombError:
+        raise ImageError(f"too many pixels: above the limit of {max_pixels / 1e6:.0f} megapixels (MAX_IMAGE_PIXELS)") from None
+    except OSError as exc:
+        raise ImageError(_os_reason(exc)) from None
+    except MemoryError:
+        raise ImageError("too large to decode in the memory available") from None
+    except ValueError as exc:
+        if "decompressed data too large" in str(exc).lower():
+            raise ImageError("a metadata block inside the file is far too large (a decompression bomb?)") from None
+        raise ImageError(f"corrupt image data ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure on a bad file is a bad file
+        raise ImageError(f"corrupt image data ({type(exc).__name__}: {exc})") from None
+
+
+def _decode(source: Path | bytes, max_pixels: int, min_side: int | None) -> Decoded:
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+        meta = _checked_meta(img, max_pixels, late_exif=True)
+        if min_side and img.format == "JPEG":
+            img.draft("RGB", _draft_request(meta.width, meta.height, min_side))
+        img.load()
+        image = _upright(img)
+        image = _to_rgb(image)
+    if min_side and min(image.size) > min_side:
+        image = _shrink(image, min_side)
+    return Decoded(image, meta)
+
+
+def _checked_meta(img: Image.Image, max_pixels: int, late_exif: bool) -> ImageMeta:
+    """What an opened image says about itself; `ImageError` if it has no pixels or too many.
+
+    A PNG may keep its EXIF block after the pixel data, which Pillow finds only by decoding every
+    pixel: `late_exif` allows that, otherwise only an EXIF block ahead of the pixels is read.
+    """
+    width, height = img.size
+    if width < 1 or height < 1:
+        raise ImageError("the image has no pixels")
+    if width * height > max_pixels:
+        raise ImageError(
+            f"{width}×{height} is {width * height / 1e6:.0f} megapixels, above the limit of "
+            f"{max_pixels / 1e6:.0f} (MAX_IMAGE_PIXELS)"
+        )
+    exif_at_hand = late_exif or img.format != "PNG" or "exif" in img.info
+    return ImageMeta(width, height, img.format or "unknown", _taken_at(img) if exif_at_hand else None)
+
+
+def _draft_request(width: int, height: int, min_side: int) -> tuple[int, int]:
+    """Pillow keeps both sides ≥ the request: scale it so the shorter side stays ≥ min_side."""
+    scale = min_side / min(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(img) or img
+    except Exception as exc:  # noqa: BLE001 - a broken EXIF block must not lose the picture
+        log.info("ignoring unreadable EXIF orientation: %s", exc)
+        return img
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if img.mode.startswith("I") or img.mode == "F":
+        return Image.fromarray(_to_uint8(np.asarray(img))).convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    """Map 16/32-bit or float samples to 0..255: 16-bit by its full range, others by their own."""
+    low, high = float(values.min()), float(values.max())
+    if values.dtype.kind == "f":
+        scale, low = (255.0, 0.0) if low >= 0 and high <= 1 else (255.0 / ((high - low) or 1.0), low)
+    elif low >= 0 and high <= 255:
+        scale, low = 1.0, 0.0
+    elif low >= 0 and high <= 65535:
+        scale, low = 1 / 257, 0.0
+    else:
+        scale = 255.0 / ((high - low) or 1.0)
+    return ((values.astype(np.float64) - low) * scale).round().clip(0, 255).astype(np.uint8)
+
+
+def _shrink(img: Image.Image, min_side: int) -> Image.Image:
+    """Resize so the shorter side is exactly `min_side`, as CLIP's own preprocessing does.
+
+    The longer side is truncated, not rounded, exactly as CLIP's processor (and torchvision's
+    Resize) size it: the processor's own resize then finds nothing to do, instead of resampling
+    a 299-px side to 298 px and shifting the centre crop by a pixel (bench/index_throughput.py
+    measures the difference to a full-size decode).
+    """
+    width, height = img.size
+    if width <= height:
+        size = (min_side, max(min_side, int(min_side * height / width)))
+    else:
+        size = (max(min_side, int(min_side * width / height)), min_side)
+    return img.resize(size, Image.Resampling.BICUBIC)
+
+
+def _taken_at(img: Image.Image) -> float | None:
+    try:
+        exif = img.getexif()
+        raw = exif.get_ifd(EXIF_IFD).get(EXIF_DATE_TAKEN) or exif.get(EXIF_DATE)
+        if not raw:
+            return None
+        text = raw.decode(errors="ignore") if isinstance(raw, bytes) else str(raw)
+        taken = datetime.strptime(text.strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S")
+        return taken.replace(tzinfo=timezone.utc).timestamp()
+    except Exception:  # noqa: BLE001 - a date we cannot read is a date we do not have
+        return None
+
+
+def _os_reason(exc: OSError) -> str:
+    text = str(exc).lower()
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, FileNotFoundError):
+        return "the file no longer exists"
+    if isinstance(exc, IsADirectoryError):
+        return "a folder, not a file"
+    if "truncated" in text or "broken data stream" in text or "image file is" in text:
+        return "the file is truncated or damaged"
+    return f"could not be read ({exc.strerror or exc})"

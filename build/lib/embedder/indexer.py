@@ -1,0 +1,593 @@
+"""The pipeline from image files to Qdrant points.
+
+Files are hashed first; an image whose hash is stored is never decoded or encoded again (a
+renamed, moved or copied file only updates the point's paths, and a point stored by an older
+version without some payload fields gets them from the file's header). New images are decoded in a
+thread pool ahead of the model, encoded in batches and upserted batch by batch, so a crash
+loses at most the batch in flight and the next run finishes the job. Point ids come from
+content hashes, which makes every re-run idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from embedder.encoder import Encoder, PreparedImage, default_workers
+from embedder.errors import ImageError
+from embedder.images import ImageMeta, decode, discover, file_hash, point_id, read_meta
+from embedder.paths import path_to_text, text_to_path
+from embedder.store import ImageStore, Point, SearchFilter
+from embedder.uploads import save_upload
+
+log = logging.getLogger(__name__)
+
+RETRIEVE_CHUNK = 256
+# What `new_payload` writes: a stored point lacking any of these gets them from its file on re-index.
+PAYLOAD_FIELDS = frozenset(
+    {
+        "sha256", "paths", "names", "name", "folder", "folders",  # which image, where
+        "bytes", "width", "height", "format", "mtime", "taken_at", "date",  # what the file says
+        "indexed_at", "model",  # how it was indexed
+    }
+)
+
+
+@dataclass(frozen=True)
+class Failure:
+    path: str
+    reason: str
+
+
+@dataclass
+class IndexReport:
+    """What a run did, file by file; `names` gives uploads the names people sent them as."""
+
+    added: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    renamed: list[str] = field(default_factory=list)  # new paths of known images: payload only
+    updated: list[str] = field(default_factory=list)  # known images whose missing fields were filled in
+    removed: list[str] = field(default_factory=list)  # paths pruned because their files are gone
+    failed: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0
+    names: dict[str, str] = field(default_factory=dict)  # stored path → the name it was uploaded as
+
+    def label(self, path: str) -> str:
+        """How people know the file at `path`: the upload's own name, else the path."""
+        return self.names.get(path, path)
+
+    def summary(self) -> str:
+        updated = f"{len(self.updated)} updated, " if self.updated else ""  # rare: stores of older versions
+        return (
+            f"{len(self.added)} added, {len(self.unchanged)} unchanged, {len(self.renamed)} renamed, {updated}"
+            f"{len(self.removed)} removed, {len(self.failed)} failed in {self.seconds:.1f} s"
+        )
+
+    @classmethod
+    def merge(cls, reports: Iterable[IndexReport]) -> IndexReport:
+        """One report for several runs (uploads and folders in one go, a job's parts)."""
+        merged = cls()
+        for report in reports:
+            for name in ("added", "unchanged", "renamed", "updated", "removed", "failed"):
+                getattr(merged, name).extend(getattr(report, name))
+            merged.seconds += report.seconds
+            merged.names.update(report.names)
+        return merged
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "unchanged": self.unchanged,
+            "renamed": self.renamed,
+            "updated": self.updated,
+            "removed": self.removed,
+            "failed": [{"path": f.path, "reason": f.reason} for f in self.failed],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int  # files dealt with so far
+    total: int
+    images_per_s: float  # images encoded per second in this run
+    eta_s: float | None
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass
+class _Image:
+    """One distinct image (one content hash) and every path it was found at."""
+
+    digest: str
+    paths: list[Path]
+    size: int
+    mtime: float
+
+    @property
+    def id(self) -> str:
+        return point_id(self.digest)
+
+
+def shard_of(digest: str, shards: int) -> int:
+    """Which of `shards` workers owns an image: stable, by content hash."""
+    return int(digest[:16], 16) % shards
+
+
+class Indexer:
+    """Drives one indexing run: hash, skip known, decode ahead, encode, upsert, report."""
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        store: ImageStore,
+        max_pixels: int,
+        workers: int = 0,
+        shard: tuple[int, int] | None = None,
+        max_upload_bytes: int | None = None,
+    ) -> None:
+        self.encoder = encoder
+        self.store = store
+        self.max_pixels = max_pixels
+        self.workers = workers or default_workers(encoder.device)
+        self.shard = shard
+        self.max_upload_bytes = max_upload_bytes
+        # Runs in one process (two browser sessions) may meet on the same images: every
+        # read-merge-write of a point's payload happens under this lock, so no path is lost.
+        self._payload_lock = threading.Lock()
+
+    def index(
+        self,
+        roots: Sequence[Path | str],
+        prune: bool = False,
+        on_progress: ProgressCallback | None = None,
+        names: Mapping[Path, Sequence[str]] | None = None,
+    ) -> IndexReport:
+        """Index every image under `roots`; with `prune`, forget images under them that are gone.
+
+        `names` labels paths with the names people know them by (uploads); by default a file's name.
+        """
+        started = time.perf_counter()
+        report = IndexReport()
+        present: list[Path | str] = []
+        for root in roots:
+            if _absent(root):
+                report.failed.append(Failure(path_to_text(root), "no such file or folder"))
+            else:
+                present.append(root)
+        files = list(discover(present, lambda path, why: report.failed.append(Failure(path_to_text(path), why))))
+        names = names or {}
+        tracker = _Tracker(len(files), on_progress)
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="decode") as pool:
+            found = self._hash_all(files, pool, report, tracker)
+            owners = {path_to_text(path): img.digest for img in found for path in img.paths}
+            images = self._mine(found, tracker)
+            self._release_paths(owners)
+            new = self._sort_known(images, names, owners, report, tracker)
+            self._encode_new(new, names, pool, report, tracker)
+        if report.added:
+            self.store.optimize()  # after a bulk load, where the engine wants it (a no-op when small)
+        if prune:  # a root that is missing (an unplugged disk) is not a reason to forget its images
+            report.removed = self.prune(present)
+        report.seconds = time.perf_counter() - started
+        log.info("index %s: %s", [str(r) for r in roots], report.summary())
+        return report
+
+    def index_uploads(
+        self, uploads: Iterable[tuple[str, bytes]], upload_dir: Path, on_progress: ProgressCallback | None = None
+    ) -> IndexReport:
+        """Save uploaded files under `upload_dir` (content-addressed) and index them (see `index_saved`)."""
+        saved, refused = self.save_uploads(uploads, upload_dir)
+        return self.index_saved(saved, refused, on_progress)
+
+    def save_uploads(
+        self, uploads: Iterable[tuple[str, bytes]], upload_dir: Path
+    ) -> tuple[dict[Path, list[str]], list[Failure]]:
+        """Keep uploaded bytes under `upload_dir`: where each went with the names it was sent as, and
+        the uploads refused (too large, not an image type, no space) under those names."""
+        saved: dict[Path, list[str]] = {}
+        refused: list[Failure] = []
+        for raw_name, data in uploads:
+            try:
+                upload = save_upload(raw_name, data, upload_dir, self.max_upload_bytes)
+            except (ValueError, OSError) as exc:
+                refused.append(Failure(raw_name, str(exc)))
+                continue
+            saved.setdefault(upload.path, []).append(upload.name)
+        return saved, refused
+
+    def index_saved(
+        self,
+        saved: Mapping[Path, Sequence[str]],
+        refused: Sequence[Failure] = (),
+        on_progress: ProgressCallback | None = None,
+    ) -> IndexReport:
+        """Index saved uploads: the report speaks of them by the names people sent them as, and
+        files that turn out not to be readable images are not kept."""
+        report = self.index(list(saved), names=saved, on_progress=on_progress) if saved else IndexReport()
+        unreadable = []
+        for failure in report.failed:
+            path = text_to_path(failure.path)
+            if path in saved:  # bytes that are no readable image are not worth keeping
+                path.unlink(missing_ok=True)
+            unreadable += [Failure(name, failure.reason) for name in saved.get(path, [failure.path])]
+        report.failed = list(refused) + unreadable
+        report.names = {str(path): names[0] for path, names in saved.items() if names}
+        return report
+
+    def prune(self, roots: Sequence[Path | str]) -> list[str]:
+        """Drop paths under `roots` whose files are gone; delete points left with no path."""
+        prefixes = tuple(os.path.join(path_to_text(os.path.abspath(Path(r).expanduser())), "") for r in roots)
+
+        def gone(path: str) -> bool:
+            return (path + os.sep).startswith(prefixes) and not os.path.exists(text_to_path(path))
+
+        removed: list[str] = []
+        doomed: list[str] = []
+        shrunk: list[tuple[str, dict[str, Any]]] = []
+        for pid, payload, _ in self.store.scroll():
+            lost = [p for p in payload.get("paths", []) if gone(p)]
+            if not lost:
+                continue
+            removed.extend(lost)
+            kept = [p for p in payload["paths"] if p not in lost]
+            if kept:
+                shrunk.append((pid, relocated(payload, kept, [])))
+            else:
+                doomed.append(pid)
+        self.store.delete(doomed)
+        for pid, payload in shrunk:
+            self.store.set_payload(pid, payload)
+        return removed
+
+    def _update_point(
+        self,
+        img: _Image,
+        fresh: list[Path],
+        names: Mapping[Path, Sequence[str]],
+        meta: ImageMeta | None,
+        owners: Mapping[str, str],
+    ) -> bool:
+        """Record new paths (and upload names) of a stored image, paths whose files are gone dropping
+        out, and paths this run found under another hash (`owners`) leaving it; with `meta`, fill in
+        the payload fields it lacks. True if any were filled in."""
+        with self._payload_lock:
+            stored = self.store.retrieve([img.id]).get(img.id, {})
+            payload = stored
+            listed = stored.get("paths", [])
+            kept = [
+                p for p in listed
+                if owners.get(p, img.digest) == img.digest and (not fresh or os.path.exists(text_to_path(p)))
+            ]
+            if fresh or kept != listed:
+                paths = list(dict.fromkeys(kept + [path_to_text(p) for p in fresh]))
+                labels = [label for p in fresh for label in _labels(p, names)]
+                payload = relocated(stored, paths, labels)
+            filled = meta is not None and not PAYLOAD_FIELDS <= payload.keys()  # another run may have filled them
+            if filled:
+                payload = backfilled(payload, new_payload(img, meta, names, self.encoder.model_id, time.time()))
+            if payload != stored:
+                self.store.set_payload(img.id, payload)
+        return filled
+
+    def _read_meta(self, img: _Image) -> ImageMeta | None:
+        """The file's header, to fill in a stored point's missing fields; None if it cannot be read now."""
+        try:
+            return read_meta(img.paths[0], self.max_pixels)
+        except ImageError as exc:
+            log.info("cannot fill in the missing details of %s, left as stored: %s", img.paths[0], exc)
+            return None
+
+    def _hash_all(
+        self, files: list[Path], pool: ThreadPoolExecutor, report: IndexReport, tracker: _Tracker
+    ) -> list[_Image]:
+        by_digest: dict[str, _Image] = {}
+        for path, result in zip(files, pool.map(_hash_and_stat, files)):
+            if isinstance(result, ImageError):
+                report.failed.append(Failure(path_to_text(path), str(result)))
+                tracker.advance(1)
+                continue
+            digest, size, mtime = result
+            image = by_digest.setdefault(digest, _Image(digest, [], size, mtime))
+            image.paths.append(path)
+        return list(by_digest.values())
+
+    def _mine(self, images: list[_Image], tracker: _Tracker) -> list[_Image]:
+        """The images this worker indexes: all of them, or with `shard`, its share by content hash."""
+        if not self.shard:
+            return images
+        mine = [img for img in images if self._owns(img.id)]
+        tracker.skip(sum(len(img.paths) for img in images) - sum(len(img.paths) for img in mine))
+        return mine
+
+    def _owns(self, pid: str) -> bool:
+        """Whether this worker indexes the point `pid` (its id holds the start of its content hash)."""
+        return not self.shard or shard_of(pid.replace("-", ""), self.shard[1]) == self.shard[0]
+
+    def _release_paths(self, owners: Mapping[str, str]) -> None:
+        """A path belongs to one point, the one of its bytes now (`owners`: path → content hash): points
+        not found in this run leave the paths found under another hash, and go when none is left.
+
+        (The old bytes of an edited photo exist at no path any more.) Found points are settled by
+        `_sort_known`; each lookup goes through the paths index, a chunk of paths at a time.
+        """
+        found = {point_id(digest) for digest in set(owners.values())}
+        paths = list(owners)
+        for start in range(0, len(paths), RETRIEVE_CHUNK):
+            chunk = paths[start : start + RETRIEVE_CHUNK]
+            where = SearchFilter(paths=tuple(chunk), exclude_ids=tuple({point_id(owners[p]) for p in chunk}))
+            holders = [pid for pid, _, _ in self.store.scroll(where=where) if pid not in found and self._owns(pid)]
+            if not holders:
+                continue
+            with self._payload_lock:  # read again under the lock: another run may have changed them
+                for pid, payload in self.store.retrieve(holders).items():
+                    kept = [p for p in payload.get("paths", []) if p not in owners]
+                    if not kept:
+                        log.info("dropping %s: its paths %s now hold other pictures", pid, payload["paths"])
+                        self.store.delete([pid])
+                    elif kept != payload["paths"]:
+                        self.store.set_payload(pid, relocated(payload, kept, []))
+
+    def _sort_known(
+        self,
+        images: list[_Image],
+        names: Mapping[Path, Sequence[str]],
+        owners: Mapping[str, str],
+        report: IndexReport,
+        tracker: _Tracker,
+    ) -> list[_Image]:
+        """Settle images already stored (unchanged, new locations, missing fields); return the ones to encode."""
+        new: list[_Image] = []
+        for start in range(0, len(images), RETRIEVE_CHUNK):
+            chunk = images[start : start + RETRIEVE_CHUNK]
+            stored = self.store.retrieve([img.id for img in chunk])
+            for img in chunk:
+                payload = stored.get(img.id)
+                if payload is None:
+                    new.append(img)
+                    continue
+                known_paths = set(payload.get("paths", []))
+                known_names = set(payload.get("names", []))
+                fresh = [
+                    p for p in img.paths
+                    if path_to_text(p) not in known_paths or not known_names.issuperset(_labels(p, names))
+                ]
+                taken = any(owners.get(p, img.digest) != img.digest for p in known_paths)  # found under another hash
+                meta = None if PAYLOAD_FIELDS <= payload.keys() else self._read_meta(img)
+                filled = self._update_point(img, fresh, names, meta, owners) if fresh or meta or taken else False
+                report.renamed.extend(path_to_text(p) for p in fresh)
+                (report.updated if filled else report.unchanged).extend(
+                    path_to_text(p) for p in img.paths if p not in fresh
+                )
+                tracker.advance(len(img.paths))
+        return new
+
+    def _encode_new(
+        self,
+        images: list[_Image],
+        names: Mapping[Path, Sequence[str]],
+        pool: ThreadPoolExecutor,
+        report: IndexReport,
+        tracker: _Tracker,
+    ) -> None:
+        batch: list[tuple[_Image, _Ready]] = []
+        for img, decoded in self._decode_ahead(images, pool):
+            if isinstance(decoded, ImageError):
+                report.failed.extend(Failure(path_to_text(p), str(decoded)) for p in img.paths)
+                tracker.advance(len(img.paths))
+                continue
+            batch.append((img, decoded))
+            if len(batch) >= self.encoder.batch_size:
+                self._write(batch, names, report, tracker)
+                batch = []
+        self._write(batch, names, report, tracker)
+
+    def _decode_ahead(
+        self, images: list[_Image], pool: ThreadPoolExecutor
+    ) -> Iterator[tuple[_Image, _Ready | ImageError]]:
+        """Decode in the pool, at most two batches ahead of the model, in order."""
+        window: deque[tuple[_Image, Future]] = deque()
+        ahead = 2 * self.encoder.batch_size + self.workers
+        min_side = self.encoder.image_size
+        prepare = self.encoder.prepare_image  # the model's preprocessing runs in the pool too
+        try:
+            for img in images:
+                window.append((img, pool.submit(_decode_first, img.paths, self.max_pixels, min_side, prepare)))
+                if len(window) >= ahead:
+                    first, future = window.popleft()
+                    yield first, future.result()
+            while window:
+                first, future = window.popleft()
+                yield first, future.result()
+        finally:
+            for _, future in window:
+                future.cancel()
+
+    def _write(
+        self,
+        batch: list[tuple[_Image, _Ready]],
+        names: Mapping[Path, Sequence[str]],
+        report: IndexReport,
+        tracker: _Tracker,
+    ) -> None:
+        if not batch:
+            return
+        vectors = self.encoder.encode_images([d.prepared for _, d in batch])
+        now = time.time()
+        points: list[Point] = []
+        for (img, d), vector in zip(batch, vectors):
+            payload = new_payload(img, d.meta, names, self.encoder.model_id, now)
+            refusal = _unstorable(payload)
+            if refusal:  # one bad point fails alone: the rest of the batch lands
+                report.failed.extend(Failure(path_to_text(p), refusal) for p in img.paths)
+            else:
+                points.append(Point(img.id, vector, payload))
+        with self._payload_lock:  # another run may have stored some of these meanwhile: keep its paths
+            stored = self.store.retrieve([p.id for p in points])
+            points = [
+                Point(p.id, p.vector, {**p.payload, **_locations(*_merged(stored[p.id], p.payload))}) if p.id in stored else p
+                for p in points
+            ]
+            self.store.upsert(points)
+        stored_ids = {p.id for p in points}
+        report.added.extend(path_to_text(p) for img, _ in batch if img.id in stored_ids for p in img.paths)
+        tracker.encoded(len(points), sum(len(img.paths) for img, _ in batch))
+
+
+def _hash_and_stat(path: Path) -> tuple[str, int, float] | ImageError:
+    try:
+        st = path.stat()
+        if not path.is_file():
+            return ImageError("not a regular file")
+        return file_hash(path), st.st_size, st.st_mtime
+    except ImageError as exc:
+        return exc
+    except OSError as exc:
+        return ImageError(f"could not be read ({exc.strerror})")
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """A decoded image, already the model's input: all the model's thread has left to do is stack it."""
+
+    meta: ImageMeta
+    prepared: PreparedImage
+
+
+def _decode_first(
+    paths: list[Path], max_pixels: int, min_side: int, prepare: Callable[[Any], PreparedImage]
+) -> _Ready | ImageError:
+    """In a worker thread: decode (JPEGs at a reduced scale) and preprocess for the model; the
+    full-size pixels are dropped here, so what waits for the model is ~0.6 MB an image."""
+    try:
+        decoded = decode(paths[0], max_pixels, min_side)
+    except ImageError as exc:
+        return exc
+    try:
+        return _Ready(decoded.meta, prepare(decoded.image))
+    except Exception as exc:  # noqa: BLE001 - one odd image must not stop the run
+        return ImageError(f"could not be prepared for the model ({type(exc).__name__}: {exc})")
+
+
+def _labels(path: Path, names: Mapping[Path, Sequence[str]]) -> list[str]:
+    return list(names.get(path) or [path_to_text(path.name)])
+
+
+def _absent(root: Path | str) -> bool:
+    """Whether `root` does not exist (a root that exists but cannot be read is for `discover` to report)."""
+    try:
+        os.stat(Path(root).expanduser())
+    except OSError as exc:
+        return isinstance(exc, (FileNotFoundError, NotADirectoryError))
+    return False
+
+
+def _unstorable(payload: dict[str, Any]) -> str | None:
+    """Why Qdrant could not store `payload` (strict UTF-8 JSON, finite numbers), or None if it can."""
+    try:
+        json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return "could not be stored: its details hold text that is not valid Unicode"
+    except (TypeError, ValueError) as exc:
+        return f"could not be stored: {exc}"
+    return None
+
+
+def _ancestors(paths: Iterable[str]) -> list[str]:
+    folders: set[str] = set()
+    for path in paths:
+        folders.update(str(parent) for parent in Path(path).parents)
+    return sorted(folders)
+
+
+def _locations(paths: list[str], labels: list[str]) -> dict[str, Any]:
+    names = list(dict.fromkeys(labels))
+    return {
+        "paths": paths,
+        "names": names,
+        "name": names[0],
+        "folder": str(Path(paths[0]).parent),
+        "folders": _ancestors(paths),
+    }
+
+
+def new_payload(
+    img: _Image, meta: ImageMeta, names: Mapping[Path, Sequence[str]], model_id: str, now: float
+) -> dict[str, Any]:
+    """Everything stored with a new point."""
+    return {
+        "sha256": img.digest,
+        **_locations([path_to_text(p) for p in img.paths], [label for p in img.paths for label in _labels(p, names)]),
+        "bytes": img.size,
+        "width": meta.width,
+        "height": meta.height,
+        "format": meta.format,
+        "mtime": img.mtime,
+        "taken_at": meta.taken_at,
+        "date": meta.taken_at or img.mtime,
+        "indexed_at": now,
+        "model": model_id,
+    }
+
+
+def backfilled(payload: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:
+    """`payload` with the fields it lacks taken from `fresh` (a `new_payload` of its file): stored values win.
+
+    Where the image lives comes from the stored paths and names, not just where this run found it.
+    """
+    stored_at = _locations(payload["paths"], payload["names"]) if payload.get("paths") and payload.get("names") else {}
+    return {**fresh, **stored_at, **payload}
+
+
+def _merged(stored: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Paths and names of a point written by two runs: the stored ones first, then the new ones."""
+    paths = list(dict.fromkeys(stored.get("paths", []) + new["paths"]))
+    return paths, [*stored.get("names", []), *new["names"]]
+
+
+def relocated(payload: dict[str, Any], paths: list[str], new_labels: list[str]) -> dict[str, Any]:
+    """`payload` now found at `paths`: names of dropped paths go, `new_labels` join."""
+    dropped = {Path(p).name for p in payload.get("paths", []) if p not in paths} - {Path(p).name for p in paths}
+    labels = [n for n in payload.get("names", []) if n not in dropped] + new_labels
+    return {**payload, **_locations(paths, labels or [Path(paths[0]).name])}
+
+
+class _Tracker:
+    """Counts progress and reports it, with images/s and ETA over the encoding so far."""
+
+    def __init__(self, total: int, callback: ProgressCallback | None) -> None:
+        self.total = total
+        self.done = 0
+        self.images = 0
+        self.callback = callback
+        self.started = time.perf_counter()
+
+    def skip(self, files: int) -> None:
+        self.total -= files
+
+    def advance(self, files: int) -> None:
+        self.done += files
+        self._report()
+
+    def encoded(self, images: int, files: int) -> None:
+        self.images += images
+        self.advance(files)
+
+    def _report(self) -> None:
+        if not self.callback:
+            return
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        rate = self.images / elapsed
+        left = self.total - self.done
+        self.callback(Progress(self.done, self.total, rate, left / rate if rate > 0 else None))

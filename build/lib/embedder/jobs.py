@@ -1,0 +1,337 @@
+"""Indexing that runs on its own: one runner per store works through a queue of jobs in a thread.
+
+The app holds one `JobRunner` per process (a cached resource), so leaving a page, reloading it or
+closing the browser does not stop a run; the CLI's `watch` uses the same runner. Jobs run one at a
+time, report progress, can be cancelled between batches (every batch reported as stored has
+landed), and keep their final report for the pages to show. Unfinished jobs are written to a small
+journal, so a job killed with its process is queued again when the next runner starts: indexing is
+idempotent, so nothing is encoded twice.
+
+Nothing here imports Streamlit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from embedder.errors import EmbedderError
+from embedder.indexer import Failure, Indexer, IndexReport, Progress
+
+log = logging.getLogger(__name__)
+
+JobKind = Literal["index", "uploads", "prune"]
+JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+FINISHED: frozenset[str] = frozenset({"done", "failed", "cancelled"})
+HISTORY = 20  # finished jobs kept for the pages
+JOURNAL_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What to do, in plain data (it is written to the journal as JSON).
+
+    `index` indexes `paths` (files or folders; with `prune`, forgetting files gone from them);
+    `uploads` indexes uploads already saved at `paths`, `names` being the names people sent them as
+    and `refused` the uploads that could not be kept (name, reason); `prune` only forgets the files
+    under `paths` that are gone (a deleted file, a folder moved away). `origin` says who asked:
+    "user", "watch" or "resumed".
+    """
+
+    kind: JobKind
+    paths: tuple[str, ...]
+    label: str
+    prune: bool = False
+    names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    refused: tuple[tuple[str, str], ...] = ()
+    origin: str = "user"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "paths": list(self.paths),
+            "label": self.label,
+            "prune": self.prune,
+            "names": {path: list(labels) for path, labels in self.names.items()},
+            "refused": [list(pair) for pair in self.refused],
+            "origin": self.origin,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobRequest:
+        return cls(
+            kind=data["kind"],
+            paths=tuple(str(p) for p in data["paths"]),
+            label=str(data.get("label") or ", ".join(data["paths"])),
+            prune=bool(data.get("prune", False)),
+            names={str(p): tuple(str(n) for n in labels) for p, labels in (data.get("names") or {}).items()},
+            refused=tuple((str(name), str(reason)) for name, reason in data.get("refused") or ()),
+            origin=str(data.get("origin", "user")),
+        )
+
+
+@dataclass(frozen=True)
+class Job:
+    """A snapshot of one job: the runner hands out copies, never the live record."""
+
+    id: int
+    request: JobRequest
+    state: JobState = "queued"
+    progress: Progress | None = None
+    report: IndexReport | None = None
+    error: str | None = None
+    queued_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
+
+
+class Cancelled(Exception):
+    """Raised inside a job's progress callback to stop it between batches."""
+
+
+class JobRunner:
+    """One worker thread running queued jobs one at a time against one `Indexer`."""
+
+    def __init__(
+        self,
+        indexer: Indexer,
+        journal: Path | None = None,
+        on_change: Callable[[Job], None] | None = None,
+    ) -> None:
+        """`journal`: where unfinished jobs are kept across restarts (None: nowhere).
+        `on_change`: called from the worker with each new snapshot (state or progress)."""
+        self.indexer = indexer
+        self.journal = journal
+        self.on_change = on_change
+        self._cond = threading.Condition()
+        self._jobs: dict[int, Job] = {}
+        self._queue: deque[int] = deque()
+        self._finished: deque[int] = deque()
+        self._cancel: dict[int, threading.Event] = {}
+        self._next_id = 1
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._leftover = self._unfinished()  # read before any submit rewrites the journal
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def start(self, resume: bool = True) -> list[Job]:
+        """Start the worker; with `resume`, first queue the jobs an earlier process left unfinished."""
+        leftover, self._leftover = self._leftover, []
+        resumed = [self.submit(replace(r, origin="resumed")) for r in leftover] if resume else []
+        if resumed:
+            log.info("resuming %d unfinished indexing job(s)", len(resumed))
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="embedder-jobs", daemon=True)
+                self._thread.start()
+        return resumed
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Stop after the batch in flight; jobs still queued stay in the journal for the next start."""
+        with self._cond:
+            self._closing = True
+            for event in self._cancel.values():
+                event.set()
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    # --- asking ----------------------------------------------------------------------------------
+
+    def submit(self, request: JobRequest) -> Job:
+        """Queue a job; returns its snapshot (its id is what `cancel` and `wait` take)."""
+        if not request.paths and not request.refused:
+            raise EmbedderError("Nothing to do: the job names no files or folders.")
+        with self._cond:
+            if self._closing:
+                raise EmbedderError("The indexing runner is shutting down; try again in a moment.")
+            job = Job(self._next_id, request, queued_at=time.time())
+            self._next_id += 1
+            self._jobs[job.id] = job
+            self._cancel[job.id] = threading.Event()
+            self._queue.append(job.id)
+            self._save_journal()
+            self._cond.notify_all()
+        self._changed(job)
+        return job
+
+    def cancel(self, job_id: int) -> bool:
+        """Stop a queued job now, or a running one after its batch in flight. False if already over."""
+        with self._cond:
+            job = self._jobs.get(job_id)
+            if job is None or job.finished:
+                return False
+            self._cancel[job_id].set()
+            if job.state == "queued":
+                self._queue.remove(job_id)
+                job = self._finish(job, "cancelled")
+            self._cond.notify_all()
+        self._changed(job)
+        return True
+
+    def get(self, job_id: int) -> Job | None:
+        with self._cond:
+            return self._jobs.get(job_id)
+
+    def jobs(self) -> list[Job]:
+        """The running job, then the queue in order, then finished jobs, newest first."""
+        with self._cond:
+            active = [self._jobs[i] for i in self._jobs if self._jobs[i].state == "running"]
+            queued = [self._jobs[i] for i in self._queue]
+            done = [self._jobs[i] for i in reversed(self._finished)]
+        return active + queued + done
+
+    def active(self) -> Job | None:
+        """The running job, else the first queued one, else None."""
+        pending = [j for j in self.jobs() if not j.finished]
+        return pending[0] if pending else None
+
+    def wait(self, job_id: int, timeout: float | None = None) -> Job:
+        """Block until the job has finished (or `timeout` passes); its latest snapshot."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._jobs[job_id].finished:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self._cond.wait(left)
+            return self._jobs[job_id]
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no job is queued or running; False if `timeout` passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._queue or any(j.state == "running" for j in self._jobs.values()):
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    # --- the worker ------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if self._closing:
+                    return
+                job = self._jobs[self._queue.popleft()]
+                job = self._set(job, state="running", started_at=time.time())
+                cancel = self._cancel[job.id]
+            self._changed(job)
+            outcome: dict[str, Any] = {}
+            try:
+                outcome["report"] = self._run(job, cancel)
+                state: JobState = "cancelled" if cancel.is_set() else "done"
+            except Cancelled:
+                state = "cancelled"
+            except EmbedderError as exc:
+                state, outcome["error"] = "failed", str(exc)
+            except Exception as exc:  # noqa: BLE001 - one job's bug must not kill the runner
+                log.exception("indexing job %d failed", job.id)
+                state, outcome["error"] = "failed", f"{type(exc).__name__}: {exc}"
+            with self._cond:
+                if self._closing and state == "cancelled":  # stopped by shutdown: resume it next start
+                    self._set(job, state="queued")
+                    self._save_journal(extra=[job.request])
+                    return
+                job = self._finish(self._jobs[job.id], state, **outcome)
+            self._changed(job)
+
+    def _run(self, job: Job, cancel: threading.Event) -> IndexReport:
+        request = job.request
+
+        def progress(p: Progress) -> None:
+            with self._cond:
+                snapshot = self._set(self._jobs[job.id], progress=p)
+            self._changed(snapshot)
+            if cancel.is_set():
+                raise Cancelled
+
+        if request.kind == "prune":
+            report = IndexReport()
+            started = time.perf_counter()
+            report.removed = self.indexer.prune(list(request.paths))
+            report.seconds = time.perf_counter() - started
+            return report
+        names = {Path(p): list(labels) for p, labels in request.names.items()}
+        if request.kind == "uploads":
+            saved = {Path(p): names.get(Path(p), [Path(p).name]) for p in request.paths}
+            refused = [Failure(name, reason) for name, reason in request.refused]
+            return self.indexer.index_saved(saved, refused, on_progress=progress)
+        return self.indexer.index(list(request.paths), prune=request.prune, on_progress=progress, names=names)
+
+    # --- bookkeeping (callers hold self._cond) --------------------------------------------------
+
+    def _set(self, job: Job, **changes: Any) -> Job:
+        job = replace(job, **changes)
+        self._jobs[job.id] = job
+        return job
+
+    def _finish(self, job: Job, state: JobState, **outcome: Any) -> Job:
+        job = self._set(job, state=state, finished_at=time.time(), **outcome)
+        self._finished.append(job.id)
+        while len(self._finished) > HISTORY:
+            old = self._finished.popleft()
+            self._jobs.pop(old, None)
+            self._cancel.pop(old, None)
+        self._save_journal()
+        self._cond.notify_all()
+        return job
+
+    def _changed(self, job: Job) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change(job)
+            except Exception:  # noqa: BLE001 - a listener's bug must not stop indexing
+                log.exception("job listener failed")
+
+    def _save_journal(self, extra: Iterable[JobRequest] = ()) -> None:
+        """Write every unfinished job (running first) so the next start can pick them up."""
+        if self.journal is None:
+            return
+        pending = [j for j in self._jobs.values() if j.state == "running"] + [self._jobs[i] for i in self._queue]
+        requests = self._leftover + list(extra) + [j.request for j in pending]
+        document = {"format": JOURNAL_FORMAT, "pid": os.getpid(), "jobs": [r.as_dict() for r in requests]}
+        try:
+            self.journal.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.journal.with_name(self.journal.name + ".tmp")
+            tmp.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
+            os.replace(tmp, self.journal)
+        except OSError as exc:  # the journal is a convenience: indexing goes on without it
+            log.warning("cannot write the job journal %s: %s", self.journal, exc.strerror or exc)
+
+    def _unfinished(self) -> list[JobRequest]:
+        if self.journal is None or not self.journal.is_file():
+            return []
+        try:
+            document = json.loads(self.journal.read_text(encoding="utf-8"))
+            return [JobRequest.from_dict(item) for item in document.get("jobs", [])]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("ignoring an unreadable job journal %s: %s", self.journal, exc)
+            return []
+
+
+def read_journal(path: Path) -> dict[str, Any] | None:
+    """The journal another process keeps (for `info` on a busy store): its pid and unfinished jobs."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return document if isinstance(document, dict) else None

@@ -1,0 +1,463 @@
+"""Qdrant: the only module that talks to it (the HTTP details for a server are in qdrant_http.py).
+
+`open_store` gives an `ImageStore` for the configured storage: an embedded folder on disk (the
+default) or a Qdrant server / cluster (`QDRANT_URL`). Either way the collection is checked against
+the model that fills it, so vectors from two models are never mixed.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+import threading
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qdrant_client import QdrantClient, models
+
+from embedder.config import Settings
+from embedder.errors import CollectionMismatchError, StoreError, StoreInUseError
+from embedder.qdrant_http import NotQdrantAnswer, check_version, server_client
+
+log = logging.getLogger(__name__)
+
+KEYWORD_FIELDS = ("paths", "folders", "format")
+NUMBER_FIELDS = ("date", "bytes", "width", "height")
+SCROLL_PAGE = 256
+LOCK_NAME = ".embedder.lock"
+
+
+@dataclass(frozen=True)
+class Point:
+    id: str
+    vector: np.ndarray
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float
+    payload: dict[str, Any]
+    vector: np.ndarray | None = field(default=None, compare=False, repr=False)  # when asked for
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """Conditions on the payload, applied inside Qdrant. Empty fields mean no condition."""
+
+    folder: str | None = None  # subtree: matches images in this folder or below
+    formats: tuple[str, ...] = ()  # e.g. ("JPEG", "PNG")
+    date_from: float | None = None  # date taken (or mtime), UTC seconds
+    date_to: float | None = None
+    min_width: int | None = None
+    min_height: int | None = None
+    exclude_ids: tuple[str, ...] = field(default=())
+    paths: tuple[str, ...] = ()  # points listing any of these paths (stored text)
+
+    def is_empty(self) -> bool:
+        return self == SearchFilter()
+
+
+class ImageStore(ABC):
+    """What the rest of the product may ask of Qdrant."""
+
+    mode: str  # "embedded" or "server"
+    location: str  # folder or URL (never the API key)
+    collection: str
+    model_id: str
+    dim: int
+
+    @abstractmethod
+    def count(self) -> int: ...
+
+    @abstractmethod
+    def retrieve(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Payloads of the points that exist among `ids`."""
+
+    @abstractmethod
+    def upsert(self, points: Sequence[Point]) -> None: ...
+
+    @abstractmethod
+    def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
+        """Replace a point's whole payload, keeping its vector."""
+
+    @abstractmethod
+    def delete(self, ids: Sequence[str]) -> None: ...
+
+    @abstractmethod
+    def query(
+        self,
+        vector: np.ndarray,
+        limit: int,
+        offset: int = 0,
+        score_threshold: float | None = None,
+        where: SearchFilter | None = None,
+        with_vectors: bool = False,
+    ) -> list[Hit]:
+        """Nearest points by cosine similarity, best first (with their vectors if asked)."""
+
+    @abstractmethod
+    def vector(self, point_id: str) -> np.ndarray | None: ...
+
+    @abstractmethod
+    def scroll(
+        self, with_vectors: bool = False, where: SearchFilter | None = None
+    ) -> Iterator[tuple[str, dict[str, Any], np.ndarray | None]]:
+        """Every point (that matches `where`), page by page: (id, payload, vector or None)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def optimize(self, force: bool = False) -> bool:
+        """Build search indexes after a bulk load, where the engine needs it; True if it did work."""
+        return False
+
+    def __enter__(self) -> ImageStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_store(settings: Settings, model_id: str, dim: int) -> ImageStore:
+    """Open the configured storage and make sure its collection fits `model_id` and `dim`."""
+    if settings.qdrant_url:
+        return QdrantStore.server(settings, model_id, dim)
+    from embedder import store_edge  # the embedded engine: Qdrant Edge (see BENCHMARKS.md)
+
+    if store_edge.edge_available():
+        return store_edge.EdgeStore(settings, model_id, dim)
+    log.warning("qdrant-edge-py is not installed: falling back to qdrant-client local mode (slow past ~10k images)")
+    return QdrantStore.embedded(settings, model_id, dim)
+
+
+def mismatch_message(collection: str, size: int | None, recorded: str | None, model_id: str, dim: int) -> str:
+    """Why a collection is refused, and the two ways out (the same words for every backend)."""
+    return (
+        f"Collection {collection!r} holds {size}-d vectors made by model {recorded or 'unknown'!r}, but "
+        f"EMBEDDER_MODEL is {model_id!r} ({dim}-d). Set EMBEDDER_MODEL back to "
+        f"{recorded or 'that model'!r}, or set QDRANT_COLLECTION to a new name to index with this model."
+    )
+
+
+class FolderLock:
+    """An exclusive lock on an embedded storage folder, held for as long as the store is open."""
+
+    def __init__(self, folder: Path) -> None:
+        with _folder_errors(folder):
+            folder.mkdir(parents=True, exist_ok=True)
+            self.path = folder / LOCK_NAME
+            self._fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._fh.seek(0)
+            owner = self._fh.read().strip() or "another process"
+            self._fh.close()
+            raise StoreInUseError(
+                f"The storage folder {folder} is in use by {owner}. Close the other app or command "
+                "first, or set QDRANT_PATH to another folder, or run a Qdrant server (QDRANT_URL) "
+                "so several processes can share one index."
+            ) from None
+        try:
+            with _folder_errors(folder):
+                self._fh.seek(0)
+                self._fh.truncate()
+                self._fh.write(f"process {os.getpid()}")
+                self._fh.flush()
+        except StoreError:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        if not self._fh.closed:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+
+
+@contextmanager
+def _folder_errors(folder: Path) -> Iterator[None]:
+    """Turn a storage folder that cannot be made or written into one `StoreError` line."""
+    try:
+        yield
+    except OSError as exc:
+        raise StoreError(unusable_folder_message(folder, exc)) from None
+
+
+def unusable_folder_message(folder: Path, exc: OSError) -> str:
+    """Why QDRANT_PATH cannot hold a store, and what to do about it."""
+    fix = "Set QDRANT_PATH to a folder this user can write to (it is created if missing)."
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocker == folder:
+        return f"QDRANT_PATH {folder} is a file, not a folder. {fix}"
+    if blocker is not None:
+        return f"QDRANT_PATH {folder} cannot be a folder: {blocker} is a file, not a folder. {fix}"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"Cannot write to {folder}: permission denied. {fix}"
+    if exc.errno == errno.EROFS:
+        return f"Cannot write to {folder}: it is on a read-only file system. {fix}"
+    if exc.errno == errno.ENOSPC:
+        return f"Cannot write to {folder}: no space left on the disk. Free some space and run again (nothing was lost)."
+    return f"Cannot use the storage folder {folder} (QDRANT_PATH): {exc.strerror or exc}. {fix}"
+
+
+@contextmanager
+def _qdrant_errors(location: str, timeout_s: int | None = None) -> Iterator[None]:
+    """Turn qdrant-client and transport errors into one `StoreError` line (never with the key)."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every client failure means the same to a user
+        source = getattr(exc, "source", None)  # what qdrant-client's ResponseHandlingException wraps
+        if isinstance(source, NotQdrantAnswer):
+            raise StoreError(
+                f"The server at {location} answered with HTML (HTTP {source.status}), not Qdrant's API: is QDRANT_URL right? "
+                "It should be the Qdrant server's address, e.g. http://127.0.0.1:6333."
+            ) from None
+        status = getattr(exc, "status_code", None)
+        if status in (401, 403):
+            raise StoreError(f"Qdrant at {location} refused the API key (HTTP {status}). Check QDRANT_API_KEY.") from None
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "already accessed by another instance" in text:
+            raise StoreInUseError(f"The storage folder {location} is in use by another process.") from None
+        if status is None and "timed out" in text.lower() and timeout_s is not None:
+            text = f"timed out: no complete answer within QDRANT_TIMEOUT, {timeout_s} s"
+        if status is None and any(w in text.lower() for w in ("connect", "timed out", "refused", "resolve", "name or service")):
+            raise StoreError(
+                f"Cannot reach the Qdrant server at {location} ({text}). Start it (docker compose up qdrant) "
+                "or unset QDRANT_URL to use the embedded store."
+            ) from None
+        raise StoreError(f"Qdrant at {location} failed: {text}") from None
+
+
+def damaged_message(location: str | Path, what: str) -> str:
+    """The words for an embedded store whose files cannot be read back (every backend uses them)."""
+    return (
+        f"The storage folder {location} is damaged ({what}). Restore it from a backup, or move it "
+        "away and index your folders again (nothing else is lost: your images are untouched)."
+    )
+
+
+def damaged(folder: Path, exc: Exception) -> StoreError:
+    """`damaged_message` as an error, with the first line of what went wrong."""
+    return StoreError(damaged_message(folder, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+
+
+class QdrantStore(ImageStore):
+    """An `ImageStore` on qdrant-client: a server, or local mode in a folder."""
+
+    def __init__(
+        self, client: QdrantClient, settings: Settings, model_id: str, dim: int, lock: FolderLock | None = None
+    ) -> None:
+        self._client = client
+        self._lock = lock
+        self._timeout_s = settings.qdrant_timeout if settings.qdrant_url else None
+        self._serial = threading.RLock() if lock else nullcontext()
+        self.mode = settings.storage_mode
+        self.location = settings.storage_location
+        self.collection = settings.collection
+        self.model_id = model_id
+        self.dim = dim
+        try:
+            with self._errors():
+                self._ensure_collection(settings)
+        except Exception:
+            self.close()
+            raise
+
+    @classmethod
+    def embedded(cls, settings: Settings, model_id: str, dim: int) -> QdrantStore:
+        lock = FolderLock(settings.qdrant_path)
+        try:
+            try:
+                client = QdrantClient(path=str(settings.qdrant_path))
+            except Exception as exc:  # noqa: BLE001 - the folder's own files cannot be read back
+                raise damaged(settings.qdrant_path, exc) from None
+        except Exception:
+            lock.release()
+            raise
+        return cls(client, settings, model_id, dim, lock)
+
+    @classmethod
+    def server(cls, settings: Settings, model_id: str, dim: int) -> QdrantStore:
+        location = settings.storage_location
+        with _qdrant_errors(location, settings.qdrant_timeout):
+            client = server_client(settings.qdrant_url, location, settings.qdrant_api_key, settings.qdrant_timeout)
+            try:
+                client.get_collections()  # fail now, with a clear message, if unreachable or refused
+                check_version(client, location)
+            except Exception:
+                client.close()
+                raise
+        return cls(client, settings, model_id, dim)
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Around every client call: one clear error, and in local mode one call at a time
+        (qdrant-client's local mode is not thread-safe; browser sessions share one store)."""
+        with self._serial, _qdrant_errors(self.location, self._timeout_s):
+            yield
+
+    def _ensure_collection(self, settings: Settings) -> None:
+        name = self.collection
+        if not self._client.collection_exists(name):
+            log.info("creating collection %s (%d-d, cosine) for %s", name, self.dim, self.model_id)
+            cluster = (
+                dict(
+                    shard_number=settings.shard_number,
+                    replication_factor=settings.replication_factor,
+                    write_consistency_factor=settings.write_consistency_factor,
+                )
+                if self.mode == "server"
+                else {}
+            )
+            try:
+                self._client.create_collection(
+                    name,
+                    vectors_config=models.VectorParams(size=self.dim, distance=models.Distance.COSINE),
+                    metadata={"model": self.model_id, "dim": self.dim},
+                    **cluster,
+                )
+            except Exception as exc:  # noqa: BLE001 - another worker may have created it a moment ago
+                if getattr(exc, "status_code", None) != 409 and "already exists" not in str(exc):
+                    raise
+                log.info("collection %s was created by another worker; checking it", name)
+            else:
+                if self.mode == "server":
+                    self._create_payload_indexes()
+                return
+        config = self._client.get_collection(name).config
+        params = config.params.vectors
+        size = getattr(params, "size", None)
+        distance = getattr(params, "distance", None)
+        recorded = (config.metadata or {}).get("model")
+        if recorded is None and size == self.dim and self._client.count(name, exact=True).count == 0:
+            self._client.update_collection(name, metadata={"model": self.model_id, "dim": self.dim})
+            recorded = self.model_id
+        if size != self.dim or recorded != self.model_id or distance != models.Distance.COSINE:
+            raise CollectionMismatchError(mismatch_message(name, size, recorded, self.model_id, self.dim))
+
+    def _create_payload_indexes(self) -> None:
+        for name in KEYWORD_FIELDS:
+            self._client.create_payload_index(self.collection, name, models.PayloadSchemaType.KEYWORD)
+        for name in NUMBER_FIELDS:
+            self._client.create_payload_index(self.collection, name, models.PayloadSchemaType.FLOAT)
+
+    def count(self) -> int:
+        with self._errors():
+            return self._client.count(self.collection, exact=True).count
+
+    def retrieve(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if not ids:
+            return {}
+        with self._errors():
+            records = self._client.retrieve(self.collection, list(ids), with_payload=True, with_vectors=False)
+        return {str(r.id): r.payload or {} for r in records}
+
+    def upsert(self, points: Sequence[Point]) -> None:
+        if not points:
+            return
+        structs = [models.PointStruct(id=p.id, vector=p.vector.tolist(), payload=p.payload) for p in points]
+        with self._errors():
+            self._client.upsert(self.collection, structs, wait=True)
+
+    def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
+        with self._errors():
+            self._client.overwrite_payload(self.collection, payload, points=[point_id], wait=True)
+
+    def delete(self, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        with self._errors():
+            self._client.delete(self.collection, models.PointIdsList(points=list(ids)), wait=True)
+
+    def query(
+        self,
+        vector: np.ndarray,
+        limit: int,
+        offset: int = 0,
+        score_threshold: float | None = None,
+        where: SearchFilter | None = None,
+        with_vectors: bool = False,
+    ) -> list[Hit]:
+        with self._errors():
+            response = self._client.query_points(
+                self.collection,
+                query=np.asarray(vector, dtype=np.float32).tolist(),
+                limit=limit,
+                offset=offset,
+                score_threshold=score_threshold,
+                query_filter=to_qdrant_filter(where),
+                with_payload=True,
+                with_vectors=with_vectors,
+            )
+        return [Hit(str(p.id), float(p.score), p.payload or {}, _vector(p.vector)) for p in response.points]
+
+    def vector(self, point_id: str) -> np.ndarray | None:
+        with self._errors():
+            records = self._client.retrieve(self.collection, [point_id], with_payload=False, with_vectors=True)
+        return np.asarray(records[0].vector, dtype=np.float32) if records else None
+
+    def scroll(
+        self, with_vectors: bool = False, where: SearchFilter | None = None
+    ) -> Iterator[tuple[str, dict[str, Any], np.ndarray | None]]:
+        offset = None
+        while True:
+            with self._errors():
+                records, offset = self._client.scroll(
+                    self.collection,
+                    scroll_filter=to_qdrant_filter(where),
+                    limit=SCROLL_PAGE,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=with_vectors,
+                )
+            for r in records:
+                vector = np.asarray(r.vector, dtype=np.float32) if with_vectors else None
+                yield str(r.id), r.payload or {}, vector
+            if offset is None:
+                return
+
+    def close(self) -> None:
+        try:
+            self._client.close()
+        except Exception as exc:  # noqa: BLE001 - closing must never raise over the real error
+            log.warning("closing Qdrant client failed: %s", exc)
+        if self._lock:
+            self._lock.release()
+
+
+def _vector(raw: Any) -> np.ndarray | None:
+    return None if raw is None else np.asarray(raw, dtype=np.float32)
+
+
+def to_qdrant_filter(where: SearchFilter | None) -> models.Filter | None:
+    """The qdrant-client form of a `SearchFilter`."""
+    if where is None or where.is_empty():
+        return None
+    must: list[models.Condition] = []
+    if where.folder:
+        must.append(models.FieldCondition(key="folders", match=models.MatchValue(value=where.folder.rstrip("/") or "/")))
+    if where.formats:
+        must.append(models.FieldCondition(key="format", match=models.MatchAny(any=list(where.formats))))
+    if where.paths:
+        must.append(models.FieldCondition(key="paths", match=models.MatchAny(any=list(where.paths))))
+    if where.date_from is not None or where.date_to is not None:
+        must.append(models.FieldCondition(key="date", range=models.Range(gte=where.date_from, lte=where.date_to)))
+    if where.min_width:
+        must.append(models.FieldCondition(key="width", range=models.Range(gte=where.min_width)))
+    if where.min_height:
+        must.append(models.FieldCondition(key="height", range=models.Range(gte=where.min_height)))
+    must_not: list[models.Condition] = (
+        [models.HasIdCondition(has_id=list(where.exclude_ids))] if where.exclude_ids else []
+    )
+    return models.Filter(must=must or None, must_not=must_not or None)

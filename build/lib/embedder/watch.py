@@ -1,0 +1,192 @@
+"""Watched folders: file events (or polling, for network shares) batched into indexing jobs.
+
+New, changed, moved and deleted files are collected until the folders have been quiet for a
+moment, then handed to the `JobRunner` as at most two jobs: index what appeared or changed (a moved
+file is recognised by its content and only gets its new path), then forget what is gone. On start,
+each folder gets one catch-up pass (index with prune), so changes made while nothing was watching
+are found too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.polling import PollingObserver
+
+from embedder.images import is_image_name
+from embedder.jobs import Job, JobRequest, JobRunner
+
+log = logging.getLogger(__name__)
+
+QUIET_S = 2.0  # a batch is handed over once no event came for this long
+MAX_WAIT_S = 30.0  # ...or once its first event is this old, however busy the folder stays
+
+
+class FolderWatcher:
+    """Watches folders and feeds what changes in them to a `JobRunner`."""
+
+    def __init__(
+        self,
+        runner: JobRunner,
+        quiet_s: float = QUIET_S,
+        poll_s: float = 0.0,
+        max_wait_s: float = MAX_WAIT_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.runner = runner
+        self.quiet_s = quiet_s
+        self.max_wait_s = max(max_wait_s, quiet_s)
+        self.poll_s = poll_s
+        self._clock = clock
+        self._observer = PollingObserver(timeout=poll_s) if poll_s > 0 else Observer()
+        self._handler = _Handler(self._record)
+        self._roots: dict[str, object] = {}
+        self._cond = threading.Condition()
+        self._changed: dict[str, None] = {}  # paths to index, in the order they came
+        self._gone: dict[str, None] = {}  # paths to forget if they are still gone
+        self._first_event: float | None = None
+        self._last_event = 0.0
+        self._stopping = False
+        self._flusher = threading.Thread(target=self._flush_loop, name="embedder-watch", daemon=True)
+        self._started = False
+
+    @property
+    def mode(self) -> str:
+        return f"polling every {self.poll_s:g} s" if self.poll_s > 0 else "file events"
+
+    @property
+    def roots(self) -> list[str]:
+        return list(self._roots)
+
+    def start(self, roots: Iterable[Path | str] = (), catch_up: bool = True) -> list[Job]:
+        """Start watching `roots` (more can be added later); returns the catch-up jobs queued."""
+        if not self._started:
+            self._observer.start()
+            self._flusher.start()
+            self._started = True
+        return [job for root in roots if (job := self.add(root, catch_up)) is not None]
+
+    def add(self, root: Path | str, catch_up: bool = True) -> Job | None:
+        """Watch one more folder; with `catch_up`, index it once now (with prune). None if already watched."""
+        folder = os.path.abspath(os.path.expanduser(os.fspath(root)))
+        if folder in self._roots:
+            return None
+        if not os.path.isdir(folder):
+            log.warning("not watching %s: not a folder", folder)
+            return None
+        self._roots[folder] = self._observer.schedule(self._handler, folder, recursive=True)
+        log.info("watching %s (%s)", folder, self.mode)
+        if not catch_up:
+            return None
+        return self.runner.submit(JobRequest("index", (folder,), f"Catch up {folder}", prune=True, origin="watch"))
+
+    def remove(self, root: Path | str) -> None:
+        folder = os.path.abspath(os.path.expanduser(os.fspath(root)))
+        watch = self._roots.pop(folder, None)
+        if watch is not None:
+            self._observer.unschedule(watch)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._started:
+            self._observer.stop()
+            self._observer.join(10)
+            self._flusher.join(10)
+
+    def flush(self) -> list[Job]:
+        """Hand over what is pending now, quiet or not (tests and shutdown use it)."""
+        with self._cond:
+            changed, gone = list(self._changed), list(self._gone)
+            self._changed.clear()
+            self._gone.clear()
+            self._first_event = None
+        return self._submit(changed, gone)
+
+    # --- events ----------------------------------------------------------------------------------
+
+    def _record(self, changed: list[str], gone: list[str]) -> None:
+        with self._cond:
+            for path in gone:
+                self._changed.pop(path, None)
+                self._gone[path] = None
+            for path in changed:
+                self._changed[path] = None
+            now = self._clock()
+            self._last_event = now
+            if self._first_event is None:
+                self._first_event = now
+            self._cond.notify_all()
+
+    def _flush_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping:
+                    if self._first_event is not None:
+                        now = self._clock()
+                        due = min(self._last_event + self.quiet_s, self._first_event + self.max_wait_s)
+                        if now >= due:
+                            break
+                        self._cond.wait(due - now)
+                    else:
+                        self._cond.wait()
+                if self._stopping:
+                    return
+            self.flush()
+
+    def _submit(self, changed: list[str], gone: list[str]) -> list[Job]:
+        """At most two jobs: index what exists of `changed`, then forget what is still gone."""
+        present = [p for p in changed if os.path.exists(p)]
+        vanished = [p for p in changed if p not in present] + [p for p in gone if not os.path.exists(p)]
+        jobs = []
+        try:
+            if present:
+                label = _label("New or changed", present)
+                jobs.append(self.runner.submit(JobRequest("index", tuple(present), label, origin="watch")))
+            if vanished:
+                gone_once = tuple(dict.fromkeys(vanished))
+                jobs.append(self.runner.submit(JobRequest("prune", gone_once, _label("Gone", vanished), origin="watch")))
+        except Exception as exc:  # noqa: BLE001 - a runner shutting down: the next catch-up finds these
+            log.warning("could not queue watched changes: %s", exc)
+        return jobs
+
+
+def _label(what: str, paths: list[str]) -> str:
+    return f"{what}: {paths[0]}" if len(paths) == 1 else f"{what}: {len(paths)} files in {os.path.commonpath(paths)}"
+
+
+class _Handler(FileSystemEventHandler):
+    """Turns watchdog events into (changed, gone) paths; ignores files that are not images."""
+
+    def __init__(self, record: Callable[[list[str], list[str]], None]) -> None:
+        self._record = record
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        kind = event.event_type
+        if kind not in ("created", "modified", "moved", "deleted", "closed"):
+            return
+        src = os.fsdecode(event.src_path)
+        dest = os.fsdecode(event.dest_path) if kind == "moved" else ""
+        if event.is_directory:
+            if kind == "modified":  # a folder's own mtime: the files' events say what changed
+                return
+            changed = [dest] if kind == "moved" else [src] if kind == "created" else []
+            gone = [src] if kind in ("moved", "deleted") else []
+        else:
+            changed = [p for p in ([dest] if kind == "moved" else [src] if kind != "deleted" else []) if _wanted(p)]
+            gone = [src] if kind in ("moved", "deleted") and _wanted(src) else []
+        if changed or gone:
+            self._record(changed, gone)
+
+
+def _wanted(path: str) -> bool:
+    name = os.path.basename(path)
+    return not name.startswith(".") and is_image_name(name)

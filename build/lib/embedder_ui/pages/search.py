@@ -1,0 +1,299 @@
+"""The Search page: describe a picture or show an example, weigh the terms, filter, page through results.
+
+The query and its pages live in a `SearchState` (one per browser session); this module only draws
+it and turns clicks into its methods.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import streamlit as st
+
+from embedder.engine import Engine
+from embedder.errors import ImageError, QueryError
+from embedder.images import bytes_hash, decode
+from embedder.search import DEFAULT_TEMPLATE, Result, Term, apply_template, describe_query, file_types, make_filter
+from embedder.store import SearchFilter
+from embedder_ui import navigation, resources, widgets
+from embedder_ui.search_state import Options, SearchState
+
+PAGE_SIZES = [4, 8, 12, 16, 20, 24, 32, 40, 48, 64]
+MAX_WEIGHT = 3.0
+STATE = "search_state"  # the session's SearchState
+SEEN_UPLOADS = "search_seen_uploads"  # uploader key → the image already turned into a term
+FILTER_KEYS = ("filter-folder", "filter-types", "filter-dates", "filter-min-width", "filter-min-height")
+ADD_WORDS = "search-add-text"  # the "Add words" box
+KEEP = "session"  # inputs keep their values while the person is on another page
+
+
+def state() -> SearchState:
+    return st.session_state.setdefault(STATE, SearchState())
+
+
+# --------------------------------------------------------------------------------------------
+# The query: terms added, weighted and removed
+
+
+def _add_words(weight: float) -> None:
+    words = st.session_state.get(ADD_WORDS, "").strip()
+    if words:
+        state().add(Term(text=words, weight=weight))
+
+
+def _more_like(result: Result) -> None:
+    state().new_query(Term(point_id=result.id, label=result.name))
+
+
+def _add_like(result: Result) -> None:
+    state().add(Term(point_id=result.id, label=result.name))
+
+
+def _exclude_like(result: Result) -> None:
+    state().add(Term(point_id=result.id, label=result.name, weight=-1.0))
+
+
+CARD_ACTIONS = (
+    widgets.CardAction("like", "Similar", ":material/image_search:", "More like this: a new search with this image", _more_like),
+    widgets.CardAction("add", "Add", ":material/add_circle:", "Add this image to the query", _add_like),
+    widgets.CardAction("exclude", "Exclude", ":material/remove_circle:", "Push images like this one down", _exclude_like),
+)
+
+
+def _uploaded_term(engine: Engine, key: str, label: str) -> Term | None:
+    """An uploader whose picture becomes a query term, once per picture (None until then)."""
+    upload = st.file_uploader(label, type=widgets.UPLOAD_TYPES, key=key, max_upload_size=engine.settings.max_upload_mb)
+    seen = st.session_state.setdefault(SEEN_UPLOADS, {})
+    if upload is None:
+        seen.pop(key, None)  # the same picture again is a new term
+        return None
+    data = upload.getvalue()
+    digest = bytes_hash(data)
+    if seen.get(key) == digest:
+        return None
+    try:
+        decoded = decode(data, engine.settings.max_image_pixels, min_side=engine.encoder.image_size)
+    except ImageError as exc:
+        st.error(widgets.literal(f"{upload.name} cannot be used: {exc}"), icon=":material/broken_image:")
+        return None
+    seen[key] = digest
+    with widgets.errors_as_messages(engine.settings):
+        vector = engine.searcher.compose([Term(image=decoded.image)])
+    return Term(vector=vector, label=upload.name)
+
+
+def _query_inputs(engine: Engine) -> None:
+    """The text box (Enter searches) and the example-image uploader; either starts a new query."""
+    by_text, by_image = st.tabs(["Describe it", "Search with an image"])
+    with by_text:
+        with st.form("search-form", border=False):
+            text_col, button_col = st.columns([6, 1], vertical_alignment="bottom")
+            text = text_col.text_input(
+                "What are you looking for?",
+                key="search-text",
+                persist_state=KEEP,
+                placeholder="a red bicycle against a wall · a dog on the beach · a small blue square",
+            )
+            submitted = button_col.form_submit_button(
+                "Search", type="primary", icon=":material/search:", width="stretch"
+            )
+        if submitted:
+            if text.strip():
+                state().new_query(Term(text=text.strip()))
+            else:
+                st.warning("Type what you are looking for first.")
+    with by_image:
+        term = _uploaded_term(engine, "search-image", "An example image: find pictures that look like it")
+        if term is not None:
+            state().new_query(term)
+
+
+def _term_label(term: Term) -> str:
+    if term.text is not None:
+        return f":material/text_fields: {widgets.literal(term.text)}"
+    if term.point_id is not None:
+        return f":material/image: like {widgets.literal(term.label)}"
+    return f":material/upload: your picture {widgets.literal(term.label)}"
+
+
+def _query_editor(engine: Engine) -> None:
+    """The query's terms, each with a weight (below 0 pushes away) and a remove button; then ways
+    to add words or an image. No syntax to learn: `beach` + 2× `sunset` − `people` is three rows."""
+    with st.container(border=True):
+        st.markdown("**Your query** · weights above 0 pull results towards a term, below 0 push them away")
+        rows = st.container()  # filled last, so a term added below shows in this same run
+        with st.form("add-words-form", border=False, clear_on_submit=True):
+            text_col, add_col, exclude_col = st.columns([5, 1, 1], vertical_alignment="bottom")
+            text_col.text_input("Add words", key=ADD_WORDS, placeholder="at sunset · people (to exclude)")
+            add_col.form_submit_button(
+                "Add", icon=":material/add:", width="stretch", on_click=_add_words, args=(1.0,)
+            )
+            exclude_col.form_submit_button(
+                "Exclude", icon=":material/remove:", width="stretch", on_click=_add_words, args=(-1.0,)
+            )
+        with st.expander("Add an example image"):
+            term = _uploaded_term(engine, "search-add-image", "A picture whose look the results should share")
+            if term is not None:
+                state().add(term)
+        with rows:
+            for uid, term in state().terms:
+                _term_row(uid, term)
+
+
+def _term_row(uid: int, term: Term) -> None:
+    """One term: what it is, its weight, and a button that removes it."""
+    label_col, weight_col, remove_col = st.columns([5, 4, 1], vertical_alignment="center")
+    label_col.markdown(_term_label(term))
+    weight = weight_col.slider(
+        "Weight", -MAX_WEIGHT, MAX_WEIGHT, float(term.weight), 0.25,
+        key=f"term-weight-{uid}", label_visibility="collapsed", format="%+.2f",
+    )
+    if weight != term.weight:
+        state().set_weight(uid, weight)
+    remove_col.button(
+        "", key=f"term-remove-{uid}", icon=":material/close:", help="Remove this term",
+        on_click=lambda: state().remove(uid), type="tertiary",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Options and filters, in the sidebar
+
+
+def _options(engine: Engine) -> Options:
+    """Page size, minimum score, prompt template and the near-duplicate collapse threshold (None: off)."""
+    with st.sidebar:
+        st.header("Search options")
+        per_page = st.select_slider("Results per page", PAGE_SIZES, value=12, key="search-top-k", persist_state=KEEP)
+        min_score = st.slider(
+            "Minimum score", 0.0, 1.0, 0.0, 0.01, key="search-min-score", persist_state=KEEP,
+            help="Hide images whose cosine similarity to the query is lower. 0 shows everything.",
+        )
+        use_template = st.toggle(
+            "Prompt template", value=True, key="search-use-template", persist_state=KEEP,
+            help="Wrap text queries in a sentence, as CLIP was trained on captions: `dog` → `a photo of dog`.",
+        )
+        template = st.text_input(
+            "Template", DEFAULT_TEMPLATE, key="search-template", disabled=not use_template,
+            help="`{}` is your query.", persist_state=KEEP,
+        )
+        collapse = st.toggle(
+            "Hide near-duplicates", value=False, key="search-collapse", persist_state=KEEP,
+            help="Show only the best of each set of near-identical images (resized, re-encoded, cropped copies).",
+        )
+        threshold = widgets.threshold_slider("search-duplicate-threshold", engine.settings, disabled=not collapse)
+        st.divider()
+    return Options(
+        per_page=per_page,
+        min_score=min_score or None,
+        template=(template.strip() or None) if use_template else None,
+        collapse=threshold if collapse else None,
+    )
+
+
+def _clear_filters() -> None:
+    for key in FILTER_KEYS:
+        st.session_state.pop(key, None)
+
+
+def _filters(engine: Engine, count: int) -> SearchFilter:
+    """Folder, file type, date and size filters, applied inside Qdrant."""
+    with st.sidebar:
+        st.header("Filters")
+        folder = st.selectbox(
+            "Folder", resources.indexed_folders(engine, count), index=None, key="filter-folder", persist_state=KEEP,
+            placeholder="Every folder", accept_new_options=True,
+            help="Only images in this folder or below it. Pick one or type a path.",
+        )
+        types = st.multiselect(
+            "File type", file_types(), key="filter-types", placeholder="Every type", persist_state=KEEP
+        )
+        dates = st.date_input(
+            "Taken between", value=(), min_value=date(1900, 1, 1), key="filter-dates", persist_state=KEEP,
+            help="The date in the photo's EXIF data, else the file's modification date. Both days count.",
+        )
+        width_col, height_col = st.columns(2)
+        min_width = width_col.number_input(
+            "Min width (px)", 0, 100_000, 0, 100, key="filter-min-width", persist_state=KEEP
+        )
+        min_height = height_col.number_input(
+            "Min height (px)", 0, 100_000, 0, 100, key="filter-min-height", persist_state=KEEP
+        )
+        after, before = (*dates, None, None)[:2]  # a range: no date, only a start, or both
+        where = make_filter(folder, types, after, before, int(min_width), int(min_height))
+        if not where.is_empty():
+            st.button("Clear filters", key="filter-clear", on_click=_clear_filters, icon=":material/filter_alt_off:")
+        st.divider()
+    return where
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+
+
+def _describe(template: str | None, shown: int, hidden: int) -> None:
+    terms = [t for _, t in state().terms]
+    what = describe_query(terms)
+    texts = [t.text for t in terms if t.text is not None and t.weight]
+    note = ""
+    if len(texts) == 1 and apply_template(texts[0], template) != texts[0]:
+        note = f" · searched as “{apply_template(texts[0], template)}”"
+    elif texts and template:
+        note = f" · words searched as “{apply_template('…', template)}”"
+    head, clear = st.columns([6, 1], vertical_alignment="center")
+    head.markdown(f"**{shown} result{'s' if shown != 1 else ''}** for {widgets.literal(what + note)}")
+    clear.button("Clear", key="search-clear", on_click=lambda: state().clear(), icon=":material/close:", width="stretch")
+    if hidden:
+        st.caption(f"{hidden} near-duplicate{'s' if hidden != 1 else ''} hidden")
+
+
+def _nothing_found(min_score: float | None, where: SearchFilter) -> None:
+    if not where.is_empty():
+        st.info("No images match the filters. Loosen them in the sidebar.", icon=":material/filter_alt:")
+    elif min_score:
+        st.info(
+            f"No image scores above the minimum score of {min_score:.2f}. Lower it in the sidebar.",
+            icon=":material/search_off:",
+        )
+    else:
+        st.info("No images found.", icon=":material/search_off:")
+
+
+def render() -> None:
+    st.title("Search your images", anchor=False)
+    engine = resources.get_engine()
+    info = resources.index_info(engine)
+    if info["images"] == 0:
+        resources.sidebar_info(engine, info)
+        st.info(
+            "Nothing is indexed yet. Add some images first, then come back to search them.", icon=":material/inbox:"
+        )
+        st.page_link(navigation.page("index"), label="Go to the Index page", icon=":material/add_photo_alternate:")
+        return
+
+    where = _filters(engine, info["images"])  # the sidebar: filters first, then options, then the index
+    options = _options(engine)
+    resources.sidebar_info(engine, info)
+    _query_inputs(engine)
+    search = state()
+    if not search.active:
+        st.caption(
+            f"{info['images']:,} images are ready. Describe a picture in a few words and press Enter, "
+            "or search with an example image."
+        )
+        return
+
+    _query_editor(engine)
+    with widgets.errors_as_messages(engine.settings):
+        try:
+            hits, more, hidden = search.results(engine.searcher, options, where, info["images"])
+        except QueryError as exc:
+            st.warning(f"This query cannot be searched: {widgets.literal(str(exc))}.", icon=":material/tune:")
+            return
+    _describe(options.template, len(hits), hidden)
+    if not hits:
+        _nothing_found(options.min_score, where)
+        return
+    widgets.result_grid(hits, engine.settings.max_image_pixels, CARD_ACTIONS)
+    if more:
+        st.button("Show more", key="search-more", on_click=lambda: state().show_more(), icon=":material/expand_more:")

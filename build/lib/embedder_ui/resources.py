@@ -1,0 +1,124 @@
+"""The process's one Engine and its background jobs, shared by every page and browser session.
+
+The Engine (model + store) is a cached resource; so is its job runner, which indexes in a thread of
+its own: leaving a page, reloading it or closing the browser does not stop a run. With WATCH on, the
+folders in IMAGE_DIRS are watched from the moment the app opens the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from typing import Any
+
+import streamlit as st
+
+from embedder.config import Settings
+from embedder.engine import Engine
+from embedder.search import folder_choices
+from embedder_ui.widgets import errors_as_messages, job_progress, literal, show_error
+
+log = logging.getLogger(__name__)
+
+STATUS_REFRESH_S = 2.0
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except Exception as exc:  # noqa: BLE001
+        show_error(exc)
+
+
+def _settings_key(settings: Settings) -> str:
+    """What identifies an Engine: every setting, the API key only as a hash."""
+    parts = sorted(settings.env().items())
+    key = settings.qdrant_api_key or ""
+    parts.append(("api-key-sha256", hashlib.sha256(key.encode()).hexdigest() if key else ""))
+    return repr(parts)
+
+
+def _close_engine(engine: Engine) -> None:
+    """Evicted or cleared: close the store so an embedded folder's lock is released."""
+    try:
+        engine.close()
+    except Exception:  # noqa: BLE001 - never fail a cache clear over a close
+        log.warning("closing the engine failed", exc_info=True)
+
+
+@st.cache_resource(max_entries=1, on_release=_close_engine, show_spinner="Loading the model and opening the index…")
+def _open_engine(key: str, _settings: Settings) -> Engine:
+    log.info("opening the engine for %s", key)
+    engine = Engine.open(_settings)
+    try:
+        engine.jobs.start()  # picks up jobs a previous run of the app left unfinished
+        if _settings.watch and _settings.image_dirs:
+            engine.watch(_settings.image_dirs)
+    except Exception:
+        engine.close()
+        raise
+    return engine
+
+
+_engine_key_lock = threading.Lock()
+_engine_key: str | None = None
+
+
+def get_engine() -> Engine:
+    """The process's one Engine (model + store), opened on first use; on failure a message and stop.
+
+    One per process: the embedded store holds an exclusive lock on its folder, so every page and
+    every browser session must share this one. When the settings change (qdrant.env edited), the
+    old Engine is closed first, so its folder lock is gone before the new one takes it.
+    """
+    global _engine_key
+    settings = load_settings()
+    key = _settings_key(settings)
+    with _engine_key_lock:
+        if _engine_key not in (None, key):
+            _open_engine.clear()  # on_release closes the old store
+        _engine_key = key
+    with errors_as_messages(settings):
+        return _open_engine(key, settings)
+
+
+def index_info(engine: Engine) -> dict[str, Any]:
+    with errors_as_messages(engine.settings):
+        return engine.info()
+
+
+def sidebar_info(engine: Engine, info: dict[str, Any] | None = None, jobs: bool = True) -> dict[str, Any]:
+    """The index at a glance, in the sidebar of every page (with the running job, if `jobs`);
+    returns `engine.info()`."""
+    info = info or index_info(engine)
+    with st.sidebar:
+        if jobs:
+            _job_status(engine)
+        st.metric("Images indexed", f"{info['images']:,}")
+        rows = [
+            ("Collection", info["collection"]),
+            ("Model", f"{info['model']} ({info['dimension']}-d, {info['device']})"),
+            ("Storage", f"{info['storage']}: {info['location']}"),
+        ]
+        st.caption("  \n".join(f"**{name}** · {literal(value)}" for name, value in rows))
+    return info
+
+
+@st.fragment(run_every=STATUS_REFRESH_S)
+def _job_status(engine: Engine) -> None:
+    """A line about the running job, redrawn on its own while the person reads the page."""
+    job = engine.jobs.active()
+    if job is not None:
+        st.caption(f":material/sync: **Indexing** {literal(job.request.label)} · {literal(job_progress(job))}")
+
+
+@st.cache_data(max_entries=4, ttl=300, show_spinner=False)
+def _folder_choices(_engine: Engine, key: str, count: int) -> list[str]:
+    return folder_choices(_engine.store, _engine.settings.upload_dir)
+
+
+def indexed_folders(engine: Engine, count: int) -> list[str]:
+    """Folders to offer in the folder filter: worked out again when the number of images changes."""
+    with errors_as_messages(engine.settings):
+        return _folder_choices(engine, _settings_key(engine.settings), count)

@@ -1,0 +1,270 @@
+"""Widgets the pages share: text shown literally, errors as messages, thumbnails, the result grid.
+
+Nothing here talks to Qdrant or the model; `resources.py` holds the process's Engine.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+import streamlit as st
+from PIL import Image, ImageOps
+
+from embedder.config import Settings
+from embedder.errors import EmbedderError
+from embedder.images import IMAGE_EXTENSIONS, decode
+from embedder.jobs import Job
+from embedder.paths import text_to_path
+from embedder.search import Result
+
+log = logging.getLogger(__name__)
+
+APP_TITLE = "Image search"
+THUMB_SIDE = 256  # thumbnails are square crops of this many pixels
+PREVIEW_SIDE = 1600  # the "full image" view: at most this many pixels on the long side
+GRID_COLUMNS = 4
+UPLOAD_TYPES = sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
+SETTINGS_HINT = (
+    "Settings come from environment variables and `qdrant.env` (EMBEDDER_MODEL, QDRANT_PATH, QDRANT_URL, …); "
+    "restart the app after changing them."
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Text shown literally
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def literal(text: str) -> str:
+    """`text` escaped so Markdown shows it as typed: no links, emphasis, HTML, emoji codes or maths."""
+    flat = " ".join(str(text).split())
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", flat)
+
+
+def score_caption(result: Result) -> str:
+    """The caption under a thumbnail: the file name, then the cosine score to 3 decimals."""
+    return f"{literal(result.name)} · {result.score:.3f}"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "estimating time left"
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"about {seconds} s left"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"about {minutes} min {seconds:02d} s left"
+    hours, minutes = divmod(minutes, 60)
+    return f"about {hours} h {minutes:02d} min left"
+
+
+# --------------------------------------------------------------------------------------------
+# Settings, the Engine and errors
+
+
+def redact(message: str, settings: Settings | None) -> str:
+    """Belt and braces: the API key never reaches the page, even if a message carried it."""
+    key = settings.qdrant_api_key if settings else None
+    return message.replace(key, "•••") if key else message
+
+
+def show_error(exc: BaseException, settings: Settings | None = None) -> NoReturn:
+    """Show an error as a message (never a traceback) and end this run of the page."""
+    if isinstance(exc, EmbedderError):
+        st.error(literal(redact(str(exc), settings)), icon=":material/error:")
+        st.caption(SETTINGS_HINT)
+    else:
+        log.error("unexpected error in the app", exc_info=exc)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        st.error(
+            literal(redact(f"Something went wrong: {type(exc).__name__}{': ' + first if first else ''}. "
+                           "The details are in the app's log.", settings)),
+            icon=":material/error:",
+        )
+    st.stop()
+
+
+@contextmanager
+def errors_as_messages(settings: Settings | None = None) -> Iterator[None]:
+    """Around any use of the Engine: its errors become a message and the page stops there."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - st.stop/st.rerun are BaseExceptions and pass through
+        show_error(exc, settings)
+
+
+def threshold_slider(key: str, settings: Settings, disabled: bool = False) -> float:
+    """The near-duplicate similarity, DUPLICATE_THRESHOLD by default (Search and Duplicates share it)."""
+    return st.slider(
+        "Near-duplicate similarity", 0.80, 1.0, settings.duplicate_threshold, 0.001, format="%.3f",
+        key=key, disabled=disabled, persist_state="session",
+        help="Images at least this similar (cosine) count as near-duplicates. DUPLICATE_THRESHOLD sets the default.",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Thumbnails and previews
+
+
+def _mtime(path: str) -> float | None:
+    try:
+        return os.stat(text_to_path(path)).st_mtime
+    except OSError:
+        return None
+
+
+def _jpeg(image: Image.Image, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality, optimize=True)
+    return buffer.getvalue()
+
+
+@st.cache_data(max_entries=2000, show_spinner=False)
+def _thumbnail(path: str, mtime: float, max_pixels: int, side: int) -> bytes | str:
+    """JPEG bytes of a `side`×`side` centre crop, or the reason there is none (cached per file version)."""
+    try:
+        image = decode(text_to_path(path), max_pixels, min_side=side).image
+    except EmbedderError as exc:
+        return str(exc)
+    return _jpeg(ImageOps.fit(image, (side, side), Image.Resampling.LANCZOS), quality=82)
+
+
+def thumbnail(path: str, max_pixels: int, side: int = THUMB_SIDE) -> bytes | str:
+    """A small JPEG for the grid (made once per file version), or a reason it cannot be shown."""
+    mtime = _mtime(path)
+    if mtime is None:
+        return "the file is no longer there"
+    return _thumbnail(path, mtime, max_pixels, side)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _preview(path: str, mtime: float, max_pixels: int, side: int) -> bytes | str:
+    try:
+        image = decode(text_to_path(path), max_pixels, min_side=side).image
+    except EmbedderError as exc:
+        return str(exc)
+    image.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return _jpeg(image, quality=90)
+
+
+def preview(path: str, max_pixels: int, side: int = PREVIEW_SIDE) -> bytes | str:
+    """The whole image, at most `side` pixels on its long side, for the "full image" view."""
+    mtime = _mtime(path)
+    if mtime is None:
+        return "the file is no longer there"
+    return _preview(path, mtime, max_pixels, side)
+
+
+def _size(num_bytes: int | None) -> str:
+    if not num_bytes:
+        return "?"
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if num_bytes < 1024 or unit == "GB":
+            return f"{num_bytes:.0f} {unit}" if unit == "bytes" else f"{num_bytes:.1f} {unit}"
+        num_bytes /= 1024
+    return "?"
+
+
+@st.dialog("Image", width="large")
+def full_image(result: Result, max_pixels: int) -> None:
+    """Where the image lives and what is known about it, then the image as large as the dialog allows."""
+    payload = result.payload
+    st.markdown(f"**{literal(result.name)}** · score {result.score:.3f}")
+    st.caption(
+        f"{payload.get('width', '?')}×{payload.get('height', '?')} · {literal(payload.get('format', '?'))} · "
+        f"{_size(payload.get('bytes'))}"
+    )
+    paths = payload.get("paths") or [result.path]
+    for path in paths:
+        st.code(path, language=None, wrap_lines=True)
+    picture = preview(result.path, max_pixels)
+    if isinstance(picture, bytes):
+        st.image(picture)  # its own size, shrunk to the dialog's width when larger
+    else:
+        st.warning(f"Cannot show this image: {literal(picture)}")
+
+
+# --------------------------------------------------------------------------------------------
+# The result grid
+
+
+@dataclass(frozen=True)
+class CardAction:
+    """A button under each result: `key` names it (`{key}-{rank}-{id}`), `on_click` gets the result."""
+
+    key: str
+    label: str
+    icon: str
+    help: str
+    on_click: Callable[[Result], None]
+
+
+def result_grid(
+    results: list[Result],
+    max_pixels: int,
+    actions: Sequence[CardAction] = (),
+    columns: int = GRID_COLUMNS,
+) -> None:
+    """Thumbnails in rows of `columns`, best score first, each with its name, score, View and `actions`."""
+    ordered = sorted(results, key=lambda r: r.score, reverse=True)
+    for row_start in range(0, len(ordered), columns):
+        cells = st.columns(columns, gap="medium")
+        for cell, (rank, result) in zip(cells, enumerate(ordered[row_start : row_start + columns], row_start)):
+            with cell, st.container(border=True):
+                picture = thumbnail(result.path, max_pixels)
+                if isinstance(picture, bytes):
+                    st.image(picture, width="stretch")
+                else:
+                    st.warning(f"No preview: {literal(picture)}", icon=":material/broken_image:")
+                st.caption(score_caption(result))
+                with st.container(horizontal=True, gap="small"):
+                    view = st.button(
+                        "View", key=f"view-{rank}-{result.id}", icon=":material/open_in_full:", type="tertiary"
+                    )
+                    if view:
+                        full_image(result, max_pixels)
+                    for action in actions:
+                        st.button(
+                            action.label,
+                            key=f"{action.key}-{rank}-{result.id}",
+                            icon=action.icon,
+                            help=action.help,
+                            on_click=action.on_click,
+                            args=(result,),
+                            type="tertiary",
+                        )
+
+
+# --------------------------------------------------------------------------------------------
+# Background jobs
+
+
+def job_progress(job: Job) -> str:
+    """`340 of 802 files · 12.3 images/s · about 1 min 05 s left`, leaving out what is not known yet."""
+    p = job.progress
+    if job.state == "queued":
+        return "waiting for the job before it"
+    if p is None:
+        return "starting…"
+    parts = [f"{p.done:,} of {p.total:,} files"]
+    if p.images_per_s >= 0.05:
+        parts.append(f"{p.images_per_s:.1f} images/s")
+    if p.eta_s is not None and p.done < p.total and p.eta_s >= 1:
+        parts.append(duration(p.eta_s))
+    return " · ".join(parts)
+
+
+def job_fraction(job: Job) -> float:
+    p = job.progress
+    return min(1.0, p.done / p.total) if p and p.total else 0.0
