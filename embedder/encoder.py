@@ -83,7 +83,6 @@ class Encoder:
     and implements `prepare_image`, `_image_features` and `_text_features`.
     """
 
-    backend = "sentence-transformers"
     _encodes_itself = True  # sentence-transformers' own encode() takes PIL images and texts
 
     def __init__(self, model: str, device: str = "auto", batch_size: int = 0) -> None:

@@ -27,7 +27,6 @@ TEXT_INPUTS = ("input_ids", "attention_mask", "position_ids")
 class HfEncoder(Encoder):
     """A transformers model with `get_image_features` / `get_text_features` and its processor."""
 
-    backend = "hf"
     _encodes_itself = False
 
     def __init__(self, name: str, device: str = "auto", batch_size: int = 0) -> None:
@@ -101,9 +100,17 @@ def _load(name: str):
 
 def _from(source: str, local_files_only: bool):
     from transformers import AutoModel, AutoProcessor
+    from transformers.utils import logging as hf_logging
 
-    model = AutoModel.from_pretrained(source, local_files_only=local_files_only)
-    processor = AutoProcessor.from_pretrained(source, local_files_only=local_files_only)
+    # Quiet while loading: e.g. "requires torchvision, falling back to the PIL processor" is not
+    # something a person searching can act on (the PIL processor is the one the parity tests check).
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model = AutoModel.from_pretrained(source, local_files_only=local_files_only)
+        processor = AutoProcessor.from_pretrained(source, local_files_only=local_files_only)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     return model, processor
 
 

@@ -50,7 +50,6 @@ def model_id_of_spec(spec: str) -> str:
 class OpenClipEncoder(Encoder):
     """An open_clip model: `encode_image` / `encode_text`, open_clip's preprocess and tokenizer."""
 
-    backend = "open_clip"
     _encodes_itself = False
 
     def __init__(self, spec: str, device: str = "auto", batch_size: int = 0) -> None:
