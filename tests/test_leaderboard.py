@@ -20,7 +20,7 @@ TEMPLATES = ["{}", "a photo of {}"]
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("leaderboard") / "ds"
-    write_dataset(root, n_per_class=2, seed=5)
+    write_dataset(root, n_per_class=1, seed=5)
     return root
 
 
