@@ -209,7 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--at", "--k", dest="k", type=parse_ks, default=(1, 5, 10), metavar="K,K,…", help="cut-offs, e.g. 1,5,10"
     )
-    evaluate.add_argument("--template", default=None, help='prompt template for text queries, e.g. "a photo of {}"')
+    evaluate.add_argument(
+        "--model", dest="models", action="append", default=[], metavar="MODEL",
+        help="a model to compare, each in its own scratch store (repeat for a leaderboard; default EMBEDDER_MODEL)",
+    )
+    evaluate.add_argument(
+        "--template", dest="templates", action="append", default=[], metavar="TEMPLATE",
+        help='prompt template for text queries, e.g. "a photo of {}" (repeat to compare; "{}" is the bare label)',
+    )
+    evaluate.add_argument("--ensemble", action="store_true", help="also the mean of the templates' query vectors")
     evaluate.add_argument(
         "--compare-templates", action="store_true", help="text→image without and with the template side by side"
     )
@@ -239,9 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         with ExitStack() as stack:
-            if args.command == "eval" and not args.live:
-                scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="embedder-eval-")))
-                settings = replace(settings, qdrant_url=None, qdrant_path=scratch, collection="eval")
+            if args.command == "eval":
+                settings = _eval_settings(settings, args, stack)
             from embedder.engine import Engine  # after settings: a bad setting fails before torch loads
 
             engine = Engine.open(settings, shard=getattr(args, "shard", None))
@@ -339,32 +346,60 @@ def run_duplicates(engine: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_settings(settings: Settings, args: argparse.Namespace, stack: ExitStack) -> Settings:
+    """The first model to evaluate, in a throw-away store unless --live; the text model stays only
+    with the model it was set for."""
+    args.models = list(dict.fromkeys(args.models))
+    if args.live and args.models:
+        raise EmbedderError("eval --live measures the configured collection's model: leave out --model")
+    if args.ensemble and len(args.templates) < 2:
+        raise EmbedderError('--ensemble needs two or more --template, e.g. --template "{}" --template "a photo of {}"')
+    if args.models and args.models[0] != settings.model:
+        settings = replace(settings, model=args.models[0], text_model=None)
+    if args.live:
+        return settings
+    scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="embedder-eval-")))
+    return replace(settings, qdrant_url=None, qdrant_path=scratch, collection="eval")
+
+
 def run_eval(engine: Any, args: argparse.Namespace) -> int:
-    from embedder.evaluate import evaluate_images, evaluate_text, format_per_query, format_table, load_dataset
+    from embedder.engine import Engine
+    from embedder.evaluate import evaluate_model, format_per_query, format_table, load_dataset
     from embedder.search import DEFAULT_TEMPLATE
 
     try:
         dataset = load_dataset(args.dataset)
     except (OSError, ValueError) as exc:
         raise EmbedderError(str(exc)) from None
-    report = engine.indexer.index(sorted(dataset.labels))
-    for failure in report.failed:
+    templates = args.templates or [None]
+    if args.compare_templates:
+        templates = [None, templates[0] or DEFAULT_TEMPLATE]
+    evaluations, report = evaluate_model(engine, dataset, args.k, templates, args.ensemble)
+    failures = list(report.failed)
+    for model in args.models[1:]:  # each further model in its own scratch store, one loaded at a time
+        with tempfile.TemporaryDirectory(prefix="embedder-eval-") as scratch:
+            settings = replace(engine.settings, model=model, text_model=None, qdrant_path=Path(scratch))
+            other = Engine.open(settings)
+            try:
+                more, report = evaluate_model(other, dataset, args.k, templates, args.ensemble)
+            finally:
+                other.close()
+        evaluations += more
+        failures += [f for f in report.failed if f.path not in {g.path for g in failures}]
+    for failure in failures:
         print(printable(f"skipped: {failure.path}: {failure.reason}"), file=sys.stderr)
-    templates = [None, args.template or DEFAULT_TEMPLATE] if args.compare_templates else [args.template]
-    evaluations = [evaluate_text(engine, dataset, args.k, t) for t in templates]
-    evaluations.append(evaluate_images(engine, dataset, args.k))
     if args.json:
         _print_json({"dataset": str(dataset.root), "images": len(dataset.labels), "evaluations": [
             e.as_dict(per_query=args.per_query) for e in evaluations
         ]})
         return 0
-    counts = f"{len(dataset.labels)} images, {len(dataset.queries)} text queries"
-    print(printable(f"{counts}, model {engine.encoder.model_id}"))
+    models = ", ".join(dict.fromkeys(e.model for e in evaluations))
+    print(printable(f"{len(dataset.labels)} images, {len(dataset.queries)} text queries, model {models}"))
     print(format_table(evaluations))
     if args.per_query:
-        for evaluation in evaluations[:-1]:
+        for evaluation in (e for e in evaluations if e.mode == "text→image"):
             print()
-            print(printable(f"text queries, template {evaluation.template or '—'}, worst first:"))
+            print(printable(f"text queries, {evaluation.model}, template {evaluation.template or '—'}, worst first:"))
             print(format_per_query(evaluation, args.k[min(1, len(args.k) - 1)]))
     return 0
 

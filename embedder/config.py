@@ -119,7 +119,12 @@ def setting(var: str, default: object, parse: Callable[[str, str], object], help
 class Settings:
     """Everything the product can be configured with; one variable per field."""
 
-    model: str = setting("EMBEDDER_MODEL", "clip-ViT-B-32", _text, "CLIP model: a sentence-transformers name or a folder")
+    model: str = setting(
+        "EMBEDDER_MODEL", "clip-ViT-B-32", _text, "sentence-transformers CLIP name or folder; open_clip:ARCH/TAG; hf:NAME"
+    )
+    text_model: str | None = setting(
+        "EMBEDDER_TEXT_MODEL", None, _text, "a text model for queries in EMBEDDER_MODEL's space (e.g. multilingual)"
+    )
     device: str = setting("EMBEDDER_DEVICE", "auto", _device, "auto (cuda → mps → cpu), cpu, cuda, cuda:N, mps")
     batch_size: int = setting("EMBEDDER_BATCH_SIZE", 0, _non_negative_int, "images per model call; 0: the device's choice")
     workers: int = setting("EMBEDDER_WORKERS", 0, _non_negative_int, "image-decoding threads; 0: one per core")

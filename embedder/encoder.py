@@ -1,4 +1,10 @@
-"""The CLIP model: loaded once, on the best device, turning images and texts into unit vectors."""
+"""The model: loaded once, on the best device, turning images and texts into unit vectors.
+
+`Encoder` is the one interface the product uses, and the sentence-transformers CLIP backend
+(the default). Other backends subclass it: `encoder_openclip` (open_clip:ARCH/PRETRAINED) and
+`encoder_hf` (hf:NAME, SigLIP / SigLIP 2 through transformers). `load_encoder(settings)` picks one
+by EMBEDDER_MODEL and pairs it with EMBEDDER_TEXT_MODEL, if set.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +17,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image
 
 from embedder.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from embedder.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +37,8 @@ DEFAULT_BATCH = {"cuda": 256, "mps": 64, "cpu": 32}
 SMALL_TEXT_BATCH = 8
 HUB_PROBE_SECONDS = 3.0
 MAX_ASPECT = 2.0
+# Models that squash the whole image into their square (SigLIP, no centre crop): only slivers are cut.
+MAX_ASPECT_UNCROPPED = 8.0
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -60,10 +72,18 @@ class PreparedImage:
     """
 
     pixels: torch.Tensor
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # other inputs (SigLIP 2: patch mask, shape)
 
 
 class Encoder:
-    """One loaded CLIP model. Thread-safe: calls into the model are serialised."""
+    """One loaded image-text model; the sentence-transformers CLIP backend. Thread-safe: calls into
+    the model are serialised.
+
+    A backend subclass sets `device`, `model_id`, its model, then calls `_ready(dim, image_size, ...)`
+    and implements `prepare_image`, `_image_features` and `_text_features`.
+    """
+
+    _encodes_itself = True  # sentence-transformers' own encode() takes PIL images and texts
 
     def __init__(self, model: str, device: str = "auto", batch_size: int = 0) -> None:
         self.device = pick_device(device)
@@ -75,14 +95,18 @@ class Encoder:
                 f"{model!r} is not a CLIP model: it cannot embed {' or '.join(sorted(missing))}. "
                 "Set EMBEDDER_MODEL to a CLIP model such as clip-ViT-B-32."
             )
-        self._input_dtype = torch.float32
         if self.device.startswith("cuda"):
             self._model.half()
-            self._input_dtype = torch.float16
-        self.dim = int(self._model.get_embedding_dimension())
-        self.batch_size = batch_size or DEFAULT_BATCH.get(self.device.split(":")[0], 32)
-        self.image_size = _image_input_size(self._model)
         self._model.max_seq_length = _text_max_tokens(self._model)  # longer queries are cut, not fatal
+        self._ready(int(self._model.get_embedding_dimension()), _image_input_size(self._model), batch_size)
+
+    def _ready(self, dim: int, image_size: int, batch_size: int) -> None:
+        """What every backend shares once its model is loaded (in fp16 on CUDA)."""
+        self._input_dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        self.dim = dim
+        self.image_size = image_size
+        self.batch_size = batch_size or DEFAULT_BATCH.get(self.device.split(":")[0], 32)
+        self.text_model: TextModel | None = None  # queries go to this model when paired (EMBEDDER_TEXT_MODEL)
         self._lock = threading.Lock()
         log.info("loaded %s (%d-d) on %s", self.model_id, self.dim, self.device)
 
@@ -93,7 +117,7 @@ class Encoder:
         vectors are the same as for the PIL images they were made from, up to float rounding.
         """
         items = list(images)
-        if any(isinstance(item, PreparedImage) for item in items):
+        if not self._encodes_itself or any(isinstance(item, PreparedImage) for item in items):
             return self._encode_prepared([i if isinstance(i, PreparedImage) else self.prepare_image(i) for i in items])
         return self._encode([crop_to_aspect(image) for image in items])
 
@@ -103,6 +127,15 @@ class Encoder:
         pixels = features["pixel_values"][0].to(self._input_dtype)
         return PreparedImage(pixels.contiguous())
 
+    def _image_features(self, pixels: torch.Tensor, extras: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The forward pass on a batch already on the device (the lock is held)."""
+        return self._model({"pixel_values": pixels, "modality": "image"})["sentence_embedding"]
+
+    def _text_features(self, texts: list[str]) -> torch.Tensor:
+        """Tokenise and run the text tower on one batch of texts (the lock is held). Backends only:
+        the sentence-transformers model encodes texts itself (`_encode`)."""
+        raise NotImplementedError
+
     def _encode_prepared(self, items: list[PreparedImage]) -> np.ndarray:
         """Stack, copy to the device (pinned + non-blocking on CUDA), forward: the model's whole job."""
         if not items:
@@ -110,9 +143,10 @@ class Encoder:
         out: list[torch.Tensor] = []
         with self._lock, torch.inference_mode():
             for start in range(0, len(items), self.batch_size):
-                pixels = self._to_device([p.pixels for p in items[start : start + self.batch_size]])
-                features = self._model({"pixel_values": pixels, "modality": "image"})
-                out.append(features["sentence_embedding"].float().cpu())
+                chunk = items[start : start + self.batch_size]
+                pixels = self._to_device([p.pixels for p in chunk])
+                extras = {key: torch.stack([p.extras[key] for p in chunk]).to(self.device) for key in chunk[0].extras}
+                out.append(self._image_features(pixels, extras).float().cpu())
         return normalise(torch.cat(out).numpy())
 
     def _to_device(self, tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -125,9 +159,19 @@ class Encoder:
         return staging.to(self.device, non_blocking=True)
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """L2-normalised float32 vectors, one row per text."""
+        """L2-normalised float32 vectors, one row per text (by the paired text model, if any)."""
         items = list(texts)
-        return self._encode(items, threads=1 if self.device == "cpu" and len(items) <= SMALL_TEXT_BATCH else 0)
+        if self.text_model is not None:
+            return self.text_model.encode_texts(items)
+        threads = 1 if self.device == "cpu" and len(items) <= SMALL_TEXT_BATCH else 0
+        if self._encodes_itself:
+            return self._encode(items, threads)
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock, torch.inference_mode(), _intra_op_threads(threads):
+            batches = (items[i : i + self.batch_size] for i in range(0, len(items), self.batch_size))
+            out = [self._text_features(batch).float().cpu() for batch in batches]
+        return normalise(torch.cat(out).numpy())
 
     def _encode(self, items: list, threads: int = 0) -> np.ndarray:
         if not items:
@@ -137,6 +181,77 @@ class Encoder:
                 items, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False
             )
         return normalise(np.asarray(vectors, dtype=np.float32))
+
+
+# Text models trained into an image model's space (the image model's id, as `model_id_of` gives it).
+KNOWN_TEXT_PAIRS = {
+    "clip-ViT-B-32-multilingual-v1": "clip-ViT-B-32",
+    "sentence-transformers/clip-ViT-B-32-multilingual-v1": "clip-ViT-B-32",
+}
+OPEN_CLIP_PREFIX = "open_clip:"
+HF_PREFIX = "hf:"
+
+
+class TextModel:
+    """A sentence-transformers text model that writes queries into an image model's space
+    (EMBEDDER_TEXT_MODEL, e.g. clip-ViT-B-32-multilingual-v1 for clip-ViT-B-32's images)."""
+
+    def __init__(self, model: str, device: str) -> None:
+        self.model_id = model_id_of(model)
+        self.device = device
+        self._model = _load(model, device, what="text model", variable="EMBEDDER_TEXT_MODEL")
+        if "text" not in set(getattr(self._model, "modalities", ("text",))):
+            raise ModelLoadError(f"EMBEDDER_TEXT_MODEL {model!r} cannot embed text; unset it or name a text model")
+        self.dim = int(self._model.get_embedding_dimension())
+        self._lock = threading.Lock()
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised float32 vectors, one row per text."""
+        items = list(texts)
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        threads = 1 if self.device == "cpu" and len(items) <= SMALL_TEXT_BATCH else 0
+        with self._lock, torch.inference_mode(), _intra_op_threads(threads):
+            vectors = self._model.encode(items, convert_to_numpy=True, show_progress_bar=False)
+        return normalise(np.asarray(vectors, dtype=np.float32))
+
+
+def load_encoder(settings: Settings) -> Encoder:
+    """The backend EMBEDDER_MODEL names, paired with EMBEDDER_TEXT_MODEL if set (ModelLoadError if
+    it cannot be loaded or the pair does not match)."""
+    model = settings.model
+    if model.startswith(OPEN_CLIP_PREFIX):
+        from embedder.encoder_openclip import OpenClipEncoder
+
+        encoder: Encoder = OpenClipEncoder(model[len(OPEN_CLIP_PREFIX) :], settings.device, settings.batch_size)
+    elif model.startswith(HF_PREFIX):
+        from embedder.encoder_hf import HfEncoder
+
+        encoder = HfEncoder(model[len(HF_PREFIX) :], settings.device, settings.batch_size)
+    else:
+        encoder = Encoder(model, settings.device, settings.batch_size)
+    if settings.text_model:
+        pair_text_model(encoder, TextModel(settings.text_model, encoder.device))
+    return encoder
+
+
+def pair_text_model(encoder: Encoder, text_model: TextModel) -> None:
+    """Send `encoder`'s queries to `text_model`, if it writes into the same space; else ModelLoadError."""
+    fix = "Unset EMBEDDER_TEXT_MODEL, or set it to a text model trained for EMBEDDER_MODEL's images."
+    if text_model.dim != encoder.dim:
+        raise ModelLoadError(
+            f"EMBEDDER_TEXT_MODEL {text_model.model_id!r} makes {text_model.dim}-d vectors but EMBEDDER_MODEL "
+            f"{encoder.model_id!r} makes {encoder.dim}-d ones: they cannot be compared. {fix}"
+        )
+    expected = KNOWN_TEXT_PAIRS.get(text_model.model_id)
+    if expected is not None and expected != encoder.model_id:
+        raise ModelLoadError(
+            f"EMBEDDER_TEXT_MODEL {text_model.model_id!r} was trained for {expected!r}, but EMBEDDER_MODEL is "
+            f"{encoder.model_id!r}: its queries would find nothing. Set EMBEDDER_MODEL={expected} (and another "
+            f"QDRANT_COLLECTION), or: {fix}"
+        )
+    encoder.text_model = text_model
+    log.info("queries by %s into %s's space", text_model.model_id, encoder.model_id)
 
 
 def default_workers(device: str) -> int:
@@ -186,7 +301,7 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms == 0, 1.0, norms)
 
 
-def _load(model: str, device: str):
+def _load(model: str, device: str, what: str = "CLIP model", variable: str = "EMBEDDER_MODEL"):
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
 
@@ -195,8 +310,8 @@ def _load(model: str, device: str):
     path = Path(model).expanduser()
     looks_like_path = path.is_absolute() or model.startswith((".", "~"))
     hint = (
-        "Set EMBEDDER_MODEL to a local folder that holds a sentence-transformers CLIP model "
-        "(e.g. EMBEDDER_MODEL=/models/clip-ViT-B-32, saved with SentenceTransformer.save), "
+        f"Set {variable} to a local folder that holds a sentence-transformers {what} "
+        f"(e.g. {variable}=/models/{model_id_of(model)}, saved with SentenceTransformer.save), "
         "or connect to the internet once so the model can be downloaded."
     )
     if looks_like_path and not path.is_dir():
@@ -208,16 +323,21 @@ def _load(model: str, device: str):
             return SentenceTransformer(model, device=device, local_files_only=True)
         except Exception:  # noqa: BLE001 - not cached: fall through to a download
             log.debug("model %s is not in the local cache", model)
-        if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or not _hub_reachable():
+        if not hub_available():
             raise ModelLoadError(
-                f"Could not load the CLIP model {model!r}: it is not in the local cache and the model "
+                f"Could not load the {what} {model!r}: it is not in the local cache and the model "
                 f"hub cannot be reached (no internet). {hint}"
             )
         return SentenceTransformer(model, device=device)
     except ModelLoadError:
         raise
     except Exception as exc:  # noqa: BLE001 - hub and loader errors all mean the same to a user
-        raise ModelLoadError(f"Could not load the CLIP model {model!r}: {_first_line(exc)}. {hint}") from None
+        raise ModelLoadError(f"Could not load the {what} {model!r}: {first_line(exc)}. {hint}") from None
+
+
+def hub_available() -> bool:
+    """Whether a download may be tried: not told to stay offline, and the hub answers."""
+    return os.environ.get("HF_HUB_OFFLINE", "") in ("", "0") and _hub_reachable()
 
 
 def _hub_reachable() -> bool:
@@ -254,6 +374,6 @@ def _text_max_tokens(model) -> int:
     return min(current, positions) if current else positions
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from embedder.config import Settings
-from embedder.encoder import Encoder
+from embedder.encoder import Encoder, load_encoder
 from embedder.indexer import Indexer
 from embedder.jobs import Job, JobRunner
 from embedder.search import Searcher
@@ -40,7 +40,7 @@ class Engine:
 
         `encoder` and `store` may be given (tests, benchmarks, a second collection): they are used as they are.
         """
-        encoder = encoder or Encoder(settings.model, settings.device, settings.batch_size)
+        encoder = encoder or load_encoder(settings)
         store = store or open_store(settings, encoder.model_id, encoder.dim)
         indexer = Indexer(
             encoder, store, settings.max_image_pixels, settings.workers, shard, settings.max_upload_mb * 2**20
@@ -60,8 +60,8 @@ class Engine:
         return [job for root in roots if (job := self.watcher.add(root, catch_up)) is not None]
 
     def info(self) -> dict[str, Any]:
-        """What a person wants to know about the index."""
-        return {
+        """What a person wants to know about the index (and the query model, when one is paired)."""
+        info = {
             "storage": self.store.mode,
             "location": self.store.location,
             "collection": self.store.collection,
@@ -73,6 +73,9 @@ class Engine:
             "uploads": str(self.settings.upload_dir),
             "watching": ", ".join(self.watcher.roots) if self.watcher else "",
         }
+        if self.encoder.text_model is not None:
+            info["queries by"] = self.encoder.text_model.model_id
+        return info
 
     def close(self) -> None:
         if self.watcher is not None:

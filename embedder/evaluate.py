@@ -1,4 +1,5 @@
-"""Retrieval quality on a labelled dataset: P@K, R@K, mAP and MRR, text→image and image→image.
+"""Retrieval quality on a labelled dataset: P@K, R@K, mAP and MRR, text→image and image→image,
+with the speed of each model (images indexed a second, milliseconds a text query) for a leaderboard.
 
 A dataset is a folder of class folders (`beach/001.jpg`; the query is the class name) or a CSV of
 `path,caption` rows (paths relative to the CSV; an image may have several rows or `a|b` captions;
@@ -10,6 +11,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from embedder.encoder import normalise
 from embedder.images import discover
 from embedder.search import apply_template
 from embedder.store import SearchFilter
@@ -118,6 +121,10 @@ class Evaluation:
     template: str | None
     ks: tuple[int, ...]
     queries: list[QueryScore]
+    model: str = ""
+    images_per_s: float | None = None  # indexing speed of the model on this dataset (None: nothing indexed)
+    query_ms: float | None = None  # a text query: encode, then rank every image
+
 
     def overall(self) -> dict[str, float]:
         if not self.queries:
@@ -130,8 +137,11 @@ class Evaluation:
 
     def as_dict(self, per_query: bool = True) -> dict[str, Any]:
         document: dict[str, Any] = {
+            "model": self.model,
             "mode": self.mode,
             "template": self.template,
+            "images_per_s": self.images_per_s,
+            "query_ms": self.query_ms,
             "queries": len(self.queries),
             "overall": self.overall(),
         }
@@ -155,17 +165,28 @@ def _mean(values: Iterable[float]) -> float:
     return float(np.mean(values)) if values else 0.0
 
 
-def evaluate_text(engine: Any, dataset: Dataset, ks: Sequence[int], template: str | None) -> Evaluation:
-    """Every label as a text query against the dataset's images."""
+def evaluate_text(
+    engine: Any, dataset: Dataset, ks: Sequence[int], template: str | None = None, ensemble: Sequence[str] = ()
+) -> Evaluation:
+    """Every label as a text query against the dataset's images; with `ensemble`, a query is the
+    mean of its vectors under each of those templates (normalised)."""
+    templates = list(ensemble) or [template]
     where = SearchFilter(folder=str(dataset.root))
     depth = len(dataset.labels)
     scores = []
+    spent = 0.0
+    engine.encoder.encode_texts(["warm-up"])  # the first call pays one-off costs: not a query's time
     for query in dataset.queries:
-        vector = engine.searcher.text_vector(apply_template(query, template))
-        ranked = [query in _labels_of(hit.payload, dataset) for hit in engine.store.query(vector, depth, where=where)]
+        started = time.perf_counter()
+        vector = normalise(engine.encoder.encode_texts([apply_template(query, t) for t in templates]).mean(axis=0))
+        hits = engine.store.query(vector, depth, where=where)
+        spent += time.perf_counter() - started
+        ranked = [query in _labels_of(hit.payload, dataset) for hit in hits]
         relevant = sum(query in labels for labels in dataset.labels.values())
         scores.append(score_ranking(query, ranked, relevant, ks))
-    return Evaluation("text→image", template, tuple(ks), scores)
+    label = f"ensemble of {len(templates)}" if ensemble else template
+    query_ms = 1000 * spent / len(scores) if scores else None
+    return Evaluation("text→image", label, tuple(ks), scores, engine.encoder.model_id, query_ms=query_ms)
 
 
 def evaluate_images(engine: Any, dataset: Dataset, ks: Sequence[int]) -> Evaluation:
@@ -182,7 +203,25 @@ def evaluate_images(engine: Any, dataset: Dataset, ks: Sequence[int]) -> Evaluat
         ranked = [bool(labels & _labels_of(hit.payload, dataset)) for hit in hits]
         relevant = sum(bool(labels & other) for path, other in dataset.labels.items() if path not in payload["paths"])
         scores.append(score_ranking(payload.get("name", pid), ranked, relevant, ks))
-    return Evaluation("image→image", None, tuple(ks), scores)
+    return Evaluation("image→image", None, tuple(ks), scores, engine.encoder.model_id)
+
+
+def evaluate_model(
+    engine: Any, dataset: Dataset, ks: Sequence[int], templates: Sequence[str | None], ensemble: bool = False
+) -> tuple[list[Evaluation], Any]:
+    """Index the dataset (timed), then text→image per template (and their ensemble) and image→image;
+    every row carries the model's indexing speed. Also returns the index report (its failures)."""
+    started = time.perf_counter()
+    report = engine.indexer.index(sorted(dataset.labels))
+    elapsed = time.perf_counter() - started
+    evaluations = [evaluate_text(engine, dataset, ks, t) for t in templates]
+    if ensemble:
+        evaluations.append(evaluate_text(engine, dataset, ks, ensemble=[t or "{}" for t in templates]))
+    evaluations.append(evaluate_images(engine, dataset, ks))
+    speed = len(report.added) / elapsed if report.added and elapsed > 0 else None
+    for evaluation in evaluations:
+        evaluation.images_per_s = speed
+    return evaluations, report
 
 
 def _labels_of(payload: dict[str, Any], dataset: Dataset) -> set[str]:
@@ -190,17 +229,26 @@ def _labels_of(payload: dict[str, Any], dataset: Dataset) -> set[str]:
 
 
 def format_table(evaluations: Sequence[Evaluation]) -> str:
-    """One row per evaluation: mode, template, queries and every overall figure."""
+    """One row per evaluation (a leaderboard when there are several models or templates): model,
+    mode, template, queries, every overall figure, images indexed a second and ms a text query."""
     if not evaluations:
         return ""
-    columns = list(evaluations[0].overall())
-    header = f"{'mode':<12} {'template':<16} {'queries':>7} " + " ".join(f"{c:>6}" for c in columns)
+    columns = list(next((e.overall() for e in evaluations if e.queries), {}))
+    width = max(12, *(len(e.model) for e in evaluations))
+    header = (
+        f"{'model':<{width}} {'mode':<12} {'template':<16} {'queries':>7} "
+        + " ".join(f"{c:>6}" for c in columns)
+        + f" {'img/s':>7} {'q ms':>6}"
+    )
     lines = [header, "-" * len(header)]
     for ev in evaluations:
         overall = ev.overall()
         template = printable(ev.template or "—")
         cells = " ".join(f"{overall.get(c, 0.0):>6.3f}" for c in columns)
-        lines.append(f"{ev.mode:<12} {template[:16]:<16} {len(ev.queries):>7} {cells}")
+        speed = f"{ev.images_per_s:>7.1f}" if ev.images_per_s is not None else f"{'—':>7}"
+        query_ms = f"{ev.query_ms:>6.1f}" if ev.query_ms is not None else f"{'—':>6}"
+        row = f"{ev.model:<{width}} {ev.mode:<12} {template[:16]:<16} {len(ev.queries):>7}"
+        lines.append(f"{row} {cells} {speed} {query_ms}")
     return "\n".join(lines)
 
 

@@ -60,7 +60,7 @@ def settings(tmp_path: Path, model_path: Path) -> Settings:
 @pytest.fixture
 def engine(settings: Settings, encoder: Encoder, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
     """An engine on a fresh embedded store, reusing the session's loaded model."""
-    monkeypatch.setattr("embedder.engine.Encoder", lambda *a, **k: encoder)
+    monkeypatch.setattr("embedder.engine.load_encoder", lambda *a, **k: encoder)
     eng = Engine.open(settings)
     yield eng
     eng.close()
@@ -69,7 +69,7 @@ def engine(settings: Settings, encoder: Encoder, monkeypatch: pytest.MonkeyPatch
 @pytest.fixture
 def reopen(settings: Settings, encoder: Encoder, monkeypatch: pytest.MonkeyPatch):
     """Open another engine on the same settings (after closing the first)."""
-    monkeypatch.setattr("embedder.engine.Encoder", lambda *a, **k: encoder)
+    monkeypatch.setattr("embedder.engine.load_encoder", lambda *a, **k: encoder)
 
     def _open(**changes) -> Engine:
         return Engine.open(replace(settings, **changes))

@@ -10,7 +10,7 @@ import pytest
 
 from embedder import cli
 from embedder.config import Settings
-from embedder.encoder import Encoder
+from embedder.encoder import load_encoder
 from embedder.engine import Engine
 from embedder.errors import CollectionMismatchError
 from embedder.store import Point, open_store
@@ -49,7 +49,7 @@ def test_another_model_on_the_collection_is_refused_everywhere_and_nothing_mixes
     assert engine.store.count() == 5
     engine.close()
     # From here on every opener loads the model it is told to (the fixtures hand out the session's).
-    cli_env.setattr("embedder.engine.Encoder", Encoder)
+    cli_env.setattr("embedder.engine.load_encoder", load_encoder)
     distinct_folder(tmp_path / "b", 4, start=50)
     cli_env.setenv("EMBEDDER_MODEL", str(other_model))
 

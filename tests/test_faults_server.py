@@ -35,7 +35,7 @@ KEY = "sk-top-secret-9f8e7d6c5b4a"
 @pytest.fixture
 def server_env(monkeypatch: pytest.MonkeyPatch, model_path: Path, tmp_path: Path, encoder: Encoder):
     """The CLI in this process, in server mode with an API key; the session's model reused."""
-    monkeypatch.setattr("embedder.engine.Encoder", lambda *a, **k: encoder)
+    monkeypatch.setattr("embedder.engine.load_encoder", lambda *a, **k: encoder)
     monkeypatch.setattr(encoder, "batch_size", 4)
     for name, value in {
         "EMBEDDER_MODEL": str(model_path),

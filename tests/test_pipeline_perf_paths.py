@@ -14,20 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from embedder.encoder import Encoder, PreparedImage, crop_to_aspect, normalise
 from embedder.engine import Engine
 from embedder.images import decode
 from faultkit import distinct_folder, distinct_image
-
-
-def photo(seed: int, size: tuple[int, int]) -> Image.Image:
-    """Smooth colour field + shapes + noise: a small stand-in for a photograph."""
-    rng = np.random.default_rng(seed)
-    coarse = Image.fromarray(rng.integers(0, 256, (4, 5, 3), dtype=np.uint8)).resize(size, Image.Resampling.BICUBIC)
-    pixels = np.asarray(coarse, dtype=np.int16) + rng.integers(-12, 13, (size[1], size[0], 3))
-    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+from modelkit import photo
 
 
 IMAGES = [
