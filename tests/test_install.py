@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -30,8 +31,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     deps = sysconfig.get_paths()["purelib"]
     (site / "_embedder_test_deps.pth").write_text(deps + "\n")
     build = tmp_path_factory.mktemp("build")
+    source = build / "source"  # a copy: building in place would leave build/ and *.egg-info in the checkout
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "data", "tests", "bench", "docs", "build", "*.egg-info", "__pycache__", ".pytest_cache"
+    ))
     done = _run(
-        [str(python), "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", "--no-cache-dir", str(ROOT)],
+        [str(python), "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", "--no-cache-dir", str(source)],
         build,
         # the venv's own setuptools may predate wheels without the `wheel` package: build with ours
         {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "TMPDIR": str(build), "PYTHONPATH": deps},

@@ -1,3 +1,0 @@
-from embedder.cli import main
-
-raise SystemExit(main())

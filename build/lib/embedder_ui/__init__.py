@@ -1,1 +1,0 @@
-"""The Streamlit app: pages, navigation and the widgets they share (the product itself is `embedder`)."""
