@@ -39,6 +39,7 @@ $(DEV): $(APP) tests/requirements.txt
 bench: $(DEV)
 	$(BIN)/python bench/index_throughput.py
 	$(BIN)/python bench/search_latency.py
+	$(BIN)/python bench/cli_in_use.py
 
 # The browser tests drive Debian's Chromium (never `playwright install`).
 chromium:

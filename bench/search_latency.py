@@ -78,14 +78,14 @@ def point_id(i: int) -> str:
 
 
 def open_store(engine: str, folder: Path):
-    from embedder import store_edge
+    from embedder.store import edge as store_edge
     from embedder.config import Settings
 
     if engine == "edge-hnsw":  # the same store with a graph on every segment (the default: exact to ~200k)
         store_edge.INDEXING_THRESHOLD_KB = 1_000
         engine = "edge"
     from embedder.store import QdrantStore
-    from embedder.store_edge import EdgeStore
+    from embedder.store.edge import EdgeStore
 
     settings = Settings(qdrant_path=folder, collection="images")
     return EdgeStore(settings, "clip-ViT-B-32", DIM) if engine == "edge" else QdrantStore.embedded(settings, "clip-ViT-B-32", DIM)
@@ -144,7 +144,7 @@ def percentiles(samples: list[float]) -> dict:
 
 def query(engine: str, n: int, folder: Path, queries: int) -> dict:
     import embedder.store  # noqa: F401 - imports are not part of reopening
-    import embedder.store_edge  # noqa: F401
+    import embedder.store.edge  # noqa: F401
     import qdrant_edge  # noqa: F401
 
     rss_start = common.rss_mb()

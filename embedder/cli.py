@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from embedder import __version__
 from embedder.config import Settings, checked_cosine
-from embedder.errors import EmbedderError, ImageError
+from embedder.errors import EmbedderError, ImageError, StoreInUseError
 from embedder.paths import path_to_text, text_to_path, typed_path
 from embedder.terminal import printable
 
@@ -239,9 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if args.command == "migrate":  # before any store is opened: the old folder is refused until converted
-        from embedder.store_edge import migrate_main
-
-        return migrate_main()
+        return run_migrate()
     if args.command == "app":
         return app_main(args.streamlit_args)
     try:
@@ -249,9 +247,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         with ExitStack() as stack:
             if args.command == "eval":
                 settings = _eval_settings(settings, args, stack)
-            from embedder.engine import Engine  # after settings: a bad setting fails before torch loads
+            lock = None
+            if not settings.qdrant_url:  # one process per folder: say "in use" now, not after loading the model
+                from embedder.store.lock import FolderLock
 
-            engine = Engine.open(settings, shard=getattr(args, "shard", None))
+                try:
+                    lock = FolderLock(settings.qdrant_path)
+                except StoreInUseError as exc:
+                    raise StoreInUseError(f"{exc}{_busy_with(settings)}") from None
+                stack.callback(lock.release)  # the store releases it on close; this covers a failed open
+            from embedder.engine import Engine  # after the lock: torch and the model load only now
+
+            engine = Engine.open(settings, shard=getattr(args, "shard", None), lock=lock)
             stack.callback(engine.close)
             return COMMANDS[args.command](engine, args)
     except EmbedderError as exc:
@@ -260,6 +267,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: run the same command again to finish (nothing is indexed twice)", file=sys.stderr)
         return 130
+
+
+def _busy_with(settings: Settings) -> str:
+    """What the process holding the store is indexing, from its job journal (empty if nothing or unknown)."""
+    try:
+        jobs = json.loads(settings.jobs_journal.read_text(encoding="utf-8")).get("jobs") or []
+        labels = [str(job.get("label") or "") for job in jobs]
+    except (OSError, ValueError, AttributeError, TypeError):
+        return ""
+    if not labels:
+        return ""
+    more = f" ({len(labels) - 1} more queued)" if len(labels) > 1 else ""
+    return f" It is indexing {labels[0]}{more}."
 
 
 def run_index(engine: Any, args: argparse.Namespace) -> int:
@@ -401,6 +421,24 @@ def run_eval(engine: Any, args: argparse.Namespace) -> int:
             print()
             print(printable(f"text queries, {evaluation.model}, template {evaluation.template or '—'}, worst first:"))
             print(format_per_query(evaluation, args.k[min(1, len(args.k) - 1)]))
+    return 0
+
+
+def run_migrate() -> int:
+    """`migrate`: convert an old qdrant-client local-mode QDRANT_PATH to Qdrant Edge, in place."""
+    from embedder.store.migrate import migrate_local
+
+    def progress(name: str, done: int, total: int) -> None:
+        print(printable(f"\r{name}: {done}/{total}"), end="", file=sys.stderr, flush=True)
+
+    try:
+        counts = migrate_local(Settings.from_env(), progress)
+    except EmbedderError as exc:
+        print(printable(f"error: {exc}"), file=sys.stderr)
+        return 1
+    print(file=sys.stderr)
+    for name, n in counts.items():
+        print(printable(f"{name}: {n} points moved to Qdrant Edge"))
     return 0
 
 

@@ -13,7 +13,7 @@ from embedder.encoder import Encoder, load_encoder
 from embedder.indexer import Indexer
 from embedder.jobs import Job, JobRunner
 from embedder.search import Searcher
-from embedder.store import ImageStore, open_store
+from embedder.store import FolderLock, ImageStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +35,15 @@ class Engine:
         shard: tuple[int, int] | None = None,
         encoder: Encoder | None = None,
         store: ImageStore | None = None,
+        lock: FolderLock | None = None,
     ) -> Engine:
         """Load the model, then open the store for its dimension (either may raise an EmbedderError).
 
         `encoder` and `store` may be given (tests, benchmarks, a second collection): they are used as they are.
+        `lock`: the embedded folder's lock, when the caller took it before loading the model.
         """
         encoder = encoder or load_encoder(settings)
-        store = store or open_store(settings, encoder.model_id, encoder.dim)
+        store = store or open_store(settings, encoder.model_id, encoder.dim, lock)
         indexer = Indexer(
             encoder, store, settings.max_image_pixels, settings.workers, shard, settings.max_upload_mb * 2**20
         )

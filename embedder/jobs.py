@@ -326,12 +326,3 @@ class JobRunner:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning("ignoring an unreadable job journal %s: %s", self.journal, exc)
             return []
-
-
-def read_journal(path: Path) -> dict[str, Any] | None:
-    """The journal another process keeps (for `info` on a busy store): its pid and unfinished jobs."""
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return document if isinstance(document, dict) else None

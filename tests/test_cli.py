@@ -67,6 +67,9 @@ def test_index_search_info_as_json(env, folder: Path, capsys) -> None:
         "dimension": info["dimension"],
         "device": "cpu",
         "images": 2,
+        "settings": os.environ["EMBEDDER_ENV_FILE"],
+        "uploads": env["UPLOAD_DIR"],
+        "watching": "",
     }
 
 

@@ -88,3 +88,29 @@ def test_watch_indexes_now_then_whatever_arrives_until_ctrl_c(tmp_path: Path, mo
     text = out.read_bytes().decode()
     assert f"New or changed: {folder / 'img002.png'}: 1 added" in text
     assert "stopped watching" in text and "Traceback" not in text
+
+
+def test_a_busy_store_is_answered_before_torch_loads_and_says_what_it_is_doing(tmp_path: Path, model_path: Path) -> None:
+    """The order of events, not a time: the in-use message comes before the model's libraries are imported."""
+    from embedder.config import Settings
+    from embedder.store import FolderLock
+
+    env = cli_env(tmp_path, model_path)
+    settings = Settings.from_env(environ=env)
+    settings.jobs_journal.parent.mkdir(parents=True, exist_ok=True)
+    settings.jobs_journal.write_text('{"format": 1, "jobs": [{"kind": "index", "paths": ["/p"], "label": "/home/me/Pictures"},'
+                                     ' {"kind": "index", "paths": ["/q"], "label": "/q"}]}')
+    lock = FolderLock(settings.qdrant_path)  # what the app holds while it runs
+    try:
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "embedder", "info"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        )
+    finally:
+        lock.release()
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 1 and len(errors) == 1
+    assert f"The storage folder {settings.qdrant_path} is in use by process {os.getpid()}" in errors[0]
+    assert "It is indexing /home/me/Pictures (1 more queued)." in errors[0]
+    assert "embedder.cli" in imported and not {"torch", "transformers", "qdrant_client", "qdrant_edge"} & imported

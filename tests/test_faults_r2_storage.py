@@ -23,9 +23,10 @@ import pytest
 from embedder.config import Settings
 from embedder.encoder import Encoder
 from embedder.errors import StoreError
-from embedder.qdrant_http import proxy_for, server_client
+from embedder.store.http import proxy_for, server_client
 from embedder.store import LOCK_NAME, Point, QdrantStore, open_store
-from embedder.store_edge import STAGING_DIR, is_local_mode_folder, migrate_local, migration_pending
+from embedder.store.edge import STAGING_DIR, is_local_mode_folder, migration_pending
+from embedder.store.migrate import migrate_local
 from faultkit import FakeQdrant, RawServer, cli_env, distinct_folder, free_port, http_response, run_cli, wait_until
 from test_faults_server import one_error_line, run
 
@@ -81,7 +82,7 @@ def test_a_qdrant_path_without_write_permission_is_one_line(
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr("embedder.store.open", denied, raising=False)
+    monkeypatch.setattr("embedder.store.lock.open", denied, raising=False)
     cli_env_in_process(QDRANT_PATH=str(folder))
     try:
         line = one_error_line(*run(capsys, "info"))

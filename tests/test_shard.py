@@ -161,7 +161,7 @@ def test_workers_on_one_shared_collection_through_the_cli(
 
 
 class RecordingClient:
-    """Stands in for `qdrant_client.QdrantClient` in embedder.store and records every call."""
+    """Stands in for `qdrant_client.QdrantClient` in embedder.store.http and records every call."""
 
     existing: dict[str, dict[str, Any]] = {}
     instances: list[RecordingClient] = []
@@ -175,6 +175,11 @@ class RecordingClient:
 
     def _record(self, name: str, *args: Any, **kwargs: Any) -> None:
         self.calls.append((name, args, kwargs))
+
+    def info(self) -> SimpleNamespace:  # the server's version, checked once after the first request
+        from importlib.metadata import version
+
+        return SimpleNamespace(version=version("qdrant-client"))
 
     def get_collections(self) -> SimpleNamespace:
         self._record("get_collections")
@@ -221,7 +226,8 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> type[RecordingClient]:
     monkeypatch.setattr(RecordingClient, "existing", {})
     monkeypatch.setattr(RecordingClient, "instances", [])
     monkeypatch.setattr(RecordingClient, "create_error", None)
-    monkeypatch.setattr("embedder.store.QdrantClient", RecordingClient)
+    monkeypatch.setattr("embedder.store.http.QdrantClient", RecordingClient)  # a server
+    monkeypatch.setattr("embedder.store.server.QdrantClient", RecordingClient)  # local mode
     return RecordingClient
 
 
@@ -231,11 +237,8 @@ def test_the_cluster_app_creates_its_collection_sharded_and_replicated(recorder)
     store.close()
 
     (client,) = recorder.instances
-    assert client.kwargs == {
-        "url": "http://qdrant-1:6333",
-        "api_key": "cluster-key",
-        "timeout": settings.qdrant_timeout,
-    }
+    connection = {k: client.kwargs[k] for k in ("url", "api_key", "timeout")}
+    assert connection == {"url": "http://qdrant-1:6333", "api_key": "cluster-key", "timeout": settings.qdrant_timeout}
     ((args, kwargs),) = client.named("create_collection")
     assert args == ("images",)
     assert (kwargs["shard_number"], kwargs["replication_factor"], kwargs["write_consistency_factor"]) == (6, 2, 1)

@@ -21,7 +21,8 @@ import pytest
 from embedder.config import Settings
 from embedder.errors import CollectionMismatchError, StoreError, StoreInUseError
 from embedder.store import FolderLock, ImageStore, Point, QdrantStore, SearchFilter, open_store
-from embedder.store_edge import META_NAME, SHARD_DIR, EdgeStore, is_local_mode_folder, migrate_local
+from embedder.store.edge import META_NAME, SHARD_DIR, EdgeStore, is_local_mode_folder
+from embedder.store.migrate import migrate_local
 
 pytest.importorskip("qdrant_edge")
 
@@ -281,7 +282,7 @@ def test_another_process_gets_in_use_and_the_owner_still_flushes_and_reopens(set
         from pathlib import Path
         from embedder.config import Settings
         from embedder.errors import StoreInUseError
-        from embedder.store_edge import EdgeStore
+        from embedder.store.edge import EdgeStore
         try:
             EdgeStore(Settings(qdrant_path=Path(os.environ["QP"])), "m", 4)
         except StoreInUseError as exc:
@@ -305,7 +306,7 @@ def test_a_killed_process_loses_nothing_it_had_stored(settings: Settings) -> Non
         from pathlib import Path
         from embedder.config import Settings
         from embedder.store import Point
-        from embedder.store_edge import EdgeStore
+        from embedder.store.edge import EdgeStore
         store = EdgeStore(Settings(qdrant_path=Path(os.environ["QP"])), "m", 4)
         for batch in range(3):
             store.upsert([Point(f"00000000-0000-0000-0000-{batch * 10 + i:012d}", np.ones(4, np.float32), {"b": batch})
@@ -330,7 +331,7 @@ def test_small_stores_stay_on_exact_search(settings: Settings) -> None:
 
 
 def test_optimize_builds_hnsw_when_asked_or_worth_it_and_results_stay_right(settings: Settings, monkeypatch) -> None:
-    monkeypatch.setattr("embedder.store_edge.INDEXING_THRESHOLD_KB", 10)  # a graph even for a small store
+    monkeypatch.setattr("embedder.store.edge.INDEXING_THRESHOLD_KB", 10)  # a graph even for a small store
     rng = np.random.default_rng(3)
     vectors = rng.normal(size=(3000, 8)).astype(np.float32)
     with EdgeStore(settings, "m", 8) as store:

@@ -33,11 +33,8 @@ import numpy as np
 
 from embedder.config import Settings
 from embedder.errors import CollectionMismatchError, StoreError
-from embedder.store import (
-    KEYWORD_FIELDS,
-    NUMBER_FIELDS,
+from embedder.store.contract import (
     SCROLL_PAGE,
-    FolderLock,
     Hit,
     ImageStore,
     Point,
@@ -45,6 +42,8 @@ from embedder.store import (
     damaged_message,
     mismatch_message,
 )
+from embedder.store.lock import FolderLock
+from embedder.store.schema import KEYWORD_FIELDS, NUMBER_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,7 @@ FLUSH_INTERVAL_S = 1.0
 MIN_FREE_MB = 64
 FREE_SPACE_FACTOR = 4
 # How a person runs the migration (the CLI may wire `python -m embedder migrate` to migrate_local).
-MIGRATE_COMMAND = "python -m embedder migrate"
+MIGRATE_COMMAND = "embedder migrate"
 # Migration from qdrant-client local mode: the copies are built in STAGING_DIR; MIGRATION_JOURNAL,
 # written once they are complete, means "finish the swap" to the next run (and "refuse" to opens).
 STAGING_DIR = ".migrating"
@@ -120,7 +119,7 @@ class EdgeStore(ImageStore):
 
     mode = "embedded"
 
-    def __init__(self, settings: Settings, model_id: str, dim: int) -> None:
+    def __init__(self, settings: Settings, model_id: str, dim: int, lock: FolderLock | None = None) -> None:
         self.location = str(settings.qdrant_path)
         self.collection = settings.collection
         self.model_id = model_id
@@ -131,7 +130,7 @@ class EdgeStore(ImageStore):
         self._last_flush = time.monotonic()
         self._dirty = False
         self._new_since_optimize = 0
-        self._lock = FolderLock(Path(settings.qdrant_path))  # before Edge touches the folder
+        self._lock = lock or FolderLock(Path(settings.qdrant_path))  # before Edge touches the folder
         try:
             if migration_pending(Path(settings.qdrant_path)):
                 raise StoreError(
@@ -456,99 +455,12 @@ def to_edge_filter(where: SearchFilter | None):
     return Filter(must=must or None, must_not=must_not or None)
 
 
-# --- migration from qdrant-client local mode ------------------------------------------------------
+# --- shared with the migration (migrate.py) -------------------------------------------------------
 
 
 def migration_pending(folder: Path) -> bool:
     """A migration stopped after its copies were complete, with files still to move."""
     return (folder / MIGRATION_JOURNAL).is_file()
-
-
-def migrate_local(settings: Settings, on_progress: Callable[[str, int, int], None] | None = None) -> dict[str, int]:
-    """Convert a qdrant-client local-mode folder (QDRANT_PATH) into Edge collections, in place.
-
-    Every collection is copied (ids, vectors, payloads, model label) into `.migrating/<collection>`
-    while the old index stays untouched (a crash here only means the copy is made again). Then a
-    journal, `.migration.json`, records the backup folder and the finished copies, and only then
-    do files move: the old ones into `local-mode-backup-<time>/`, the copies into place. While the
-    journal exists the store refuses to open, and the next run finishes the moves from wherever
-    they stopped. Returns points per collection. Refuses while another process holds the folder.
-    """
-    folder = Path(settings.qdrant_path)
-    nothing = StoreError(f"{folder} does not hold a qdrant-client local-mode index: nothing to migrate.")
-    if not migration_pending(folder) and not is_local_mode_folder(folder):
-        raise nothing
-    lock = FolderLock(folder)
-    try:
-        journal = _read_journal(folder)
-        if journal is None:
-            if not is_local_mode_folder(folder):  # another process converted it meanwhile
-                raise nothing
-            journal = _copy_local_mode(folder, on_progress)
-        counts = _finish_migration(folder, journal)
-        log.info("migrated %s to Qdrant Edge; the old files are in %s", counts, folder / journal["backup"])
-        return counts
-    finally:
-        lock.release()
-
-
-def _copy_local_mode(folder: Path, on_progress) -> dict[str, Any]:
-    """Copy every collection into the staging folder, then write the journal that commits to them."""
-    from qdrant_client import QdrantClient
-
-    staging = folder / STAGING_DIR
-    shutil.rmtree(staging, ignore_errors=True)  # a copy an earlier run left unfinished
-    counts: dict[str, int] = {}
-    try:
-        client = QdrantClient(path=str(folder))
-    except Exception as exc:  # noqa: BLE001
-        raise StoreError(f"Cannot open the old index at {folder}: {(str(exc).splitlines() or [exc])[0]}") from None
-    try:
-        for description in client.get_collections().collections:
-            name = description.name
-            config = client.get_collection(name).config
-            size = int(getattr(config.params.vectors, "size"))
-            model = (config.metadata or {}).get("model")
-            counts[name] = _copy_collection(client, name, staging / name, size, model, on_progress)
-    finally:
-        client.close()
-    journal = {"backup": f"local-mode-backup-{time.strftime('%Y%m%d-%H%M%S')}", "collections": counts}
-    write_json_durably(folder / MIGRATION_JOURNAL, journal)
-    return journal
-
-
-def _finish_migration(folder: Path, journal: dict[str, Any]) -> dict[str, int]:
-    """Move the old files into the backup and the copies into place; each move is atomic and
-    skipped once done, so this can stop anywhere and run again."""
-    backup, staging = folder / journal["backup"], folder / STAGING_DIR
-    backup.mkdir(exist_ok=True)
-    for name in LOCAL_MODE_FILES:
-        if (folder / name).exists() and not (backup / name).exists():
-            os.replace(folder / name, backup / name)
-    for name in journal["collections"]:
-        if (staging / name).exists():
-            os.replace(staging / name, folder / name)
-        elif not (folder / name / META_NAME).is_file():
-            raise StoreError(
-                f"The converted copy of collection {name!r} is missing from {folder}. The old index is in "
-                f"{backup}: move its files back into {folder}, delete {MIGRATION_JOURNAL} and run "
-                f"`{MIGRATE_COMMAND}` again."
-            )
-    _fsync_folder(folder)
-    shutil.rmtree(staging, ignore_errors=True)
-    (folder / MIGRATION_JOURNAL).unlink()
-    _fsync_folder(folder)
-    return {name: int(n) for name, n in journal["collections"].items()}
-
-
-def _read_journal(folder: Path) -> dict[str, Any] | None:
-    try:
-        journal = json.loads((folder / MIGRATION_JOURNAL).read_text(encoding="utf-8"))
-        return {"backup": str(journal["backup"]), "collections": dict(journal["collections"])}
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise StoreError(damaged_message(folder, f"{MIGRATION_JOURNAL} is unreadable: {exc}")) from None
 
 
 def write_json_durably(path: Path, document: dict[str, Any]) -> None:
@@ -582,72 +494,3 @@ def meta_document(model: str | None, dim: int) -> dict[str, Any]:
         "engine_version": EDGE_VERSION,
         "format": META_FORMAT,
     }
-
-
-def _copy_collection(client, name: str, target: Path, size: int, model: str | None, on_progress) -> int:
-    from qdrant_edge import EdgeShard
-    from qdrant_edge import Point as EdgePoint
-    from qdrant_edge import UpdateOperation
-
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
-    shard = EdgeShard.create(str(target / SHARD_DIR), edge_config(size))
-    total = client.count(name, exact=True).count
-    copied = 0
-    offset = None
-    try:
-        while True:
-            records, offset = client.scroll(name, limit=1024, offset=offset, with_payload=True, with_vectors=True)
-            if records:
-                shard.update(
-                    UpdateOperation.upsert_points([EdgePoint(str(r.id), list(r.vector), r.payload or {}) for r in records])
-                )
-                copied += len(records)
-                if on_progress:
-                    on_progress(name, copied, total)
-            if offset is None:
-                break
-        from qdrant_edge import PayloadSchemaType
-
-        for field_name in KEYWORD_FIELDS:
-            shard.update(UpdateOperation.create_field_index(field_name, PayloadSchemaType.Keyword))
-        for field_name in NUMBER_FIELDS:
-            shard.update(UpdateOperation.create_field_index(field_name, PayloadSchemaType.Float))
-        if copied >= OPTIMIZE_MIN_NEW:
-            shard.optimize()
-        shard.flush()
-    finally:
-        shard.close()
-    write_json_durably(target / META_NAME, meta_document(model, size))
-    return copied
-
-
-def migrate_main(argv: Sequence[str] | None = None) -> int:
-    """`migrate`: the CLI hook (QDRANT_PATH from the environment / qdrant.env as usual)."""
-    import sys
-
-    from embedder.errors import EmbedderError
-
-    settings = Settings.from_env()
-    try:
-        counts = migrate_local(
-            settings, lambda name, done, total: print(f"\r{name}: {done}/{total}", end="", file=sys.stderr, flush=True)
-        )
-    except EmbedderError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(file=sys.stderr)
-    for name, n in counts.items():
-        print(f"{name}: {n} points moved to Qdrant Edge")
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    args = sys.argv[1:]
-    if args != ["migrate"]:
-        print(f"usage: {MIGRATE_COMMAND}", file=sys.stderr)
-        raise SystemExit(2)
-    raise SystemExit(migrate_main())

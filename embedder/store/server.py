@@ -1,22 +1,15 @@
-"""Qdrant: the only module that talks to it (the HTTP details for a server are in qdrant_http.py).
+"""The server backend: an `ImageStore` on qdrant-client, for a Qdrant server or cluster (QDRANT_URL).
 
-`open_store` gives an `ImageStore` for the configured storage: an embedded folder on disk (the
-default) or a Qdrant server / cluster (`QDRANT_URL`). Either way the collection is checked against
-the model that fills it, so vectors from two models are never mixed.
+Also qdrant-client's local mode, the embedded fallback when Qdrant Edge is not installed.
+HTTP details (one deadline per request, HTML answers) are in `http.py`.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import logging
-import os
-from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
 import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,189 +17,12 @@ from qdrant_client import QdrantClient, models
 
 from embedder.config import Settings
 from embedder.errors import CollectionMismatchError, StoreError, StoreInUseError
-from embedder.qdrant_http import NotQdrantAnswer, check_version, server_client
+from embedder.store.contract import SCROLL_PAGE, Hit, ImageStore, Point, SearchFilter, damaged, mismatch_message
+from embedder.store.http import NotQdrantAnswer, check_version, server_client
+from embedder.store.lock import FolderLock
+from embedder.store.schema import KEYWORD_FIELDS, NUMBER_FIELDS
 
 log = logging.getLogger(__name__)
-
-KEYWORD_FIELDS = ("paths", "folders", "format")
-NUMBER_FIELDS = ("date", "bytes", "width", "height")
-SCROLL_PAGE = 256
-LOCK_NAME = ".embedder.lock"
-
-
-@dataclass(frozen=True)
-class Point:
-    id: str
-    vector: np.ndarray
-    payload: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Hit:
-    id: str
-    score: float
-    payload: dict[str, Any]
-    vector: np.ndarray | None = field(default=None, compare=False, repr=False)  # when asked for
-
-
-@dataclass(frozen=True)
-class SearchFilter:
-    """Conditions on the payload, applied inside Qdrant. Empty fields mean no condition."""
-
-    folder: str | None = None  # subtree: matches images in this folder or below
-    formats: tuple[str, ...] = ()  # e.g. ("JPEG", "PNG")
-    date_from: float | None = None  # date taken (or mtime), UTC seconds
-    date_to: float | None = None
-    min_width: int | None = None
-    min_height: int | None = None
-    exclude_ids: tuple[str, ...] = field(default=())
-    paths: tuple[str, ...] = ()  # points listing any of these paths (stored text)
-
-    def is_empty(self) -> bool:
-        return self == SearchFilter()
-
-
-class ImageStore(ABC):
-    """What the rest of the product may ask of Qdrant."""
-
-    mode: str  # "embedded" or "server"
-    location: str  # folder or URL (never the API key)
-    collection: str
-    model_id: str
-    dim: int
-
-    @abstractmethod
-    def count(self) -> int: ...
-
-    @abstractmethod
-    def retrieve(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Payloads of the points that exist among `ids`."""
-
-    @abstractmethod
-    def upsert(self, points: Sequence[Point]) -> None: ...
-
-    @abstractmethod
-    def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
-        """Replace a point's whole payload, keeping its vector."""
-
-    @abstractmethod
-    def delete(self, ids: Sequence[str]) -> None: ...
-
-    @abstractmethod
-    def query(
-        self,
-        vector: np.ndarray,
-        limit: int,
-        offset: int = 0,
-        score_threshold: float | None = None,
-        where: SearchFilter | None = None,
-        with_vectors: bool = False,
-    ) -> list[Hit]:
-        """Nearest points by cosine similarity, best first (with their vectors if asked)."""
-
-    @abstractmethod
-    def vector(self, point_id: str) -> np.ndarray | None: ...
-
-    @abstractmethod
-    def scroll(
-        self, with_vectors: bool = False, where: SearchFilter | None = None
-    ) -> Iterator[tuple[str, dict[str, Any], np.ndarray | None]]:
-        """Every point (that matches `where`), page by page: (id, payload, vector or None)."""
-
-    @abstractmethod
-    def close(self) -> None: ...
-
-    def optimize(self, force: bool = False) -> bool:
-        """Build search indexes after a bulk load, where the engine needs it; True if it did work."""
-        return False
-
-    def __enter__(self) -> ImageStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def open_store(settings: Settings, model_id: str, dim: int) -> ImageStore:
-    """Open the configured storage and make sure its collection fits `model_id` and `dim`."""
-    if settings.qdrant_url:
-        return QdrantStore.server(settings, model_id, dim)
-    from embedder import store_edge  # the embedded engine: Qdrant Edge (see BENCHMARKS.md)
-
-    if store_edge.edge_available():
-        return store_edge.EdgeStore(settings, model_id, dim)
-    log.warning("qdrant-edge-py is not installed: falling back to qdrant-client local mode (slow past ~10k images)")
-    return QdrantStore.embedded(settings, model_id, dim)
-
-
-def mismatch_message(collection: str, size: int | None, recorded: str | None, model_id: str, dim: int) -> str:
-    """Why a collection is refused, and the two ways out (the same words for every backend)."""
-    return (
-        f"Collection {collection!r} holds {size}-d vectors made by model {recorded or 'unknown'!r}, but "
-        f"EMBEDDER_MODEL is {model_id!r} ({dim}-d). Set EMBEDDER_MODEL back to "
-        f"{recorded or 'that model'!r}, or set QDRANT_COLLECTION to a new name to index with this model."
-    )
-
-
-class FolderLock:
-    """An exclusive lock on an embedded storage folder, held for as long as the store is open."""
-
-    def __init__(self, folder: Path) -> None:
-        with _folder_errors(folder):
-            folder.mkdir(parents=True, exist_ok=True)
-            self.path = folder / LOCK_NAME
-            self._fh = open(self.path, "a+")
-        try:
-            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._fh.seek(0)
-            owner = self._fh.read().strip() or "another process"
-            self._fh.close()
-            raise StoreInUseError(
-                f"The storage folder {folder} is in use by {owner}. Close the other app or command "
-                "first, or set QDRANT_PATH to another folder, or run a Qdrant server (QDRANT_URL) "
-                "so several processes can share one index."
-            ) from None
-        try:
-            with _folder_errors(folder):
-                self._fh.seek(0)
-                self._fh.truncate()
-                self._fh.write(f"process {os.getpid()}")
-                self._fh.flush()
-        except StoreError:
-            self.release()
-            raise
-
-    def release(self) -> None:
-        if not self._fh.closed:
-            fcntl.flock(self._fh, fcntl.LOCK_UN)
-            self._fh.close()
-
-
-@contextmanager
-def _folder_errors(folder: Path) -> Iterator[None]:
-    """Turn a storage folder that cannot be made or written into one `StoreError` line."""
-    try:
-        yield
-    except OSError as exc:
-        raise StoreError(unusable_folder_message(folder, exc)) from None
-
-
-def unusable_folder_message(folder: Path, exc: OSError) -> str:
-    """Why QDRANT_PATH cannot hold a store, and what to do about it."""
-    fix = "Set QDRANT_PATH to a folder this user can write to (it is created if missing)."
-    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
-    if blocker == folder:
-        return f"QDRANT_PATH {folder} is a file, not a folder. {fix}"
-    if blocker is not None:
-        return f"QDRANT_PATH {folder} cannot be a folder: {blocker} is a file, not a folder. {fix}"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return f"Cannot write to {folder}: permission denied. {fix}"
-    if exc.errno == errno.EROFS:
-        return f"Cannot write to {folder}: it is on a read-only file system. {fix}"
-    if exc.errno == errno.ENOSPC:
-        return f"Cannot write to {folder}: no space left on the disk. Free some space and run again (nothing was lost)."
-    return f"Cannot use the storage folder {folder} (QDRANT_PATH): {exc.strerror or exc}. {fix}"
 
 
 @contextmanager
@@ -239,19 +55,6 @@ def _qdrant_errors(location: str, timeout_s: int | None = None) -> Iterator[None
         raise StoreError(f"Qdrant at {location} failed: {text}") from None
 
 
-def damaged_message(location: str | Path, what: str) -> str:
-    """The words for an embedded store whose files cannot be read back (every backend uses them)."""
-    return (
-        f"The storage folder {location} is damaged ({what}). Restore it from a backup, or move it "
-        "away and index your folders again (nothing else is lost: your images are untouched)."
-    )
-
-
-def damaged(folder: Path, exc: Exception) -> StoreError:
-    """`damaged_message` as an error, with the first line of what went wrong."""
-    return StoreError(damaged_message(folder, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
-
-
 class QdrantStore(ImageStore):
     """An `ImageStore` on qdrant-client: a server, or local mode in a folder."""
 
@@ -275,8 +78,8 @@ class QdrantStore(ImageStore):
             raise
 
     @classmethod
-    def embedded(cls, settings: Settings, model_id: str, dim: int) -> QdrantStore:
-        lock = FolderLock(settings.qdrant_path)
+    def embedded(cls, settings: Settings, model_id: str, dim: int, lock: FolderLock | None = None) -> QdrantStore:
+        lock = lock or FolderLock(settings.qdrant_path)
         try:
             try:
                 client = QdrantClient(path=str(settings.qdrant_path))

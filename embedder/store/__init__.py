@@ -1,0 +1,69 @@
+"""Storage: the only code that talks to Qdrant.
+
+- `contract.py`: `ImageStore`, `Point`, `Hit`, `SearchFilter` and the messages every backend shares
+- `schema.py`: the payload fields that get an index, declared once
+- `lock.py`: `FolderLock`, one process per embedded folder (light: taken before torch loads)
+- `edge.py`: the embedded backend on Qdrant Edge (the default, QDRANT_PATH)
+- `server.py` + `http.py`: a Qdrant server or cluster through qdrant-client (QDRANT_URL)
+- `migrate.py`: converting an old qdrant-client local-mode folder to Edge
+
+Importing this package loads no Qdrant library: `open_store` loads the backend it needs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from embedder.store.contract import (
+    SCROLL_PAGE,
+    Hit,
+    ImageStore,
+    Point,
+    SearchFilter,
+    damaged,
+    damaged_message,
+    mismatch_message,
+)
+from embedder.store.lock import LOCK_NAME, FolderLock
+from embedder.store.schema import KEYWORD_FIELDS, NUMBER_FIELDS, PAYLOAD_INDEXES
+
+if TYPE_CHECKING:
+    from embedder.config import Settings
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "KEYWORD_FIELDS", "LOCK_NAME", "NUMBER_FIELDS", "PAYLOAD_INDEXES", "SCROLL_PAGE", "FolderLock", "Hit",
+    "ImageStore", "Point", "QdrantStore", "SearchFilter", "damaged", "damaged_message", "mismatch_message",
+    "open_store",
+]
+
+
+def open_store(settings: Settings, model_id: str, dim: int, lock: FolderLock | None = None) -> ImageStore:
+    """Open the configured storage and make sure its collection fits `model_id` and `dim`.
+
+    `lock`: the embedded folder's lock when the caller took it already (the CLI takes it first, to
+    answer "in use" before loading the model); the store then owns it and releases it on close.
+    """
+    if settings.qdrant_url:
+        from embedder.store.server import QdrantStore
+
+        return QdrantStore.server(settings, model_id, dim)
+    from embedder.store import edge  # the embedded engine: Qdrant Edge (see BENCHMARKS.md)
+
+    if edge.edge_available():
+        return edge.EdgeStore(settings, model_id, dim, lock=lock)
+    from embedder.store.server import QdrantStore
+
+    log.warning("qdrant-edge-py is not installed: falling back to qdrant-client local mode (slow past ~10k images)")
+    return QdrantStore.embedded(settings, model_id, dim, lock=lock)
+
+
+def __getattr__(name: str) -> Any:
+    """`QdrantStore` on first use, so that importing the package stays light."""
+    if name == "QdrantStore":
+        from embedder.store.server import QdrantStore
+
+        return QdrantStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

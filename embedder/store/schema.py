@@ -1,0 +1,20 @@
+"""The payload fields that get an index, declared once for every backend.
+
+Keyword fields answer exact matches (a path, a folder and everything below it, a file type); number
+fields answer ranges (dates, sizes). Each backend turns this table into its own index calls, and its
+filter builder uses only these fields.
+"""
+
+from __future__ import annotations
+
+PAYLOAD_INDEXES: dict[str, str] = {
+    "paths": "keyword",  # every path of the image: a path belongs to one point
+    "folders": "keyword",  # every folder above each path: the folder filter
+    "format": "keyword",  # JPEG, PNG, …: the file-type filter
+    "date": "float",  # date taken (EXIF) or the file's time: the date filter, browsing by date
+    "bytes": "float",
+    "width": "float",
+    "height": "float",
+}
+KEYWORD_FIELDS = tuple(name for name, kind in PAYLOAD_INDEXES.items() if kind == "keyword")
+NUMBER_FIELDS = tuple(name for name, kind in PAYLOAD_INDEXES.items() if kind == "float")
