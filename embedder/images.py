@@ -2,14 +2,18 @@
 
 Nothing here knows about models or Qdrant. Every failure to read an image becomes an
 `ImageError` whose message is a reason a person can act on.
+
+Files are opened only if they are regular files, without ever blocking (`open_regular`).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import logging
 import os
+import stat
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator
@@ -17,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -99,16 +104,62 @@ def _log_walk_error(exc: OSError) -> None:
     log.warning("cannot read folder %s: %s", exc.filename, exc.strerror)
 
 
-def file_hash(path: Path) -> str:
-    """SHA-256 of the file's bytes, read in chunks (never the whole file in memory)."""
-    digest = hashlib.sha256()
+@dataclass(frozen=True)
+class FileDigest:
+    """A file's SHA-256, with the size and modification time of the bytes that were hashed."""
+
+    sha256: str
+    size: int
+    mtime: float
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """Open `path` for reading if it is a regular file; otherwise `ImageError("not a regular file")`.
+
+    The open never blocks, so a FIFO or a device put where a file was is refused, not waited on.
+    """
     try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(HASH_CHUNK):
-                digest.update(chunk)
+        fh = open(path, "rb", opener=_open_nonblocking)  # noqa: SIM115 - the caller closes it
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a socket
+            raise ImageError("not a regular file") from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise ImageError("not a regular file")
+        os.set_blocking(fh.fileno(), True)
+    except BaseException:
+        fh.close()
+        raise
+    return fh
+
+
+def _open_nonblocking(path: str, flags: int) -> int:
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+
+
+def hash_file(path: Path) -> FileDigest:
+    """SHA-256 of a regular file's bytes, read in chunks (never the whole file in memory)."""
+    try:
+        with open_regular(path) as fh:
+            sha256, size = _stream_hash(fh)
+            return FileDigest(sha256, size, os.fstat(fh.fileno()).st_mtime)
     except OSError as exc:
         raise ImageError(_os_reason(exc)) from None
-    return digest.hexdigest()
+
+
+def file_hash(path: Path) -> str:
+    """SHA-256 of the file's bytes, read in chunks (never the whole file in memory)."""
+    return hash_file(path).sha256
+
+
+def _stream_hash(fh: BinaryIO) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := fh.read(HASH_CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
 
 
 def bytes_hash(data: bytes) -> str:
@@ -135,7 +186,7 @@ def read_meta(path: Path, max_pixels: int) -> ImageMeta:
 
     Fails as `decode` would on the same file, with the same `ImageError` reasons.
     """
-    with _image_errors(max_pixels), Image.open(path) as img:
+    with _image_errors(max_pixels), open_regular(path) as fh, Image.open(fh) as img:
         return _checked_meta(img, max_pixels, late_exif=False)
 
 
@@ -165,7 +216,8 @@ def _image_errors(max_pixels: int) -> Iterator[None]:
 
 
 def _decode(source: Path | bytes, max_pixels: int, min_side: int | None) -> Decoded:
-    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+    stream = io.BytesIO(source) if isinstance(source, bytes) else open_regular(source)
+    with stream, Image.open(stream) as img:
         meta = _checked_meta(img, max_pixels, late_exif=True)
         if min_side and img.format == "JPEG":
             img.draft("RGB", _draft_request(meta.width, meta.height, min_side))

@@ -23,7 +23,7 @@ from typing import Any
 
 from embedder.encoder import Encoder, PreparedImage, default_workers
 from embedder.errors import ImageError
-from embedder.images import ImageMeta, decode, discover, file_hash, point_id, read_meta
+from embedder.images import ImageMeta, decode, discover, hash_file, point_id, read_meta
 from embedder.store import ImageStore, Point
 from embedder.uploads import save_upload
 
@@ -348,15 +348,12 @@ class Indexer:
 
 
 def _hash_and_stat(path: Path) -> tuple[str, int, float] | ImageError:
+    """In a worker thread: the file's hash, size and time, if it is a regular file (opened without blocking)."""
     try:
-        st = path.stat()
-        if not path.is_file():
-            return ImageError("not a regular file")
-        return file_hash(path), st.st_size, st.st_mtime
+        digest = hash_file(path)
     except ImageError as exc:
         return exc
-    except OSError as exc:
-        return ImageError(f"could not be read ({exc.strerror})")
+    return digest.sha256, digest.size, digest.mtime
 
 
 @dataclass(frozen=True)
