@@ -3,7 +3,8 @@
 Nothing here knows about models or Qdrant. Every failure to read an image becomes an
 `ImageError` whose message is a reason a person can act on.
 
-Files are opened only if they are regular files, without ever blocking (`open_regular`).
+Files are opened only if they are regular files, without ever blocking (`open_regular`), and
+the indexer decodes exactly the bytes it hashed (`decode(..., sha256=…)`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ HASH_CHUNK = 1 << 20
 EXIF_IFD = 0x8769
 EXIF_DATE_TAKEN = 0x9003
 EXIF_DATE = 0x0132
+CHANGED = "changed while it was being indexed; run index again"
+# Files up to this size are read once and decoded from memory (exactly the bytes that were hashed);
+# bigger ones are decoded from the open file and hashed again afterwards.
+WHOLE_READ_MAX = 64 << 20
 
 
 def _register_heif() -> bool:
@@ -162,6 +167,11 @@ def _stream_hash(fh: BinaryIO) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+def _written(before: os.stat_result, after: os.stat_result) -> bool:
+    """Whether an open file was written to between two `fstat`s of it (a write always moves ctime)."""
+    return any(getattr(before, field) != getattr(after, field) for field in ("st_size", "st_mtime_ns", "st_ctime_ns"))
+
+
 def bytes_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -171,14 +181,38 @@ def point_id(content_hash: str) -> str:
     return str(uuid.UUID(hex=content_hash[:32]))
 
 
-def decode(source: Path | bytes, max_pixels: int, min_side: int | None = None) -> Decoded:
+def decode(
+    source: Path | bytes, max_pixels: int, min_side: int | None = None, sha256: str | None = None
+) -> Decoded:
     """Decode `source` to an upright RGB image, or raise `ImageError` with a reason.
 
     With `min_side`, large images come back smaller but with their shorter side still at least
-    `min_side` (JPEGs are decoded at a reduced scale, which is much faster than full size).
+    `min_side` (JPEGs are decoded at a reduced scale, which is much faster than full size). With
+    `sha256`, a file is decoded only if it still holds exactly the bytes with that hash (else
+    `ImageError(CHANGED)`), so what is decoded is what was hashed.
     """
+    if not isinstance(source, bytes):
+        return _decode_file(Path(source), max_pixels, min_side, sha256)
     with _image_errors(max_pixels):
-        return _decode(source, max_pixels, min_side)
+        return _decode(io.BytesIO(source), max_pixels, min_side)
+
+
+def _decode_file(path: Path, max_pixels: int, min_side: int | None, sha256: str | None) -> Decoded:
+    """Files up to WHOLE_READ_MAX are read once, checked against `sha256` and decoded from memory;
+    larger ones are decoded from the open file, then hashed again and checked for any write."""
+    with _image_errors(max_pixels), open_regular(path) as fh:
+        if os.fstat(fh.fileno()).st_size <= WHOLE_READ_MAX:
+            data = fh.read(WHOLE_READ_MAX + 1)
+            if sha256 and bytes_hash(data) != sha256:
+                raise ImageError(CHANGED)
+            return _decode(io.BytesIO(data), max_pixels, min_side)
+        before = os.fstat(fh.fileno())
+        decoded = _decode(fh, max_pixels, min_side)
+        if sha256:  # the same bytes before and after, and not a single write in between
+            fh.seek(0)
+            if _stream_hash(fh)[0] != sha256 or _written(before, os.fstat(fh.fileno())):
+                raise ImageError(CHANGED)
+        return decoded
 
 
 def read_meta(path: Path, max_pixels: int) -> ImageMeta:
@@ -215,9 +249,8 @@ def _image_errors(max_pixels: int) -> Iterator[None]:
         raise ImageError(f"corrupt image data ({type(exc).__name__}: {exc})") from None
 
 
-def _decode(source: Path | bytes, max_pixels: int, min_side: int | None) -> Decoded:
-    stream = io.BytesIO(source) if isinstance(source, bytes) else open_regular(source)
-    with stream, Image.open(stream) as img:
+def _decode(stream: BinaryIO, max_pixels: int, min_side: int | None) -> Decoded:
+    with Image.open(stream) as img:
         meta = _checked_meta(img, max_pixels, late_exif=True)
         if min_side and img.format == "JPEG":
             img.draft("RGB", _draft_request(meta.width, meta.height, min_side))

@@ -310,7 +310,8 @@ class Indexer:
         prepare = self.encoder.prepare_image  # the model's preprocessing runs in the pool too
         try:
             for img in images:
-                window.append((img, pool.submit(_decode_first, img.paths, self.max_pixels, min_side, prepare)))
+                decoding = pool.submit(_decode_first, img.paths, img.digest, self.max_pixels, min_side, prepare)
+                window.append((img, decoding))
                 if len(window) >= ahead:
                     first, future = window.popleft()
                     yield first, future.result()
@@ -365,12 +366,15 @@ class _Ready:
 
 
 def _decode_first(
-    paths: list[Path], max_pixels: int, min_side: int, prepare: Callable[[Any], PreparedImage]
+    paths: list[Path], digest: str, max_pixels: int, min_side: int, prepare: Callable[[Any], PreparedImage]
 ) -> _Ready | ImageError:
     """In a worker thread: decode (JPEGs at a reduced scale) and preprocess for the model; the
-    full-size pixels are dropped here, so what waits for the model is ~0.6 MB an image."""
+    full-size pixels are dropped here, so what waits for the model is ~0.6 MB an image.
+
+    Only the bytes that were hashed are decoded: a file rewritten since then is reported as changed,
+    never stored with its old hash and its new picture."""
     try:
-        decoded = decode(paths[0], max_pixels, min_side)
+        decoded = decode(paths[0], max_pixels, min_side, sha256=digest)
     except ImageError as exc:
         return exc
     try:

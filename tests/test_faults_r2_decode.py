@@ -1,6 +1,7 @@
-"""Reliability round 2, reading and decoding: nothing that is not a regular file is waited on.
+"""Reliability round 2, reading and decoding: nothing that is not a regular file is waited on, and
+what is decoded is what was hashed.
 
-Item R2-7: a FIFO swapped in after the walk hung `index` forever.
+Items R2-7 (a FIFO swapped in after the walk) and R2-2 (a file changed between hashing and decoding).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 import embedder.indexer
 from embedder.engine import Engine
 from embedder.errors import ImageError
-from embedder.images import decode, hash_file, read_meta
+from embedder.images import CHANGED, bytes_hash, decode, hash_file, point_id, read_meta
 from faultkit import distinct_image, encode_png, wait_until
 
 LIMIT = 50_000_000
@@ -30,6 +31,10 @@ def album(root: Path) -> dict[str, bytes]:
     for name, data in files.items():
         (root / name).write_bytes(data)
     return files
+
+
+def stored_hashes(engine: Engine) -> set[str]:
+    return {payload["sha256"] for _, payload, _ in engine.store.scroll()}
 
 
 def before_decoding(monkeypatch: pytest.MonkeyPatch, path: Path, change: Callable[[Path], None]) -> None:
@@ -131,3 +136,74 @@ def test_every_reader_refuses_a_fifo_at_once(tmp_path: Path, read: Callable[[Pat
         return str(caught.value)
 
     assert finishes(refused, fifo, "the FIFO to be refused", deadline_s=30) == "not a regular file"
+
+
+# --------------------------------------------------------------------------------------------
+# R2-2: the bytes decoded are the bytes hashed
+
+
+def replace(path: Path, data: bytes) -> None:
+    """Another file renamed over `path` (how editors and sync tools save)."""
+    fresh = path.with_suffix(".partial")
+    fresh.write_bytes(data)
+    os.replace(fresh, path)
+
+
+def rewrite_in_place(path: Path, data: bytes) -> None:
+    with open(path, "r+b") as fh:
+        fh.write(data)
+        fh.truncate()
+
+
+def append(path: Path, data: bytes) -> None:
+    with open(path, "ab") as fh:
+        fh.write(data)
+
+
+@pytest.mark.parametrize(
+    ("how", "read_whole"),
+    [("replaced", True), ("rewritten-in-place", True), ("still-being-written", True), ("rewritten-in-place", False)],
+    ids=["replaced", "rewritten-in-place", "still-being-written", "rewritten-in-place-large-file"],
+)
+def test_a_file_changed_between_hashing_and_decoding_is_reported_never_stored_mixed(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str, read_whole: bool
+) -> None:
+    root = tmp_path / "album"
+    files = album(root)
+    target = root / "img0.png"
+    new_bytes = encode_png(distinct_image(99))
+    with monkeypatch.context() as patch:
+        if not read_whole:  # files above this size are decoded from the open file, then hashed again
+            patch.setattr("embedder.images.WHOLE_READ_MAX", 0)
+        if how == "still-being-written":  # hashed while half written, decoded once finished
+            target.write_bytes(new_bytes[: len(new_bytes) // 2])
+            files["img0.png"] = target.read_bytes()
+            before_decoding(patch, target, lambda p: append(p, new_bytes[len(new_bytes) // 2 :]))
+        else:
+            change = replace if how == "replaced" else rewrite_in_place
+            before_decoding(patch, target, lambda p: change(p, new_bytes))
+
+        report = engine.indexer.index([root])
+
+    assert {Path(f.path).name: f.reason for f in report.failed} == {"img0.png": CHANGED}
+    assert sorted(Path(p).name for p in report.added) == ["img1.png", "img2.png", "img3.png"]
+    # The old hash was never stored, so no point pairs the old bytes' id with the new picture.
+    assert bytes_hash(files["img0.png"]) not in stored_hashes(engine)
+    assert stored_hashes(engine) == {bytes_hash(files[f"img{i}.png"]) for i in (1, 2, 3)}
+
+    again = engine.indexer.index([root])  # run again, as the message says: indexed under its new bytes
+    assert again.added == [str(target)] and again.failed == []
+    hits = engine.searcher.by_image(decode(new_bytes, LIMIT, engine.encoder.image_size).image, limit=1)
+    assert hits[0].id == point_id(bytes_hash(new_bytes)) and hits[0].payload["paths"] == [str(target)]
+
+
+def test_the_same_bytes_are_still_decoded_when_nothing_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Control for the test above: the check passes an unchanged file, read whole or as a large file."""
+    path = tmp_path / "a.png"
+    path.write_bytes(encode_png(distinct_image(5)))
+    digest = hash_file(path).sha256
+    whole = decode(path, LIMIT, sha256=digest).image
+    monkeypatch.setattr("embedder.images.WHOLE_READ_MAX", 0)
+    assert decode(path, LIMIT, sha256=digest).image.tobytes() == whole.tobytes() == decode(path, LIMIT).image.tobytes()
+    with pytest.raises(ImageError, match="changed while it was being indexed"):
+        decode(path, LIMIT, sha256="0" * 64)
