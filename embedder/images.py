@@ -4,7 +4,8 @@ Nothing here knows about models or Qdrant. Every failure to read an image become
 `ImageError` whose message is a reason a person can act on.
 
 Files are opened only if they are regular files, without ever blocking (`open_regular`), and
-the indexer decodes exactly the bytes it hashed (`decode(..., sha256=…)`).
+the indexer decodes exactly the bytes it hashed (`decode(..., sha256=…)`). Decoding has a bounded
+cost: the pixel limit caps each image, and large images are converted tile by tile.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from embedder.errors import ImageError
 
@@ -37,10 +38,26 @@ HASH_CHUNK = 1 << 20
 EXIF_IFD = 0x8769
 EXIF_DATE_TAKEN = 0x9003
 EXIF_DATE = 0x0132
+EXIF_ORIENTATION = 0x0112
+# What turns an image with an EXIF orientation upright (the table of `ImageOps.exif_transpose`).
+UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 CHANGED = "changed while it was being indexed; run index again"
 # Files up to this size are read once and decoded from memory (exactly the bytes that were hashed);
 # bigger ones are decoded from the open file and hashed again afterwards.
 WHOLE_READ_MAX = 64 << 20
+# Large images are converted to RGB a tile at a time, so a conversion never copies the whole image.
+TILE_SIDE = 1024
+# Large images are box-reduced to at least this many times the model's input before the exact
+# resize: Pillow's `reducing_gap` advice, under which the result matches a resize from full size.
+REDUCING_GAP = 3
 
 
 def _register_heif() -> bool:
@@ -218,10 +235,14 @@ def _decode_file(path: Path, max_pixels: int, min_side: int | None, sha256: str 
 def read_meta(path: Path, max_pixels: int) -> ImageMeta:
     """Size, format and EXIF date of the image at `path`, read from its header: no pixel is decoded.
 
-    Fails as `decode` would on the same file, with the same `ImageError` reasons.
+    Fails as `decode` would on the same file, with the same `ImageError` reasons. A PNG may keep its
+    EXIF block after the pixel data, which Pillow finds only by decoding every pixel: only an EXIF
+    block ahead of the pixels is read here.
     """
     with _image_errors(max_pixels), open_regular(path) as fh, Image.open(fh) as img:
-        return _checked_meta(img, max_pixels, late_exif=False)
+        width, height = _checked_size(img.size, max_pixels)
+        exif_at_hand = img.format != "PNG" or "exif" in img.info
+        return ImageMeta(width, height, img.format or "unknown", _taken_at(img) if exif_at_hand else None)
 
 
 @contextmanager
@@ -250,25 +271,28 @@ def _image_errors(max_pixels: int) -> Iterator[None]:
 
 
 def _decode(stream: BinaryIO, max_pixels: int, min_side: int | None) -> Decoded:
-    with Image.open(stream) as img:
-        meta = _checked_meta(img, max_pixels, late_exif=True)
-        if min_side and img.format == "JPEG":
-            img.draft("RGB", _draft_request(meta.width, meta.height, min_side))
-        img.load()
-        image = _upright(img)
-        image = _to_rgb(image)
+    image, orientation, meta = _rgb_pixels(stream, max_pixels, min_side)
+    if orientation in UPRIGHT:  # the full-size pixels are gone by now: only the result is copied
+        image = image.transpose(UPRIGHT[orientation])
     if min_side and min(image.size) > min_side:
         image = _shrink(image, min_side)
     return Decoded(image, meta)
 
 
-def _checked_meta(img: Image.Image, max_pixels: int, late_exif: bool) -> ImageMeta:
-    """What an opened image says about itself; `ImageError` if it has no pixels or too many.
+def _rgb_pixels(stream: BinaryIO, max_pixels: int, min_side: int | None) -> tuple[Image.Image, int, ImageMeta]:
+    """The image in `stream` as RGB (box-reduced towards `min_side`), its EXIF orientation and meta."""
+    with Image.open(stream) as img:
+        width, height = _checked_size(img.size, max_pixels)
+        _draft(img, min_side)
+        meta = ImageMeta(width, height, img.format or "unknown", _taken_at(img))
+        orientation = _orientation(img)
+        img.load()
+        return _converted(img, _reduction(img.size, min_side)), orientation, meta
 
-    A PNG may keep its EXIF block after the pixel data, which Pillow finds only by decoding every
-    pixel: `late_exif` allows that, otherwise only an EXIF block ahead of the pixels is read.
-    """
-    width, height = img.size
+
+def _checked_size(size: tuple[int, int], max_pixels: int) -> tuple[int, int]:
+    """An image's size; `ImageError` if it has no pixels or too many."""
+    width, height = size
     if width < 1 or height < 1:
         raise ImageError("the image has no pixels")
     if width * height > max_pixels:
@@ -276,8 +300,13 @@ def _checked_meta(img: Image.Image, max_pixels: int, late_exif: bool) -> ImageMe
             f"{width}×{height} is {width * height / 1e6:.0f} megapixels, above the limit of "
             f"{max_pixels / 1e6:.0f} (MAX_IMAGE_PIXELS)"
         )
-    exif_at_hand = late_exif or img.format != "PNG" or "exif" in img.info
-    return ImageMeta(width, height, img.format or "unknown", _taken_at(img) if exif_at_hand else None)
+    return width, height
+
+
+def _draft(img: Image.Image, min_side: int | None) -> None:
+    """Have a JPEG decoded at the smallest scale that keeps its shorter side ≥ `min_side`."""
+    if min_side and img.format == "JPEG":
+        img.draft("RGB", _draft_request(*img.size, min_side))
 
 
 def _draft_request(width: int, height: int, min_side: int) -> tuple[int, int]:
@@ -286,12 +315,70 @@ def _draft_request(width: int, height: int, min_side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _upright(img: Image.Image) -> Image.Image:
+def _reduction(size: tuple[int, int], min_side: int | None) -> int:
+    """The whole factor an image is box-reduced by before its final resize to `min_side`: its shorter
+    side stays ≥ REDUCING_GAP × `min_side`, so the resize still sees every detail it would keep."""
+    return max(1, min(size) // (REDUCING_GAP * min_side)) if min_side else 1
+
+
+def _orientation(img: Image.Image) -> int:
     try:
-        return ImageOps.exif_transpose(img) or img
+        return int(img.getexif().get(EXIF_ORIENTATION, 1))
     except Exception as exc:  # noqa: BLE001 - a broken EXIF block must not lose the picture
         log.info("ignoring unreadable EXIF orientation: %s", exc)
+        return 1
+
+
+def _converted(img: Image.Image, factor: int) -> Image.Image:
+    """A loaded image as RGB, box-reduced `factor` times, converted a tile at a time: however large
+    the image, a conversion only ever copies a tile of it."""
+    if img.mode == "RGB" and factor == 1:
         return img
+    width, height = img.size
+    sample_range = _sample_range(img)
+    result = Image.new("RGB", (-(-width // factor), -(-height // factor)))
+    for box in _tiles(img.size, max(factor, TILE_SIDE // factor * factor)):  # whole boxes of `factor`
+        result.paste(_tile_to_rgb(img.crop(box), sample_range, factor), (box[0] // factor, box[1] // factor))
+    return result
+
+
+def _tiles(size: tuple[int, int], side: int) -> Iterator[tuple[int, int, int, int]]:
+    width, height = size
+    for top in range(0, height, side):
+        for left in range(0, width, side):
+            yield left, top, min(left + side, width), min(top + side, height)
+
+
+def _sample_range(img: Image.Image) -> tuple[float, float] | None:
+    """The lowest and highest finite sample of a 16/32-bit or float image; None for other modes."""
+    if not (img.mode.startswith("I") or img.mode == "F"):
+        return None
+    try:
+        low, high = img.getextrema()
+        if np.isfinite(low) and np.isfinite(high):
+            return float(low), float(high)
+    except ValueError:  # a mode Pillow cannot measure (big-endian 16-bit): measure it here
+        pass
+    low, high = np.inf, -np.inf
+    for box in _tiles(img.size, TILE_SIDE):
+        values = np.asarray(img.crop(box))
+        values = values[np.isfinite(values)] if values.dtype.kind == "f" else values
+        if values.size:
+            low, high = min(low, float(values.min())), max(high, float(values.max()))
+    return (low, high) if low <= high else (0.0, 0.0)
+
+
+def _tile_to_rgb(tile: Image.Image, sample_range: tuple[float, float] | None, factor: int) -> Image.Image:
+    """A tile as RGB, box-reduced `factor` times. Samples of more than 8 bits are averaged before
+    they are mapped to 8 bits (the map is linear), so only the reduced tile goes through numpy."""
+    if sample_range is not None:
+        if tile.mode not in ("I", "F"):
+            tile = tile.convert("I")  # 16-bit modes, which Pillow cannot reduce
+        if factor > 1:
+            tile = tile.reduce(factor)
+        return Image.fromarray(_to_uint8(np.asarray(tile), *sample_range)).convert("RGB")
+    rgb = _to_rgb(tile)
+    return rgb.reduce(factor) if factor > 1 else rgb
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -301,23 +388,26 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    if img.mode.startswith("I") or img.mode == "F":
-        return Image.fromarray(_to_uint8(np.asarray(img))).convert("RGB")
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
-def _to_uint8(values: np.ndarray) -> np.ndarray:
-    """Map 16/32-bit or float samples to 0..255: 16-bit by its full range, others by their own."""
-    low, high = float(values.min()), float(values.max())
+def _to_uint8(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Map 16/32-bit or float samples to 0..255: 16-bit by its full range, others by the image's own
+    (`low`..`high`). Works in float32, in place: 5 bytes a sample, never float64 copies."""
     if values.dtype.kind == "f":
-        scale, low = (255.0, 0.0) if low >= 0 and high <= 1 else (255.0 / ((high - low) or 1.0), low)
+        offset, scale = (0.0, 255.0) if low >= 0 and high <= 1 else (low, 255.0 / ((high - low) or 1.0))
     elif low >= 0 and high <= 255:
-        scale, low = 1.0, 0.0
+        offset, scale = 0.0, 1.0
     elif low >= 0 and high <= 65535:
-        scale, low = 1 / 257, 0.0
+        offset, scale = 0.0, 1 / 257
     else:
-        scale = 255.0 / ((high - low) or 1.0)
-    return ((values.astype(np.float64) - low) * scale).round().clip(0, 255).astype(np.uint8)
+        offset, scale = low, 255.0 / ((high - low) or 1.0)
+    out = values.astype(np.float32)
+    out -= offset
+    out *= scale
+    np.nan_to_num(out, copy=False)  # a NaN sample is black
+    np.clip(np.rint(out, out=out), 0, 255, out=out)
+    return out.astype(np.uint8)
 
 
 def _shrink(img: Image.Image, min_side: int) -> Image.Image:

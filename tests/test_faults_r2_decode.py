@@ -1,24 +1,32 @@
-"""Reliability round 2, reading and decoding: nothing that is not a regular file is waited on, and
-what is decoded is what was hashed.
+"""Reliability round 2, reading and decoding: nothing that is not a regular file is waited on, what is
+decoded is what was hashed, and decoding has a bounded cost in memory.
 
-Items R2-7 (a FIFO swapped in after the walk) and R2-2 (a file changed between hashing and decoding).
+Items R2-7 (a FIFO swapped in after the walk), R2-2 (a file changed between hashing and decoding)
+and R2-8 (unbounded decode cost: 100 MP deep images).
 """
 
 from __future__ import annotations
 
 import builtins
 import os
+import struct
 import threading
+import warnings
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import embedder.indexer
 from embedder.engine import Engine
 from embedder.errors import ImageError
 from embedder.images import CHANGED, bytes_hash, decode, hash_file, point_id, read_meta
 from faultkit import distinct_image, encode_png, wait_until
+from test_faults_files import _chunk as png_chunk
+from test_faults_files import peak_growth
 
 LIMIT = 50_000_000
 INDEX_DEADLINE_S = 60.0  # a run over four small images takes a few seconds; a hung one never ends
@@ -207,3 +215,59 @@ def test_the_same_bytes_are_still_decoded_when_nothing_changed(tmp_path: Path, m
     assert decode(path, LIMIT, sha256=digest).image.tobytes() == whole.tobytes() == decode(path, LIMIT).image.tobytes()
     with pytest.raises(ImageError, match="changed while it was being indexed"):
         decode(path, LIMIT, sha256="0" * 64)
+
+
+# --------------------------------------------------------------------------------------------
+# R2-8: bounded decode cost
+
+
+def grey16_png(path: Path, side: int = 10_000) -> Path:
+    """A side×side 16-bit greyscale PNG (a gradient per row), written directly: fast, 2 MB on disk."""
+    row = b"\x00" + np.linspace(0, 65535, side).astype(">u2").tobytes()
+    deflate = zlib.compressobj(1)
+    data = b"".join(deflate.compress(row) for _ in range(side)) + deflate.flush()
+    header = struct.pack(">IIBBBBB", side, side, 16, 0, 0, 0, 0)
+    chunks = png_chunk(b"IHDR", header) + png_chunk(b"IDAT", data) + png_chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
+    return path
+
+
+def float_tiff(path: Path, side: int = 10_000, rows: int = 100) -> Path:
+    """A side×side 32-bit float TIFF (deflate), every strip pointing at the same compressed strip."""
+    strip = zlib.compress(np.linspace(-3, 7, rows * side, dtype="<f4").tobytes(), 1)
+    strips = -(-side // rows)
+    tags = {256: side, 257: side, 258: 32, 259: 8, 262: 1, 273: None, 277: 1, 278: rows, 279: None, 284: 1, 339: 3}
+    offsets_at = 8 + 2 + 12 * len(tags) + 4
+    counts_at = offsets_at + 4 * strips
+    ifd = struct.pack("<H", len(tags))
+    for tag, value in tags.items():
+        if tag in (273, 279):  # StripOffsets, StripByteCounts: arrays after the IFD
+            ifd += struct.pack("<HHII", tag, 4, strips, offsets_at if tag == 273 else counts_at)
+        else:
+            ifd += struct.pack("<HHII", tag, 4, 1, value)
+    offsets = struct.pack(f"<{strips}I", *[counts_at + 4 * strips] * strips)
+    counts = struct.pack(f"<{strips}I", *[len(strip)] * strips)
+    path.write_bytes(b"II*\x00" + struct.pack("<I", 8) + ifd + b"\x00" * 4 + offsets + counts + strip)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("maker", "sample_bytes", "old_peak_mb"),  # old: the peak growth before round 2 (float64 copies)
+    [(grey16_png, 2, 2099), (float_tiff, 4, 2672)],
+    ids=["grey16-png", "float-tiff"],
+)
+def test_a_100_megapixel_deep_image_is_decoded_holding_its_samples_about_once(
+    tmp_path: Path, maker: Callable[[Path], Path], sample_bytes: int, old_peak_mb: int
+) -> None:
+    path = maker(tmp_path / "deep")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # Pillow's own limit is 89 MP
+        with Image.open(path) as img:
+            assert img.size == (10_000, 10_000) and img.mode in ("I;16", "F")  # the premise: 100 MP, 16 or 32 bits
+
+    result = peak_growth(path)  # decoded for the model (min_side 224), as indexing does
+
+    assert result["outcome"] == "decoded"
+    grown_mb, samples_mb = result["grown_kib"] / 1024, 100_000_000 * sample_bytes / 2**20
+    assert grown_mb < 1.5 * samples_mb, f"grew {grown_mb:.0f} MB for {samples_mb:.0f} MB of samples (was {old_peak_mb})"
