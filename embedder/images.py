@@ -5,7 +5,8 @@ Nothing here knows about models or Qdrant. Every failure to read an image become
 
 Files are opened only if they are regular files, without ever blocking (`open_regular`), and
 the indexer decodes exactly the bytes it hashed (`decode(..., sha256=…)`). Decoding has a bounded
-cost: the pixel limit caps each image, and large images are converted tile by tile.
+cost: the pixel limit caps each image, large images are converted tile by tile, and all decodes of
+the process share one memory budget.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import io
 import logging
 import os
 import stat
+import threading
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator
@@ -55,9 +57,16 @@ CHANGED = "changed while it was being indexed; run index again"
 WHOLE_READ_MAX = 64 << 20
 # Large images are converted to RGB a tile at a time, so a conversion never copies the whole image.
 TILE_SIDE = 1024
+TILE_BYTES_PER_PIXEL = 32  # a tile's temporary copies while it is converted, at their largest
+TILE_BYTES = TILE_BYTES_PER_PIXEL * TILE_SIDE * TILE_SIDE
 # Large images are box-reduced to at least this many times the model's input before the exact
 # resize: Pillow's `reducing_gap` advice, under which the result matches a resize from full size.
 REDUCING_GAP = 3
+# What a format's decoder holds besides the decoded image, per pixel of the full-size image (measured
+# with Pillow 13): a progressive JPEG keeps every DCT coefficient (2 bytes a sample, even when drafted),
+# libtiff a strip or an RGBA raster, WebP its canvas, the frame copied out of it and libwebp's own
+# buffers. Formats not listed here are counted as WebP is.
+DECODER_BYTES_PER_PIXEL = {"PNG": 0, "GIF": 0, "BMP": 0, "TIFF": 4, "WEBP": 12}
 
 
 def _register_heif() -> bool:
@@ -69,7 +78,11 @@ def _register_heif() -> bool:
     return True
 
 
-IMAGE_EXTENSIONS = BASE_EXTENSIONS | HEIF_EXTENSIONS if _register_heif() else BASE_EXTENSIONS
+HEIF_AVAILABLE = _register_heif()
+IMAGE_EXTENSIONS = BASE_EXTENSIONS | HEIF_EXTENSIONS if HEIF_AVAILABLE else BASE_EXTENSIONS
+# The formats decoded, whatever a file is named: not every decoder Pillow has (PSD, EPS, FITS, JPEG
+# 2000, …), whose costs on hostile input nobody here has measured. A JPEG may turn out to be an MPO.
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF") + (("HEIF",) if HEIF_AVAILABLE else ())
 
 
 @dataclass(frozen=True)
@@ -211,25 +224,32 @@ def decode(
     if not isinstance(source, bytes):
         return _decode_file(Path(source), max_pixels, min_side, sha256)
     with _image_errors(max_pixels):
-        return _decode(io.BytesIO(source), max_pixels, min_side)
+        cost = _probe_cost(io.BytesIO(source), max_pixels, min_side)
+        with _memory_for(cost, max_pixels):
+            return _decode(io.BytesIO(source), max_pixels, min_side, cost)
 
 
 def _decode_file(path: Path, max_pixels: int, min_side: int | None, sha256: str | None) -> Decoded:
     """Files up to WHOLE_READ_MAX are read once, checked against `sha256` and decoded from memory;
     larger ones are decoded from the open file, then hashed again and checked for any write."""
     with _image_errors(max_pixels), open_regular(path) as fh:
-        if os.fstat(fh.fileno()).st_size <= WHOLE_READ_MAX:
-            data = fh.read(WHOLE_READ_MAX + 1)
-            if sha256 and bytes_hash(data) != sha256:
-                raise ImageError(CHANGED)
-            return _decode(io.BytesIO(data), max_pixels, min_side)
-        before = os.fstat(fh.fileno())
-        decoded = _decode(fh, max_pixels, min_side)
-        if sha256:  # the same bytes before and after, and not a single write in between
+        size = os.fstat(fh.fileno()).st_size
+        in_memory = size <= WHOLE_READ_MAX
+        cost = _probe_cost(fh, max_pixels, min_side) + (size if in_memory else 0)
+        with _memory_for(cost, max_pixels):
             fh.seek(0)
-            if _stream_hash(fh)[0] != sha256 or _written(before, os.fstat(fh.fileno())):
-                raise ImageError(CHANGED)
-        return decoded
+            if in_memory:
+                data = fh.read(WHOLE_READ_MAX + 1)
+                if sha256 and bytes_hash(data) != sha256:
+                    raise ImageError(CHANGED)
+                return _decode(io.BytesIO(data), max_pixels, min_side, cost)
+            before = os.fstat(fh.fileno())
+            decoded = _decode(fh, max_pixels, min_side, cost)
+            if sha256:  # the same bytes before and after, and not a single write in between
+                fh.seek(0)
+                if _stream_hash(fh)[0] != sha256 or _written(before, os.fstat(fh.fileno())):
+                    raise ImageError(CHANGED)
+            return decoded
 
 
 def read_meta(path: Path, max_pixels: int) -> ImageMeta:
@@ -239,10 +259,57 @@ def read_meta(path: Path, max_pixels: int) -> ImageMeta:
     EXIF block after the pixel data, which Pillow finds only by decoding every pixel: only an EXIF
     block ahead of the pixels is read here.
     """
-    with _image_errors(max_pixels), open_regular(path) as fh, Image.open(fh) as img:
-        width, height = _checked_size(img.size, max_pixels)
-        exif_at_hand = img.format != "PNG" or "exif" in img.info
-        return ImageMeta(width, height, img.format or "unknown", _taken_at(img) if exif_at_hand else None)
+    with _image_errors(max_pixels), open_regular(path) as fh:
+        if canvas := _webp_canvas(fh):  # Pillow allocates a WebP's canvas as it opens it
+            _checked_size(canvas, max_pixels)
+        with Image.open(fh, formats=FORMATS) as img:
+            width, height = _checked_size(img.size, max_pixels)
+            exif_at_hand = img.format != "PNG" or "exif" in img.info
+            return ImageMeta(width, height, img.format or "unknown", _taken_at(img) if exif_at_hand else None)
+
+
+def decode_memory_limit(max_pixels: int) -> int:
+    """Bytes that all decodes of the process hold at once, at most: 8 bytes a pixel of the largest
+    image allowed (what decoding one for the model takes), a file read whole and a tile. A decode
+    that alone needs more (a full-size one) waits until it can run alone; one that needs more than
+    four times this (more than any image within the pixel limit does) is refused."""
+    return 8 * max_pixels + WHOLE_READ_MAX + TILE_BYTES
+
+
+@contextmanager
+def _memory_for(nbytes: int, max_pixels: int) -> Iterator[None]:
+    """Hold `nbytes` of the decode memory budget for the block, or refuse a decode that needs too much."""
+    limit = decode_memory_limit(max_pixels)
+    if nbytes > 4 * limit:
+        raise ImageError(
+            f"decoding it would take about {nbytes / 2**20:,.0f} MB, more than any image within the pixel "
+            f"limit needs ({4 * limit / 2**20:,.0f} MB at MAX_IMAGE_PIXELS={max_pixels})"
+        )
+    with _BUDGET.share(nbytes, limit):
+        yield
+
+
+class _MemoryBudget:
+    """The bytes that decodes hold, shared by every thread: a decode waits until its share fits."""
+
+    def __init__(self) -> None:
+        self._held = 0
+        self._released = threading.Condition()
+
+    @contextmanager
+    def share(self, nbytes: int, limit: int) -> Iterator[None]:
+        with self._released:
+            self._released.wait_for(lambda: self._held == 0 or self._held + nbytes <= limit)
+            self._held += nbytes
+        try:
+            yield
+        finally:
+            with self._released:
+                self._held -= nbytes
+                self._released.notify_all()
+
+
+_BUDGET = _MemoryBudget()
 
 
 @contextmanager
@@ -270,8 +337,43 @@ def _image_errors(max_pixels: int) -> Iterator[None]:
         raise ImageError(f"corrupt image data ({type(exc).__name__}: {exc})") from None
 
 
-def _decode(stream: BinaryIO, max_pixels: int, min_side: int | None) -> Decoded:
-    image, orientation, meta = _rgb_pixels(stream, max_pixels, min_side)
+def _probe_cost(stream: BinaryIO, max_pixels: int, min_side: int | None) -> int:
+    """The bytes decoding the image in `stream` will hold at its peak, from its header alone."""
+    if canvas := _webp_canvas(stream):  # Pillow reads a WebP whole (twice over) as it opens it
+        width, height = _checked_size(canvas, max_pixels)
+        decoder = width * height * DECODER_BYTES_PER_PIXEL["WEBP"] + 2 * _stream_size(stream)
+        return _peak_bytes(canvas, 4, decoder, min_side)
+    with Image.open(stream, formats=FORMATS) as img:
+        width, height = _checked_size(img.size, max_pixels)
+        _draft(img, min_side)
+        return _decode_cost(img, width * height, min_side)
+
+
+def _webp_canvas(stream: BinaryIO) -> tuple[int, int] | None:
+    """The canvas size a WebP's header declares (as Pillow reads it); None for other files."""
+    head = stream.read(30)
+    stream.seek(0)
+    if len(head) < 30 or head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+        return None
+    chunk = head[12:16]
+    if chunk == b"VP8X":
+        return 1 + int.from_bytes(head[24:27], "little"), 1 + int.from_bytes(head[27:30], "little")
+    if chunk == b"VP8L" and head[20] == 0x2F:
+        bits = int.from_bytes(head[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + (bits >> 14 & 0x3FFF)
+    if chunk == b"VP8 " and head[23:26] == b"\x9d\x01\x2a":
+        return int.from_bytes(head[26:28], "little") & 0x3FFF, int.from_bytes(head[28:30], "little") & 0x3FFF
+    return None
+
+
+def _stream_size(stream: BinaryIO) -> int:
+    size = stream.seek(0, os.SEEK_END)
+    stream.seek(0)
+    return size
+
+
+def _decode(stream: BinaryIO, max_pixels: int, min_side: int | None, granted: int) -> Decoded:
+    image, orientation, meta = _rgb_pixels(stream, max_pixels, min_side, granted)
     if orientation in UPRIGHT:  # the full-size pixels are gone by now: only the result is copied
         image = image.transpose(UPRIGHT[orientation])
     if min_side and min(image.size) > min_side:
@@ -279,11 +381,15 @@ def _decode(stream: BinaryIO, max_pixels: int, min_side: int | None) -> Decoded:
     return Decoded(image, meta)
 
 
-def _rgb_pixels(stream: BinaryIO, max_pixels: int, min_side: int | None) -> tuple[Image.Image, int, ImageMeta]:
+def _rgb_pixels(
+    stream: BinaryIO, max_pixels: int, min_side: int | None, granted: int
+) -> tuple[Image.Image, int, ImageMeta]:
     """The image in `stream` as RGB (box-reduced towards `min_side`), its EXIF orientation and meta."""
-    with Image.open(stream) as img:
+    with Image.open(stream, formats=FORMATS) as img:
         width, height = _checked_size(img.size, max_pixels)
         _draft(img, min_side)
+        if _decode_cost(img, width * height, min_side) > granted:  # not the file that was probed
+            raise ImageError(CHANGED)
         meta = ImageMeta(width, height, img.format or "unknown", _taken_at(img))
         orientation = _orientation(img)
         img.load()
@@ -313,6 +419,32 @@ def _draft_request(width: int, height: int, min_side: int) -> tuple[int, int]:
     """Pillow keeps both sides ≥ the request: scale it so the shorter side stays ≥ min_side."""
     scale = min_side / min(width, height)
     return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _decode_cost(img: Image.Image, full_pixels: int, min_side: int | None) -> int:
+    """Bytes that decoding `img` (opened, drafted; `full_pixels` before drafting) holds at its peak."""
+    if img.format in ("JPEG", "MPO"):
+        per_pixel = 2 * getattr(img, "layers", 4) if img.info.get("progressive") else 0
+    else:
+        per_pixel = DECODER_BYTES_PER_PIXEL.get(img.format or "", DECODER_BYTES_PER_PIXEL["WEBP"])
+    return _peak_bytes(img.size, _pixel_bytes(img.mode), full_pixels * per_pixel, min_side)
+
+
+def _peak_bytes(size: tuple[int, int], pixel_bytes: int, decoder_bytes: int, min_side: int | None) -> int:
+    """The decoded pixels, what the decoder holds besides them, the RGB result and its upright copy,
+    and a tile's temporaries."""
+    width, height = size
+    factor = _reduction(size, min_side)
+    result = 4 * -(-width // factor) * -(-height // factor)
+    tile = TILE_BYTES_PER_PIXEL * min(width * height, TILE_SIDE * TILE_SIDE)
+    return width * height * pixel_bytes + decoder_bytes + 2 * result + tile
+
+
+def _pixel_bytes(mode: str) -> int:
+    """How many bytes Pillow keeps a pixel of `mode` in (every multi-band mode takes 4)."""
+    if mode in ("1", "L", "P"):
+        return 1
+    return 2 if mode.startswith("I;16") else 4
 
 
 def _reduction(size: tuple[int, int], min_side: int | None) -> int:

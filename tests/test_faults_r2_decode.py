@@ -2,14 +2,19 @@
 decoded is what was hashed, and decoding has a bounded cost in memory.
 
 Items R2-7 (a FIFO swapped in after the walk), R2-2 (a file changed between hashing and decoding)
-and R2-8 (unbounded decode cost: 100 MP deep images).
+and R2-8 (unbounded decode cost: 100 MP deep images, many decode threads, files far larger than
+their pixels, decoders nobody measured).
 """
 
 from __future__ import annotations
 
 import builtins
+import io
+import json
 import os
 import struct
+import subprocess
+import sys
 import threading
 import warnings
 import zlib
@@ -24,7 +29,7 @@ import embedder.indexer
 from embedder.engine import Engine
 from embedder.errors import ImageError
 from embedder.images import CHANGED, bytes_hash, decode, hash_file, point_id, read_meta
-from faultkit import distinct_image, encode_png, wait_until
+from faultkit import ROOT, distinct_image, encode_png, wait_until
 from test_faults_files import _chunk as png_chunk
 from test_faults_files import peak_growth
 
@@ -271,3 +276,79 @@ def test_a_100_megapixel_deep_image_is_decoded_holding_its_samples_about_once(
     assert result["outcome"] == "decoded"
     grown_mb, samples_mb = result["grown_kib"] / 1024, 100_000_000 * sample_bytes / 2**20
     assert grown_mb < 1.5 * samples_mb, f"grew {grown_mb:.0f} MB for {samples_mb:.0f} MB of samples (was {old_peak_mb})"
+
+
+THREADS_PROBE = """
+import json, sys, threading
+from pathlib import Path
+from embedder.images import decode
+def peak_kib():
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+max_pixels, paths = int(sys.argv[1]), [Path(p) for p in sys.argv[2:]]
+together = threading.Barrier(len(paths))
+decoded = []
+def run(path):
+    together.wait()
+    decoded.append(decode(path, max_pixels, 224).image.size)
+before = peak_kib()
+threads = [threading.Thread(target=run, args=(path,)) for path in paths]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(json.dumps({"decoded": len(decoded), "grown_kib": peak_kib() - before}))
+"""
+
+
+def threads_peak_mb(paths: list[Path], max_pixels: int) -> float:
+    """Decode `paths` on one thread each, all starting together, in a fresh process: its peak growth."""
+    done = subprocess.run(
+        [sys.executable, "-c", THREADS_PROBE, str(max_pixels), *map(str, paths)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["decoded"] == len(paths)
+    return result["grown_kib"] / 1024
+
+
+@pytest.mark.slow
+def test_decode_threads_share_one_memory_budget(tmp_path: Path) -> None:
+    """Three large float TIFFs (25 MP, at the pixel limit) decoded on three threads at once take
+    about the memory of one: each needs more than half the shared budget, so they take turns."""
+    paths = [float_tiff(tmp_path / f"deep{i}.tif", side=5_000) for i in range(3)]
+    alone = threads_peak_mb(paths[:1], max_pixels=25_000_000)
+    together = threads_peak_mb(paths, max_pixels=25_000_000)
+    assert alone > 90  # the premise: one decode holds its 95 MB of samples
+    assert together < 1.5 * alone, f"three threads grew the peak by {together:.0f} MB, one by {alone:.0f} MB"
+
+
+@pytest.mark.parametrize("kind", ["PPM", "PCX", "ICO", "SGI"])
+def test_only_the_formats_the_product_supports_are_decoded(tmp_path: Path, kind: str) -> None:
+    """Pillow has many other decoders (PSD, EPS, FITS, …): a file named .png in one of them is not
+    decoded, as their costs on hostile input are unknown here."""
+    path = tmp_path / f"{kind.lower()}-named.png"
+    distinct_image(3).save(path, kind)
+    with pytest.raises(ImageError, match="not an image, or a format that is not supported"):
+        decode(path, LIMIT)
+    with pytest.raises(ImageError, match="not an image, or a format that is not supported"):
+        read_meta(path, LIMIT)
+
+
+def test_a_file_that_would_take_more_memory_than_any_allowed_image_is_refused_unread(tmp_path: Path) -> None:
+    """A small WebP followed by 300 MB of zeros: Pillow reads a WebP whole, twice over, so decoding
+    it took 600 MB. It is refused with a reason, from its size, before anything is read."""
+    path = tmp_path / "padded.webp"
+    path.write_bytes(encode_webp(distinct_image(4)))
+    with open(path, "r+b") as fh:
+        fh.truncate(300 << 20)  # sparse: nothing is written
+    with pytest.raises(ImageError, match=r"would take about 6\d\d MB, more than any image .* MAX_IMAGE_PIXELS=1000000"):
+        decode(path, 1_000_000, min_side=224)
+    assert decode(encode_webp(distinct_image(4)), 1_000_000, min_side=224).image.size == (160, 120)  # alone, fine
+
+
+def encode_webp(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "WEBP")
+    return buf.getvalue()
