@@ -5,8 +5,8 @@ Nothing here knows about models or Qdrant. Every failure to read an image become
 
 Files are opened only if they are regular files, without ever blocking (`open_regular`), and
 the indexer decodes exactly the bytes it hashed (`decode(..., sha256=…)`). Decoding has a bounded
-cost: the pixel limit caps each image, large images are converted tile by tile, and all decodes of
-the process share one memory budget.
+cost: the pixel limit caps each image, large images are converted tile by tile, all decodes of the
+process share one memory budget, and a JPEG may not have absurdly many scans.
 """
 
 from __future__ import annotations
@@ -55,6 +55,10 @@ CHANGED = "changed while it was being indexed; run index again"
 # Files up to this size are read once and decoded from memory (exactly the bytes that were hashed);
 # bigger ones are decoded from the open file and hashed again afterwards.
 WHOLE_READ_MAX = 64 << 20
+# Each scan of a progressive JPEG is a pass over the whole image. Encoders write about 10 (libjpeg's
+# default script) and none writes more than a few dozen; thousands make a 1 MB file take minutes.
+MAX_JPEG_SCANS = 100
+SOS = b"\xff\xda"  # JPEG start-of-scan marker; never occurs inside entropy-coded data
 # Large images are converted to RGB a tile at a time, so a conversion never copies the whole image.
 TILE_SIDE = 1024
 TILE_BYTES_PER_PIXEL = 32  # a tile's temporary copies while it is converted, at their largest
@@ -390,6 +394,8 @@ def _rgb_pixels(
         _draft(img, min_side)
         if _decode_cost(img, width * height, min_side) > granted:  # not the file that was probed
             raise ImageError(CHANGED)
+        if img.format in ("JPEG", "MPO"):
+            _check_scans(stream)
         meta = ImageMeta(width, height, img.format or "unknown", _taken_at(img))
         orientation = _orientation(img)
         img.load()
@@ -451,6 +457,28 @@ def _reduction(size: tuple[int, int], min_side: int | None) -> int:
     """The whole factor an image is box-reduced by before its final resize to `min_side`: its shorter
     side stays ≥ REDUCING_GAP × `min_side`, so the resize still sees every detail it would keep."""
     return max(1, min(size) // (REDUCING_GAP * min_side)) if min_side else 1
+
+
+def _check_scans(stream: BinaryIO) -> None:
+    """Refuse a JPEG with more scans than any encoder writes: each is a pass over the whole image."""
+    scans = _occurrences(stream, SOS)
+    if scans > MAX_JPEG_SCANS:
+        raise ImageError(
+            f"a JPEG with {scans} scans (photos have about 10, the limit is {MAX_JPEG_SCANS}): "
+            "decoding it could take minutes"
+        )
+
+
+def _occurrences(stream: BinaryIO, marker: bytes) -> int:
+    """How often the two-byte `marker` occurs in all of `stream`; the stream's position is kept."""
+    position = stream.tell()
+    stream.seek(0)
+    count, last = 0, b""
+    while chunk := stream.read(HASH_CHUNK):
+        count += chunk.count(marker) + (last + chunk[:1] == marker)
+        last = chunk[-1:]
+    stream.seek(position)
+    return count
 
 
 def _orientation(img: Image.Image) -> int:

@@ -1,9 +1,9 @@
 """Reliability round 2, reading and decoding: nothing that is not a regular file is waited on, what is
-decoded is what was hashed, and decoding has a bounded cost in memory.
+decoded is what was hashed, and decoding has a bounded cost in memory and time.
 
 Items R2-7 (a FIFO swapped in after the walk), R2-2 (a file changed between hashing and decoding)
 and R2-8 (unbounded decode cost: 100 MP deep images, many decode threads, files far larger than
-their pixels, decoders nobody measured).
+their pixels, decoders nobody measured, thousands of JPEG scans).
 """
 
 from __future__ import annotations
@@ -336,6 +336,12 @@ def test_only_the_formats_the_product_supports_are_decoded(tmp_path: Path, kind:
         read_meta(path, LIMIT)
 
 
+def encode_webp(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "WEBP")
+    return buf.getvalue()
+
+
 def test_a_file_that_would_take_more_memory_than_any_allowed_image_is_refused_unread(tmp_path: Path) -> None:
     """A small WebP followed by 300 MB of zeros: Pillow reads a WebP whole, twice over, so decoding
     it took 600 MB. It is refused with a reason, from its size, before anything is read."""
@@ -348,7 +354,35 @@ def test_a_file_that_would_take_more_memory_than_any_allowed_image_is_refused_un
     assert decode(encode_webp(distinct_image(4)), 1_000_000, min_side=224).image.size == (160, 120)  # alone, fine
 
 
-def encode_webp(img: Image.Image) -> bytes:
+def sos_segments(jpeg: bytes) -> list[tuple[int, int]]:
+    """Where each scan (its SOS header and entropy-coded data) starts and ends in `jpeg`."""
+    scans, at = [], 2
+    while jpeg[at + 1] != 0xD9:  # up to EOI
+        end = at + 2 + int.from_bytes(jpeg[at + 2 : at + 4], "big")
+        if jpeg[at + 1] == 0xDA:  # entropy-coded data runs to the next marker that is not a stuffed byte or RST
+            while not (jpeg[end] == 0xFF and jpeg[end + 1] not in (0x00, *range(0xD0, 0xD8))):
+                end += 1
+            scans.append((at, end))
+        at = end
+    return scans
+
+
+def many_scans_jpeg(scans: int, side: int = 1000) -> bytes:
+    """A valid progressive JPEG with one of its tiny AC scans repeated: each copy is another pass
+    over every block of the image for a handful of bytes (the attack in libjpeg-turbo's report)."""
     buf = io.BytesIO()
-    img.save(buf, "WEBP")
-    return buf.getvalue()
+    Image.new("RGB", (side, side), (120, 130, 140)).save(buf, "JPEG", progressive=True, quality=90)
+    jpeg = buf.getvalue()
+    segments = sos_segments(jpeg)
+    start, end = segments[1]
+    last = segments[-1][1]
+    return jpeg[:last] + jpeg[start:end] * (scans - len(segments)) + jpeg[last:]
+
+
+def test_a_jpeg_with_thousands_of_scans_is_refused_before_decoding() -> None:
+    hostile = many_scans_jpeg(3000)
+    assert len(hostile) < 100_000 and len(sos_segments(hostile)) == 3000
+    with pytest.raises(ImageError, match=r"JPEG with 3000 scans \(photos have about 10, the limit is 100\)"):
+        decode(hostile, LIMIT, min_side=224)
+    ordinary = many_scans_jpeg(10)  # the encoder's own 10 scans: decoded as ever
+    assert decode(ordinary, LIMIT, min_side=224).image.size == (224, 224)
