@@ -2,6 +2,11 @@
 
 Nothing here knows about models or Qdrant. Every failure to read an image becomes an
 `ImageError` whose message is a reason a person can act on.
+
+Files are opened only if they are regular files, without ever blocking (`open_regular`), and
+the indexer decodes exactly the bytes it hashed (`decode(..., sha256=…)`). Decoding has a bounded
+cost: the pixel limit caps each image, large images are converted tile by tile, all decodes of the
+process share one memory budget, and a JPEG may not have absurdly many scans.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import hashlib
 import io
 import logging
 import os
+import stat
+import threading
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -18,9 +25,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from embedder.errors import ImageError
 
@@ -32,6 +40,37 @@ HASH_CHUNK = 1 << 20
 EXIF_IFD = 0x8769
 EXIF_DATE_TAKEN = 0x9003
 EXIF_DATE = 0x0132
+EXIF_ORIENTATION = 0x0112
+# What turns an image with an EXIF orientation upright (the table of `ImageOps.exif_transpose`).
+UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+CHANGED = "changed while it was being indexed; run index again"
+# Files up to this size are read once and decoded from memory (exactly the bytes that were hashed);
+# bigger ones are decoded from the open file and hashed again afterwards.
+WHOLE_READ_MAX = 64 << 20
+# Each scan of a progressive JPEG is a pass over the whole image. Encoders write about 10 (libjpeg's
+# default script) and none writes more than a few dozen; thousands make a 1 MB file take minutes.
+MAX_JPEG_SCANS = 100
+SOS = b"\xff\xda"  # JPEG start-of-scan marker; never occurs inside entropy-coded data
+# Large images are converted to RGB a tile at a time, so a conversion never copies the whole image.
+TILE_SIDE = 1024
+TILE_BYTES_PER_PIXEL = 32  # a tile's temporary copies while it is converted, at their largest
+TILE_BYTES = TILE_BYTES_PER_PIXEL * TILE_SIDE * TILE_SIDE
+# Large images are box-reduced to at least this many times the model's input before the exact
+# resize: Pillow's `reducing_gap` advice, under which the result matches a resize from full size.
+REDUCING_GAP = 3
+# What a format's decoder holds besides the decoded image, per pixel of the full-size image (measured
+# with Pillow 13): a progressive JPEG keeps every DCT coefficient (2 bytes a sample, even when drafted),
+# libtiff a strip or an RGBA raster, WebP its canvas, the frame copied out of it and libwebp's own
+# buffers. Formats not listed here are counted as WebP is.
+DECODER_BYTES_PER_PIXEL = {"PNG": 0, "GIF": 0, "BMP": 0, "TIFF": 4, "WEBP": 12}
 
 
 def _register_heif() -> bool:
@@ -43,7 +82,11 @@ def _register_heif() -> bool:
     return True
 
 
-IMAGE_EXTENSIONS = BASE_EXTENSIONS | HEIF_EXTENSIONS if _register_heif() else BASE_EXTENSIONS
+HEIF_AVAILABLE = _register_heif()
+IMAGE_EXTENSIONS = BASE_EXTENSIONS | HEIF_EXTENSIONS if HEIF_AVAILABLE else BASE_EXTENSIONS
+# The formats decoded, whatever a file is named: not every decoder Pillow has (PSD, EPS, FITS, JPEG
+# 2000, …), whose costs on hostile input nobody here has measured. A JPEG may turn out to be an MPO.
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF") + (("HEIF",) if HEIF_AVAILABLE else ())
 
 
 @dataclass(frozen=True)
@@ -130,16 +173,67 @@ def _log_walk_error(path: Path, reason: str) -> None:
     log.warning("skipped %s: %s", path, reason)
 
 
-def file_hash(path: Path) -> str:
-    """SHA-256 of the file's bytes, read in chunks (never the whole file in memory)."""
-    digest = hashlib.sha256()
+@dataclass(frozen=True)
+class FileDigest:
+    """A file's SHA-256, with the size and modification time of the bytes that were hashed."""
+
+    sha256: str
+    size: int
+    mtime: float
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """Open `path` for reading if it is a regular file; otherwise `ImageError("not a regular file")`.
+
+    The open never blocks, so a FIFO or a device put where a file was is refused, not waited on.
+    """
     try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(HASH_CHUNK):
-                digest.update(chunk)
+        fh = open(path, "rb", opener=_open_nonblocking)  # noqa: SIM115 - the caller closes it
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a socket
+            raise ImageError("not a regular file") from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise ImageError("not a regular file")
+        os.set_blocking(fh.fileno(), True)
+    except BaseException:
+        fh.close()
+        raise
+    return fh
+
+
+def _open_nonblocking(path: str, flags: int) -> int:
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+
+
+def hash_file(path: Path) -> FileDigest:
+    """SHA-256 of a regular file's bytes, read in chunks (never the whole file in memory)."""
+    try:
+        with open_regular(path) as fh:
+            sha256, size = _stream_hash(fh)
+            return FileDigest(sha256, size, os.fstat(fh.fileno()).st_mtime)
     except OSError as exc:
         raise ImageError(_os_reason(exc)) from None
-    return digest.hexdigest()
+
+
+def file_hash(path: Path) -> str:
+    """SHA-256 of the file's bytes, read in chunks (never the whole file in memory)."""
+    return hash_file(path).sha256
+
+
+def _stream_hash(fh: BinaryIO) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := fh.read(HASH_CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _written(before: os.stat_result, after: os.stat_result) -> bool:
+    """Whether an open file was written to between two `fstat`s of it (a write always moves ctime)."""
+    return any(getattr(before, field) != getattr(after, field) for field in ("st_size", "st_mtime_ns", "st_ctime_ns"))
 
 
 def bytes_hash(data: bytes) -> str:
@@ -151,23 +245,105 @@ def point_id(content_hash: str) -> str:
     return str(uuid.UUID(hex=content_hash[:32]))
 
 
-def decode(source: Path | bytes, max_pixels: int, min_side: int | None = None) -> Decoded:
+def decode(
+    source: Path | bytes, max_pixels: int, min_side: int | None = None, sha256: str | None = None
+) -> Decoded:
     """Decode `source` to an upright RGB image, or raise `ImageError` with a reason.
 
     With `min_side`, large images come back smaller but with their shorter side still at least
-    `min_side` (JPEGs are decoded at a reduced scale, which is much faster than full size).
+    `min_side` (JPEGs are decoded at a reduced scale, which is much faster than full size). With
+    `sha256`, a file is decoded only if it still holds exactly the bytes with that hash (else
+    `ImageError(CHANGED)`), so what is decoded is what was hashed.
     """
+    if not isinstance(source, bytes):
+        return _decode_file(Path(source), max_pixels, min_side, sha256)
     with _image_errors(max_pixels):
-        return _decode(source, max_pixels, min_side)
+        cost = _probe_cost(io.BytesIO(source), max_pixels, min_side)
+        with _memory_for(cost, max_pixels):
+            return _decode(io.BytesIO(source), max_pixels, min_side, cost)
+
+
+def _decode_file(path: Path, max_pixels: int, min_side: int | None, sha256: str | None) -> Decoded:
+    """Files up to WHOLE_READ_MAX are read once, checked against `sha256` and decoded from memory;
+    larger ones are decoded from the open file, then hashed again and checked for any write."""
+    with _image_errors(max_pixels), open_regular(path) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        in_memory = size <= WHOLE_READ_MAX
+        cost = _probe_cost(fh, max_pixels, min_side) + (size if in_memory else 0)
+        with _memory_for(cost, max_pixels):
+            fh.seek(0)
+            if in_memory:
+                data = fh.read(WHOLE_READ_MAX + 1)
+                if sha256 and bytes_hash(data) != sha256:
+                    raise ImageError(CHANGED)
+                return _decode(io.BytesIO(data), max_pixels, min_side, cost)
+            before = os.fstat(fh.fileno())
+            decoded = _decode(fh, max_pixels, min_side, cost)
+            if sha256:  # the same bytes before and after, and not a single write in between
+                fh.seek(0)
+                if _stream_hash(fh)[0] != sha256 or _written(before, os.fstat(fh.fileno())):
+                    raise ImageError(CHANGED)
+            return decoded
 
 
 def read_meta(path: Path, max_pixels: int) -> ImageMeta:
     """Size, format and EXIF date of the image at `path`, read from its header: no pixel is decoded.
 
-    Fails as `decode` would on the same file, with the same `ImageError` reasons.
+    Fails as `decode` would on the same file, with the same `ImageError` reasons. A PNG may keep its
+    EXIF block after the pixel data, which Pillow finds only by decoding every pixel: only an EXIF
+    block ahead of the pixels is read here.
     """
-    with _image_errors(max_pixels), Image.open(path) as img:
-        return _checked_meta(img, max_pixels, late_exif=False)
+    with _image_errors(max_pixels), open_regular(path) as fh:
+        if canvas := _webp_canvas(fh):  # Pillow allocates a WebP's canvas as it opens it
+            _checked_size(canvas, max_pixels)
+        with Image.open(fh, formats=FORMATS) as img:
+            width, height = _checked_size(img.size, max_pixels)
+            exif_at_hand = img.format != "PNG" or "exif" in img.info
+            return ImageMeta(width, height, img.format or "unknown", _taken_at(img) if exif_at_hand else None)
+
+
+def decode_memory_limit(max_pixels: int) -> int:
+    """Bytes that all decodes of the process hold at once, at most: 8 bytes a pixel of the largest
+    image allowed (what decoding one for the model takes), a file read whole and a tile. A decode
+    that alone needs more (a full-size one) waits until it can run alone; one that needs more than
+    four times this (more than any image within the pixel limit does) is refused."""
+    return 8 * max_pixels + WHOLE_READ_MAX + TILE_BYTES
+
+
+@contextmanager
+def _memory_for(nbytes: int, max_pixels: int) -> Iterator[None]:
+    """Hold `nbytes` of the decode memory budget for the block, or refuse a decode that needs too much."""
+    limit = decode_memory_limit(max_pixels)
+    if nbytes > 4 * limit:
+        raise ImageError(
+            f"decoding it would take about {nbytes / 2**20:,.0f} MB, more than any image within the pixel "
+            f"limit needs ({4 * limit / 2**20:,.0f} MB at MAX_IMAGE_PIXELS={max_pixels})"
+        )
+    with _BUDGET.share(nbytes, limit):
+        yield
+
+
+class _MemoryBudget:
+    """The bytes that decodes hold, shared by every thread: a decode waits until its share fits."""
+
+    def __init__(self) -> None:
+        self._held = 0
+        self._released = threading.Condition()
+
+    @contextmanager
+    def share(self, nbytes: int, limit: int) -> Iterator[None]:
+        with self._released:
+            self._released.wait_for(lambda: self._held == 0 or self._held + nbytes <= limit)
+            self._held += nbytes
+        try:
+            yield
+        finally:
+            with self._released:
+                self._held -= nbytes
+                self._released.notify_all()
+
+
+_BUDGET = _MemoryBudget()
 
 
 @contextmanager
@@ -195,26 +371,70 @@ def _image_errors(max_pixels: int) -> Iterator[None]:
         raise ImageError(f"corrupt image data ({type(exc).__name__}: {exc})") from None
 
 
-def _decode(source: Path | bytes, max_pixels: int, min_side: int | None) -> Decoded:
-    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
-        meta = _checked_meta(img, max_pixels, late_exif=True)
-        if min_side and img.format == "JPEG":
-            img.draft("RGB", _draft_request(meta.width, meta.height, min_side))
-        img.load()
-        image = _upright(img)
-        image = _to_rgb(image)
+def _probe_cost(stream: BinaryIO, max_pixels: int, min_side: int | None) -> int:
+    """The bytes decoding the image in `stream` will hold at its peak, from its header alone."""
+    if canvas := _webp_canvas(stream):  # Pillow reads a WebP whole (twice over) as it opens it
+        width, height = _checked_size(canvas, max_pixels)
+        decoder = width * height * DECODER_BYTES_PER_PIXEL["WEBP"] + 2 * _stream_size(stream)
+        return _peak_bytes(canvas, 4, decoder, min_side)
+    with Image.open(stream, formats=FORMATS) as img:
+        width, height = _checked_size(img.size, max_pixels)
+        _draft(img, min_side)
+        return _decode_cost(img, width * height, min_side)
+
+
+def _webp_canvas(stream: BinaryIO) -> tuple[int, int] | None:
+    """The canvas size a WebP's header declares (as Pillow reads it); None for other files."""
+    head = stream.read(30)
+    stream.seek(0)
+    if len(head) < 30 or head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+        return None
+    chunk = head[12:16]
+    if chunk == b"VP8X":
+        return 1 + int.from_bytes(head[24:27], "little"), 1 + int.from_bytes(head[27:30], "little")
+    if chunk == b"VP8L" and head[20] == 0x2F:
+        bits = int.from_bytes(head[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + (bits >> 14 & 0x3FFF)
+    if chunk == b"VP8 " and head[23:26] == b"\x9d\x01\x2a":
+        return int.from_bytes(head[26:28], "little") & 0x3FFF, int.from_bytes(head[28:30], "little") & 0x3FFF
+    return None
+
+
+def _stream_size(stream: BinaryIO) -> int:
+    size = stream.seek(0, os.SEEK_END)
+    stream.seek(0)
+    return size
+
+
+def _decode(stream: BinaryIO, max_pixels: int, min_side: int | None, granted: int) -> Decoded:
+    image, orientation, meta = _rgb_pixels(stream, max_pixels, min_side, granted)
+    if orientation in UPRIGHT:  # the full-size pixels are gone by now: only the result is copied
+        image = image.transpose(UPRIGHT[orientation])
     if min_side and min(image.size) > min_side:
         image = _shrink(image, min_side)
     return Decoded(image, meta)
 
 
-def _checked_meta(img: Image.Image, max_pixels: int, late_exif: bool) -> ImageMeta:
-    """What an opened image says about itself; `ImageError` if it has no pixels or too many.
+def _rgb_pixels(
+    stream: BinaryIO, max_pixels: int, min_side: int | None, granted: int
+) -> tuple[Image.Image, int, ImageMeta]:
+    """The image in `stream` as RGB (box-reduced towards `min_side`), its EXIF orientation and meta."""
+    with Image.open(stream, formats=FORMATS) as img:
+        width, height = _checked_size(img.size, max_pixels)
+        _draft(img, min_side)
+        if _decode_cost(img, width * height, min_side) > granted:  # not the file that was probed
+            raise ImageError(CHANGED)
+        if img.format in ("JPEG", "MPO"):
+            _check_scans(stream)
+        meta = ImageMeta(width, height, img.format or "unknown", _taken_at(img))
+        orientation = _orientation(img)
+        img.load()
+        return _converted(img, _reduction(img.size, min_side)), orientation, meta
 
-    A PNG may keep its EXIF block after the pixel data, which Pillow finds only by decoding every
-    pixel: `late_exif` allows that, otherwise only an EXIF block ahead of the pixels is read.
-    """
-    width, height = img.size
+
+def _checked_size(size: tuple[int, int], max_pixels: int) -> tuple[int, int]:
+    """An image's size; `ImageError` if it has no pixels or too many."""
+    width, height = size
     if width < 1 or height < 1:
         raise ImageError("the image has no pixels")
     if width * height > max_pixels:
@@ -222,8 +442,13 @@ def _checked_meta(img: Image.Image, max_pixels: int, late_exif: bool) -> ImageMe
             f"{width}×{height} is {width * height / 1e6:.0f} megapixels, above the limit of "
             f"{max_pixels / 1e6:.0f} (MAX_IMAGE_PIXELS)"
         )
-    exif_at_hand = late_exif or img.format != "PNG" or "exif" in img.info
-    return ImageMeta(width, height, img.format or "unknown", _taken_at(img) if exif_at_hand else None)
+    return width, height
+
+
+def _draft(img: Image.Image, min_side: int | None) -> None:
+    """Have a JPEG decoded at the smallest scale that keeps its shorter side ≥ `min_side`."""
+    if min_side and img.format == "JPEG":
+        img.draft("RGB", _draft_request(*img.size, min_side))
 
 
 def _draft_request(width: int, height: int, min_side: int) -> tuple[int, int]:
@@ -232,12 +457,118 @@ def _draft_request(width: int, height: int, min_side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _upright(img: Image.Image) -> Image.Image:
+def _decode_cost(img: Image.Image, full_pixels: int, min_side: int | None) -> int:
+    """Bytes that decoding `img` (opened, drafted; `full_pixels` before drafting) holds at its peak."""
+    if img.format in ("JPEG", "MPO"):
+        per_pixel = 2 * getattr(img, "layers", 4) if img.info.get("progressive") else 0
+    else:
+        per_pixel = DECODER_BYTES_PER_PIXEL.get(img.format or "", DECODER_BYTES_PER_PIXEL["WEBP"])
+    return _peak_bytes(img.size, _pixel_bytes(img.mode), full_pixels * per_pixel, min_side)
+
+
+def _peak_bytes(size: tuple[int, int], pixel_bytes: int, decoder_bytes: int, min_side: int | None) -> int:
+    """The decoded pixels, what the decoder holds besides them, the RGB result and its upright copy,
+    and a tile's temporaries."""
+    width, height = size
+    factor = _reduction(size, min_side)
+    result = 4 * -(-width // factor) * -(-height // factor)
+    tile = TILE_BYTES_PER_PIXEL * min(width * height, TILE_SIDE * TILE_SIDE)
+    return width * height * pixel_bytes + decoder_bytes + 2 * result + tile
+
+
+def _pixel_bytes(mode: str) -> int:
+    """How many bytes Pillow keeps a pixel of `mode` in (every multi-band mode takes 4)."""
+    if mode in ("1", "L", "P"):
+        return 1
+    return 2 if mode.startswith("I;16") else 4
+
+
+def _reduction(size: tuple[int, int], min_side: int | None) -> int:
+    """The whole factor an image is box-reduced by before its final resize to `min_side`: its shorter
+    side stays ≥ REDUCING_GAP × `min_side`, so the resize still sees every detail it would keep."""
+    return max(1, min(size) // (REDUCING_GAP * min_side)) if min_side else 1
+
+
+def _check_scans(stream: BinaryIO) -> None:
+    """Refuse a JPEG with more scans than any encoder writes: each is a pass over the whole image."""
+    scans = _occurrences(stream, SOS)
+    if scans > MAX_JPEG_SCANS:
+        raise ImageError(
+            f"a JPEG with {scans} scans (photos have about 10, the limit is {MAX_JPEG_SCANS}): "
+            "decoding it could take minutes"
+        )
+
+
+def _occurrences(stream: BinaryIO, marker: bytes) -> int:
+    """How often the two-byte `marker` occurs in all of `stream`; the stream's position is kept."""
+    position = stream.tell()
+    stream.seek(0)
+    count, last = 0, b""
+    while chunk := stream.read(HASH_CHUNK):
+        count += chunk.count(marker) + (last + chunk[:1] == marker)
+        last = chunk[-1:]
+    stream.seek(position)
+    return count
+
+
+def _orientation(img: Image.Image) -> int:
     try:
-        return ImageOps.exif_transpose(img) or img
+        return int(img.getexif().get(EXIF_ORIENTATION, 1))
     except Exception as exc:  # noqa: BLE001 - a broken EXIF block must not lose the picture
         log.info("ignoring unreadable EXIF orientation: %s", exc)
+        return 1
+
+
+def _converted(img: Image.Image, factor: int) -> Image.Image:
+    """A loaded image as RGB, box-reduced `factor` times, converted a tile at a time: however large
+    the image, a conversion only ever copies a tile of it."""
+    if img.mode == "RGB" and factor == 1:
         return img
+    width, height = img.size
+    sample_range = _sample_range(img)
+    result = Image.new("RGB", (-(-width // factor), -(-height // factor)))
+    for box in _tiles(img.size, max(factor, TILE_SIDE // factor * factor)):  # whole boxes of `factor`
+        result.paste(_tile_to_rgb(img.crop(box), sample_range, factor), (box[0] // factor, box[1] // factor))
+    return result
+
+
+def _tiles(size: tuple[int, int], side: int) -> Iterator[tuple[int, int, int, int]]:
+    width, height = size
+    for top in range(0, height, side):
+        for left in range(0, width, side):
+            yield left, top, min(left + side, width), min(top + side, height)
+
+
+def _sample_range(img: Image.Image) -> tuple[float, float] | None:
+    """The lowest and highest finite sample of a 16/32-bit or float image; None for other modes."""
+    if not (img.mode.startswith("I") or img.mode == "F"):
+        return None
+    try:
+        low, high = img.getextrema()
+        if np.isfinite(low) and np.isfinite(high):
+            return float(low), float(high)
+    except ValueError:  # a mode Pillow cannot measure (big-endian 16-bit): measure it here
+        pass
+    low, high = np.inf, -np.inf
+    for box in _tiles(img.size, TILE_SIDE):
+        values = np.asarray(img.crop(box))
+        values = values[np.isfinite(values)] if values.dtype.kind == "f" else values
+        if values.size:
+            low, high = min(low, float(values.min())), max(high, float(values.max()))
+    return (low, high) if low <= high else (0.0, 0.0)
+
+
+def _tile_to_rgb(tile: Image.Image, sample_range: tuple[float, float] | None, factor: int) -> Image.Image:
+    """A tile as RGB, box-reduced `factor` times. Samples of more than 8 bits are averaged before
+    they are mapped to 8 bits (the map is linear), so only the reduced tile goes through numpy."""
+    if sample_range is not None:
+        if tile.mode not in ("I", "F"):
+            tile = tile.convert("I")  # 16-bit modes, which Pillow cannot reduce
+        if factor > 1:
+            tile = tile.reduce(factor)
+        return Image.fromarray(_to_uint8(np.asarray(tile), *sample_range)).convert("RGB")
+    rgb = _to_rgb(tile)
+    return rgb.reduce(factor) if factor > 1 else rgb
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -247,23 +578,26 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    if img.mode.startswith("I") or img.mode == "F":
-        return Image.fromarray(_to_uint8(np.asarray(img))).convert("RGB")
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
-def _to_uint8(values: np.ndarray) -> np.ndarray:
-    """Map 16/32-bit or float samples to 0..255: 16-bit by its full range, others by their own."""
-    low, high = float(values.min()), float(values.max())
+def _to_uint8(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Map 16/32-bit or float samples to 0..255: 16-bit by its full range, others by the image's own
+    (`low`..`high`). Works in float32, in place: 5 bytes a sample, never float64 copies."""
     if values.dtype.kind == "f":
-        scale, low = (255.0, 0.0) if low >= 0 and high <= 1 else (255.0 / ((high - low) or 1.0), low)
+        offset, scale = (0.0, 255.0) if low >= 0 and high <= 1 else (low, 255.0 / ((high - low) or 1.0))
     elif low >= 0 and high <= 255:
-        scale, low = 1.0, 0.0
+        offset, scale = 0.0, 1.0
     elif low >= 0 and high <= 65535:
-        scale, low = 1 / 257, 0.0
+        offset, scale = 0.0, 1 / 257
     else:
-        scale = 255.0 / ((high - low) or 1.0)
-    return ((values.astype(np.float64) - low) * scale).round().clip(0, 255).astype(np.uint8)
+        offset, scale = low, 255.0 / ((high - low) or 1.0)
+    out = values.astype(np.float32)
+    out -= offset
+    out *= scale
+    np.nan_to_num(out, copy=False)  # a NaN sample is black
+    np.clip(np.rint(out, out=out), 0, 255, out=out)
+    return out.astype(np.uint8)
 
 
 def _shrink(img: Image.Image, min_side: int) -> Image.Image:

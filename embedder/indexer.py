@@ -24,7 +24,7 @@ from typing import Any
 
 from embedder.encoder import Encoder, PreparedImage, default_workers
 from embedder.errors import ImageError
-from embedder.images import ImageMeta, decode, discover, file_hash, point_id, read_meta
+from embedder.images import ImageMeta, decode, discover, hash_file, point_id, read_meta
 from embedder.paths import path_to_text, text_to_path
 from embedder.store import ImageStore, Point, SearchFilter
 from embedder.uploads import save_upload
@@ -403,7 +403,8 @@ class Indexer:
         prepare = self.encoder.prepare_image  # the model's preprocessing runs in the pool too
         try:
             for img in images:
-                window.append((img, pool.submit(_decode_first, img.paths, self.max_pixels, min_side, prepare)))
+                decoding = pool.submit(_decode_first, img.paths, img.digest, self.max_pixels, min_side, prepare)
+                window.append((img, decoding))
                 if len(window) >= ahead:
                     first, future = window.popleft()
                     yield first, future.result()
@@ -446,15 +447,12 @@ class Indexer:
 
 
 def _hash_and_stat(path: Path) -> tuple[str, int, float] | ImageError:
+    """In a worker thread: the file's hash, size and time, if it is a regular file (opened without blocking)."""
     try:
-        st = path.stat()
-        if not path.is_file():
-            return ImageError("not a regular file")
-        return file_hash(path), st.st_size, st.st_mtime
+        digest = hash_file(path)
     except ImageError as exc:
         return exc
-    except OSError as exc:
-        return ImageError(f"could not be read ({exc.strerror})")
+    return digest.sha256, digest.size, digest.mtime
 
 
 @dataclass(frozen=True)
@@ -466,12 +464,15 @@ class _Ready:
 
 
 def _decode_first(
-    paths: list[Path], max_pixels: int, min_side: int, prepare: Callable[[Any], PreparedImage]
+    paths: list[Path], digest: str, max_pixels: int, min_side: int, prepare: Callable[[Any], PreparedImage]
 ) -> _Ready | ImageError:
     """In a worker thread: decode (JPEGs at a reduced scale) and preprocess for the model; the
-    full-size pixels are dropped here, so what waits for the model is ~0.6 MB an image."""
+    full-size pixels are dropped here, so what waits for the model is ~0.6 MB an image.
+
+    Only the bytes that were hashed are decoded: a file rewritten since then is reported as changed,
+    never stored with its old hash and its new picture."""
     try:
-        decoded = decode(paths[0], max_pixels, min_side)
+        decoded = decode(paths[0], max_pixels, min_side, sha256=digest)
     except ImageError as exc:
         return exc
     try:

@@ -234,9 +234,11 @@ def test_bombs_are_refused_in_bounded_memory(tmp_path: Path, maker, claimed_mb: 
 
 
 def test_the_memory_probe_sees_a_real_large_decode(tmp_path: Path) -> None:
-    """Control for the test above: a legitimately large image (36 Mpx, 30 KB on disk) does show up."""
+    """Control for the test above: a legitimately large image (36 Mpx RGB, 144 MB decoded, 100 KB
+    on disk) does show up. (A greyscale one no longer would: it is decoded at 1 byte a pixel and
+    converted a tile at a time.)"""
     path = tmp_path / "large.png"
-    Image.new("L", (6000, 6000), 0).save(path)
+    Image.new("RGB", (6000, 6000), 0).save(path)
     result = peak_growth(path)
     assert result["outcome"] == "decoded"
     assert result["grown_kib"] / 1024 > 60
