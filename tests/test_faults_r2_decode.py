@@ -29,6 +29,7 @@ import embedder.indexer
 from embedder.engine import Engine
 from embedder.errors import ImageError
 from embedder.images import CHANGED, bytes_hash, decode, hash_file, point_id, read_meta
+from embedder.search import Query
 from faultkit import ROOT, distinct_image, encode_png, wait_until
 from test_faults_files import _chunk as png_chunk
 from test_faults_files import peak_growth
@@ -206,7 +207,7 @@ def test_a_file_changed_between_hashing_and_decoding_is_reported_never_stored_mi
 
     again = engine.indexer.index([root])  # run again, as the message says: indexed under its new bytes
     assert again.added == [str(target)] and again.failed == []
-    hits = engine.searcher.by_image(decode(new_bytes, LIMIT, engine.encoder.image_size).image, limit=1)
+    hits = engine.searcher.search(Query.image(decode(new_bytes, LIMIT, engine.encoder.image_size).image), 1)
     assert hits[0].id == point_id(bytes_hash(new_bytes)) and hits[0].payload["paths"] == [str(target)]
 
 
