@@ -138,9 +138,8 @@ def _threshold_arg(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="embedder", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    prog = "python -m embedder" if Path(sys.argv[0]).name == "__main__.py" else "embedder"  # as it was run
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"embedder {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -389,8 +388,8 @@ def run_eval(engine: Any, args: argparse.Namespace) -> int:
 
     try:
         dataset = load_dataset(args.dataset)
-    except (OSError, ValueError) as exc:
-        raise EmbedderError(str(exc)) from None
+    except OSError as exc:
+        raise EmbedderError(f"{args.dataset}: {exc.strerror or exc}") from None
     templates = args.templates or [None]
     if args.compare_templates:
         templates = [None, templates[0] or DEFAULT_TEMPLATE]

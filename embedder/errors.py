@@ -31,3 +31,11 @@ class CollectionMismatchError(StoreError):
 
 class QueryError(EmbedderError, ValueError):
     """A query that cannot be searched: no terms left, terms that cancel out, an image gone."""
+
+
+class UploadError(EmbedderError):
+    """An upload refused before it is kept: not an image type, or over MAX_UPLOAD_MB."""
+
+
+class DatasetError(EmbedderError):
+    """A labelled dataset for `eval` that cannot be read; the message names the file and line."""

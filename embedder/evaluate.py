@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from embedder.errors import DatasetError
 from embedder.encoder import normalise
 from embedder.images import discover
 from embedder.search import apply_template
@@ -51,7 +52,7 @@ def load_dataset(source: Path) -> Dataset:
         if len(relative.parts) >= 2:
             dataset.labels[str(path)] = {relative.parts[0]}
     if not dataset.labels:
-        raise ValueError(f"{source}: no images in class folders (expected {source}/<class>/<image>)")
+        raise DatasetError(f"{source}: no images in class folders (expected {source}/<class>/<image>)")
     return dataset
 
 
@@ -65,30 +66,30 @@ def _from_csv(path: Path) -> Dataset:
             reader = csv.reader(fh)
             header = [name.strip().lower() for name in next(reader, [])]
             if not {"path", "caption"} <= set(header):
-                raise ValueError(f"{path}: a CSV dataset needs the columns path,caption")
+                raise DatasetError(f"{path}: a CSV dataset needs the columns path,caption")
             for row in reader:
                 if row:
                     image, captions = _csv_row(path, reader.line_num, header, row)
                     dataset.labels.setdefault(image, set()).update(captions)
     except UnicodeDecodeError:
-        raise ValueError(f"{path}: not UTF-8 text; save it as CSV UTF-8") from None
+        raise DatasetError(f"{path}: not UTF-8 text; save it as CSV UTF-8") from None
     except csv.Error as exc:
-        raise ValueError(f"{path}, line {reader.line_num if reader else 1}: not valid CSV ({exc})") from None
+        raise DatasetError(f"{path}, line {reader.line_num if reader else 1}: not valid CSV ({exc})") from None
     finally:
         csv.field_size_limit(default_limit)
     if not dataset.labels:
-        raise ValueError(f"{path}: no rows")
+        raise DatasetError(f"{path}: no rows")
     return dataset
 
 
 def _csv_row(path: Path, line: int, header: list[str], row: list[str]) -> tuple[str, set[str]]:
-    """One `path,caption` row → (the image's absolute path, its captions); a malformed row is a ValueError."""
+    """One `path,caption` row → (the image's absolute path, its captions); a malformed row is a DatasetError."""
     if len(row) != len(header):
         hint = ": put a caption with commas in double quotes" if len(row) > len(header) else ""
-        raise ValueError(f"{path}, line {line}: the header has {len(header)} columns but this row has {len(row)}{hint}")
+        raise DatasetError(f"{path}, line {line}: the header has {len(header)} columns but this row has {len(row)}{hint}")
     fields = dict(zip(header, row))
     if not fields["path"].strip():
-        raise ValueError(f"{path}, line {line}: the path is empty")
+        raise DatasetError(f"{path}, line {line}: the path is empty")
     image = os.path.normpath(path.parent / fields["path"])
     return image, {c.strip() for c in fields["caption"].split("|") if c.strip()}
 

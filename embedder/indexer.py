@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from embedder.encoder import Encoder, PreparedImage, default_workers
-from embedder.errors import ImageError
+from embedder.errors import ImageError, UploadError
 from embedder.images import ImageMeta, decode, discover, hash_file, point_id, read_meta
 from embedder.paths import path_to_text, text_to_path
 from embedder.store import ImageStore, Point, SearchFilter
@@ -201,7 +201,7 @@ class Indexer:
         for raw_name, data in uploads:
             try:
                 upload = save_upload(raw_name, data, upload_dir, self.max_upload_bytes)
-            except (ValueError, OSError) as exc:
+            except (UploadError, OSError) as exc:
                 refused.append(Failure(raw_name, str(exc)))
                 continue
             saved.setdefault(upload.path, []).append(upload.name)

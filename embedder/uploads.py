@@ -13,6 +13,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from embedder.errors import UploadError
 from embedder.images import bytes_hash, is_image_name
 
 log = logging.getLogger(__name__)
@@ -48,13 +49,13 @@ def upload_path(upload_dir: Path, name: str, data: bytes) -> Path:
 def save_upload(raw_name: str, data: bytes, upload_dir: Path, max_bytes: int | None = None) -> SavedUpload:
     """Write `data` to UPLOAD_DIR/<hash[:2]>/<hash><ext> once; the same bytes again reuse the file.
 
-    Raises ValueError when the name has no supported image extension or the file is over `max_bytes`.
+    Raises UploadError when the name has no supported image extension or the file is over `max_bytes`.
     """
     name = display_name(raw_name)
     if not is_image_name(name):
-        raise ValueError(f"not a supported image type ({Path(name).suffix or 'no extension'})")
+        raise UploadError(f"not a supported image type ({Path(name).suffix or 'no extension'})")
     if max_bytes is not None and len(data) > max_bytes:
-        raise ValueError(
+        raise UploadError(
             f"{len(data) / 2**20:.1f} MB is above the upload limit of {max_bytes / 2**20:.0f} MB (MAX_UPLOAD_MB)"
         )
     path = upload_path(upload_dir, name, data)

@@ -75,3 +75,13 @@ def reopen(settings: Settings, encoder: Encoder, monkeypatch: pytest.MonkeyPatch
         return Engine.open(replace(settings, **changes))
 
     return _open
+
+
+@pytest.fixture
+def memory_engine(settings: Settings, encoder: Encoder) -> Iterator[Engine]:
+    """An engine on the in-memory store (the same contract as Qdrant's): for fast indexer and search tests."""
+    from embedder.store.memory import MemoryStore
+
+    eng = Engine.open(settings, encoder=encoder, store=MemoryStore(encoder.model_id, encoder.dim))
+    yield eng
+    eng.close()

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from embedder import cli
-from embedder.errors import QueryError
+from embedder.errors import DatasetError, QueryError
 from embedder.evaluate import load_dataset
 from embedder.search import Term, parse_point_id, parse_term
 from embedder.terminal import printable
@@ -205,7 +205,7 @@ def test_a_malformed_eval_csv_names_the_line(
     tmp_path: Path, store_env: Path, capsys: pytest.CaptureFixture[str], csv_bytes: bytes, says: str
 ) -> None:
     csv_file = _dataset(tmp_path, csv_bytes)
-    with pytest.raises(ValueError, match=re.escape(says)):
+    with pytest.raises(DatasetError, match=re.escape(says)):
         load_dataset(csv_file)
     code, out, err = run(capsys, "eval", str(csv_file))
     assert (code, out) == (1, "") and err.startswith(f"error: {csv_file}") and says in err, err

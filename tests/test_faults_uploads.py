@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from embedder.engine import Engine
 from embedder.images import bytes_hash, decode, is_image_name, point_id
+from embedder.errors import UploadError
 from embedder.search import Query
 from embedder.uploads import MAX_NAME_CHARS, display_name, save_upload
 from faultkit import distinct_image, encode_png
@@ -151,7 +152,7 @@ def test_any_name_is_saved_inside_upload_dir_under_its_hash(tmp_path_factory, pa
     data = b"\x89PNG not really" + bytes([salt])
     try:
         saved = save_upload(raw, data, upload_dir)
-    except ValueError as exc:
+    except UploadError as exc:
         assert "not a supported image type" in str(exc)
         assert not is_image_name(display_name(raw))
         return

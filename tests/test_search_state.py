@@ -16,10 +16,10 @@ ALL = SearchFilter()
 
 
 @pytest.fixture
-def indexed(engine: Engine, tmp_path: Path) -> Engine:
+def indexed(memory_engine: Engine, tmp_path: Path) -> Engine:
     distinct_folder(tmp_path / "album", 10)
-    engine.indexer.index([tmp_path / "album"])
-    return engine
+    memory_engine.indexer.index([tmp_path / "album"])
+    return memory_engine
 
 
 def _counting(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:

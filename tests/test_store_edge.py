@@ -21,6 +21,7 @@ import pytest
 from embedder.config import Settings
 from embedder.errors import CollectionMismatchError, StoreError, StoreInUseError
 from embedder.store import FolderLock, ImageStore, Point, QdrantStore, SearchFilter, open_store
+from embedder.store.memory import MemoryStore
 from embedder.store.edge import META_NAME, SHARD_DIR, EdgeStore, is_local_mode_folder
 from embedder.store.migrate import migrate_local
 
@@ -44,11 +45,18 @@ def point(n: int, vector, **payload) -> Point:
 
 
 def opener(backend: str):
-    return {"edge": EdgeStore, "local": QdrantStore.embedded}[backend]
+    memory = lambda settings, model_id, dim: MemoryStore(model_id, dim)  # noqa: E731
+    return {"edge": EdgeStore, "local": QdrantStore.embedded, "memory": memory}[backend]
+
+
+@pytest.fixture(params=["edge", "local", "memory"])
+def backend(request) -> str:
+    return request.param
 
 
 @pytest.fixture(params=["edge", "local"])
-def backend(request) -> str:
+def on_disk(request) -> str:
+    """The backends that keep a folder: reopening, the model check and the folder lock are theirs."""
     return request.param
 
 
@@ -163,25 +171,25 @@ def matches(p: Point, where: SearchFilter | None) -> bool:
     )
 
 
-def test_data_survives_reopen(backend: str, settings: Settings) -> None:
-    with opener(backend)(settings, "m", 4) as store:
+def test_data_survives_reopen(on_disk: str, settings: Settings) -> None:
+    with opener(on_disk)(settings, "m", 4) as store:
         store.upsert([point(1, [1, 0, 0, 0]), point(2, [0, 1, 0, 0])])
         store.set_payload(pid(2), {"paths": ["/moved.jpg"]})
         store.delete([pid(1)])
-    with opener(backend)(settings, "m", 4) as store:
+    with opener(on_disk)(settings, "m", 4) as store:
         assert store.count() == 1
         assert store.retrieve([pid(2)]) == {pid(2): {"paths": ["/moved.jpg"]}}
         assert store.query(unit([0, 1, 0, 0]), 1)[0].id == pid(2)
 
 
-def test_another_model_or_size_is_refused_with_the_fix(backend: str, settings: Settings) -> None:
-    opener(backend)(settings, "model-a", 3).close()
+def test_another_model_or_size_is_refused_with_the_fix(on_disk: str, settings: Settings) -> None:
+    opener(on_disk)(settings, "model-a", 3).close()
     with pytest.raises(CollectionMismatchError, match="model-a.*EMBEDDER_MODEL.*QDRANT_COLLECTION"):
-        opener(backend)(settings, "model-b", 3)
+        opener(on_disk)(settings, "model-b", 3)
     with pytest.raises(CollectionMismatchError, match="3-d"):
-        opener(backend)(settings, "model-a", 4)
-    opener(backend)(replace(settings, collection="other"), "model-b", 4).close()
-    opener(backend)(settings, "model-a", 3).close()  # the refusals left the collection as it was
+        opener(on_disk)(settings, "model-a", 4)
+    opener(on_disk)(replace(settings, collection="other"), "model-b", 4).close()
+    opener(on_disk)(settings, "model-a", 3).close()  # the refusals left the collection as it was
     FolderLock(settings.qdrant_path).release()  # and let go of the folder
 
 
@@ -196,10 +204,10 @@ def test_mismatch_messages_are_the_same_on_both_backends(settings: Settings, tmp
     assert messages["edge"] == messages["local"]
 
 
-def test_a_second_opener_in_this_process_is_refused_and_the_owner_keeps_working(backend: str, settings: Settings) -> None:
-    with opener(backend)(settings, "m", 4) as owner:
+def test_a_second_opener_in_this_process_is_refused_and_the_owner_keeps_working(on_disk: str, settings: Settings) -> None:
+    with opener(on_disk)(settings, "m", 4) as owner:
         with pytest.raises(StoreInUseError, match="in use"):
-            opener(backend)(settings, "m", 4)
+            opener(on_disk)(settings, "m", 4)
         owner.upsert([point(1, [1, 0, 0, 0])])
         assert owner.count() == 1
 

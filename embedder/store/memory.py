@@ -1,0 +1,118 @@
+"""An `ImageStore` in memory: exact cosine search over a dict, for fast indexer and search tests.
+
+It keeps the same contract as the two Qdrant backends (tests/test_store_edge.py runs the one
+contract suite over all three), so a test that passes on it means the same on Qdrant. Nothing is
+written to disk; nothing here is used by the product itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from embedder.store.contract import SCROLL_PAGE, Hit, ImageStore, Point, SearchFilter
+
+
+class MemoryStore(ImageStore):
+    """Points in a dict, searched exactly; thread-safe like the embedded store."""
+
+    mode = "memory"
+
+    def __init__(self, model_id: str, dim: int, collection: str = "images") -> None:
+        self.model_id = model_id
+        self.dim = dim
+        self.collection = collection
+        self.location = "memory"
+        self._points: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
+        self._guard = threading.RLock()
+
+    def count(self) -> int:
+        with self._guard:
+            return len(self._points)
+
+    def retrieve(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        with self._guard:
+            return {i: dict(self._points[i][1]) for i in ids if i in self._points}
+
+    def upsert(self, points: Sequence[Point]) -> None:
+        with self._guard:
+            for p in points:
+                vector = np.asarray(p.vector, dtype=np.float32)
+                norm = float(np.linalg.norm(vector))
+                self._points[p.id] = (vector / norm if norm else vector, dict(p.payload))  # cosine: stored unit
+
+    def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
+        with self._guard:
+            if point_id in self._points:
+                self._points[point_id] = (self._points[point_id][0], dict(payload))
+
+    def delete(self, ids: Sequence[str]) -> None:
+        with self._guard:
+            for i in ids:
+                self._points.pop(i, None)
+
+    def query(
+        self,
+        vector: np.ndarray,
+        limit: int,
+        offset: int = 0,
+        score_threshold: float | None = None,
+        where: SearchFilter | None = None,
+        with_vectors: bool = False,
+    ) -> list[Hit]:
+        query = np.asarray(vector, dtype=np.float32)
+        query = query / (float(np.linalg.norm(query)) or 1.0)
+        with self._guard:
+            found = [(float(v @ query), i, v, payload) for i, (v, payload) in self._points.items() if matches(payload, i, where)]
+        found.sort(key=lambda row: (-row[0], row[1]))
+        if score_threshold is not None:
+            found = [row for row in found if row[0] >= score_threshold]
+        return [
+            Hit(i, score, dict(payload), v.copy() if with_vectors else None)
+            for score, i, v, payload in found[offset : offset + limit]
+        ]
+
+    def vector(self, point_id: str) -> np.ndarray | None:
+        with self._guard:
+            entry = self._points.get(point_id)
+        return None if entry is None else entry[0].copy()
+
+    def scroll(
+        self, with_vectors: bool = False, where: SearchFilter | None = None
+    ) -> Iterator[tuple[str, dict[str, Any], np.ndarray | None]]:
+        with self._guard:
+            ids = sorted(self._points)
+        for start in range(0, len(ids), SCROLL_PAGE):
+            with self._guard:
+                page = [(i, self._points[i]) for i in ids[start : start + SCROLL_PAGE] if i in self._points]
+            for i, (v, payload) in page:
+                if matches(payload, i, where):
+                    yield i, dict(payload), v.copy() if with_vectors else None
+
+    def close(self) -> None:
+        pass
+
+
+def matches(payload: dict[str, Any], point_id: str, where: SearchFilter | None) -> bool:
+    """Whether a point passes `where`, with the meaning the Qdrant filter builders give it."""
+    if where is None or where.is_empty():
+        return True
+    if point_id in where.exclude_ids:
+        return False
+    if where.folder and (where.folder.rstrip("/") or "/") not in payload.get("folders", []):
+        return False
+    if where.formats and payload.get("format") not in where.formats:
+        return False
+    if where.paths and not set(where.paths) & set(payload.get("paths", [])):
+        return False
+    date = payload.get("date")
+    if where.date_from is not None and (date is None or date < where.date_from):
+        return False
+    if where.date_to is not None and (date is None or date > where.date_to):
+        return False
+    if where.min_width and (payload.get("width") or 0) < where.min_width:
+        return False
+    return not (where.min_height and (payload.get("height") or 0) < where.min_height)
