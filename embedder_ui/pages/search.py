@@ -22,7 +22,15 @@ PAGE_SIZES = [4, 8, 12, 16, 20, 24, 32, 40, 48, 64]
 MAX_WEIGHT = 3.0
 STATE = "search_state"  # the session's SearchState
 SEEN_UPLOADS = "search_seen_uploads"  # uploader key → the image already turned into a term
-FILTER_KEYS = ("filter-folder", "filter-types", "filter-dates", "filter-min-width", "filter-min-height")
+# Each filter widget and its "no filter" value; Clear filters sets these (popping a key is not enough:
+# the browser would keep showing, and send back, the old value).
+FILTER_DEFAULTS = {
+    "filter-folder": None,
+    "filter-types": [],
+    "filter-dates": (),
+    "filter-min-width": 0,
+    "filter-min-height": 0,
+}
 ADD_WORDS = "search-add-text"  # the "Add words" box
 KEEP = "session"  # inputs keep their values while the person is on another page
 
@@ -192,8 +200,8 @@ def _options(engine: Engine) -> Options:
 
 
 def _clear_filters() -> None:
-    for key in FILTER_KEYS:
-        st.session_state.pop(key, None)
+    for key, value in FILTER_DEFAULTS.items():
+        st.session_state[key] = value
 
 
 def _filters(engine: Engine, count: int) -> SearchFilter:
