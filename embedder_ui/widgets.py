@@ -9,6 +9,7 @@ import io
 import logging
 import os
 import re
+from datetime import datetime, timezone
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,6 +54,43 @@ def literal(text: str) -> str:
 def score_caption(result: Result) -> str:
     """The caption under a thumbnail: the file name, then the cosine score to 3 decimals."""
     return f"{literal(result.name)} · {result.score:.3f}"
+
+
+def short_locations(paths: Sequence[str]) -> list[str]:
+    """For each path, the fewest trailing folders that tell it apart from the others (at least its
+    parent folder): `a/IMG_0001.JPG` and `b/IMG_0001.JPG` read `a` and `b`, not just the file name."""
+    split = [Path(p).parts for p in paths]
+    shown = []
+    for parts in split:
+        depth = 2
+        while depth < len(parts) and any(o != parts and o[-depth:] == parts[-depth:] for o in split):
+            depth += 1
+        shown.append(os.path.join(*parts[-depth:-1]) if len(parts) > 1 else "")
+    return shown
+
+
+def is_upload(path: str, upload_dir: Path | None) -> bool:
+    """Whether `path` is a kept upload (stored under a content hash; people know it by its name)."""
+    return bool(upload_dir) and (path + os.sep).startswith(os.path.join(os.path.abspath(upload_dir), ""))
+
+
+def taken_on(payload: dict) -> str:
+    """The day a picture was taken (EXIF), else its file's date, as `2019-06-01`; "" if unknown."""
+    stamp = payload.get("date")
+    if not isinstance(stamp, (int, float)):
+        return ""
+    return datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%d")
+
+
+def where_caption(result: Result, location: str, upload_dir: Path | None) -> str:
+    """The card's second line: which folder (or "uploaded"), the date taken, other places it is at."""
+    paths = result.payload.get("paths") or [result.path]
+    parts = ["uploaded" if is_upload(result.path, upload_dir) else f":material/folder: {literal(location)}"]
+    if day := taken_on(result.payload):
+        parts.append(day)
+    if len(paths) > 1:
+        parts.append(f"+{len(paths) - 1} more place{'s' if len(paths) > 2 else ''}")
+    return " · ".join(parts)
 
 
 def duration(seconds: float | None) -> str:
@@ -176,7 +214,7 @@ def _size(num_bytes: int | None) -> str:
 
 
 @st.dialog("Image", width="large")
-def full_image(result: Result, max_pixels: int) -> None:
+def full_image(result: Result, max_pixels: int, upload_dir: Path | None = None) -> None:
     """Where the image lives and what is known about it, then the image as large as the dialog allows."""
     payload = result.payload
     st.markdown(f"**{literal(result.name)}** · score {result.score:.3f}")
@@ -186,7 +224,10 @@ def full_image(result: Result, max_pixels: int) -> None:
     )
     paths = payload.get("paths") or [result.path]
     for path in paths:
-        st.code(path, language=None, wrap_lines=True)
+        if is_upload(path, upload_dir):
+            st.caption(f"Uploaded as {literal(', '.join(payload.get('names') or [result.name]))}")
+        else:
+            st.code(path, language=None, wrap_lines=True)
     picture = preview(result.path, max_pixels)
     if isinstance(picture, bytes):
         st.image(picture)  # its own size, shrunk to the dialog's width when larger
@@ -214,9 +255,12 @@ def result_grid(
     max_pixels: int,
     actions: Sequence[CardAction] = (),
     columns: int = GRID_COLUMNS,
+    upload_dir: Path | None = None,
 ) -> None:
-    """Thumbnails in rows of `columns`, best score first, each with its name, score, View and `actions`."""
+    """Thumbnails in rows of `columns`, best score first, each with its name, score, where it is
+    (uploads by the name they were sent as), View and `actions`."""
     ordered = sorted(results, key=lambda r: r.score, reverse=True)
+    locations = dict(zip((r.id for r in ordered), short_locations([r.path for r in ordered])))
     for row_start in range(0, len(ordered), columns):
         cells = st.columns(columns, gap="medium")
         for cell, (rank, result) in zip(cells, enumerate(ordered[row_start : row_start + columns], row_start)):
@@ -227,12 +271,13 @@ def result_grid(
                 else:
                     st.warning(f"No preview: {literal(picture)}", icon=":material/broken_image:")
                 st.caption(score_caption(result))
+                st.caption(where_caption(result, locations[result.id], upload_dir))
                 with st.container(horizontal=True, gap="small"):
                     view = st.button(
                         "View", key=f"view-{rank}-{result.id}", icon=":material/open_in_full:", type="tertiary"
                     )
                     if view:
-                        full_image(result, max_pixels)
+                        full_image(result, max_pixels, upload_dir)
                     for action in actions:
                         st.button(
                             action.label,

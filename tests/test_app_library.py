@@ -15,10 +15,13 @@ from appkit import (
     app_env,
     assert_clean,
     index_folder,
+    index_uploads,
     render,
     results,
     search,
     texts,
+    unescape,
+    upload,
     write_images,
 )
 
@@ -91,3 +94,35 @@ def test_clear_filters_empties_the_widgets_and_later_actions_stay_unfiltered(lib
     assert len(names(at)) == 6
     search("a red circle", at=at)
     assert len(names(at)) == 4 and not any(b.key == "filter-clear" for b in at.button)
+
+
+# --------------------------------------------------------------------------------------------
+# R2-2: which file is this? The folder that tells same-named files apart, the date, upload names
+
+
+def test_cards_tell_same_named_files_apart_and_uploads_go_by_their_names(app_env: Path) -> None:
+    root = app_env / "phone"
+    for folder, (colour, shape) in (("2019/june", CLASSES[0]), ("2020/june", CLASSES[1])):
+        (root / folder).mkdir(parents=True)
+        render(colour, shape).save(root / folder / "IMG_0001.jpg", quality=92)
+    os.utime(root / "2019/june/IMG_0001.jpg", (1_559_390_400,) * 2)  # 2019-06-01 12:00 UTC
+    assert_clean(index_folder(root))
+    assert_clean(index_uploads([upload("green", "triangle")]))
+
+    at = search("a shape")
+    shown = texts(at)
+    assert "2019/june · 2019-06-01" in unescape(shown) and "2020/june" in unescape(shown)
+    assert "green-triangle.png" in [name for name, _ in results(at)]
+    uploads = str(app_env / "uploads")
+    assert "uploaded" in shown and uploads not in unescape(shown)
+    rank = [name for name, _ in results(at)].index("green-triangle.png")
+    next(b for b in at.button if b.key and b.key.startswith(f"view-{rank}-")).click().run()
+    assert_clean(at)
+    assert uploads not in unescape(texts(at)) and "Uploaded as green-triangle.png" in unescape(texts(at))
+
+
+def test_short_locations_use_the_fewest_folders_that_differ() -> None:
+    from embedder_ui.widgets import short_locations
+
+    paths = ["/p/2019/june/IMG_1.jpg", "/p/2020/june/IMG_1.jpg", "/p/x/other.jpg", "/top.jpg"]
+    assert short_locations(paths) == ["2019/june", "2020/june", "x", "/"]
