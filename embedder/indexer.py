@@ -64,11 +64,18 @@ class IndexReport:
         return self.names.get(path, path)
 
     def summary(self) -> str:
-        updated = f"{len(self.updated)} updated, " if self.updated else ""  # rare: stores of older versions
-        return (
-            f"{len(self.added)} added, {len(self.unchanged)} unchanged, {len(self.renamed)} renamed, {updated}"
-            f"{len(self.removed)} removed, {len(self.failed)} failed in {self.seconds:.1f} s"
-        )
+        """The run in words, leaving out what did not happen: `3 added, 240 unchanged, 1 failed in 2.0 s`;
+        a run that changed nothing says so: `Nothing new: all 240 files were already indexed (0.3 s)`."""
+        took = f"{self.seconds:.1f} s"
+        changes = [(self.added, "added"), (self.renamed, "renamed"), (self.updated, "updated"),
+                   (self.removed, "removed"), (self.failed, "failed")]
+        if not any(items for items, _ in changes):
+            if not self.unchanged:
+                return f"Nothing to index: no image files were found ({took})"
+            files = _plural(len(self.unchanged), "file")
+            return f"Nothing new: {'all ' if len(self.unchanged) > 1 else ''}{files} already indexed ({took})"
+        counts = [(self.added, "added"), (self.unchanged, "unchanged"), *changes[1:]]
+        return ", ".join(f"{len(items):,} {word}" for items, word in counts if items) + f" in {took}"
 
     @classmethod
     def merge(cls, reports: Iterable[IndexReport]) -> IndexReport:
@@ -383,6 +390,8 @@ def _hash_and_stat(path: Path) -> tuple[str, int, float] | ImageError:
         st = path.stat()
         if not path.is_file():
             return ImageError("not a regular file")
+        if st.st_size == 0:
+            return ImageError("empty file (0 bytes): nothing to read")
         return file_hash(path), st.st_size, st.st_mtime
     except ImageError as exc:
         return exc
@@ -411,6 +420,10 @@ def _decode_first(
         return _Ready(decoded.meta, prepare(decoded.image))
     except Exception as exc:  # noqa: BLE001 - one odd image must not stop the run
         return ImageError(f"could not be prepared for the model ({type(exc).__name__}: {exc})")
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'} {'was' if count == 1 else 'were'}"
 
 
 def _labels(path: Path, names: Mapping[Path, Sequence[str]]) -> list[str]:

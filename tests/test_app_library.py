@@ -16,6 +16,7 @@ from appkit import (
     assert_clean,
     index_folder,
     index_uploads,
+    metrics,
     render,
     results,
     search,
@@ -126,3 +127,24 @@ def test_short_locations_use_the_fewest_folders_that_differ() -> None:
 
     paths = ["/p/2019/june/IMG_1.jpg", "/p/2020/june/IMG_1.jpg", "/p/x/other.jpg", "/top.jpg"]
     assert short_locations(paths) == ["2019/june", "2020/june", "x", "/"]
+
+
+# --------------------------------------------------------------------------------------------
+# R2-9: the Index page's report in words a person reads
+
+
+def test_index_report_says_nothing_new_with_counts_and_an_empty_file_is_empty(app_env: Path) -> None:
+    folder = app_env / "pictures"
+    write_images(folder, CLASSES[:3])
+    (folder / "empty.jpg").write_bytes(b"")
+    at = index_folder(folder)
+    assert_clean(at)
+    assert at.warning[0].value.startswith("3 added, 1 failed in ")
+    failed = at.dataframe[0].value
+    assert list(failed["file"]) == [str(folder / "empty.jpg")] and failed["reason"][0].startswith("empty file")
+
+    (folder / "empty.jpg").unlink()
+    at = index_folder(folder, at=at)
+    assert_clean(at)
+    assert at.success[0].value.startswith("Nothing new: all 3 files were already indexed (")
+    assert metrics(at)["Unchanged"] == "3"
