@@ -53,6 +53,7 @@ class IndexReport:
     added: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     renamed: list[str] = field(default_factory=list)  # new paths of known images: payload only
+    copies: list[str] = field(default_factory=list)  # new paths of known images still at their old paths
     updated: list[str] = field(default_factory=list)  # known images whose missing fields were filled in
     removed: list[str] = field(default_factory=list)  # paths pruned because their files are gone
     failed: list[Failure] = field(default_factory=list)
@@ -67,7 +68,8 @@ class IndexReport:
         """The run in words, leaving out what did not happen: `3 added, 240 unchanged, 1 failed in 2.0 s`;
         a run that changed nothing says so: `Nothing new: all 240 files were already indexed (0.3 s)`."""
         took = f"{self.seconds:.1f} s"
-        changes = [(self.added, "added"), (self.renamed, "renamed"), (self.updated, "updated"),
+        changes = [(self.added, "added"), (self.renamed, "renamed"), (self.copies, "already indexed (another copy)"),
+                   (self.updated, "updated"),
                    (self.removed, "removed"), (self.failed, "failed")]
         if not any(items for items, _ in changes):
             if not self.unchanged:
@@ -82,7 +84,7 @@ class IndexReport:
         """One report for several runs (uploads and folders in one go, a job's parts)."""
         merged = cls()
         for report in reports:
-            for name in ("added", "unchanged", "renamed", "updated", "removed", "failed"):
+            for name in ("added", "unchanged", "renamed", "copies", "updated", "removed", "failed"):
                 getattr(merged, name).extend(getattr(report, name))
             merged.seconds += report.seconds
             merged.names.update(report.names)
@@ -93,6 +95,7 @@ class IndexReport:
             "added": self.added,
             "unchanged": self.unchanged,
             "renamed": self.renamed,
+            "copies": self.copies,
             "updated": self.updated,
             "removed": self.removed,
             "failed": [{"path": f.path, "reason": f.reason} for f in self.failed],
@@ -313,7 +316,10 @@ class Indexer:
                 fresh = [p for p in img.paths if str(p) not in known_paths or not known_names.issuperset(_labels(p, names))]
                 meta = None if PAYLOAD_FIELDS <= payload.keys() else self._read_meta(img)
                 filled = self._update_point(img, fresh, names, meta) if fresh or meta else False
-                report.renamed.extend(str(p) for p in fresh)
+                elsewhere = known_paths - {str(p) for p in img.paths}  # a copy if those files are all still there
+                copied = bool(elsewhere) and all(os.path.exists(p) for p in elsewhere)
+                for p in fresh:
+                    (report.copies if copied and str(p) not in known_paths else report.renamed).append(str(p))
                 (report.updated if filled else report.unchanged).extend(str(p) for p in img.paths if p not in fresh)
                 tracker.advance(len(img.paths))
         return new

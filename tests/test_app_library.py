@@ -4,6 +4,7 @@ say which file, honest index reports, copies told from moves, thumbnails that ke
 from __future__ import annotations
 
 import os
+import shutil
 from datetime import date
 from pathlib import Path
 
@@ -148,3 +149,29 @@ def test_index_report_says_nothing_new_with_counts_and_an_empty_file_is_empty(ap
     assert_clean(at)
     assert at.success[0].value.startswith("Nothing new: all 3 files were already indexed (")
     assert metrics(at)["Unchanged"] == "3"
+
+
+# --------------------------------------------------------------------------------------------
+# R2-3: a copy of an indexed image is not a rename; a real move is
+
+
+def test_copies_are_reported_apart_from_moves(app_env: Path) -> None:
+    originals = write_images(app_env / "pictures", CLASSES[:2])
+    at = index_folder(app_env / "pictures")
+    backup = app_env / "backup"
+    backup.mkdir()
+    for original in originals:
+        shutil.copy2(original, backup / original.name)
+    at = index_folder(backup, at=at)
+    assert_clean(at)
+    counts = metrics(at)
+    assert (counts["Copies"], counts["Renamed"], counts["Added"]) == ("2", "0", "0")
+    assert at.success[0].value.startswith("2 already indexed (another copy) in ")
+
+    moved = app_env / "moved"
+    moved.mkdir()
+    originals[0].rename(moved / originals[0].name)
+    (backup / originals[0].name).unlink()  # the picture now lives only in moved/
+    at = index_folder(moved, at=at)
+    assert_clean(at)
+    assert (metrics(at)["Renamed"], metrics(at)["Copies"]) == ("1", "0")

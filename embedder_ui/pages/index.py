@@ -17,7 +17,8 @@ from embedder_ui import resources, widgets
 
 SUBMITTED = "index_submitted"  # ids of the jobs this session's last click queued
 UPLOADER_GENERATION = "index_uploader_generation"
-REFRESH_S = 1.0  # how often the job panel redraws while something runs
+REFRESH_S = 1.0
+ROW_WORDS = {"Copies": "already indexed (another copy)", "Renamed": "moved or renamed"}  # how often the job panel redraws while something runs
 
 
 def _submit(engine: Engine, uploads: list, folders: list[str], prune: bool, watch: bool) -> list[Job]:
@@ -47,6 +48,7 @@ def _show_report(report: IndexReport) -> None:
         "Added": report.added,
         "Unchanged": report.unchanged,
         "Renamed": report.renamed,
+        "Copies": report.copies,
         "Updated": report.updated,
         "Removed": report.removed,
         "Failed": report.failed,
@@ -66,7 +68,7 @@ def _show_report(report: IndexReport) -> None:
             width="stretch",
         )
     rows = [
-        {"result": status.lower(), "file": report.label(path), "stored at": path}
+        {"result": ROW_WORDS.get(status, status.lower()), "file": report.label(path), "stored at": path}
         for status, items in counts.items()
         if status != "Failed"
         for path in items
