@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import streamlit as st
-from PIL import Image, ImageOps
+from PIL import Image
 
 from embedder.config import Settings
 from embedder.errors import EmbedderError
@@ -28,7 +28,8 @@ from embedder.search import Result
 log = logging.getLogger(__name__)
 
 APP_TITLE = "Image search"
-THUMB_SIDE = 256  # thumbnails are square crops of this many pixels
+THUMB_SIDE = 256  # thumbnails are squares of this many pixels, the whole picture inside
+THUMB_BACKGROUND = (236, 236, 236)  # a neutral grey around pictures that are not square (transparency is white)
 PREVIEW_SIDE = 1600  # the "full image" view: at most this many pixels on the long side
 GRID_COLUMNS = 4
 UPLOAD_TYPES = sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
@@ -169,12 +170,23 @@ def _jpeg(image: Image.Image, quality: int) -> bytes:
 
 @st.cache_data(max_entries=2000, show_spinner=False)
 def _thumbnail(path: str, mtime: float, max_pixels: int, side: int) -> bytes | str:
-    """JPEG bytes of a `side`×`side` centre crop, or the reason there is none (cached per file version)."""
+    """JPEG bytes of a `side`×`side` square holding the whole picture, or the reason there is none
+    (cached per file version)."""
     try:
         image = decode(Path(path), max_pixels, min_side=side).image
     except EmbedderError as exc:
         return str(exc)
-    return _jpeg(ImageOps.fit(image, (side, side), Image.Resampling.LANCZOS), quality=82)
+    return _jpeg(letterboxed(image, side), quality=82)
+
+
+def letterboxed(image: Image.Image, side: int) -> Image.Image:
+    """The whole picture centred on a neutral `side`×`side` square: shrunk to fit, never blown up
+    (decoding already put any transparency on white)."""
+    picture = image.copy()
+    picture.thumbnail((side, side), Image.Resampling.LANCZOS)
+    square = Image.new("RGB", (side, side), THUMB_BACKGROUND)
+    square.paste(picture, ((side - picture.width) // 2, (side - picture.height) // 2))
+    return square
 
 
 def thumbnail(path: str, max_pixels: int, side: int = THUMB_SIDE) -> bytes | str:

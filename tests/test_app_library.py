@@ -4,11 +4,14 @@ say which file, honest index reports, copies told from moves, thumbnails that ke
 from __future__ import annotations
 
 import os
+import io
 import shutil
 from datetime import date
 from pathlib import Path
 
 import pytest
+import streamlit as st
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from appkit import (
@@ -175,3 +178,39 @@ def test_copies_are_reported_apart_from_moves(app_env: Path) -> None:
     at = index_folder(moved, at=at)
     assert_clean(at)
     assert (metrics(at)["Renamed"], metrics(at)["Copies"]) == ("1", "0")
+
+
+# --------------------------------------------------------------------------------------------
+# R2-14: thumbnails keep the whole picture
+
+
+def test_thumbnails_keep_the_whole_picture_small_ones_are_not_blown_up(tmp_path: Path) -> None:
+    from embedder_ui import widgets
+
+    st.cache_data.clear()
+    wide = tmp_path / "wide.png"
+    Image.new("RGB", (800, 200), (200, 0, 0)).save(wide)
+    small = tmp_path / "small.png"
+    Image.new("RGB", (40, 40), (0, 0, 200)).save(small)
+    clear = tmp_path / "clear.png"
+    Image.new("RGBA", (300, 300), (0, 0, 0, 0)).save(clear)
+
+    def thumb(path: Path) -> Image.Image:
+        data = widgets.thumbnail(str(path), 100_000_000)
+        assert isinstance(data, bytes), data
+        return Image.open(io.BytesIO(data)).convert("RGB")
+
+    side, middle = widgets.THUMB_SIDE, widgets.THUMB_SIDE // 2
+    letterbox = thumb(wide)
+    assert letterbox.size == (side, side)
+    assert near(letterbox.getpixel((1, middle)), (200, 0, 0))  # the left edge is kept, not cropped
+    assert near(letterbox.getpixel((middle, 5)), widgets.THUMB_BACKGROUND)  # neutral above and below
+    tiny = thumb(small)
+    assert near(tiny.getpixel((middle, middle)), (0, 0, 200))
+    assert near(tiny.getpixel((middle - 30, middle)), widgets.THUMB_BACKGROUND)  # 40 px stay 40 px
+    assert near(thumb(clear).getpixel((middle, middle)), (255, 255, 255))  # transparency on white
+    st.cache_data.clear()
+
+
+def near(pixel: tuple[int, ...], colour: tuple[int, ...], slack: int = 12) -> bool:
+    return all(abs(a - b) <= slack for a, b in zip(pixel, colour))
