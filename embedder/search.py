@@ -165,8 +165,9 @@ def make_filter(
 
 
 def folder_choices(store: ImageStore, upload_dir: Path | None = None) -> list[str]:
-    """Folders worth offering as a filter: each folder holding images (uploads as one folder)
-    and every parent where two of them branch off, sorted."""
+    """Folders worth offering as a filter: each folder holding images (uploads as one folder) and
+    every parent where two of them branch off, below the folder that holds them all (which, like
+    `/` or `/tmp` above it, would filter nothing), sorted."""
     uploads = os.path.abspath(upload_dir) if upload_dir else None
     leaves: set[str] = set()
     for _, payload, _ in store.scroll():
@@ -180,7 +181,9 @@ def folder_choices(store: ImageStore, upload_dir: Path | None = None) -> list[st
         for parent in map(str, Path(leaf).parents):
             children.setdefault(parent, set()).add(child)
             child = parent
-    return sorted(leaves | {folder for folder, below in children.items() if len(below) > 1})
+    common = os.path.commonpath(sorted(leaves)) if leaves else ""
+    branches = {f for f, below in children.items() if len(below) > 1 and f != common and f.startswith(common)}
+    return sorted(leaves | branches)
 
 
 def _utc(day: date) -> float:

@@ -57,17 +57,23 @@ def score_caption(result: Result) -> str:
     return f"{literal(result.name)} · {result.score:.3f}"
 
 
-def short_locations(paths: Sequence[str]) -> list[str]:
-    """For each path, the fewest trailing folders that tell it apart from the others (at least its
-    parent folder): `a/IMG_0001.JPG` and `b/IMG_0001.JPG` read `a` and `b`, not just the file name."""
-    split = [Path(p).parts for p in paths]
+def distinct_tails(folders: Sequence[str]) -> list[str]:
+    """For each folder, the fewest trailing parts that tell it apart from the others:
+    `…/2019/june` and `…/2020/june` read `2019/june` and `2020/june`."""
+    split = [Path(f).parts for f in folders]
     shown = []
     for parts in split:
-        depth = 2
+        depth = 1
         while depth < len(parts) and any(o != parts and o[-depth:] == parts[-depth:] for o in split):
             depth += 1
-        shown.append(os.path.join(*parts[-depth:-1]) if len(parts) > 1 else "")
+        shown.append(os.path.join(*parts[-depth:]) if parts else "")
     return shown
+
+
+def short_locations(paths: Sequence[str]) -> list[str]:
+    """For each file, the fewest trailing folders that tell its folder apart from the others'
+    (`a/IMG_0001.JPG` and `b/IMG_0001.JPG` read `a` and `b`, not just the file name)."""
+    return distinct_tails([os.path.dirname(p) for p in paths])
 
 
 def is_upload(path: str, upload_dir: Path | None) -> bool:

@@ -214,3 +214,26 @@ def test_thumbnails_keep_the_whole_picture_small_ones_are_not_blown_up(tmp_path:
 
 def near(pixel: tuple[int, ...], colour: tuple[int, ...], slack: int = 12) -> bool:
     return all(abs(a - b) <= slack for a, b in zip(pixel, colour))
+
+
+# --------------------------------------------------------------------------------------------
+# R2-7: the folder filter offers image folders, told apart, narrowed by typing
+
+
+def test_folder_filter_offers_image_folders_told_apart_and_narrows_as_you_type(app_env: Path) -> None:
+    root = app_env / "photos"
+    for folder, (colour, shape) in (("2019/june", CLASSES[0]), ("2020/june", CLASSES[1]), ("2020/july", CLASSES[2])):
+        (root / folder).mkdir(parents=True)
+        render(colour, shape).save(root / folder / "IMG_0001.jpg", quality=92)
+    assert_clean(index_folder(root))
+    assert_clean(index_uploads([upload("yellow", "star")]))
+    at = search("a shape")
+    box = at.selectbox(key="filter-folder")
+    june = str(root / "2019" / "june")
+    assert sorted(box.options) == sorted([
+        f"photos · {root}", f"2020 · {root / '2020'}", f"2019/june · {june}",
+        f"2020/june · {root / '2020/june'}", f"july · {root / '2020/july'}", "Uploaded images",
+    ])  # not app_env, "/" or "/tmp": each holds every image, so would filter nothing
+    assert "FILTER_MODE_CONTAINS" in str(box.proto)  # typing "2020" narrows the list to what contains it
+    box.select(june).run()
+    assert [name for name, _ in results(at)] == ["IMG_0001.jpg"]

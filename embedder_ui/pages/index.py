@@ -48,8 +48,8 @@ def _show_report(report: IndexReport) -> None:
         "Added": report.added,
         "Unchanged": report.unchanged,
         "Renamed": report.renamed,
-        "Copies": report.copies,
         "Updated": report.updated,
+        "Copies": report.copies,
         "Removed": report.removed,
         "Failed": report.failed,
     }

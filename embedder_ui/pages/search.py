@@ -6,7 +6,9 @@ it and turns clicks into its methods.
 
 from __future__ import annotations
 
+import os
 from datetime import date
+from pathlib import Path
 
 import streamlit as st
 
@@ -204,14 +206,28 @@ def _clear_filters() -> None:
         st.session_state[key] = value
 
 
+def _folder_labels(folders: list[str], upload_dir: Path | None) -> dict[str, str]:
+    """How the folder list reads: the part that tells folders apart first (a long path is cut off
+    at its end), then the whole path; the uploads folder as "Uploaded images"."""
+    tails = widgets.distinct_tails(folders)
+    labels = {folder: f"{tail} · {folder}" if tail != folder else folder for folder, tail in zip(folders, tails)}
+    if upload_dir is not None:
+        labels[os.path.abspath(upload_dir)] = "Uploaded images"
+    return labels
+
+
 def _filters(engine: Engine, count: int) -> SearchFilter:
     """Folder, file type, date and size filters, applied inside Qdrant."""
     with st.sidebar:
         st.header("Filters")
+        folders = resources.indexed_folders(engine, count)
+        labels = _folder_labels(folders, engine.settings.upload_dir)
         folder = st.selectbox(
-            "Folder", resources.indexed_folders(engine, count), index=None, key="filter-folder", persist_state=KEEP,
-            placeholder="Every folder", accept_new_options=True,
-            help="Only images in this folder or below it. Pick one or type a path.",
+            "Folder", folders, index=None, key="filter-folder", persist_state=KEEP,
+            placeholder="Every folder", accept_new_options=True, filter_mode="contains",
+            format_func=lambda path: labels.get(path, path),
+            help="Only images in this folder or below it. Type part of its name or path to narrow the list, "
+            "or a whole path.",
         )
         types = st.multiselect(
             "File type", file_types(), key="filter-types", placeholder="Every type", persist_state=KEEP
