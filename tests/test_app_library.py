@@ -15,12 +15,14 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from appkit import (
+    CAPTION,
     CLASSES,
     app_env,
     assert_clean,
     index_folder,
     index_uploads,
     metrics,
+    open_app,
     render,
     results,
     search,
@@ -237,3 +239,27 @@ def test_folder_filter_offers_image_folders_told_apart_and_narrows_as_you_type(a
     assert "FILTER_MODE_CONTAINS" in str(box.proto)  # typing "2020" narrows the list to what contains it
     box.select(june).run()
     assert [name for name, _ in results(at)] == ["IMG_0001.jpg"]
+
+
+# --------------------------------------------------------------------------------------------
+# R2-10: an image query shows its image above the results
+
+
+def test_image_queries_show_the_query_image_above_the_results(app_env: Path) -> None:
+    write_images(app_env / "pictures", CLASSES[:3])
+    assert_clean(index_folder(app_env / "pictures"))
+    at = open_app()
+    at.file_uploader(key="search-image").set_value(upload("red", "circle", seed=7)).run()
+    assert_clean(at)
+    captions = [unescape(c.value) for c in at.caption]
+    query = captions.index("query: red-circle.png · your example image")
+    first = next(i for i, c in enumerate(captions) if CAPTION.match(c))
+    assert query < first
+    assert len(at.get("image")) == len(results(at)) + 1
+
+    source = results(at)[0][0]
+    next(b for b in at.button if b.key and b.key.startswith("like-0-")).click().run()
+    assert_clean(at)
+    assert f"query: {source} · left out of the results" in [unescape(c.value) for c in at.caption]
+    assert source not in [name for name, _ in results(at)]
+    assert len(at.get("image")) == len(results(at)) + 1

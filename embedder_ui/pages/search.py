@@ -34,6 +34,7 @@ FILTER_DEFAULTS = {
     "filter-min-height": 0,
 }
 ADD_WORDS = "search-add-text"  # the "Add words" box
+QUERY_THUMB_SIDE = 160  # the query's own images, above the results
 KEEP = "session"  # inputs keep their values while the person is on another page
 
 
@@ -89,7 +90,8 @@ def _uploaded_term(engine: Engine, key: str, label: str) -> Term | None:
     seen[key] = digest
     with widgets.errors_as_messages(engine.settings):
         vector = engine.searcher.compose([Term(image=decoded.image)])
-    return Term(vector=vector, label=upload.name)
+    shown = widgets.letterboxed(decoded.image, QUERY_THUMB_SIDE)  # drawn above the results; the vector searches
+    return Term(image=shown, vector=vector, label=upload.name)
 
 
 def _query_inputs(engine: Engine) -> None:
@@ -271,6 +273,28 @@ def _describe(template: str | None, shown: int, hidden: int) -> None:
         st.caption(f"{hidden} near-duplicate{'s' if hidden != 1 else ''} hidden")
 
 
+def _query_images(engine: Engine) -> None:
+    """The pictures the query is made of, above its results: an example image as uploaded, a stored
+    image ("Similar", Add, Exclude) as its thumbnail, saying that it is left out of the results."""
+    pictures = [t for _, t in state().terms if t.weight and (t.image is not None or t.point_id is not None)]
+    if not pictures:
+        return
+    cells = st.columns(widgets.GRID_COLUMNS * 2)
+    for cell, term in zip(cells, pictures):
+        with cell:
+            if term.image is not None:
+                st.image(term.image, width="stretch")
+                note = "your example image"
+            else:
+                payload = engine.store.retrieve([term.point_id]).get(term.point_id) or {}
+                picture = widgets.thumbnail((payload.get("paths") or [""])[0], engine.settings.max_image_pixels)
+                if isinstance(picture, bytes):
+                    st.image(picture, width="stretch")
+                note = "left out of the results" if term.weight > 0 else "pushed away"
+            sign = "−" if term.weight < 0 else "query"
+            st.caption(f"{sign}: {widgets.literal(term.label)} · {note}")
+
+
 def _nothing_found(min_score: float | None, where: SearchFilter) -> None:
     if not where.is_empty():
         st.info("No images match the filters. Loosen them in the sidebar.", icon=":material/filter_alt:")
@@ -314,6 +338,8 @@ def render() -> None:
         except QueryError as exc:
             st.warning(f"This query cannot be searched: {widgets.literal(str(exc))}.", icon=":material/tune:")
             return
+    with widgets.errors_as_messages(engine.settings):
+        _query_images(engine)
     _describe(options.template, len(hits), hidden)
     if not hits:
         _nothing_found(options.min_score, where)
