@@ -32,6 +32,7 @@ THUMB_SIDE = 256  # thumbnails are squares of this many pixels, the whole pictur
 THUMB_BACKGROUND = (236, 236, 236)  # a neutral grey around pictures that are not square (transparency is white)
 PREVIEW_SIDE = 1600  # the "full image" view: at most this many pixels on the long side
 GRID_COLUMNS = 4
+SHOWN_CHARS = 120  # a query's words as shown in its row and the results' heading
 UPLOAD_TYPES = sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
 SETTINGS_HINT = (
     "Settings come from environment variables and `qdrant.env` (EMBEDDER_MODEL, QDRANT_PATH, QDRANT_URL, …); "
@@ -50,6 +51,12 @@ def literal(text: str) -> str:
     """`text` escaped so Markdown shows it as typed: no links, emphasis, HTML, emoji codes or maths."""
     flat = " ".join(str(text).split())
     return _MARKDOWN_SPECIAL.sub(r"\\\1", flat)
+
+
+def shorten(text: str, limit: int = SHOWN_CHARS) -> str:
+    """`text` cut to `limit` characters with an ellipsis, so a pasted essay does not fill the page."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
 def score_caption(result: Result) -> str:

@@ -263,3 +263,24 @@ def test_image_queries_show_the_query_image_above_the_results(app_env: Path) -> 
     assert f"query: {source} · left out of the results" in [unescape(c.value) for c in at.caption]
     assert source not in [name for name, _ in results(at)]
     assert len(at.get("image")) == len(results(at)) + 1
+
+
+# --------------------------------------------------------------------------------------------
+# R2-4: a long query is shortened on the page, and the page says what the model does not read
+
+
+def test_a_long_query_is_shown_short_and_says_the_model_reads_only_its_start(app_env: Path, encoder) -> None:
+    write_images(app_env / "pictures", CLASSES[:2])
+    assert_clean(index_folder(app_env / "pictures"))
+    words = "a red circle on a white background " * 600  # ~21,000 characters
+    at = search(words)
+    assert_clean(at)
+    assert len(results(at)) == 2
+    assert all(len(m.value) < 600 for m in at.markdown)  # the term row and the heading
+    warning = unescape(at.warning[0].value)
+    assert f"is {encoder.text_tokens('a photo of ' + words.strip()):,} tokens long" in warning
+    assert f"reads only the first {encoder.max_text_tokens}" in warning
+    assert encoder.max_text_tokens == 77 and encoder.text_tokens("a red circle") == 5  # 3 words + start, end
+
+    at = search("a red circle", at=at)
+    assert not at.warning  # a short query reads whole

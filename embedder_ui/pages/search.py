@@ -7,6 +7,7 @@ it and turns clicks into its methods.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -122,7 +123,7 @@ def _query_inputs(engine: Engine) -> None:
 
 def _term_label(term: Term) -> str:
     if term.text is not None:
-        return f":material/text_fields: {widgets.literal(term.text)}"
+        return f":material/text_fields: {widgets.literal(widgets.shorten(term.text))}"
     if term.point_id is not None:
         return f":material/image: like {widgets.literal(term.label)}"
     return f":material/upload: your picture {widgets.literal(term.label)}"
@@ -258,12 +259,12 @@ def _filters(engine: Engine, count: int) -> SearchFilter:
 
 
 def _describe(template: str | None, shown: int, hidden: int) -> None:
-    terms = [t for _, t in state().terms]
+    terms = [replace(t, text=widgets.shorten(t.text)) if t.text else t for _, t in state().terms]
     what = describe_query(terms)
     texts = [t.text for t in terms if t.text is not None and t.weight]
     note = ""
     if len(texts) == 1 and apply_template(texts[0], template) != texts[0]:
-        note = f" · searched as “{apply_template(texts[0], template)}”"
+        note = f" · searched as “{widgets.shorten(apply_template(texts[0], template))}”"
     elif texts and template:
         note = f" · words searched as “{apply_template('…', template)}”"
     head, clear = st.columns([6, 1], vertical_alignment="center")
@@ -271,6 +272,21 @@ def _describe(template: str | None, shown: int, hidden: int) -> None:
     clear.button("Clear", key="search-clear", on_click=lambda: state().clear(), icon=":material/close:", width="stretch")
     if hidden:
         st.caption(f"{hidden} near-duplicate{'s' if hidden != 1 else ''} hidden")
+
+
+def _too_long(engine: Engine, template: str | None) -> None:
+    """Say which words the model does not read: CLIP reads a text's first 77 tokens and drops the rest."""
+    limit = engine.encoder.max_text_tokens
+    for _, term in state().terms:
+        if term.text is None or not term.weight:
+            continue
+        tokens = engine.encoder.text_tokens(apply_template(term.text, template))
+        if tokens > limit:
+            st.warning(
+                f"“{widgets.literal(widgets.shorten(term.text, 40))}” is {tokens:,} tokens long; the model reads only "
+                f"the first {limit} (a few dozen words) and ignores the rest. Put what matters first, or shorten it.",
+                icon=":material/short_text:",
+            )
 
 
 def _query_images(engine: Engine) -> None:
@@ -339,6 +355,7 @@ def render() -> None:
             st.warning(f"This query cannot be searched: {widgets.literal(str(exc))}.", icon=":material/tune:")
             return
     with widgets.errors_as_messages(engine.settings):
+        _too_long(engine, options.template)
         _query_images(engine)
     _describe(options.template, len(hits), hidden)
     if not hits:
