@@ -238,26 +238,80 @@ def _size(num_bytes: int | None) -> str:
     return "?"
 
 
-@st.dialog("Image", width="large")
-def full_image(result: Result, max_pixels: int, upload_dir: Path | None = None) -> None:
-    """Where the image lives and what is known about it, then the image as large as the dialog allows."""
+VIEWER = "viewer_rank"  # the rank of the result the viewer shows; absent while it is closed
+DOWNLOAD_MAX_BYTES = 200 * 2**20  # larger originals are not offered for download (read into memory)
+
+
+def _open_viewer(rank: int) -> None:
+    st.session_state[VIEWER] = rank
+
+
+def _close_viewer() -> None:
+    st.session_state.pop(VIEWER, None)
+
+
+def when_taken(payload: dict) -> str:
+    """`taken 2019-06-01 14:03` (EXIF), else `file dated 2019-06-01 14:03`, else ""."""
+    taken = payload.get("taken_at")
+    stamp = taken if isinstance(taken, (int, float)) else payload.get("mtime")
+    if not isinstance(stamp, (int, float)):
+        return ""
+    when = datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return f"taken {when}" if stamp is taken else f"file dated {when}"
+
+
+def _original(path: str) -> bytes | None:
+    try:
+        if os.path.getsize(path) <= DOWNLOAD_MAX_BYTES:
+            return Path(path).read_bytes()
+    except OSError:
+        pass
+    return None
+
+
+@st.dialog("Image", width="large", on_dismiss=_close_viewer)
+def viewer(
+    results: Sequence[Result], max_pixels: int, upload_dir: Path | None, forget: Callable[[Result], None] | None
+) -> None:
+    """One result large, with what is known about it; ← → step through the results; the original
+    to download; and, for an image whose files are gone, a way to forget it."""
+    rank = min(max(st.session_state.get(VIEWER, 0), 0), len(results) - 1)
+    result = results[rank]
     payload = result.payload
-    st.markdown(f"**{literal(result.name)}** · score {result.score:.3f}")
-    st.caption(
-        f"{payload.get('width', '?')}×{payload.get('height', '?')} · {literal(payload.get('format', '?'))} · "
-        f"{_size(payload.get('bytes'))}"
-    )
+    back, where, forward = st.columns([1, 4, 1], vertical_alignment="center")
+    back.button("Previous", key="viewer-previous", icon=":material/chevron_left:", shortcut="Left",
+                disabled=rank == 0, on_click=_open_viewer, args=(rank - 1,), width="stretch")
+    where.markdown(f"**{literal(result.name)}** · {rank + 1} of {len(results)} · score {result.score:.3f}")
+    forward.button("Next", key="viewer-next", icon=":material/chevron_right:", shortcut="Right",
+                   disabled=rank == len(results) - 1, on_click=_open_viewer, args=(rank + 1,), width="stretch")
+    facts = [when_taken(payload), f"{payload.get('width', '?')}×{payload.get('height', '?')}",
+             literal(payload.get("format", "?")), _size(payload.get("bytes"))]
+    st.caption(" · ".join(f for f in facts if f))
     paths = payload.get("paths") or [result.path]
     for path in paths:
         if is_upload(path, upload_dir):
             st.caption(f"Uploaded as {literal(', '.join(payload.get('names') or [result.name]))}")
         else:
             st.code(path, language=None, wrap_lines=True)
-    picture = preview(result.path, max_pixels)
+    present = next((p for p in paths if os.path.exists(p)), None)
+    picture = preview(present, max_pixels) if present else "the file is no longer there"
     if isinstance(picture, bytes):
         st.image(picture)  # its own size, shrunk to the dialog's width when larger
+        original = _original(present)
+        if original is not None:
+            st.download_button("Download the original", original, file_name=result.name, key="viewer-download",
+                               icon=":material/download:", on_click="ignore")
     else:
-        st.warning(f"Cannot show this image: {literal(picture)}")
+        st.warning(f"Cannot show this image: {literal(picture)}", icon=":material/broken_image:")
+    if present is None and forget is not None:
+        st.button("Forget this image", key="viewer-forget", icon=":material/delete_sweep:",
+                  help="Remove it from the index (its files are gone; nothing on disk is touched).",
+                  on_click=_forget_and_close, args=(forget, result))
+
+
+def _forget_and_close(forget: Callable[[Result], None], result: Result) -> None:
+    forget(result)
+    _close_viewer()
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,9 +335,10 @@ def result_grid(
     actions: Sequence[CardAction] = (),
     columns: int = GRID_COLUMNS,
     upload_dir: Path | None = None,
+    forget: Callable[[Result], None] | None = None,
 ) -> None:
     """Thumbnails in rows of `columns`, best score first, each with its name, score, where it is
-    (uploads by the name they were sent as), View and `actions`."""
+    (uploads by the name they were sent as), View (the viewer, which can `forget` a gone image) and `actions`."""
     ordered = sorted(results, key=lambda r: r.score, reverse=True)
     locations = dict(zip((r.id for r in ordered), short_locations([r.path for r in ordered])))
     for row_start in range(0, len(ordered), columns):
@@ -298,11 +353,10 @@ def result_grid(
                 st.caption(score_caption(result))
                 st.caption(where_caption(result, locations[result.id], upload_dir))
                 with st.container(horizontal=True, gap="small"):
-                    view = st.button(
-                        "View", key=f"view-{rank}-{result.id}", icon=":material/open_in_full:", type="tertiary"
+                    st.button(
+                        "View", key=f"view-{rank}-{result.id}", icon=":material/open_in_full:", type="tertiary",
+                        on_click=_open_viewer, args=(rank,),
                     )
-                    if view:
-                        full_image(result, max_pixels, upload_dir)
                     for action in actions:
                         st.button(
                             action.label,
@@ -313,6 +367,8 @@ def result_grid(
                             args=(result,),
                             type="tertiary",
                         )
+    if VIEWER in st.session_state and ordered:
+        viewer(ordered, max_pixels, upload_dir, forget)
 
 
 # --------------------------------------------------------------------------------------------

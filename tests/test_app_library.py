@@ -284,3 +284,39 @@ def test_a_long_query_is_shown_short_and_says_the_model_reads_only_its_start(app
 
     at = search("a red circle", at=at)
     assert not at.warning  # a short query reads whole
+
+
+# --------------------------------------------------------------------------------------------
+# R2-12: a viewer that steps through the results, offers the original, forgets what is gone
+
+
+def test_the_viewer_steps_through_results_offers_the_original_and_forgets_a_gone_file(app_env: Path) -> None:
+    paths = write_images(app_env / "pictures", CLASSES[:3])
+    assert_clean(index_folder(app_env / "pictures"))
+    at = search("a red circle")
+    order = [name for name, _ in results(at)]
+    next(b for b in at.button if b.key and b.key.startswith("view-0-")).click().run()
+    assert_clean(at)
+    by_name = {p.name: p for p in paths}
+    assert [c.value for c in at.code] == [str(by_name[order[0]])]
+    shown = unescape(texts(at))
+    assert f"{order[0]}** · 1 of 3" in shown and "file dated " in shown and "JPEG" in shown
+    assert at.button(key="viewer-previous").disabled
+    download = at.get("download_button")[0]
+    assert download.proto.label == "Download the original"
+
+    at.button(key="viewer-next").click().run()
+    assert [c.value for c in at.code] == [str(by_name[order[1]])]
+    at.button(key="viewer-next").click().run()
+    assert at.button(key="viewer-next").disabled and f"{order[2]}** · 3 of 3" in unescape(texts(at))
+    assert not any(b.key == "viewer-forget" for b in at.button)  # only for images whose files are gone
+
+    by_name[order[2]].unlink()
+    at.button(key="viewer-previous").click().run()
+    at.button(key="viewer-next").click().run()
+    assert "the file is no longer there" in texts(at)
+    at.button(key="viewer-forget").click().run()
+    assert_clean(at)
+    assert sorted(name for name, _ in results(at)) == sorted(order[:2])
+    assert metrics(at)["Images indexed"] == "2" and not at.get("download_button")  # the viewer closed
+    assert by_name[order[0]].exists() and by_name[order[1]].exists()

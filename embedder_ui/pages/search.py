@@ -361,6 +361,9 @@ def render() -> None:
     if not hits:
         _nothing_found(options.min_score, where)
         return
-    widgets.result_grid(hits, engine.settings.max_image_pixels, CARD_ACTIONS, upload_dir=engine.settings.upload_dir)
+    widgets.result_grid(
+        hits, engine.settings.max_image_pixels, CARD_ACTIONS, upload_dir=engine.settings.upload_dir,
+        forget=lambda result: engine.forget(result.id),
+    )
     if more:
         st.button("Show more", key="search-more", on_click=lambda: state().show_more(), icon=":material/expand_more:")
