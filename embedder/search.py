@@ -227,6 +227,18 @@ class Searcher:
 
         return ResultPages(fetch, Collapser(query.collapse) if with_vectors else None, start)
 
+    def browse(self, where: SearchFilter | None = None) -> ResultPages:
+        """Every image (that `where` lets through), newest first by date taken, page by page.
+
+        Qdrant orders by the `date` field's range index; each page asks for everything up to its
+        end (order-by scrolls have no offset), so memory stays at what is shown.
+        """
+
+        def fetch(limit: int, offset: int) -> list[Result]:
+            return [Result.from_hit(h) for h in self.store.newest(offset + limit, where)[offset:]]
+
+        return ResultPages(fetch)
+
     def search(self, query: Query, limit: int = 12, offset: int = 0) -> list[Result]:
         """The best `limit` results of `query`, skipping the first `offset`."""
         return self.pages(query, offset).first(limit)[0]

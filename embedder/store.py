@@ -109,6 +109,11 @@ class ImageStore(ABC):
         """Every point, page by page: (id, payload, vector or None)."""
 
     @abstractmethod
+    def newest(self, limit: int, where: SearchFilter | None = None) -> list[Hit]:
+        """The `limit` points with the latest `date` first (browsing without a query; scores are 0),
+        ordered inside Qdrant by the field's range index."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
     def optimize(self, force: bool = False) -> bool:
@@ -369,6 +374,14 @@ class QdrantStore(ImageStore):
                 yield str(r.id), r.payload or {}, vector
             if offset is None:
                 return
+
+    def newest(self, limit: int, where: SearchFilter | None = None) -> list[Hit]:
+        order = models.OrderBy(key="date", direction=models.Direction.DESC)
+        with self._errors():
+            records, _ = self._client.scroll(
+                self.collection, scroll_filter=to_qdrant_filter(where), limit=limit, order_by=order, with_payload=True
+            )
+        return [Hit(str(r.id), 0.0, r.payload or {}) for r in records]
 
     def close(self) -> None:
         try:

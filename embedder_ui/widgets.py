@@ -88,6 +88,14 @@ def is_upload(path: str, upload_dir: Path | None) -> bool:
     return bool(upload_dir) and (path + os.sep).startswith(os.path.join(os.path.abspath(upload_dir), ""))
 
 
+def month_taken(result: Result) -> str:
+    """`June 2019`: the month a picture was taken (EXIF), else its file's; "Date unknown" without one."""
+    stamp = result.payload.get("date")
+    if not isinstance(stamp, (int, float)):
+        return "Date unknown"
+    return datetime.fromtimestamp(stamp, timezone.utc).strftime("%B %Y")
+
+
 def taken_on(payload: dict) -> str:
     """The day a picture was taken (EXIF), else its file's date, as `2019-06-01`; "" if unknown."""
     stamp = payload.get("date")
@@ -329,6 +337,30 @@ class CardAction:
     on_click: Callable[[Result], None]
 
 
+def _card(
+    result: Result, rank: int, max_pixels: int, actions: Sequence[CardAction], location: str,
+    upload_dir: Path | None, scored: bool,
+) -> None:
+    """One result: thumbnail, name (and score), where it is, View and the actions."""
+    picture = thumbnail(result.path, max_pixels)
+    if isinstance(picture, bytes):
+        st.image(picture, width="stretch")
+    else:
+        st.warning(f"No preview: {literal(picture)}", icon=":material/broken_image:")
+    st.caption(score_caption(result) if scored else literal(result.name))
+    st.caption(where_caption(result, location, upload_dir))
+    with st.container(horizontal=True, gap="small"):
+        st.button(
+            "View", key=f"view-{rank}-{result.id}", icon=":material/open_in_full:", type="tertiary",
+            on_click=_open_viewer, args=(rank,),
+        )
+        for action in actions:
+            st.button(
+                action.label, key=f"{action.key}-{rank}-{result.id}", icon=action.icon, help=action.help,
+                on_click=action.on_click, args=(result,), type="tertiary",
+            )
+
+
 def result_grid(
     results: list[Result],
     max_pixels: int,
@@ -336,37 +368,29 @@ def result_grid(
     columns: int = GRID_COLUMNS,
     upload_dir: Path | None = None,
     forget: Callable[[Result], None] | None = None,
+    heading: Callable[[Result], str] | None = None,
 ) -> None:
-    """Thumbnails in rows of `columns`, best score first, each with its name, score, where it is
-    (uploads by the name they were sent as), View (the viewer, which can `forget` a gone image) and `actions`."""
-    ordered = sorted(results, key=lambda r: r.score, reverse=True)
+    """Thumbnails in rows of `columns`, each with its name, score, where it is (uploads by the name
+    they were sent as), View (the viewer, which can `forget` a gone image) and `actions`.
+
+    Best score first; with `heading` (browsing), in the order given, a heading wherever it changes
+    and no score."""
+    ordered = list(results) if heading else sorted(results, key=lambda r: r.score, reverse=True)
     locations = dict(zip((r.id for r in ordered), short_locations([r.path for r in ordered])))
-    for row_start in range(0, len(ordered), columns):
-        cells = st.columns(columns, gap="medium")
-        for cell, (rank, result) in zip(cells, enumerate(ordered[row_start : row_start + columns], row_start)):
-            with cell, st.container(border=True):
-                picture = thumbnail(result.path, max_pixels)
-                if isinstance(picture, bytes):
-                    st.image(picture, width="stretch")
-                else:
-                    st.warning(f"No preview: {literal(picture)}", icon=":material/broken_image:")
-                st.caption(score_caption(result))
-                st.caption(where_caption(result, locations[result.id], upload_dir))
-                with st.container(horizontal=True, gap="small"):
-                    st.button(
-                        "View", key=f"view-{rank}-{result.id}", icon=":material/open_in_full:", type="tertiary",
-                        on_click=_open_viewer, args=(rank,),
-                    )
-                    for action in actions:
-                        st.button(
-                            action.label,
-                            key=f"{action.key}-{rank}-{result.id}",
-                            icon=action.icon,
-                            help=action.help,
-                            on_click=action.on_click,
-                            args=(result,),
-                            type="tertiary",
-                        )
+    sections: list[tuple[str, list[tuple[int, Result]]]] = []
+    for rank, result in enumerate(ordered):
+        title = heading(result) if heading else ""
+        if not sections or sections[-1][0] != title:
+            sections.append((title, []))
+        sections[-1][1].append((rank, result))
+    for title, ranked in sections:
+        if title:
+            st.subheader(title, anchor=False, divider="gray")
+        for row_start in range(0, len(ranked), columns):
+            cells = st.columns(columns, gap="medium")
+            for cell, (rank, result) in zip(cells, ranked[row_start : row_start + columns]):
+                with cell, st.container(border=True):
+                    _card(result, rank, max_pixels, actions, locations[result.id], upload_dir, scored=heading is None)
     if VIEWER in st.session_state and ordered:
         viewer(ordered, max_pixels, upload_dir, forget)
 

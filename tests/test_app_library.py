@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import io
 import shutil
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -320,3 +320,40 @@ def test_the_viewer_steps_through_results_offers_the_original_and_forgets_a_gone
     assert sorted(name for name, _ in results(at)) == sorted(order[:2])
     assert metrics(at)["Images indexed"] == "2" and not at.get("download_button")  # the viewer closed
     assert by_name[order[0]].exists() and by_name[order[1]].exists()
+
+
+# --------------------------------------------------------------------------------------------
+# R2-11: browse every image without a query, newest first, a heading per month, filters too
+
+
+def test_browse_all_images_newest_first_by_month_with_paging_and_filters(app_env: Path) -> None:
+    folder = app_env / "pictures"
+    paths = write_images(folder, CLASSES)  # six JPEGs, dated a month apart below
+    for month, path in enumerate(paths, 1):
+        stamp = datetime(2021, month, 15, 12, tzinfo=timezone.utc).timestamp()
+        os.utime(path, (stamp, stamp))
+    assert_clean(index_folder(folder))
+    at = open_app()
+    at.select_slider(key="search-top-k").set_value(4).run()
+    at.button(key="search-browse").click().run()
+    assert_clean(at)
+    newest_first = [p.name for p in reversed(paths)]
+    assert shown_names(at) == newest_first[:4]
+    assert [h.value for h in at.subheader] == ["June 2021", "May 2021", "April 2021", "March 2021"]
+    at.button(key="search-more").click().run()
+    assert shown_names(at) == newest_first
+    at.multiselect(key="filter-types").select("PNG").run()
+    assert shown_names(at) == [] and "No images match the filters" in texts(at)
+    at.multiselect(key="filter-types").set_value([]).run()
+    at.date_input(key="filter-dates").set_value((date(2021, 2, 1), date(2021, 3, 31))).run()
+    assert shown_names(at) == [paths[2].name, paths[1].name]
+
+    next(b for b in at.button if b.key and b.key.startswith("like-0-")).click().run()  # a card action
+    assert_clean(at)
+    assert results(at) and paths[2].name not in [name for name, _ in results(at)]
+
+
+def shown_names(at: AppTest) -> list[str]:
+    """Names on browse cards (no score there), in page order."""
+    stems = {f"{c}-{s}.jpg" for c, s in CLASSES}
+    return [unescape(c.value) for c in at.caption if unescape(c.value) in stems]

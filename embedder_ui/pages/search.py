@@ -311,6 +311,13 @@ def _query_images(engine: Engine) -> None:
             st.caption(f"{sign}: {widgets.literal(term.label)} · {note}")
 
 
+def _browse_heading(shown: int, where: SearchFilter) -> None:
+    head, clear = st.columns([6, 1], vertical_alignment="center")
+    filtered = " that match the filters" if not where.is_empty() else ""
+    head.markdown(f"**All images{filtered}**, newest first · {shown} shown")
+    clear.button("Close", key="search-clear", on_click=lambda: state().clear(), icon=":material/close:", width="stretch")
+
+
 def _nothing_found(min_score: float | None, where: SearchFilter) -> None:
     if not where.is_empty():
         st.info("No images match the filters. Loosen them in the sidebar.", icon=":material/filter_alt:")
@@ -345,25 +352,31 @@ def render() -> None:
             f"{info['images']:,} images are ready. Describe a picture in a few words and press Enter, "
             "or search with an example image."
         )
+        st.button("Browse all images", key="search-browse", on_click=search.browse, icon=":material/photo_library:",
+                  help="Every image, newest first by the date it was taken, with the filters in the sidebar.")
         return
 
-    _query_editor(engine)
+    if not search.browsing:
+        _query_editor(engine)
     with widgets.errors_as_messages(engine.settings):
         try:
             hits, more, hidden = search.results(engine.searcher, options, where, info["images"])
         except QueryError as exc:
             st.warning(f"This query cannot be searched: {widgets.literal(str(exc))}.", icon=":material/tune:")
             return
-    with widgets.errors_as_messages(engine.settings):
-        _too_long(engine, options.template)
-        _query_images(engine)
-    _describe(options.template, len(hits), hidden)
+    if search.browsing:
+        _browse_heading(len(hits), where)
+    else:
+        with widgets.errors_as_messages(engine.settings):
+            _too_long(engine, options.template)
+            _query_images(engine)
+        _describe(options.template, len(hits), hidden)
     if not hits:
-        _nothing_found(options.min_score, where)
+        _nothing_found(None if search.browsing else options.min_score, where)
         return
     widgets.result_grid(
         hits, engine.settings.max_image_pixels, CARD_ACTIONS, upload_dir=engine.settings.upload_dir,
-        forget=lambda result: engine.forget(result.id),
+        forget=lambda result: engine.forget(result.id), heading=widgets.month_taken if search.browsing else None,
     )
     if more:
         st.button("Show more", key="search-more", on_click=lambda: state().show_more(), icon=":material/expand_more:")
