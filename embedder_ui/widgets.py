@@ -236,7 +236,8 @@ def preview(path: str, max_pixels: int, side: int = PREVIEW_SIDE) -> bytes | str
     return _preview(path, mtime, max_pixels, side)
 
 
-def _size(num_bytes: int | None) -> str:
+def file_size(num_bytes: int | None) -> str:
+    """`3.2 MB`, `512 bytes`; `?` when unknown."""
     if not num_bytes:
         return "?"
     for unit in ("bytes", "KB", "MB", "GB"):
@@ -293,7 +294,7 @@ def viewer(
     forward.button("Next", key="viewer-next", icon=":material/chevron_right:", shortcut="Right",
                    disabled=rank == len(results) - 1, on_click=_open_viewer, args=(rank + 1,), width="stretch")
     facts = [when_taken(payload), f"{payload.get('width', '?')}×{payload.get('height', '?')}",
-             literal(payload.get("format", "?")), _size(payload.get("bytes"))]
+             literal(payload.get("format", "?")), file_size(payload.get("bytes"))]
     st.caption(" · ".join(f for f in facts if f))
     paths = payload.get("paths") or [result.path]
     for path in paths:

@@ -23,6 +23,7 @@ from appkit import (
     index_uploads,
     metrics,
     open_app,
+    open_page,
     render,
     results,
     search,
@@ -357,3 +358,46 @@ def shown_names(at: AppTest) -> list[str]:
     """Names on browse cards (no score there), in page order."""
     stems = {f"{c}-{s}.jpg" for c, s in CLASSES}
     return [unescape(c.value) for c in at.caption if unescape(c.value) in stems]
+
+
+# --------------------------------------------------------------------------------------------
+# R2-13: near-duplicates you can act on: keep one, forget or move the others, nothing deleted
+
+
+def test_duplicates_keep_the_largest_forget_or_move_the_others_and_sum_up_the_space(
+    app_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DUPLICATE_THRESHOLD", "0.994")  # the tiny model's near-duplicates (test_app_search_power)
+    originals = write_images(app_env / "pictures")
+    copies = app_env / "copies"
+    copies.mkdir()
+    for original in originals[:2]:
+        with Image.open(original) as image:
+            image.resize((180, 180)).save(copies / f"copy-of-{original.name}", quality=60)
+    assert_clean(index_folder(app_env))
+    copy_bytes = sum(p.stat().st_size for p in copies.iterdir())
+
+    at = open_page("duplicates")
+    at.button(key="duplicates-find").click().run()
+    assert_clean(at)
+    assert f"the copies (every image but the one each group keeps) take {copy_bytes / 1024:.1f} KB" in texts(at)
+    for keep in at.radio:  # the original (more pixels) is kept by default
+        assert "copy-of" not in keep.options[keep.index]
+
+    at.button(key="duplicates-forget-1").click().run()
+    assert_clean(at)
+    assert "Group 1: 1 image forgotten (their files are untouched)." in unescape(texts(at))
+    assert metrics(at)["Images indexed"] == "7" and all(p.exists() for p in [*originals, *copies.iterdir()])
+    assert "find them again" not in texts(at) and not any(b.key == "duplicates-forget-2" for b in at.button)
+
+    target = app_env / "set-aside"
+    at.text_input(key="duplicates-move-to").input(str(target)).run()
+    at.button(key="duplicates-move-1").click().run()
+    assert "Move 1 file to" in unescape(texts(at)) and not target.exists()  # asks first
+    at.button(key="duplicates-confirm-1").click().run()
+    assert_clean(at)
+    moved = list(target.iterdir())
+    assert len(moved) == 1 and moved[0].name.startswith("copy-of-")
+    report = at.dataframe[0].value
+    assert list(report["moved to"]) == [str(moved[0])] and not Path(report["file"][0]).exists()
+    assert metrics(at)["Images indexed"] == "6" and all(p.exists() for p in originals)
