@@ -16,6 +16,8 @@ from streamlit.testing.v1 import AppTest
 
 from appkit import (
     CAPTION,
+    MAIN,
+    TIMEOUT,
     CLASSES,
     app_env,
     assert_clean,
@@ -401,3 +403,36 @@ def test_duplicates_keep_the_largest_forget_or_move_the_others_and_sum_up_the_sp
     report = at.dataframe[0].value
     assert list(report["moved to"]) == [str(moved[0])] and not Path(report["file"][0]).exists()
     assert metrics(at)["Images indexed"] == "6" and all(p.exists() for p in originals)
+
+
+# --------------------------------------------------------------------------------------------
+# R2-15: a search in the URL: a reload or a bookmark brings it back
+
+
+def test_the_url_holds_the_terms_and_a_bookmark_brings_the_search_and_its_filters_back(
+    library: tuple[Path, Path]
+) -> None:
+    jpg, _ = library
+    at = search("a shape")
+    at.text_input(key="search-add-text").input("blue")
+    next(b for b in at.form_submit_button if b.label == "Exclude").click()
+    at.run()
+    at.multiselect(key="filter-types").select("JPEG").run()
+    at.selectbox(key="filter-folder").select(str(jpg)).run()
+    assert_clean(at)
+    shown = results(at)
+    assert at.query_params["q"] == ["1:a shape", "-1:blue"]  # the filters the browser writes itself (bound widgets)
+
+    bookmark = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    bookmark.query_params["q"] = ["1:a shape", "-1:blue"]
+    bookmark.query_params["filter-folder"] = str(jpg)
+    bookmark.query_params["filter-types"] = ["JPEG"]
+    bookmark.run()
+    assert_clean(bookmark)
+    assert bookmark.selectbox(key="filter-folder").value == str(jpg)
+    assert bookmark.multiselect(key="filter-types").value == ["JPEG"]
+    assert [s.value for s in bookmark.slider if s.key and s.key.startswith("term-weight-")] == [1.0, -1.0]
+    assert results(bookmark) == shown
+
+    bookmark.button(key="search-clear").click().run()
+    assert "q" not in bookmark.query_params

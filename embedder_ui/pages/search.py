@@ -16,7 +16,9 @@ import streamlit as st
 from embedder.engine import Engine
 from embedder.errors import ImageError, QueryError
 from embedder.images import bytes_hash, decode
-from embedder.search import DEFAULT_TEMPLATE, Result, Term, apply_template, describe_query, file_types, make_filter
+from embedder.search import (
+    DEFAULT_TEMPLATE, Result, Term, apply_template, describe_query, file_types, make_filter, parse_term,
+)
 from embedder.store import SearchFilter
 from embedder_ui import navigation, resources, widgets
 from embedder_ui.search_state import Options, SearchState
@@ -36,11 +38,31 @@ FILTER_DEFAULTS = {
 }
 ADD_WORDS = "search-add-text"  # the "Add words" box
 QUERY_THUMB_SIDE = 160  # the query's own images, above the results
-KEEP = "session"  # inputs keep their values while the person is on another page
+KEEP = "session"
+URL = "query-params"  # filters live in the URL too (shareable searches)
+URL_TERMS = "q"  # the URL parameter holding each text term as `weight:text`  # inputs keep their values while the person is on another page
 
 
 def state() -> SearchState:
-    return st.session_state.setdefault(STATE, SearchState())
+    """The session's SearchState; a new session starts from the text terms in the URL (a bookmark)."""
+    if STATE not in st.session_state:
+        search = SearchState()
+        for raw in st.query_params.get_all(URL_TERMS):
+            term = parse_term(raw)
+            if term.text:
+                search.add(term)
+        st.session_state[STATE] = search
+    return st.session_state[STATE]
+
+
+def _terms_to_url() -> None:
+    """Keep the query's text terms in the URL as `weight:text` (the CLI's syntax), so a reload or a
+    bookmark brings the search back; filters are bound to the URL by their widgets. Pictures stay out."""
+    shared = [f"{t.weight:g}:{t.text}" for _, t in state().terms if t.text is not None]
+    if shared:
+        st.query_params[URL_TERMS] = shared
+    elif URL_TERMS in st.query_params:
+        del st.query_params[URL_TERMS]
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,25 +248,25 @@ def _filters(engine: Engine, count: int) -> SearchFilter:
         folders = resources.indexed_folders(engine, count)
         labels = _folder_labels(folders, engine.settings.upload_dir)
         folder = st.selectbox(
-            "Folder", folders, index=None, key="filter-folder", persist_state=KEEP,
+            "Folder", folders, index=None, key="filter-folder", persist_state=KEEP, bind=URL,
             placeholder="Every folder", accept_new_options=True, filter_mode="contains",
             format_func=lambda path: labels.get(path, path),
             help="Only images in this folder or below it. Type part of its name or path to narrow the list, "
             "or a whole path.",
         )
         types = st.multiselect(
-            "File type", file_types(), key="filter-types", placeholder="Every type", persist_state=KEEP
+            "File type", file_types(), key="filter-types", placeholder="Every type", persist_state=KEEP, bind=URL
         )
         dates = st.date_input(
-            "Taken between", value=(), min_value=date(1900, 1, 1), key="filter-dates", persist_state=KEEP,
+            "Taken between", value=(), min_value=date(1900, 1, 1), key="filter-dates", persist_state=KEEP, bind=URL,
             help="The date in the photo's EXIF data, else the file's modification date. Both days count.",
         )
         width_col, height_col = st.columns(2)
         min_width = width_col.number_input(
-            "Min width (px)", 0, 100_000, 0, 100, key="filter-min-width", persist_state=KEEP
+            "Min width (px)", 0, 100_000, 0, 100, key="filter-min-width", persist_state=KEEP, bind=URL
         )
         min_height = height_col.number_input(
-            "Min height (px)", 0, 100_000, 0, 100, key="filter-min-height", persist_state=KEEP
+            "Min height (px)", 0, 100_000, 0, 100, key="filter-min-height", persist_state=KEEP, bind=URL
         )
         after, before = (*dates, None, None)[:2]  # a range: no date, only a start, or both
         where = make_filter(folder, types, after, before, int(min_width), int(min_height))
@@ -347,6 +369,7 @@ def render() -> None:
     resources.sidebar_info(engine, info)
     _query_inputs(engine)
     search = state()
+    _terms_to_url()
     if not search.active:
         st.caption(
             f"{info['images']:,} images are ready. Describe a picture in a few words and press Enter, "
