@@ -32,6 +32,7 @@ THUMB_SIDE = 256  # thumbnails are squares of this many pixels, the whole pictur
 THUMB_BACKGROUND = (236, 236, 236)  # a neutral grey around pictures that are not square (transparency is white)
 PREVIEW_SIDE = 1600  # the "full image" view: at most this many pixels on the long side
 GRID_COLUMNS = 4
+CARD_WIDTH = 170  # px: two result cards side by side at phone width (400 px less margins), more on larger screens
 SHOWN_CHARS = 120  # a query's words as shown in its row and the results' heading
 UPLOAD_TYPES = sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
 SETTINGS_HINT = (
@@ -366,12 +367,11 @@ def result_grid(
     results: list[Result],
     max_pixels: int,
     actions: Sequence[CardAction] = (),
-    columns: int = GRID_COLUMNS,
     upload_dir: Path | None = None,
     forget: Callable[[Result], None] | None = None,
     heading: Callable[[Result], str] | None = None,
 ) -> None:
-    """Thumbnails in rows of `columns`, each with its name, score, where it is (uploads by the name
+    """Thumbnails in rows that wrap (as many as fit the screen), each with its name, score, where it is (uploads by the name
     they were sent as), View (the viewer, which can `forget` a gone image) and `actions`.
 
     Best score first; with `heading` (browsing), in the order given, a heading wherever it changes
@@ -387,10 +387,10 @@ def result_grid(
     for title, ranked in sections:
         if title:
             st.subheader(title, anchor=False, divider="gray")
-        for row_start in range(0, len(ranked), columns):
-            cells = st.columns(columns, gap="medium")
-            for cell, (rank, result) in zip(cells, ranked[row_start : row_start + columns]):
-                with cell, st.container(border=True):
+        # Cards of a fixed width in a row that wraps: as many as fit, two side by side on a phone.
+        with st.container(horizontal=True, gap="small", key=f"result-grid-{title or 'all'}"):
+            for rank, result in ranked:
+                with st.container(border=True, width=CARD_WIDTH):
                     _card(result, rank, max_pixels, actions, locations[result.id], upload_dir, scored=heading is None)
     if VIEWER in st.session_state and ordered:
         viewer(ordered, max_pixels, upload_dir, forget)

@@ -436,3 +436,38 @@ def test_the_url_holds_the_terms_and_a_bookmark_brings_the_search_and_its_filter
 
     bookmark.button(key="search-clear").click().run()
     assert "q" not in bookmark.query_params
+
+
+# --------------------------------------------------------------------------------------------
+# R2-6: a phone's width: the query editor folded for a one-term query, cards two to a row
+
+
+def blocks(node) -> list:
+    """Every layout block on the page, depth first (AppTest has no finder for containers)."""
+    found = []
+    for child in getattr(node, "children", {}).values():
+        if type(getattr(child, "proto", None)).__name__ == "Block":
+            found.append(child)
+        found += blocks(child)
+    return found
+
+
+def test_on_a_phone_the_query_editor_folds_and_cards_wrap_two_to_a_row(app_env: Path) -> None:
+    from embedder_ui.widgets import CARD_WIDTH
+
+    write_images(app_env / "pictures", CLASSES)
+    assert_clean(index_folder(app_env / "pictures"))
+    at = search("a red circle")
+    editor = next(e for e in at.expander if e.label.startswith("Your query"))
+    assert not editor.proto.expanded  # one term: the search box shows it; results start high
+    grid = next(b for b in blocks(at.main) if b.proto.id.endswith("result-grid-all"))
+    flex = grid.proto.flex_container
+    assert flex.wrap and flex.direction == flex.HORIZONTAL
+    cards = [b for b in grid.children.values() if type(getattr(b, "proto", None)).__name__ == "Block"]
+    assert len(cards) == 6 and {c.proto.width_config.pixel_width for c in cards} == {CARD_WIDTH}
+    assert 2 * CARD_WIDTH + 8 + 2 * 16 <= 400  # two cards, the small gap and the page's margins fit 400 px
+
+    at.text_input(key="search-add-text").input("blue")
+    next(b for b in at.form_submit_button if b.label == "Add").click()
+    at.run()
+    assert next(e for e in at.expander if e.label.startswith("Your query")).proto.expanded  # terms to weigh

@@ -154,8 +154,11 @@ def _term_label(term: Term) -> str:
 def _query_editor(engine: Engine) -> None:
     """The query's terms, each with a weight (below 0 pushes away) and a remove button; then ways
     to add words or an image. No syntax to learn: `beach` + 2× `sunset` − `people` is three rows."""
-    with st.container(border=True):
-        st.markdown("**Your query** · weights above 0 pull results towards a term, below 0 push them away")
+    terms = [t for _, t in state().terms]
+    title = widgets.shorten(describe_query(terms), 60)
+    # Folded while the query is one term (the box above shows it), so results start high on a phone.
+    with st.expander(f"Your query: {widgets.literal(title)}", expanded=len(terms) > 1, icon=":material/tune:"):
+        st.caption("Weights above 0 pull results towards a term, below 0 push them away.")
         rows = st.container()  # filled last, so a term added below shows in this same run
         with st.form("add-words-form", border=False, clear_on_submit=True):
             text_col, add_col, exclude_col = st.columns([5, 1, 1], vertical_alignment="bottom")
