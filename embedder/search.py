@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TEMPLATE = "a photo of {}"
 TEXT_CACHE_SIZE = 512
+GENERIC_PROMPTS = ("a photo", "a picture", "an image")  # what any picture fits: the baseline of a match
 
 
 @dataclass(frozen=True)
@@ -242,6 +243,17 @@ class Searcher:
     def search(self, query: Query, limit: int = 12, offset: int = 0) -> list[Result]:
         """The best `limit` results of `query`, skipping the first `offset`."""
         return self.pages(query, offset).first(limit)[0]
+
+    def match_margins(self, results: Sequence[Result]) -> dict[str, float]:
+        """How much better each result fits the query than generic captions (`a photo`, …) fit it:
+        comparable across queries, unlike raw cosines (a vague query scores high everywhere)."""
+        generic = np.stack([self.text_vector(p) for p in GENERIC_PROMPTS])
+        margins: dict[str, float] = {}
+        for result in results:
+            vector = result.vector if result.vector is not None else self.store.vector(result.id)
+            if vector is not None:
+                margins[result.id] = result.score - float(np.max(generic @ vector))
+        return margins
 
     def compose(self, terms: Sequence[Term], template: str | None = None) -> np.ndarray:
         """The weighted sum of the terms' unit vectors, normalised (negative weights push away)."""

@@ -339,10 +339,7 @@ class CardAction:
     on_click: Callable[[Result], None]
 
 
-def _card(
-    result: Result, rank: int, max_pixels: int, actions: Sequence[CardAction], location: str,
-    upload_dir: Path | None, scored: bool,
-) -> None:
+def _card(result: Result, rank: int, max_pixels: int, actions: Sequence[CardAction], where: str, scored: bool) -> None:
     """One result: thumbnail, name (and score), where it is, View and the actions."""
     picture = thumbnail(result.path, max_pixels)
     if isinstance(picture, bytes):
@@ -350,7 +347,7 @@ def _card(
     else:
         st.warning(f"No preview: {literal(picture)}", icon=":material/broken_image:")
     st.caption(score_caption(result) if scored else literal(result.name))
-    st.caption(where_caption(result, location, upload_dir))
+    st.caption(where)
     with st.container(horizontal=True, gap="small"):
         st.button(
             "View", key=f"view-{rank}-{result.id}", icon=":material/open_in_full:", type="tertiary",
@@ -370,12 +367,13 @@ def result_grid(
     upload_dir: Path | None = None,
     forget: Callable[[Result], None] | None = None,
     heading: Callable[[Result], str] | None = None,
+    notes: dict[str, str] | None = None,
 ) -> None:
     """Thumbnails in rows that wrap (as many as fit the screen), each with its name, score, where it is (uploads by the name
     they were sent as), View (the viewer, which can `forget` a gone image) and `actions`.
 
     Best score first; with `heading` (browsing), in the order given, a heading wherever it changes
-    and no score."""
+    and no score. `notes` adds a word to a result's card (how close a match it is)."""
     ordered = list(results) if heading else sorted(results, key=lambda r: r.score, reverse=True)
     locations = dict(zip((r.id for r in ordered), short_locations([r.path for r in ordered])))
     sections: list[tuple[str, list[tuple[int, Result]]]] = []
@@ -391,7 +389,10 @@ def result_grid(
         with st.container(horizontal=True, gap="small", key=f"result-grid-{title or 'all'}"):
             for rank, result in ranked:
                 with st.container(border=True, width=CARD_WIDTH):
-                    _card(result, rank, max_pixels, actions, locations[result.id], upload_dir, scored=heading is None)
+                    where = where_caption(result, locations[result.id], upload_dir)
+                    if notes and result.id in notes:
+                        where = f"{notes[result.id]} · {where}"
+                    _card(result, rank, max_pixels, actions, where, scored=heading is None)
     if VIEWER in st.session_state and ordered:
         viewer(ordered, max_pixels, upload_dir, forget)
 

@@ -30,6 +30,7 @@ from appkit import (
     results,
     search,
     texts,
+    trained_model,
     unescape,
     upload,
     write_images,
@@ -471,3 +472,26 @@ def test_on_a_phone_the_query_editor_folds_and_cards_wrap_two_to_a_row(app_env: 
     next(b for b in at.form_submit_button if b.label == "Add").click()
     at.run()
     assert next(e for e in at.expander if e.label.startswith("Your query")).proto.expanded  # terms to weigh
+
+
+# --------------------------------------------------------------------------------------------
+# R2-5: how good is a match: better than "a photo" or not, the same yardstick for every query
+
+
+def test_matches_are_called_close_or_weak_against_generic_prompts_and_none_close_is_said(
+    app_env: Path, monkeypatch: pytest.MonkeyPatch, model_path: Path
+) -> None:
+    if not trained_model(model_path):
+        pytest.skip("needs the trained tiny CLIP")
+    monkeypatch.setenv("MATCH_MARGIN", "0.1")  # the tiny model's margins: 0.3-0.6 for a match, < 0.07 for none
+    write_images(app_env / "pictures", CLASSES)
+    assert_clean(index_folder(app_env / "pictures"))
+    at = search("a red circle")
+    notes = [unescape(c.value) for c in at.caption if "match (" in c.value]
+    assert notes[0].startswith("close match (+") and all(n.startswith("weak match (") for n in notes[1:])
+    assert "No close match" not in texts(at)
+
+    at = search("a dog on a beach", at=at)  # nothing of the kind: its best raw cosine is still high
+    assert results(at)[0][1] > 0.5
+    assert "No close match" in texts(at)
+    assert all(unescape(c.value).startswith("weak match (") for c in at.caption if "match (" in c.value)

@@ -343,6 +343,23 @@ def _browse_heading(shown: int, where: SearchFilter) -> None:
     clear.button("Close", key="search-clear", on_click=lambda: state().clear(), icon=":material/close:", width="stretch")
 
 
+def _match_notes(engine: Engine, hits: list[Result]) -> dict[str, str]:
+    """For a query with words: "close match" or "weak match" per result, by how much better it fits
+    the words than "a photo" does (MATCH_MARGIN), and a note when nothing is close."""
+    if not any(t.text is not None and t.weight > 0 for _, t in state().terms):
+        return {}
+    with widgets.errors_as_messages(engine.settings):
+        margins = engine.searcher.match_margins(hits)
+    threshold = engine.settings.match_margin
+    if margins and max(margins.values()) < threshold:
+        st.info(
+            "No close match: none of these images fits your words better than “a photo” does. "
+            "They are the nearest there are; try other words, or loosen the filters.",
+            icon=":material/help:",
+        )
+    return {pid: f"{'close' if m >= threshold else 'weak'} match ({m:+.2f})" for pid, m in margins.items()}
+
+
 def _nothing_found(min_score: float | None, where: SearchFilter) -> None:
     if not where.is_empty():
         st.info("No images match the filters. Loosen them in the sidebar.", icon=":material/filter_alt:")
@@ -400,9 +417,11 @@ def render() -> None:
     if not hits:
         _nothing_found(None if search.browsing else options.min_score, where)
         return
+    notes = {} if search.browsing else _match_notes(engine, hits)
     widgets.result_grid(
         hits, engine.settings.max_image_pixels, CARD_ACTIONS, upload_dir=engine.settings.upload_dir,
         forget=lambda result: engine.forget(result.id), heading=widgets.month_taken if search.browsing else None,
+        notes=notes,
     )
     if more:
         st.button("Show more", key="search-more", on_click=lambda: state().show_more(), icon=":material/expand_more:")
