@@ -495,3 +495,18 @@ def test_matches_are_called_close_or_weak_against_generic_prompts_and_none_close
     assert results(at)[0][1] > 0.5
     assert "No close match" in texts(at)
     assert all(unescape(c.value).startswith("weak match (") for c in at.caption if "match (" in c.value)
+
+
+# --------------------------------------------------------------------------------------------
+# R2-8: cold start: the page is drawn first, the model loads behind it
+
+
+def test_the_search_box_is_drawn_before_the_model_loads(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDDER_MODEL", str(app_env / "no-model-here"))  # loading fails: what came before stays
+    at = open_app()
+    assert not at.exception
+    assert at.text_input(key="search-text").label == "What are you looking for?"
+    assert len(at.error) == 1  # the model's message, below the search box
+    at.text_input(key="search-text").input("a red circle")
+    at.form_submit_button[0].click().run()
+    assert at.session_state["search-text"] == "a red circle"  # typed while loading: kept

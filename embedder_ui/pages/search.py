@@ -117,8 +117,9 @@ def _uploaded_term(engine: Engine, key: str, label: str) -> Term | None:
     return Term(image=shown, vector=vector, label=upload.name)
 
 
-def _query_inputs(engine: Engine) -> None:
-    """The text box (Enter searches) and the example-image uploader; either starts a new query."""
+def _query_inputs() -> st.delta_generator.DeltaGenerator:
+    """The text box (Enter searches), which needs no model, so it is drawn while the model loads;
+    returns the tab the example-image uploader goes into once it has (see `_image_input`)."""
     by_text, by_image = st.tabs(["Describe it", "Search with an image"])
     with by_text:
         with st.form("search-form", border=False):
@@ -137,7 +138,12 @@ def _query_inputs(engine: Engine) -> None:
                 state().new_query(Term(text=text.strip()))
             else:
                 st.warning("Type what you are looking for first.")
-    with by_image:
+    return by_image
+
+
+def _image_input(engine: Engine, tab: st.delta_generator.DeltaGenerator) -> None:
+    """The example-image uploader: its picture starts a new query."""
+    with tab:
         term = _uploaded_term(engine, "search-image", "An example image: find pictures that look like it")
         if term is not None:
             state().new_query(term)
@@ -374,7 +380,14 @@ def _nothing_found(min_score: float | None, where: SearchFilter) -> None:
 
 def render() -> None:
     st.title("Search your images", anchor=False)
+    # The page first, the model behind it: the browser shows the search box and the sidebar while
+    # the first run of the process loads the model (a query typed meanwhile is kept).
+    by_image = _query_inputs()
+    loading = st.sidebar.empty()
+    loading.caption(":material/hourglass_top: Loading the model and opening the index…")
     engine = resources.get_engine()
+    loading.empty()
+    _image_input(engine, by_image)
     info = resources.index_info(engine)
     if info["images"] == 0:
         resources.sidebar_info(engine, info)
@@ -387,7 +400,6 @@ def render() -> None:
     where = _filters(engine, info["images"])  # the sidebar: filters first, then options, then the index
     options = _options(engine)
     resources.sidebar_info(engine, info)
-    _query_inputs(engine)
     search = state()
     _terms_to_url()
     if not search.active:
