@@ -311,6 +311,7 @@ def test_compose_filter_and_find_duplicates_in_a_real_browser(page, tmp_path: Pa
     _idle(pg)
     _search(pg, "a red circle")
     assert len(_captions(pg)) == len(files) + 1
+    pg.locator('[data-testid="stExpander"]').filter(has_text="Your query").locator("summary").click()  # folded for one term
     pg.get_by_label("Add words").fill("a red square")
     pg.get_by_role("button", name="Exclude", exact=True).first.click()
     pg.get_by_text(re.compile("results? for “a red circle” − “a red square”")).wait_for()
