@@ -397,7 +397,7 @@ def _hash_and_stat(path: Path) -> tuple[str, int, float] | ImageError:
         if not path.is_file():
             return ImageError("not a regular file")
         if st.st_size == 0:
-            return ImageError("empty file (0 bytes): nothing to read")
+            return ImageError("empty file (0 bytes): not an image")
         return file_hash(path), st.st_size, st.st_mtime
     except ImageError as exc:
         return exc
