@@ -359,7 +359,9 @@ class EdgeStore(ImageStore):
         order = OrderBy(key="date", direction=Direction.Desc)
         with self._edge() as shard:
             records, _ = shard.scroll(
-                ScrollRequest(limit=limit, filter=to_edge_filter(where), with_payload=True, with_vector=False, order_by=order)
+                ScrollRequest(
+                    limit=limit, filter=to_edge_filter(where), with_payload=True, with_vector=False, order_by=order
+                )
             )
         return [Hit(str(r.id), 0.0, r.payload or {}) for r in records]
 

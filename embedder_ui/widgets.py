@@ -369,8 +369,9 @@ def result_grid(
     heading: Callable[[Result], str] | None = None,
     notes: dict[str, str] | None = None,
 ) -> None:
-    """Thumbnails in rows that wrap (as many as fit the screen), each with its name, score, where it is (uploads by the name
-    they were sent as), View (the viewer, which can `forget` a gone image) and `actions`.
+    """Thumbnails in rows that wrap (as many as fit the screen), each with its name, score, where it
+    is (uploads by the name they were sent as), View (the viewer, which can `forget` a gone image)
+    and `actions`.
 
     Best score first; with `heading` (browsing), in the order given, a heading wherever it changes
     and no score. `notes` adds a word to a result's card (how close a match it is)."""

@@ -83,13 +83,15 @@ def _group(engine: Engine, number: int, group: DuplicateGroup) -> None:
                 st.image(picture, width="stretch")
             st.caption(
                 f"{widgets.literal(payload.get('name') or path)} · "
-                f"{payload.get('width', '?')}×{payload.get('height', '?')} · {widgets.file_size(payload.get('bytes'))}"
+                f"{payload.get('width', '?')}×{payload.get('height', '?')} · "
+                f"{widgets.file_size(payload.get('bytes'))}"
             )
     st.code("\n".join(p for payload in group.payloads for p in payload.get("paths", [])), language=None)
     names = [f"{i + 1}. {p.get('name') or (p.get('paths') or ['?'])[0]}" for i, p in enumerate(group.payloads)]
     keep = st.radio(
         "Keep", range(len(names)), index=keeper(group), format_func=lambda i: names[i], horizontal=True,
-        key=f"duplicates-keep-{group.ids[0]}", help="By default the one with the most pixels, then the largest, then the oldest.",
+        key=f"duplicates-keep-{group.ids[0]}",
+        help="By default the one with the most pixels, then the largest, then the oldest.",
     )
     forget_col, move_col = st.columns(2)
     forget_col.button(

@@ -17,8 +17,8 @@ from embedder_ui import resources, widgets
 
 SUBMITTED = "index_submitted"  # ids of the jobs this session's last click queued
 UPLOADER_GENERATION = "index_uploader_generation"
-REFRESH_S = 1.0
-ROW_WORDS = {"Copies": "already indexed (another copy)", "Renamed": "moved or renamed"}  # how often the job panel redraws while something runs
+REFRESH_S = 1.0  # how often the job panel redraws while something runs
+ROW_WORDS = {"Copies": "already indexed (another copy)", "Renamed": "moved or renamed"}  # a status as people read it
 
 
 def _submit(engine: Engine, uploads: list, folders: list[str], prune: bool, watch: bool) -> list[Job]:

@@ -38,9 +38,9 @@ FILTER_DEFAULTS = {
 }
 ADD_WORDS = "search-add-text"  # the "Add words" box
 QUERY_THUMB_SIDE = 160  # the query's own images, above the results
-KEEP = "session"
+KEEP = "session"  # inputs keep their values while the person is on another page
 URL = "query-params"  # filters live in the URL too (shareable searches)
-URL_TERMS = "q"  # the URL parameter holding each text term as `weight:text`  # inputs keep their values while the person is on another page
+URL_TERMS = "q"  # the URL parameter holding each text term as `weight:text`
 
 
 def state() -> SearchState:
@@ -314,7 +314,8 @@ def _too_long(engine: Engine, template: str | None) -> None:
         tokens = engine.encoder.text_tokens(apply_template(term.text, template))
         if tokens > limit:
             st.warning(
-                f"“{widgets.literal(widgets.shorten(term.text, 40))}” is {tokens:,} tokens long; the model reads only "
+                f"“{widgets.literal(widgets.shorten(term.text, 40))}” is {tokens:,} tokens long; "
+                "the model reads only "
                 f"the first {limit} (a few dozen words) and ignores the rest. Put what matters first, or shorten it.",
                 icon=":material/short_text:",
             )
@@ -346,7 +347,9 @@ def _browse_heading(shown: int, where: SearchFilter) -> None:
     head, clear = st.columns([6, 1], vertical_alignment="center")
     filtered = " that match the filters" if not where.is_empty() else ""
     head.markdown(f"**All images{filtered}**, newest first · {shown} shown")
-    clear.button("Close", key="search-clear", on_click=lambda: state().clear(), icon=":material/close:", width="stretch")
+    clear.button(
+        "Close", key="search-clear", on_click=lambda: state().clear(), icon=":material/close:", width="stretch"
+    )
 
 
 def _match_notes(engine: Engine, hits: list[Result]) -> dict[str, str]:
