@@ -71,6 +71,16 @@ def _cosine(var: str, raw: str) -> float:
     return checked_cosine(var, value)
 
 
+def _margin(var: str, raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{var} must be a number between -1 and 1, got {raw!r}") from None
+    if not -1 <= value <= 1:
+        raise ConfigError(f"{var} must be between -1 and 1, got {value:g}")
+    return value
+
+
 def checked_cosine(var: str, value: float) -> float:
     """A similarity threshold: above 0 and at most 1, else a `ConfigError` naming `var`."""
     if not 0 < value <= 1:
@@ -144,6 +154,9 @@ class Settings:
     max_upload_mb: int = setting("MAX_UPLOAD_MB", 200, _positive_int, "largest upload in MB")
     duplicate_threshold: float = setting(
         "DUPLICATE_THRESHOLD", 0.95, _cosine, "cosine at which two images count as near-duplicates"
+    )
+    match_margin: float = setting(
+        "MATCH_MARGIN", 0.03, _margin, "how much better than \"a photo\" a text must fit an image to be a close match"
     )
     watch: bool = setting("WATCH", True, _bool, "watch IMAGE_DIRS and index what changes in them")
     watch_poll_s: float = setting("WATCH_POLL_S", 0.0, _seconds, "0: file events; >0: poll every N seconds")

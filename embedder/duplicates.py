@@ -7,7 +7,10 @@ similarity between stored vectors, in blocks, so memory stays at one block of sc
 from __future__ import annotations
 
 import logging
+import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -74,3 +77,74 @@ def near_duplicate_groups(store: ImageStore, threshold: float) -> list[Duplicate
     groups.sort(key=lambda g: (-len(g.ids), -g.score))
     log.info("%d near-duplicate groups among %d images at cosine ≥ %.3f", len(groups), len(ids), threshold)
     return groups
+
+
+def keeper(group: DuplicateGroup) -> int:
+    """Which of a group to keep by default: the most pixels, then the largest file, then the oldest."""
+
+    def rank(i: int) -> tuple[float, float, float]:
+        p = group.payloads[i]
+        pixels = float(p.get("width") or 0) * float(p.get("height") or 0)
+        return (-pixels, -float(p.get("bytes") or 0), float(p.get("date") or float("inf")))
+
+    return min(range(len(group.ids)), key=rank)
+
+
+def copies_bytes(groups: Sequence[DuplicateGroup]) -> int:
+    """How much space the copies take: every file of each group but its default keeper's."""
+    return sum(
+        int(p.get("bytes") or 0) * len(p.get("paths") or [""])
+        for g in groups
+        for i, p in enumerate(g.payloads)
+        if i != keeper(g)
+    )
+
+
+def forget_others(store: ImageStore, group: DuplicateGroup, keep: int) -> list[str]:
+    """Drop every image of `group` but `keep` from the index (no file is touched); their ids."""
+    others = [pid for i, pid in enumerate(group.ids) if i != keep]
+    store.delete(others)
+    log.info("forgot %d near-duplicates of %s", len(others), group.ids[keep])
+    return others
+
+
+@dataclass(frozen=True)
+class Move:
+    """One file moved (`to` set) or left where it was (`reason` says why)."""
+
+    source: str
+    to: str | None = None
+    reason: str = ""
+
+
+def move_others(store: ImageStore, group: DuplicateGroup, keep: int, folder: Path) -> list[Move]:
+    """Move the files of every image of `group` but `keep` into `folder` (made if needed; a name
+    already taken there gets a number), never overwriting or deleting. Images whose files all
+    moved leave the index; index `folder` to bring them back."""
+    folder = Path(folder).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    moves: list[Move] = []
+    for i, (pid, payload) in enumerate(zip(group.ids, group.payloads)):
+        if i == keep:
+            continue
+        moved = [_move(Path(p), folder) for p in payload.get("paths", [])]
+        moves += moved
+        if moved and all(m.to for m in moved):
+            store.delete([pid])
+    log.info("moved %d files of near-duplicates to %s", sum(1 for m in moves if m.to), folder)
+    return moves
+
+
+def _move(source: Path, folder: Path) -> Move:
+    if not source.is_file():
+        return Move(str(source), reason="the file is no longer there")
+    target = folder / source.name
+    number = 1
+    while target.exists():
+        target = folder / f"{source.stem} ({number}){source.suffix}"
+        number += 1
+    try:
+        shutil.move(str(source), str(target))
+    except OSError as exc:
+        return Move(str(source), reason=f"could not be moved ({exc.strerror or exc})")
+    return Move(str(source), str(target))

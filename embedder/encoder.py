@@ -173,6 +173,15 @@ class Encoder:
             out = [self._text_features(batch).float().cpu() for batch in batches]
         return normalise(torch.cat(out).numpy())
 
+    @property
+    def max_text_tokens(self) -> int:
+        """How many tokens of a text the model reads (77 for CLIP); the rest is cut off."""
+        return int(self._model.max_seq_length)
+
+    def text_tokens(self, text: str) -> int:
+        """How many tokens `text` is to the model (its start and end markers included)."""
+        return len(self._model.tokenizer(text, verbose=False)["input_ids"])
+
     def _encode(self, items: list, threads: int = 0) -> np.ndarray:
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)

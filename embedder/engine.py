@@ -61,6 +61,16 @@ class Engine:
             self.watcher.start()
         return [job for root in roots if (job := self.watcher.add(root, catch_up)) is not None]
 
+    def forget(self, point_id: str) -> list[str]:
+        """Drop one image from the index (its files, if any are left, are not touched); the paths it
+        was known at, [] if it was not in the index."""
+        payload = self.store.retrieve([point_id]).get(point_id)
+        if payload is None:
+            return []
+        self.store.delete([point_id])
+        log.info("forgot %s (%s)", point_id, ", ".join(payload.get("paths", [])))
+        return list(payload.get("paths", []))
+
     def info(self) -> dict[str, Any]:
         """What a person wants to know about the index (and the query model, when one is paired)."""
         info = {

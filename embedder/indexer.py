@@ -55,6 +55,7 @@ class IndexReport:
     added: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     renamed: list[str] = field(default_factory=list)  # new paths of known images: payload only
+    copies: list[str] = field(default_factory=list)  # new paths of known images still at their old paths
     updated: list[str] = field(default_factory=list)  # known images whose missing fields were filled in
     removed: list[str] = field(default_factory=list)  # paths pruned because their files are gone
     failed: list[Failure] = field(default_factory=list)
@@ -66,18 +67,26 @@ class IndexReport:
         return self.names.get(path, path)
 
     def summary(self) -> str:
-        updated = f"{len(self.updated)} updated, " if self.updated else ""  # rare: stores of older versions
-        return (
-            f"{len(self.added)} added, {len(self.unchanged)} unchanged, {len(self.renamed)} renamed, {updated}"
-            f"{len(self.removed)} removed, {len(self.failed)} failed in {self.seconds:.1f} s"
-        )
+        """The run in words, leaving out what did not happen: `3 added, 240 unchanged, 1 failed in 2.0 s`;
+        a run that changed nothing says so: `Nothing new: all 240 files were already indexed (0.3 s)`."""
+        took = f"{self.seconds:.1f} s"
+        changes = [(self.added, "added"), (self.renamed, "renamed"), (self.copies, "already indexed (another copy)"),
+                   (self.updated, "updated"),
+                   (self.removed, "removed"), (self.failed, "failed")]
+        if not any(items for items, _ in changes):
+            if not self.unchanged:
+                return f"Nothing to index: no image files were found ({took})"
+            files = _plural(len(self.unchanged), "file")
+            return f"Nothing new: {'all ' if len(self.unchanged) > 1 else ''}{files} already indexed ({took})"
+        counts = [(self.added, "added"), (self.unchanged, "unchanged"), *changes[1:]]
+        return ", ".join(f"{len(items):,} {word}" for items, word in counts if items) + f" in {took}"
 
     @classmethod
     def merge(cls, reports: Iterable[IndexReport]) -> IndexReport:
         """One report for several runs (uploads and folders in one go, a job's parts)."""
         merged = cls()
         for report in reports:
-            for name in ("added", "unchanged", "renamed", "updated", "removed", "failed"):
+            for name in ("added", "unchanged", "renamed", "copies", "updated", "removed", "failed"):
                 getattr(merged, name).extend(getattr(report, name))
             merged.seconds += report.seconds
             merged.names.update(report.names)
@@ -88,6 +97,7 @@ class IndexReport:
             "added": self.added,
             "unchanged": self.unchanged,
             "renamed": self.renamed,
+            "copies": self.copies,
             "updated": self.updated,
             "removed": self.removed,
             "failed": [{"path": f.path, "reason": f.reason} for f in self.failed],
@@ -366,7 +376,11 @@ class Indexer:
                 taken = any(owners.get(p, img.digest) != img.digest for p in known_paths)  # found under another hash
                 meta = None if PAYLOAD_FIELDS <= payload.keys() else self._read_meta(img)
                 filled = self._update_point(img, fresh, names, meta, owners) if fresh or meta or taken else False
-                report.renamed.extend(path_to_text(p) for p in fresh)
+                elsewhere = known_paths - {path_to_text(p) for p in img.paths}  # a copy if those files all remain
+                copied = bool(elsewhere) and all(os.path.exists(text_to_path(p)) for p in elsewhere)
+                for p in fresh:
+                    text = path_to_text(p)
+                    (report.copies if copied and text not in known_paths else report.renamed).append(text)
                 (report.updated if filled else report.unchanged).extend(
                     path_to_text(p) for p in img.paths if p not in fresh
                 )
@@ -479,6 +493,10 @@ def _decode_first(
         return _Ready(decoded.meta, prepare(decoded.image))
     except Exception as exc:  # noqa: BLE001 - one odd image must not stop the run
         return ImageError(f"could not be prepared for the model ({type(exc).__name__}: {exc})")
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'} {'was' if count == 1 else 'were'}"
 
 
 def _labels(path: Path, names: Mapping[Path, Sequence[str]]) -> list[str]:

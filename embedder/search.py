@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TEMPLATE = "a photo of {}"
 TEXT_CACHE_SIZE = 512
+GENERIC_PROMPTS = ("a photo", "a picture", "an image")  # what any picture fits: the baseline of a match
 
 
 @dataclass(frozen=True)
@@ -200,8 +201,9 @@ def make_filter(
 
 
 def folder_choices(store: ImageStore, upload_dir: Path | None = None) -> list[str]:
-    """Folders worth offering as a filter: each folder holding images (uploads as one folder)
-    and every parent where two of them branch off, sorted."""
+    """Folders worth offering as a filter: each folder holding images (uploads as one folder) and
+    every parent where two of them branch off, below the folder that holds them all (which, like
+    `/` or `/tmp` above it, would filter nothing), sorted."""
     uploads = os.path.abspath(upload_dir) if upload_dir else None
     leaves: set[str] = set()
     for _, payload, _ in store.scroll():
@@ -215,7 +217,9 @@ def folder_choices(store: ImageStore, upload_dir: Path | None = None) -> list[st
         for parent in map(str, Path(leaf).parents):
             children.setdefault(parent, set()).add(child)
             child = parent
-    return sorted(leaves | {folder for folder, below in children.items() if len(below) > 1})
+    common = os.path.commonpath(sorted(leaves)) if leaves else ""
+    branches = {f for f, below in children.items() if len(below) > 1 and f != common and f.startswith(common)}
+    return sorted(leaves | branches)
 
 
 def _utc(day: date) -> float:
@@ -259,9 +263,32 @@ class Searcher:
 
         return ResultPages(fetch, Collapser(query.collapse) if with_vectors else None, start)
 
+    def browse(self, where: SearchFilter | None = None) -> ResultPages:
+        """Every image (that `where` lets through), newest first by date taken, page by page.
+
+        Qdrant orders by the `date` field's range index; each page asks for everything up to its
+        end (order-by scrolls have no offset), so memory stays at what is shown.
+        """
+
+        def fetch(limit: int, offset: int) -> list[Result]:
+            return [Result.from_hit(h) for h in self.store.newest(offset + limit, where)[offset:]]
+
+        return ResultPages(fetch)
+
     def search(self, query: Query, limit: int = 12, offset: int = 0) -> list[Result]:
         """The best `limit` results of `query`, skipping the first `offset`."""
         return self.pages(query, offset).first(limit)[0]
+
+    def match_margins(self, results: Sequence[Result]) -> dict[str, float]:
+        """How much better each result fits the query than generic captions (`a photo`, …) fit it:
+        comparable across queries, unlike raw cosines (a vague query scores high everywhere)."""
+        generic = np.stack([self.text_vector(p) for p in GENERIC_PROMPTS])
+        margins: dict[str, float] = {}
+        for result in results:
+            vector = result.vector if result.vector is not None else self.store.vector(result.id)
+            if vector is not None:
+                margins[result.id] = result.score - float(np.max(generic @ vector))
+        return margins
 
     def compose(self, terms: Sequence[Term], template: str | None = None) -> np.ndarray:
         """The weighted sum of the terms' unit vectors, normalised (negative weights push away)."""

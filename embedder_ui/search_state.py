@@ -32,6 +32,7 @@ class SearchState:
     def __init__(self) -> None:
         self.terms: list[tuple[int, Term]] = []
         self.pages_shown = 1
+        self.browsing = False  # every image, newest first, instead of a query
         self._next_uid = 1
         self._signature: Any = None
         self._pages: ResultPages | None = None
@@ -42,10 +43,12 @@ class SearchState:
         """Start over with one term (a typed text, an example image, "Similar" on a result)."""
         self.terms = [(self._uid(), term)]
         self.pages_shown = 1
+        self.browsing = False
 
     def add(self, term: Term) -> None:
         self.terms = [*self.terms, (self._uid(), term)]
         self.pages_shown = 1
+        self.browsing = False
 
     def remove(self, uid: int) -> None:
         self.terms = [(u, t) for u, t in self.terms if u != uid]
@@ -56,14 +59,20 @@ class SearchState:
     def show_more(self) -> None:
         self.pages_shown += 1
 
+    def browse(self) -> None:
+        """Show every image, newest first (with the filters), instead of a query's results."""
+        self.clear()
+        self.browsing = True
+
     def clear(self) -> None:
         self.terms = []
+        self.browsing = False
         self.pages_shown = 1
         self._signature = self._pages = None
 
     @property
     def active(self) -> bool:
-        return bool(self.terms)
+        return bool(self.terms) or self.browsing
 
     def query(self, options: Options, where: SearchFilter) -> Query:
         return Query(
@@ -83,6 +92,7 @@ class SearchState:
         hidden. Kept while nothing changes (the index's size included); any change starts over."""
         uses_text = any(t.text is not None for _, t in self.terms)
         signature = (
+            self.browsing,
             tuple((uid, t.weight) for uid, t in self.terms),
             options.per_page,
             options.min_score,
@@ -92,7 +102,7 @@ class SearchState:
             count,
         )
         if self._pages is None or signature != self._signature:
-            self._pages = searcher.pages(self.query(options, where))
+            self._pages = searcher.browse(where) if self.browsing else searcher.pages(self.query(options, where))
             self._signature = signature
             self.pages_shown = 1
         hits, more = self._pages.first(self.pages_shown * options.per_page)

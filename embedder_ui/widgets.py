@@ -9,6 +9,7 @@ import io
 import logging
 import os
 import re
+from datetime import datetime, timezone
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import streamlit as st
-from PIL import Image, ImageOps
+from PIL import Image
 
 from embedder.config import Settings
 from embedder.errors import EmbedderError
@@ -28,9 +29,12 @@ from embedder.search import Result
 log = logging.getLogger(__name__)
 
 APP_TITLE = "Image search"
-THUMB_SIDE = 256  # thumbnails are square crops of this many pixels
+THUMB_SIDE = 256  # thumbnails are squares of this many pixels, the whole picture inside
+THUMB_BACKGROUND = (236, 236, 236)  # a neutral grey around pictures that are not square (transparency is white)
 PREVIEW_SIDE = 1600  # the "full image" view: at most this many pixels on the long side
 GRID_COLUMNS = 4
+CARD_WIDTH = 170  # px: two result cards side by side at phone width (400 px less margins), more on larger screens
+SHOWN_CHARS = 120  # a query's words as shown in its row and the results' heading
 UPLOAD_TYPES = sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
 SETTINGS_HINT = (
     "Settings come from environment variables and `qdrant.env` (EMBEDDER_MODEL, QDRANT_PATH, QDRANT_URL, …); "
@@ -51,9 +55,66 @@ def literal(text: str) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", flat)
 
 
+def shorten(text: str, limit: int = SHOWN_CHARS) -> str:
+    """`text` cut to `limit` characters with an ellipsis, so a pasted essay does not fill the page."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
 def score_caption(result: Result) -> str:
     """The caption under a thumbnail: the file name, then the cosine score to 3 decimals."""
     return f"{literal(result.name)} · {result.score:.3f}"
+
+
+def distinct_tails(folders: Sequence[str]) -> list[str]:
+    """For each folder, the fewest trailing parts that tell it apart from the others:
+    `…/2019/june` and `…/2020/june` read `2019/june` and `2020/june`."""
+    split = [Path(f).parts for f in folders]
+    shown = []
+    for parts in split:
+        depth = 1
+        while depth < len(parts) and any(o != parts and o[-depth:] == parts[-depth:] for o in split):
+            depth += 1
+        shown.append(os.path.join(*parts[-depth:]) if parts else "")
+    return shown
+
+
+def short_locations(paths: Sequence[str]) -> list[str]:
+    """For each file, the fewest trailing folders that tell its folder apart from the others'
+    (`a/IMG_0001.JPG` and `b/IMG_0001.JPG` read `a` and `b`, not just the file name)."""
+    return distinct_tails([os.path.dirname(p) for p in paths])
+
+
+def is_upload(path: str, upload_dir: Path | None) -> bool:
+    """Whether `path` is a kept upload (stored under a content hash; people know it by its name)."""
+    return bool(upload_dir) and (path + os.sep).startswith(os.path.join(os.path.abspath(upload_dir), ""))
+
+
+def month_taken(result: Result) -> str:
+    """`June 2019`: the month a picture was taken (EXIF), else its file's; "Date unknown" without one."""
+    stamp = result.payload.get("date")
+    if not isinstance(stamp, (int, float)):
+        return "Date unknown"
+    return datetime.fromtimestamp(stamp, timezone.utc).strftime("%B %Y")
+
+
+def taken_on(payload: dict) -> str:
+    """The day a picture was taken (EXIF), else its file's date, as `2019-06-01`; "" if unknown."""
+    stamp = payload.get("date")
+    if not isinstance(stamp, (int, float)):
+        return ""
+    return datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%d")
+
+
+def where_caption(result: Result, location: str, upload_dir: Path | None) -> str:
+    """The card's second line: which folder (or "uploaded"), the date taken, other places it is at."""
+    paths = result.payload.get("paths") or [result.path]
+    parts = ["uploaded" if is_upload(result.path, upload_dir) else f":material/folder: {literal(location)}"]
+    if day := taken_on(result.payload):
+        parts.append(day)
+    if len(paths) > 1:
+        parts.append(f"+{len(paths) - 1} more place{'s' if len(paths) > 2 else ''}")
+    return " · ".join(parts)
 
 
 def duration(seconds: float | None) -> str:
@@ -132,12 +193,23 @@ def _jpeg(image: Image.Image, quality: int) -> bytes:
 
 @st.cache_data(max_entries=2000, show_spinner=False)
 def _thumbnail(path: str, mtime: float, max_pixels: int, side: int) -> bytes | str:
-    """JPEG bytes of a `side`×`side` centre crop, or the reason there is none (cached per file version)."""
+    """JPEG bytes of a `side`×`side` square holding the whole picture, or the reason there is none
+    (cached per file version)."""
     try:
         image = decode(text_to_path(path), max_pixels, min_side=side).image
     except EmbedderError as exc:
         return str(exc)
-    return _jpeg(ImageOps.fit(image, (side, side), Image.Resampling.LANCZOS), quality=82)
+    return _jpeg(letterboxed(image, side), quality=82)
+
+
+def letterboxed(image: Image.Image, side: int) -> Image.Image:
+    """The whole picture centred on a neutral `side`×`side` square: shrunk to fit, never blown up
+    (decoding already put any transparency on white)."""
+    picture = image.copy()
+    picture.thumbnail((side, side), Image.Resampling.LANCZOS)
+    square = Image.new("RGB", (side, side), THUMB_BACKGROUND)
+    square.paste(picture, ((side - picture.width) // 2, (side - picture.height) // 2))
+    return square
 
 
 def thumbnail(path: str, max_pixels: int, side: int = THUMB_SIDE) -> bytes | str:
@@ -166,7 +238,8 @@ def preview(path: str, max_pixels: int, side: int = PREVIEW_SIDE) -> bytes | str
     return _preview(path, mtime, max_pixels, side)
 
 
-def _size(num_bytes: int | None) -> str:
+def file_size(num_bytes: int | None) -> str:
+    """`3.2 MB`, `512 bytes`; `?` when unknown."""
     if not num_bytes:
         return "?"
     for unit in ("bytes", "KB", "MB", "GB"):
@@ -176,23 +249,80 @@ def _size(num_bytes: int | None) -> str:
     return "?"
 
 
-@st.dialog("Image", width="large")
-def full_image(result: Result, max_pixels: int) -> None:
-    """Where the image lives and what is known about it, then the image as large as the dialog allows."""
+VIEWER = "viewer_rank"  # the rank of the result the viewer shows; absent while it is closed
+DOWNLOAD_MAX_BYTES = 200 * 2**20  # larger originals are not offered for download (read into memory)
+
+
+def _open_viewer(rank: int) -> None:
+    st.session_state[VIEWER] = rank
+
+
+def _close_viewer() -> None:
+    st.session_state.pop(VIEWER, None)
+
+
+def when_taken(payload: dict) -> str:
+    """`taken 2019-06-01 14:03` (EXIF), else `file dated 2019-06-01 14:03`, else ""."""
+    taken = payload.get("taken_at")
+    stamp = taken if isinstance(taken, (int, float)) else payload.get("mtime")
+    if not isinstance(stamp, (int, float)):
+        return ""
+    when = datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return f"taken {when}" if stamp is taken else f"file dated {when}"
+
+
+def _original(path: str) -> bytes | None:
+    try:
+        if os.path.getsize(path) <= DOWNLOAD_MAX_BYTES:
+            return Path(path).read_bytes()
+    except OSError:
+        pass
+    return None
+
+
+@st.dialog("Image", width="large", on_dismiss=_close_viewer)
+def viewer(
+    results: Sequence[Result], max_pixels: int, upload_dir: Path | None, forget: Callable[[Result], None] | None
+) -> None:
+    """One result large, with what is known about it; ← → step through the results; the original
+    to download; and, for an image whose files are gone, a way to forget it."""
+    rank = min(max(st.session_state.get(VIEWER, 0), 0), len(results) - 1)
+    result = results[rank]
     payload = result.payload
-    st.markdown(f"**{literal(result.name)}** · score {result.score:.3f}")
-    st.caption(
-        f"{payload.get('width', '?')}×{payload.get('height', '?')} · {literal(payload.get('format', '?'))} · "
-        f"{_size(payload.get('bytes'))}"
-    )
+    back, where, forward = st.columns([1, 4, 1], vertical_alignment="center")
+    back.button("Previous", key="viewer-previous", icon=":material/chevron_left:", shortcut="Left",
+                disabled=rank == 0, on_click=_open_viewer, args=(rank - 1,), width="stretch")
+    where.markdown(f"**{literal(result.name)}** · {rank + 1} of {len(results)} · score {result.score:.3f}")
+    forward.button("Next", key="viewer-next", icon=":material/chevron_right:", shortcut="Right",
+                   disabled=rank == len(results) - 1, on_click=_open_viewer, args=(rank + 1,), width="stretch")
+    facts = [when_taken(payload), f"{payload.get('width', '?')}×{payload.get('height', '?')}",
+             literal(payload.get("format", "?")), file_size(payload.get("bytes"))]
+    st.caption(" · ".join(f for f in facts if f))
     paths = payload.get("paths") or [result.path]
     for path in paths:
-        st.code(path, language=None, wrap_lines=True)
-    picture = preview(result.path, max_pixels)
+        if is_upload(path, upload_dir):
+            st.caption(f"Uploaded as {literal(', '.join(payload.get('names') or [result.name]))}")
+        else:
+            st.code(path, language=None, wrap_lines=True)
+    present = next((p for p in paths if os.path.exists(p)), None)
+    picture = preview(present, max_pixels) if present else "the file is no longer there"
     if isinstance(picture, bytes):
         st.image(picture)  # its own size, shrunk to the dialog's width when larger
+        original = _original(present)
+        if original is not None:
+            st.download_button("Download the original", original, file_name=result.name, key="viewer-download",
+                               icon=":material/download:", on_click="ignore")
     else:
-        st.warning(f"Cannot show this image: {literal(picture)}")
+        st.warning(f"Cannot show this image: {literal(picture)}", icon=":material/broken_image:")
+    if present is None and forget is not None:
+        st.button("Forget this image", key="viewer-forget", icon=":material/delete_sweep:",
+                  help="Remove it from the index (its files are gone; nothing on disk is touched).",
+                  on_click=_forget_and_close, args=(forget, result))
+
+
+def _forget_and_close(forget: Callable[[Result], None], result: Result) -> None:
+    forget(result)
+    _close_viewer()
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,40 +340,63 @@ class CardAction:
     on_click: Callable[[Result], None]
 
 
+def _card(result: Result, rank: int, max_pixels: int, actions: Sequence[CardAction], where: str, scored: bool) -> None:
+    """One result: thumbnail, name (and score), where it is, View and the actions."""
+    picture = thumbnail(result.path, max_pixels)
+    if isinstance(picture, bytes):
+        st.image(picture, width="stretch")
+    else:
+        st.warning(f"No preview: {literal(picture)}", icon=":material/broken_image:")
+    st.caption(score_caption(result) if scored else literal(result.name))
+    st.caption(where)
+    with st.container(horizontal=True, gap="small"):
+        st.button(
+            "View", key=f"view-{rank}-{result.id}", icon=":material/open_in_full:", type="tertiary",
+            on_click=_open_viewer, args=(rank,),
+        )
+        for action in actions:
+            st.button(
+                action.label, key=f"{action.key}-{rank}-{result.id}", icon=action.icon, help=action.help,
+                on_click=action.on_click, args=(result,), type="tertiary",
+            )
+
+
 def result_grid(
     results: list[Result],
     max_pixels: int,
     actions: Sequence[CardAction] = (),
-    columns: int = GRID_COLUMNS,
+    upload_dir: Path | None = None,
+    forget: Callable[[Result], None] | None = None,
+    heading: Callable[[Result], str] | None = None,
+    notes: dict[str, str] | None = None,
 ) -> None:
-    """Thumbnails in rows of `columns`, best score first, each with its name, score, View and `actions`."""
-    ordered = sorted(results, key=lambda r: r.score, reverse=True)
-    for row_start in range(0, len(ordered), columns):
-        cells = st.columns(columns, gap="medium")
-        for cell, (rank, result) in zip(cells, enumerate(ordered[row_start : row_start + columns], row_start)):
-            with cell, st.container(border=True):
-                picture = thumbnail(result.path, max_pixels)
-                if isinstance(picture, bytes):
-                    st.image(picture, width="stretch")
-                else:
-                    st.warning(f"No preview: {literal(picture)}", icon=":material/broken_image:")
-                st.caption(score_caption(result))
-                with st.container(horizontal=True, gap="small"):
-                    view = st.button(
-                        "View", key=f"view-{rank}-{result.id}", icon=":material/open_in_full:", type="tertiary"
-                    )
-                    if view:
-                        full_image(result, max_pixels)
-                    for action in actions:
-                        st.button(
-                            action.label,
-                            key=f"{action.key}-{rank}-{result.id}",
-                            icon=action.icon,
-                            help=action.help,
-                            on_click=action.on_click,
-                            args=(result,),
-                            type="tertiary",
-                        )
+    """Thumbnails in rows that wrap (as many as fit the screen), each with its name, score, where it
+    is (uploads by the name they were sent as), View (the viewer, which can `forget` a gone image)
+    and `actions`.
+
+    Best score first; with `heading` (browsing), in the order given, a heading wherever it changes
+    and no score. `notes` adds a word to a result's card (how close a match it is)."""
+    ordered = list(results) if heading else sorted(results, key=lambda r: r.score, reverse=True)
+    locations = dict(zip((r.id for r in ordered), short_locations([r.path for r in ordered])))
+    sections: list[tuple[str, list[tuple[int, Result]]]] = []
+    for rank, result in enumerate(ordered):
+        title = heading(result) if heading else ""
+        if not sections or sections[-1][0] != title:
+            sections.append((title, []))
+        sections[-1][1].append((rank, result))
+    for title, ranked in sections:
+        if title:
+            st.subheader(title, anchor=False, divider="gray")
+        # Cards of a fixed width in a row that wraps: as many as fit, two side by side on a phone.
+        with st.container(horizontal=True, gap="small", key=f"result-grid-{title or 'all'}"):
+            for rank, result in ranked:
+                with st.container(border=True, width=CARD_WIDTH):
+                    where = where_caption(result, locations[result.id], upload_dir)
+                    if notes and result.id in notes:
+                        where = f"{notes[result.id]} · {where}"
+                    _card(result, rank, max_pixels, actions, where, scored=heading is None)
+    if VIEWER in st.session_state and ordered:
+        viewer(ordered, max_pixels, upload_dir, forget)
 
 
 # --------------------------------------------------------------------------------------------

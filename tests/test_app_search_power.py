@@ -184,7 +184,7 @@ def test_filters_cut_results_exactly(two_folders: tuple[Path, Path]) -> None:
     assert len(results(at)) == 6
 
     folder = at.selectbox(key="filter-folder")
-    assert folder.options == [str(jpg.parent), str(jpg), str(png)]  # image folders and where they branch
+    assert folder.options == [f"jpg · {jpg}", f"png · {png}"]  # image folders, told apart by their ends
     folder.select(str(jpg)).run()
     assert_clean(at)
     assert sorted(names(at)) == sorted(f"{c}-{s}.jpg" for c, s in CLASSES[:3])

@@ -258,11 +258,12 @@ def test_upload_index_search_in_a_real_browser(page, app_url: str, tmp_path: Pat
     assert natural == [256, 256]  # a small thumbnail, not the original
     pg.screenshot(path=str(SCREENSHOTS / "search.png"), full_page=True)
 
-    # The full image and its path, in a dialog.
+    # The full image in a dialog: an upload by the name it was sent as, never its storage path.
     pg.get_by_role("button", name="View").first.click()
     dialog = pg.locator('[role="dialog"]')
-    expect(dialog.locator('[data-testid="stCode"]')).to_contain_text(str(tmp_path / "uploads"))
+    expect(dialog).to_contain_text("Uploaded as")
     expect(dialog.locator('[data-testid="stImage"] img')).to_be_visible()
+    expect(dialog).not_to_contain_text(str(tmp_path / "uploads"))
     pg.keyboard.press("Escape")
     dialog.wait_for(state="hidden")
 
@@ -311,6 +312,7 @@ def test_compose_filter_and_find_duplicates_in_a_real_browser(page, tmp_path: Pa
     _idle(pg)
     _search(pg, "a red circle")
     assert len(_captions(pg)) == len(files) + 1
+    pg.locator('[data-testid="stExpander"]').filter(has_text="Your query").locator("summary").first.click()  # folded: one term
     pg.get_by_label("Add words").fill("a red square")
     pg.get_by_role("button", name="Exclude", exact=True).first.click()
     pg.get_by_text(re.compile("results? for “a red circle” − “a red square”")).wait_for()

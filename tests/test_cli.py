@@ -77,7 +77,7 @@ def test_human_output_lists_failures_and_a_summary(env, folder: Path, capsys) ->
     assert cli.main(["index", str(folder)]) == 0
     out = capsys.readouterr().out
     assert f"failed: {folder / 'bad.jpg'}: not an image" in out
-    assert "2 added, 0 unchanged, 0 renamed, 0 removed, 1 failed" in out
+    assert "2 added, 1 failed in " in out  # what did not happen is left out
 
 
 def test_store_in_use_is_one_line_and_exit_1(env, capsys) -> None:

@@ -408,3 +408,12 @@ def test_migration_refuses_a_folder_in_use_or_not_local_mode(settings: Settings)
         with pytest.raises(StoreInUseError):
             migrate_local(settings)
     assert is_local_mode_folder(settings.qdrant_path)
+
+
+def test_newest_orders_by_date_inside_the_store_and_filters(store: ImageStore) -> None:
+    store.upsert(sample_points())
+    newest = store.newest(5)
+    assert [h.payload["date"] for h in newest] == [390.0, 380.0, 370.0, 360.0, 350.0]
+    assert all(h.score == 0.0 for h in newest)
+    pngs = store.newest(3, SearchFilter(formats=("PNG",)))
+    assert [h.payload["date"] for h in pngs] == [360.0, 320.0, 280.0]

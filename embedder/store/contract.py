@@ -99,6 +99,11 @@ class ImageStore(ABC):
         """Every point (that matches `where`), page by page: (id, payload, vector or None)."""
 
     @abstractmethod
+    def newest(self, limit: int, where: SearchFilter | None = None) -> list[Hit]:
+        """The `limit` points with the latest `date` first (browsing without a query; scores are 0),
+        ordered inside Qdrant by the field's range index."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
     def optimize(self, force: bool = False) -> bool:

@@ -380,6 +380,18 @@ class EdgeStore(ImageStore):
             if offset is None:
                 return
 
+    def newest(self, limit: int, where: SearchFilter | None = None) -> list[Hit]:
+        from qdrant_edge import Direction, OrderBy, ScrollRequest
+
+        order = OrderBy(key="date", direction=Direction.Desc)
+        with self._edge() as shard:
+            records, _ = shard.scroll(
+                ScrollRequest(
+                    limit=limit, filter=to_edge_filter(where), with_payload=True, with_vector=False, order_by=order
+                )
+            )
+        return [Hit(str(r.id), 0.0, r.payload or {}) for r in records]
+
     def optimize(self, force: bool = False) -> bool:
         """Flush, merge segments and build the HNSW graph for large ones (blocking; holds the GIL).
 

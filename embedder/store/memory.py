@@ -92,6 +92,12 @@ class MemoryStore(ImageStore):
                 if matches(payload, i, where):
                     yield i, dict(payload), v.copy() if with_vectors else None
 
+    def newest(self, limit: int, where: SearchFilter | None = None) -> list[Hit]:
+        with self._guard:
+            rows = [(i, payload) for i, (_, payload) in self._points.items() if matches(payload, i, where)]
+        rows.sort(key=lambda row: row[1].get("date") if row[1].get("date") is not None else float("-inf"), reverse=True)
+        return [Hit(i, 0.0, dict(payload)) for i, payload in rows[:limit]]
+
     def close(self) -> None:
         pass
 

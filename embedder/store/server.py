@@ -230,6 +230,14 @@ class QdrantStore(ImageStore):
             if offset is None:
                 return
 
+    def newest(self, limit: int, where: SearchFilter | None = None) -> list[Hit]:
+        order = models.OrderBy(key="date", direction=models.Direction.DESC)
+        with self._errors():
+            records, _ = self._client.scroll(
+                self.collection, scroll_filter=to_qdrant_filter(where), limit=limit, order_by=order, with_payload=True
+            )
+        return [Hit(str(r.id), 0.0, r.payload or {}) for r in records]
+
     def close(self) -> None:
         try:
             self._client.close()

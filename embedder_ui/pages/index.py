@@ -17,6 +17,7 @@ from embedder_ui import resources, widgets
 SUBMITTED = "index_submitted"  # ids of the jobs this session's last click queued
 UPLOADER_GENERATION = "index_uploader_generation"
 REFRESH_S = 1.0  # how often the job panel redraws while something runs
+ROW_WORDS = {"Copies": "already indexed (another copy)", "Renamed": "moved or renamed"}  # a status as people read it
 
 
 def _submit(engine: Engine, uploads: list, folders: list[str], prune: bool, watch: bool) -> list[Job]:
@@ -47,6 +48,7 @@ def _show_report(report: IndexReport) -> None:
         "Unchanged": report.unchanged,
         "Renamed": report.renamed,
         "Updated": report.updated,
+        "Copies": report.copies,
         "Removed": report.removed,
         "Failed": report.failed,
     }
@@ -65,7 +67,7 @@ def _show_report(report: IndexReport) -> None:
             width="stretch",
         )
     rows = [
-        {"result": status.lower(), "file": report.label(path), "stored at": path}
+        {"result": ROW_WORDS.get(status, status.lower()), "file": report.label(path), "stored at": path}
         for status, items in counts.items()
         if status != "Failed"
         for path in items

@@ -6,14 +6,19 @@ it and turns clicks into its methods.
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
 from datetime import date
+from pathlib import Path
 
 import streamlit as st
 
 from embedder.engine import Engine
 from embedder.errors import ImageError, QueryError
 from embedder.images import bytes_hash, decode
-from embedder.search import DEFAULT_TEMPLATE, Result, Term, apply_template, describe_query, file_types, make_filter
+from embedder.search import (
+    DEFAULT_TEMPLATE, Result, Term, apply_template, describe_query, file_types, make_filter, parse_term,
+)
 from embedder.store import SearchFilter
 from embedder_ui import navigation, resources, widgets
 from embedder_ui.search_state import Options, SearchState
@@ -22,13 +27,42 @@ PAGE_SIZES = [4, 8, 12, 16, 20, 24, 32, 40, 48, 64]
 MAX_WEIGHT = 3.0
 STATE = "search_state"  # the session's SearchState
 SEEN_UPLOADS = "search_seen_uploads"  # uploader key → the image already turned into a term
-FILTER_KEYS = ("filter-folder", "filter-types", "filter-dates", "filter-min-width", "filter-min-height")
+# Each filter widget and its "no filter" value; Clear filters sets these (popping a key is not enough:
+# the browser would keep showing, and send back, the old value).
+FILTER_DEFAULTS = {
+    "filter-folder": None,
+    "filter-types": [],
+    "filter-dates": (),
+    "filter-min-width": 0,
+    "filter-min-height": 0,
+}
 ADD_WORDS = "search-add-text"  # the "Add words" box
+QUERY_THUMB_SIDE = 160  # the query's own images, above the results
 KEEP = "session"  # inputs keep their values while the person is on another page
+URL = "query-params"  # filters live in the URL too (shareable searches)
+URL_TERMS = "q"  # the URL parameter holding each text term as `weight:text`
 
 
 def state() -> SearchState:
-    return st.session_state.setdefault(STATE, SearchState())
+    """The session's SearchState; a new session starts from the text terms in the URL (a bookmark)."""
+    if STATE not in st.session_state:
+        search = SearchState()
+        for raw in st.query_params.get_all(URL_TERMS):
+            term = parse_term(raw)
+            if term.text:
+                search.add(term)
+        st.session_state[STATE] = search
+    return st.session_state[STATE]
+
+
+def _terms_to_url() -> None:
+    """Keep the query's text terms in the URL as `weight:text` (the CLI's syntax), so a reload or a
+    bookmark brings the search back; filters are bound to the URL by their widgets. Pictures stay out."""
+    shared = [f"{t.weight:g}:{t.text}" for _, t in state().terms if t.text is not None]
+    if shared:
+        st.query_params[URL_TERMS] = shared
+    elif URL_TERMS in st.query_params:
+        del st.query_params[URL_TERMS]
 
 
 # --------------------------------------------------------------------------------------------
@@ -79,11 +113,13 @@ def _uploaded_term(engine: Engine, key: str, label: str) -> Term | None:
     seen[key] = digest
     with widgets.errors_as_messages(engine.settings):
         vector = engine.searcher.compose([Term(image=decoded.image)])
-    return Term(vector=vector, label=upload.name)
+    shown = widgets.letterboxed(decoded.image, QUERY_THUMB_SIDE)  # drawn above the results; the vector searches
+    return Term(image=shown, vector=vector, label=upload.name)
 
 
-def _query_inputs(engine: Engine) -> None:
-    """The text box (Enter searches) and the example-image uploader; either starts a new query."""
+def _query_inputs() -> st.delta_generator.DeltaGenerator:
+    """The text box (Enter searches), which needs no model, so it is drawn while the model loads;
+    returns the tab the example-image uploader goes into once it has (see `_image_input`)."""
     by_text, by_image = st.tabs(["Describe it", "Search with an image"])
     with by_text:
         with st.form("search-form", border=False):
@@ -102,7 +138,12 @@ def _query_inputs(engine: Engine) -> None:
                 state().new_query(Term(text=text.strip()))
             else:
                 st.warning("Type what you are looking for first.")
-    with by_image:
+    return by_image
+
+
+def _image_input(engine: Engine, tab: st.delta_generator.DeltaGenerator) -> None:
+    """The example-image uploader: its picture starts a new query."""
+    with tab:
         term = _uploaded_term(engine, "search-image", "An example image: find pictures that look like it")
         if term is not None:
             state().new_query(term)
@@ -110,7 +151,7 @@ def _query_inputs(engine: Engine) -> None:
 
 def _term_label(term: Term) -> str:
     if term.text is not None:
-        return f":material/text_fields: {widgets.literal(term.text)}"
+        return f":material/text_fields: {widgets.literal(widgets.shorten(term.text))}"
     if term.point_id is not None:
         return f":material/image: like {widgets.literal(term.label)}"
     return f":material/upload: your picture {widgets.literal(term.label)}"
@@ -119,8 +160,11 @@ def _term_label(term: Term) -> str:
 def _query_editor(engine: Engine) -> None:
     """The query's terms, each with a weight (below 0 pushes away) and a remove button; then ways
     to add words or an image. No syntax to learn: `beach` + 2× `sunset` − `people` is three rows."""
-    with st.container(border=True):
-        st.markdown("**Your query** · weights above 0 pull results towards a term, below 0 push them away")
+    terms = [t for _, t in state().terms]
+    title = widgets.shorten(describe_query(terms), 60)
+    # Folded while the query is one term (the box above shows it), so results start high on a phone.
+    with st.expander(f"Your query: {widgets.literal(title)}", expanded=len(terms) > 1, icon=":material/tune:"):
+        st.caption("Weights above 0 pull results towards a term, below 0 push them away.")
         rows = st.container()  # filled last, so a term added below shows in this same run
         with st.form("add-words-form", border=False, clear_on_submit=True):
             text_col, add_col, exclude_col = st.columns([5, 1, 1], vertical_alignment="bottom")
@@ -192,32 +236,46 @@ def _options(engine: Engine) -> Options:
 
 
 def _clear_filters() -> None:
-    for key in FILTER_KEYS:
-        st.session_state.pop(key, None)
+    for key, value in FILTER_DEFAULTS.items():
+        st.session_state[key] = value
+
+
+def _folder_labels(folders: list[str], upload_dir: Path | None) -> dict[str, str]:
+    """How the folder list reads: the part that tells folders apart first (a long path is cut off
+    at its end), then the whole path; the uploads folder as "Uploaded images"."""
+    tails = widgets.distinct_tails(folders)
+    labels = {folder: f"{tail} · {folder}" if tail != folder else folder for folder, tail in zip(folders, tails)}
+    if upload_dir is not None:
+        labels[os.path.abspath(upload_dir)] = "Uploaded images"
+    return labels
 
 
 def _filters(engine: Engine, count: int) -> SearchFilter:
     """Folder, file type, date and size filters, applied inside Qdrant."""
     with st.sidebar:
         st.header("Filters")
+        folders = resources.indexed_folders(engine, count)
+        labels = _folder_labels(folders, engine.settings.upload_dir)
         folder = st.selectbox(
-            "Folder", resources.indexed_folders(engine, count), index=None, key="filter-folder", persist_state=KEEP,
-            placeholder="Every folder", accept_new_options=True,
-            help="Only images in this folder or below it. Pick one or type a path.",
+            "Folder", folders, index=None, key="filter-folder", persist_state=KEEP, bind=URL,
+            placeholder="Every folder", accept_new_options=True, filter_mode="contains",
+            format_func=lambda path: labels.get(path, path),
+            help="Only images in this folder or below it. Type part of its name or path to narrow the list, "
+            "or a whole path.",
         )
         types = st.multiselect(
-            "File type", file_types(), key="filter-types", placeholder="Every type", persist_state=KEEP
+            "File type", file_types(), key="filter-types", placeholder="Every type", persist_state=KEEP, bind=URL
         )
         dates = st.date_input(
-            "Taken between", value=(), min_value=date(1900, 1, 1), key="filter-dates", persist_state=KEEP,
+            "Taken between", value=(), min_value=date(1900, 1, 1), key="filter-dates", persist_state=KEEP, bind=URL,
             help="The date in the photo's EXIF data, else the file's modification date. Both days count.",
         )
         width_col, height_col = st.columns(2)
         min_width = width_col.number_input(
-            "Min width (px)", 0, 100_000, 0, 100, key="filter-min-width", persist_state=KEEP
+            "Min width (px)", 0, 100_000, 0, 100, key="filter-min-width", persist_state=KEEP, bind=URL
         )
         min_height = height_col.number_input(
-            "Min height (px)", 0, 100_000, 0, 100, key="filter-min-height", persist_state=KEEP
+            "Min height (px)", 0, 100_000, 0, 100, key="filter-min-height", persist_state=KEEP, bind=URL
         )
         after, before = (*dates, None, None)[:2]  # a range: no date, only a start, or both
         where = make_filter(folder, types, after, before, int(min_width), int(min_height))
@@ -232,12 +290,12 @@ def _filters(engine: Engine, count: int) -> SearchFilter:
 
 
 def _describe(template: str | None, shown: int, hidden: int) -> None:
-    terms = [t for _, t in state().terms]
+    terms = [replace(t, text=widgets.shorten(t.text)) if t.text else t for _, t in state().terms]
     what = describe_query(terms)
     texts = [t.text for t in terms if t.text is not None and t.weight]
     note = ""
     if len(texts) == 1 and apply_template(texts[0], template) != texts[0]:
-        note = f" · searched as “{apply_template(texts[0], template)}”"
+        note = f" · searched as “{widgets.shorten(apply_template(texts[0], template))}”"
     elif texts and template:
         note = f" · words searched as “{apply_template('…', template)}”"
     head, clear = st.columns([6, 1], vertical_alignment="center")
@@ -245,6 +303,70 @@ def _describe(template: str | None, shown: int, hidden: int) -> None:
     clear.button("Clear", key="search-clear", on_click=lambda: state().clear(), icon=":material/close:", width="stretch")
     if hidden:
         st.caption(f"{hidden} near-duplicate{'s' if hidden != 1 else ''} hidden")
+
+
+def _too_long(engine: Engine, template: str | None) -> None:
+    """Say which words the model does not read: CLIP reads a text's first 77 tokens and drops the rest."""
+    limit = engine.encoder.max_text_tokens
+    for _, term in state().terms:
+        if term.text is None or not term.weight:
+            continue
+        tokens = engine.encoder.text_tokens(apply_template(term.text, template))
+        if tokens > limit:
+            st.warning(
+                f"“{widgets.literal(widgets.shorten(term.text, 40))}” is {tokens:,} tokens long; "
+                "the model reads only "
+                f"the first {limit} (a few dozen words) and ignores the rest. Put what matters first, or shorten it.",
+                icon=":material/short_text:",
+            )
+
+
+def _query_images(engine: Engine) -> None:
+    """The pictures the query is made of, above its results: an example image as uploaded, a stored
+    image ("Similar", Add, Exclude) as its thumbnail, saying that it is left out of the results."""
+    pictures = [t for _, t in state().terms if t.weight and (t.image is not None or t.point_id is not None)]
+    if not pictures:
+        return
+    cells = st.columns(widgets.GRID_COLUMNS * 2)
+    for cell, term in zip(cells, pictures):
+        with cell:
+            if term.image is not None:
+                st.image(term.image, width="stretch")
+                note = "your example image"
+            else:
+                payload = engine.store.retrieve([term.point_id]).get(term.point_id) or {}
+                picture = widgets.thumbnail((payload.get("paths") or [""])[0], engine.settings.max_image_pixels)
+                if isinstance(picture, bytes):
+                    st.image(picture, width="stretch")
+                note = "left out of the results" if term.weight > 0 else "pushed away"
+            sign = "−" if term.weight < 0 else "query"
+            st.caption(f"{sign}: {widgets.literal(term.label)} · {note}")
+
+
+def _browse_heading(shown: int, where: SearchFilter) -> None:
+    head, clear = st.columns([6, 1], vertical_alignment="center")
+    filtered = " that match the filters" if not where.is_empty() else ""
+    head.markdown(f"**All images{filtered}**, newest first · {shown} shown")
+    clear.button(
+        "Close", key="search-clear", on_click=lambda: state().clear(), icon=":material/close:", width="stretch"
+    )
+
+
+def _match_notes(engine: Engine, hits: list[Result]) -> dict[str, str]:
+    """For a query with words: "close match" or "weak match" per result, by how much better it fits
+    the words than "a photo" does (MATCH_MARGIN), and a note when nothing is close."""
+    if not any(t.text is not None and t.weight > 0 for _, t in state().terms):
+        return {}
+    with widgets.errors_as_messages(engine.settings):
+        margins = engine.searcher.match_margins(hits)
+    threshold = engine.settings.match_margin
+    if margins and max(margins.values()) < threshold:
+        st.info(
+            "No close match: none of these images fits your words better than “a photo” does. "
+            "They are the nearest there are; try other words, or loosen the filters.",
+            icon=":material/help:",
+        )
+    return {pid: f"{'close' if m >= threshold else 'weak'} match ({m:+.2f})" for pid, m in margins.items()}
 
 
 def _nothing_found(min_score: float | None, where: SearchFilter) -> None:
@@ -261,7 +383,14 @@ def _nothing_found(min_score: float | None, where: SearchFilter) -> None:
 
 def render() -> None:
     st.title("Search your images", anchor=False)
+    # The page first, the model behind it: the browser shows the search box and the sidebar while
+    # the first run of the process loads the model (a query typed meanwhile is kept).
+    by_image = _query_inputs()
+    loading = st.sidebar.empty()
+    loading.caption(":material/hourglass_top: Loading the model and opening the index…")
     engine = resources.get_engine()
+    loading.empty()
+    _image_input(engine, by_image)
     info = resources.index_info(engine)
     if info["images"] == 0:
         resources.sidebar_info(engine, info)
@@ -274,26 +403,40 @@ def render() -> None:
     where = _filters(engine, info["images"])  # the sidebar: filters first, then options, then the index
     options = _options(engine)
     resources.sidebar_info(engine, info)
-    _query_inputs(engine)
     search = state()
+    _terms_to_url()
     if not search.active:
         st.caption(
             f"{info['images']:,} images are ready. Describe a picture in a few words and press Enter, "
             "or search with an example image."
         )
+        st.button("Browse all images", key="search-browse", on_click=search.browse, icon=":material/photo_library:",
+                  help="Every image, newest first by the date it was taken, with the filters in the sidebar.")
         return
 
-    _query_editor(engine)
+    if not search.browsing:
+        _query_editor(engine)
     with widgets.errors_as_messages(engine.settings):
         try:
             hits, more, hidden = search.results(engine.searcher, options, where, info["images"])
         except QueryError as exc:
             st.warning(f"This query cannot be searched: {widgets.literal(str(exc))}.", icon=":material/tune:")
             return
-    _describe(options.template, len(hits), hidden)
+    if search.browsing:
+        _browse_heading(len(hits), where)
+    else:
+        with widgets.errors_as_messages(engine.settings):
+            _too_long(engine, options.template)
+            _query_images(engine)
+        _describe(options.template, len(hits), hidden)
     if not hits:
-        _nothing_found(options.min_score, where)
+        _nothing_found(None if search.browsing else options.min_score, where)
         return
-    widgets.result_grid(hits, engine.settings.max_image_pixels, CARD_ACTIONS)
+    notes = {} if search.browsing else _match_notes(engine, hits)
+    widgets.result_grid(
+        hits, engine.settings.max_image_pixels, CARD_ACTIONS, upload_dir=engine.settings.upload_dir,
+        forget=lambda result: engine.forget(result.id), heading=widgets.month_taken if search.browsing else None,
+        notes=notes,
+    )
     if more:
         st.button("Show more", key="search-more", on_click=lambda: state().show_more(), icon=":material/expand_more:")
