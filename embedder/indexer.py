@@ -377,7 +377,9 @@ class Indexer:
                 meta = None if PAYLOAD_FIELDS <= payload.keys() else self._read_meta(img)
                 filled = self._update_point(img, fresh, names, meta, owners) if fresh or meta or taken else False
                 elsewhere = known_paths - {path_to_text(p) for p in img.paths}  # a copy if those files all remain
-                copied = bool(elsewhere) and all(os.path.exists(text_to_path(p)) for p in elsewhere)
+                copied = bool(elsewhere) and all(  # still there, holding these bytes (not another's now)
+                    owners.get(p, img.digest) == img.digest and os.path.exists(text_to_path(p)) for p in elsewhere
+                )
                 for p in fresh:
                     text = path_to_text(p)
                     (report.copies if copied and text not in known_paths else report.renamed).append(text)
@@ -466,6 +468,8 @@ def _hash_and_stat(path: Path) -> tuple[str, int, float] | ImageError:
         digest = hash_file(path)
     except ImageError as exc:
         return exc
+    if digest.size == 0:
+        return ImageError("empty file (0 bytes): not an image")
     return digest.sha256, digest.size, digest.mtime
 
 

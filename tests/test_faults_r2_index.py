@@ -173,7 +173,7 @@ def test_names_that_are_not_utf8_are_indexed_shown_searched_and_pruned(
     assert [Path(h["path"]).name for h in hits] == ["b.png"]
 
     assert cli.main(["index", os.fsdecode(album)]) == 0  # human output, and nothing to do
-    assert "0 added, 4 unchanged, 0 renamed, 0 removed, 0 failed" in capsys.readouterr().out
+    assert "Nothing new: all 4 files were already indexed" in capsys.readouterr().out
 
     os.remove(os.path.join(album, b"M\xe9xico.png"))
     report = _cli_json(capsys, "index", os.fsdecode(album), "--prune", "--json")
@@ -269,4 +269,4 @@ def test_paths_too_long_and_folders_that_cannot_be_read_are_reported_failed(
     assert reasons[os.fsdecode(last_open + b"/" + long_name)].startswith("path longer than the system allows")
     assert "permission denied" in reasons[str(locked)]
     assert len(report.added) == 2 and engine.store.count() == 2
-    assert "2 added, 0 unchanged, 0 renamed, 0 removed, 3 failed" in report.summary()
+    assert report.summary().startswith("2 added, 3 failed in ")
