@@ -8,8 +8,12 @@ and reopens in well under a second (BENCHMARKS.md, bench/search_latency.py).
 Layout under QDRANT_PATH (the folder the `FolderLock` guards)::
 
     .embedder.lock             our lock, taken before anything is opened
-    <collection>/collection.json   model id, dimension, distance, engine version (ours)
+    <collection>/collection.json   model id, dimension, distance, engine version (ours; written
+                               once the shard is created and flushed: creation completed)
     <collection>/shard/        the Edge shard (edge_config.json, wal/, segments/)
+
+Opening never repairs by deleting: a store that is not what it should be is refused with the way
+out (restore a backup, or move the folder away and index again).
 
 The rest of the product cannot tell this store from `QdrantStore`: same `ImageStore` interface,
 same model check and messages, same filters, same ids and scores.
@@ -30,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from embedder import store_check
 from embedder.config import Settings
 from embedder.errors import CollectionMismatchError, StoreError
 from embedder.store import (
@@ -146,39 +151,42 @@ class EdgeStore(ImageStore):
         from qdrant_edge import EdgeShard
 
         meta = self._read_meta()
-        has_shard = (self.shard_path / "edge_config.json").exists()
-        if meta is None and not has_shard:
-            self._create()
-            return
-        if meta is None:
-            meta = {}
-        recorded, size = meta.get("model"), meta.get("dim")
-        if has_shard:
-            size = self._shard_size()
-        if size is not None and size != self.dim or (recorded is not None and recorded != self.model_id):
+        config = self.shard_path / "edge_config.json"
+        if not config.exists():
+            if meta is None and store_check.holds_no_data(self.shard_path):
+                self._create()  # a new store, or a creation that died before it wrote a point
+                return
+            raise self._damaged(f"{self._rel(config if self.shard_path.exists() else self.shard_path)} is missing")
+        meta = meta or {}
+        recorded, size = meta.get("model"), self._shard_size()
+        if size != self.dim or (recorded is not None and recorded != self.model_id):
             raise CollectionMismatchError(mismatch_message(self.collection, size, recorded, self.model_id, self.dim))
         with _edge_errors(self.location):
-            self._shard = EdgeShard.load(str(self.shard_path)) if has_shard else None
-        if self._shard is None:
-            self._create()
-            return
+            self._shard = EdgeShard.load(str(self.shard_path))
         if recorded is None:  # adopt an unlabelled collection only while it is empty
-            if self.count() != 0:
-                raise CollectionMismatchError(mismatch_message(self.collection, size, None, self.model_id, self.dim))
+            if self.count() != 0:  # collection.json is written when a creation completes: it was lost
+                raise self._damaged(f"{self._rel(self.meta_path)} is missing")
             self._write_meta()
         self._ensure_payload_indexes()
 
     def _create(self) -> None:
+        """A new shard; collection.json is written last, so its presence means creation completed."""
         from qdrant_edge import EdgeShard
 
         log.info("creating Edge collection %s (%d-d, cosine) for %s", self.collection, self.dim, self.model_id)
-        if self.shard_path.exists():  # a creation that died before its first segment: start again
+        if self.shard_path.exists():  # store_check.holds_no_data proved there is nothing to lose
             shutil.rmtree(self.shard_path)
         self.folder.mkdir(parents=True, exist_ok=True)
         with _edge_errors(self.location):
             self._shard = EdgeShard.create(str(self.shard_path), edge_config(self.dim))
         self._ensure_payload_indexes()
         self._write_meta()
+
+    def _rel(self, path: Path) -> str:
+        return path.relative_to(self.location).as_posix()
+
+    def _damaged(self, what: str) -> StoreError:
+        return StoreError(damaged_message(self.location, what))
 
     def _read_meta(self) -> dict[str, Any] | None:
         try:
