@@ -92,18 +92,25 @@ def is_local_mode_folder(folder: Path) -> bool:
     return (folder / "meta.json").is_file() and (folder / "collection").is_dir()
 
 
+# Words in the engine's errors that mean its files cannot be read back.
+DAMAGE_WORDS = (
+    "deserialize", "parse", "utf-8", "corrupt", "unexpected end", "invalid", "failed to load segment",
+    "inconsistent storage", "failed to decode", "not readable", "decompress", "out of bounds",
+)
+
+
 @contextmanager
 def _edge_errors(location: str) -> Iterator[None]:
     """Turn Qdrant Edge failures into one `StoreError` line naming the folder."""
     try:
         yield
-    except StoreError:
+    except (StoreError, KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
-    except Exception as exc:  # noqa: BLE001 - every engine failure means the same to a user
+    except BaseException as exc:  # noqa: BLE001 - the engine's PanicException is a BaseException (pyo3)
         text = (str(exc).splitlines() or [type(exc).__name__])[0]
         text = text.removeprefix("Service runtime error: ")
         lowered = text.lower()
-        if any(w in lowered for w in ("deserialize", "parse", "utf-8", "corrupt", "unexpected end", "invalid")):
+        if not isinstance(exc, Exception) or any(w in lowered for w in DAMAGE_WORDS):
             raise StoreError(damaged_message(location, text)) from None
         raise StoreError(f"The embedded store at {location} failed: {text}") from None
 
@@ -382,15 +389,18 @@ class EdgeStore(ImageStore):
     def close(self) -> None:
         with self._guard:
             shard, self._shard = self._shard, None
-            if shard is not None:
-                try:
-                    shard.flush()
-                    shard.close()
-                except Exception as exc:  # noqa: BLE001 - closing must never raise over the real error
-                    log.warning("closing the Edge shard at %s failed: %s", self.shard_path, exc)
-            lock, self._lock = getattr(self, "_lock", None), None
-            if lock:
-                lock.release()
+            try:
+                if shard is not None:
+                    try:
+                        with _edge_errors(self.location):
+                            shard.flush()
+                            shard.close()
+                    except StoreError as exc:  # closing must never raise over the real error
+                        log.warning("closing the Edge shard at %s failed: %s", self.shard_path, exc)
+            finally:
+                lock, self._lock = getattr(self, "_lock", None), None
+                if lock:
+                    lock.release()
 
 
 def edge_config(dim: int):
