@@ -100,6 +100,7 @@ def damage(path: Path, how: str) -> None:
 # --- R2-3: a read-only command never deletes the store --------------------------------------------
 
 
+@pytest.mark.slow
 def test_info_with_edge_config_missing_is_refused_deletes_nothing_and_restoring_it_works(
     engine: Engine, settings: Settings, tmp_path: Path, reopen, model_path: Path
 ) -> None:
@@ -429,10 +430,12 @@ def same_reading(read: dict, expected: dict) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_the_matrix_covers_every_file_of_the_store(built: Built) -> None:
     assert sorted(built.files) == sorted(KINDS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_damage_to_any_file_is_refused_or_harmless_never_silently_wrong(
     kind: str, built: Built, worker: Worker, undamaged: dict, tmp_path: Path
@@ -475,6 +478,7 @@ def test_damage_to_any_file_is_refused_or_harmless_never_silently_wrong(
     print(kind, outcomes)
 
 
+@pytest.mark.slow
 def test_a_changed_file_is_refused_before_the_engine_reads_it(built: Built, tmp_path: Path, monkeypatch) -> None:
     """The slowest damage found: a flipped payload-index tracker header sent Edge through ~4 billion
     pointer slots on open (seconds to minutes, growing memory). Such a file never reaches Edge."""
@@ -491,12 +495,14 @@ def test_a_changed_file_is_refused_before_the_engine_reads_it(built: Built, tmp_
         EdgeStore(Settings(qdrant_path=tmp_path / "qdrant"), built.model_id, built.dim)
 
 
+@pytest.mark.slow
 def test_the_matrix_runs_in_bounded_memory(worker: Worker, undamaged: dict) -> None:
     """After the cases (tests run in file order): no damage made the engine allocate gigabytes."""
     peak = worker.ask({"peak": True})["peak_kb"] / 1024
     assert peak < PEAK_RSS_LIMIT_MB, f"peak RSS {peak:.0f} MB"
 
 
+@pytest.mark.slow
 def test_a_backup_copied_without_holes_opens(built: Built, tmp_path: Path) -> None:
     """Restoring a backup is the way out we offer: a plain copy (holes filled) must open."""
     shutil.copytree(built.qdrant_path, tmp_path / "restored")
@@ -540,6 +546,7 @@ def killed(tmp_path_factory) -> Path:
     return qdrant_path
 
 
+@pytest.mark.slow
 def test_a_store_killed_after_a_delete_reopens_with_what_it_had(killed: Path, tmp_path: Path) -> None:
     """The record must not expect the deleted points: fewer than at the last close is no damage here."""
     sparse_copy(killed, tmp_path / "qdrant")
@@ -556,6 +563,7 @@ KILLED_DAMAGE = {  # (segment kind, file, damage): what gives fewer points, othe
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("what", KILLED_DAMAGE)
 def test_damage_after_a_killed_process_is_refused(killed: Path, tmp_path: Path, what: str) -> None:
     kind, name, how = KILLED_DAMAGE[what]
