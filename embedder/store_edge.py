@@ -179,7 +179,7 @@ class EdgeStore(ImageStore):
         meta = self._read_meta()
         config = self.shard_path / "edge_config.json"
         if not config.exists():
-            if meta is None and store_check.holds_no_data(self.shard_path):
+            if meta is None and self._read_files(store_check.holds_no_data, self.shard_path):
                 self._create()  # a new store, or a creation that died before it wrote a point
                 return
             raise self._damaged(f"{self._rel(config if self.shard_path.exists() else self.shard_path)} is missing")
@@ -223,6 +223,13 @@ class EdgeStore(ImageStore):
     def _damaged(self, what: str) -> StoreError:
         return StoreError(damaged_message(self.location, what))
 
+    def _read_files(self, check: Callable[..., Any], *args: Any) -> Any:
+        """A store_check function, its OSError as one line."""
+        try:
+            return check(*args)
+        except OSError as exc:
+            raise StoreError(f"Cannot read the storage folder {self.location}: {exc.strerror or exc}") from None
+
     def _recorded_state(self, meta: dict[str, Any]) -> dict[str, Any]:
         """The state collection.json recorded ({} for stores made before it did), checked for shape."""
         state = meta.get("state") or {}
@@ -242,8 +249,8 @@ class EdgeStore(ImageStore):
     def _check_files(self, state: dict[str, Any]) -> None:
         """Before the engine reads anything: the manifest of a clean close, else the structure."""
         files = state.get("files") if state.get("clean_close") else None
-        problem = store_check.check_manifest(self.shard_path, files) if files else None
-        problem = problem or store_check.check_segments(self.shard_path)
+        problem = self._read_files(store_check.check_manifest, self.shard_path, files) if files else None
+        problem = problem or self._read_files(store_check.check_segments, self.shard_path)
         if problem:
             raise self._damaged(f"{self._rel(self.shard_path)}/{problem}")
 

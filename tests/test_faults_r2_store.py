@@ -511,6 +511,18 @@ def test_a_backup_copied_without_holes_opens(built: Built, tmp_path: Path) -> No
         assert store.count() == 12
 
 
+def test_an_unreadable_store_file_is_one_line(settings: Settings, monkeypatch) -> None:
+    with EdgeStore(settings, "m", 4) as store:
+        store.upsert([Point(pid(1), unit(1), {"paths": ["/p/1.jpg"]})])
+
+    def denied(path, size):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("embedder.store_check.digest", denied)
+    with pytest.raises(StoreError, match="Cannot read the storage folder .*: Permission denied$"):
+        EdgeStore(settings, "m", 4)
+
+
 # --- R2-4 after a killed process: no manifest to compare, the loaded store is checked -------------
 
 KILLED = """
