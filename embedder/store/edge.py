@@ -8,8 +8,14 @@ and reopens in well under a second (BENCHMARKS.md, bench/search_latency.py).
 Layout under QDRANT_PATH (the folder the `FolderLock` guards)::
 
     .embedder.lock             our lock, taken before anything is opened
-    <collection>/collection.json   model id, dimension, distance, engine version (ours)
+    <collection>/collection.json   model id, dimension, distance, engine version (ours; written
+                               once the shard is created and flushed: creation completed), and
+                               the state the store was left in (what the next open checks)
     <collection>/shard/        the Edge shard (edge_config.json, wal/, segments/)
+
+Opening never repairs by deleting: a store that is not what it should be, or whose files are not
+what it recorded, is refused with the way out (restore a backup, or move the folder away and index
+again). See `embedder.store_check`.
 
 The rest of the product cannot tell this store from `QdrantStore`: same `ImageStore` interface,
 same model check and messages, same filters, same ids and scores.
@@ -21,6 +27,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import threading
 import time
@@ -31,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from embedder.store import check as store_check
 from embedder.config import Settings
 from embedder.errors import CollectionMismatchError, StoreError
 from embedder.store.contract import (
@@ -76,6 +84,19 @@ FLUSH_INTERVAL_S = 1.0
 # (the WAL, the segment and the payload indexes each keep a copy) or MIN_FREE_MB, whichever is more.
 MIN_FREE_MB = 64
 FREE_SPACE_FACTOR = 4
+# Damage checks on open (embedder/store_check.py). At a clean close the store records its point
+# count, a sample of ids and a manifest of its segment files: every size, and SHA-256 digests of the
+# smallest files first (versions, configs, flags, id trackers...) until DIGEST_BUDGET_BYTES of data
+# are read (holes of sparse files are not read): all the files of a store of a few thousand images,
+# the small ones of a large store, ~60 ms at most on a slow CPU. The next open checks exactly these
+# before Edge reads anything. After Edge has loaded, the count and the sampled ids must be there and
+# the first VECTOR_SAMPLE stored vectors (all of a small store) must be unit vectors, as Cosine
+# stores them.
+DIGEST_BUDGET_BYTES = 32 * 2**20
+VECTOR_SAMPLE = 256
+SAMPLE_IDS = 32
+NORM_TOLERANCE = 1e-3
+MANIFEST_ENTRY = re.compile(r"\d+( [0-9a-f]{64})?")  # "size" or "size sha256"
 # How a person runs the migration (the CLI may wire `python -m embedder migrate` to migrate_local).
 MIGRATE_COMMAND = "embedder migrate"
 # Migration from qdrant-client local mode: the copies are built in STAGING_DIR; MIGRATION_JOURNAL,
@@ -98,18 +119,25 @@ def is_local_mode_folder(folder: Path) -> bool:
     return (folder / "meta.json").is_file() and (folder / "collection").is_dir()
 
 
+# Words in the engine's errors that mean its files cannot be read back.
+DAMAGE_WORDS = (
+    "deserialize", "parse", "utf-8", "corrupt", "unexpected end", "invalid", "failed to load segment",
+    "inconsistent storage", "failed to decode", "not readable", "decompress", "out of bounds",
+)
+
+
 @contextmanager
 def _edge_errors(location: str) -> Iterator[None]:
     """Turn Qdrant Edge failures into one `StoreError` line naming the folder."""
     try:
         yield
-    except StoreError:
+    except (StoreError, KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
-    except Exception as exc:  # noqa: BLE001 - every engine failure means the same to a user
+    except BaseException as exc:  # noqa: BLE001 - the engine's PanicException is a BaseException (pyo3)
         text = (str(exc).splitlines() or [type(exc).__name__])[0]
         text = text.removeprefix("Service runtime error: ")
         lowered = text.lower()
-        if any(w in lowered for w in ("deserialize", "parse", "utf-8", "corrupt", "unexpected end", "invalid")):
+        if not isinstance(exc, Exception) or any(w in lowered for w in DAMAGE_WORDS):
             raise StoreError(damaged_message(location, text)) from None
         raise StoreError(f"The embedded store at {location} failed: {text}") from None
 
@@ -130,6 +158,8 @@ class EdgeStore(ImageStore):
         self._last_flush = time.monotonic()
         self._dirty = False
         self._new_since_optimize = 0
+        self._recorded: dict[str, Any] | None = None  # the state last written to collection.json
+        self._opened = False  # the open passed its checks: a close may record a clean close
         self._lock = lock or FolderLock(Path(settings.qdrant_path))  # before Edge touches the folder
         try:
             if migration_pending(Path(settings.qdrant_path)):
@@ -160,42 +190,142 @@ class EdgeStore(ImageStore):
         return self.folder / SHARD_DIR
 
     def _open(self) -> None:
+        """Check the files against the last record, load the shard, then check what it loaded."""
         from qdrant_edge import EdgeShard
 
         meta = self._read_meta()
-        has_shard = (self.shard_path / "edge_config.json").exists()
-        if meta is None and not has_shard:
-            self._create()
-            return
-        if meta is None:
-            meta = {}
-        recorded, size = meta.get("model"), meta.get("dim")
-        if has_shard:
-            size = self._shard_size()
-        if size is not None and size != self.dim or (recorded is not None and recorded != self.model_id):
+        config = self.shard_path / "edge_config.json"
+        if not config.exists():
+            if meta is None and self._read_files(store_check.holds_no_data, self.shard_path):
+                self._create()  # a new store, or a creation that died before it wrote a point
+                return
+            raise self._damaged(f"{self._rel(config if self.shard_path.exists() else self.shard_path)} is missing")
+        meta = meta or {}
+        recorded, size = meta.get("model"), self._shard_size()
+        if size != self.dim or (recorded is not None and recorded != self.model_id):
             raise CollectionMismatchError(mismatch_message(self.collection, size, recorded, self.model_id, self.dim))
+        state = self._recorded_state(meta)
+        self._check_files(state)
+        if recorded is not None:  # from here on the files may change: a kill must not look like damage
+            self._write_meta(self._state(state.get("points", 0), state.get("sample", [])))
         with _edge_errors(self.location):
-            self._shard = EdgeShard.load(str(self.shard_path)) if has_shard else None
-        if self._shard is None:
-            self._create()
-            return
+            self._shard = EdgeShard.load(str(self.shard_path))
         if recorded is None:  # adopt an unlabelled collection only while it is empty
-            if self.count() != 0:
-                raise CollectionMismatchError(mismatch_message(self.collection, size, None, self.model_id, self.dim))
-            self._write_meta()
+            if self.count() != 0:  # collection.json is written when a creation completes: it was lost
+                raise self._damaged(f"{self._rel(self.meta_path)} is missing")
+            self._write_meta(self._state(0, []))
+        self._check_loaded(state)
         self._ensure_payload_indexes()
+        self._opened = True
 
     def _create(self) -> None:
+        """A new shard; collection.json is written last, so its presence means creation completed."""
         from qdrant_edge import EdgeShard
 
         log.info("creating Edge collection %s (%d-d, cosine) for %s", self.collection, self.dim, self.model_id)
-        if self.shard_path.exists():  # a creation that died before its first segment: start again
+        if self.shard_path.exists():  # store_check.holds_no_data proved there is nothing to lose
             shutil.rmtree(self.shard_path)
         self.folder.mkdir(parents=True, exist_ok=True)
         with _edge_errors(self.location):
             self._shard = EdgeShard.create(str(self.shard_path), edge_config(self.dim))
         self._ensure_payload_indexes()
-        self._write_meta()
+        self._write_meta(self._state(0, []))
+        self._opened = True
+
+    # --- damage checks -------------------------------------------------------------------------
+
+    def _rel(self, path: Path) -> str:
+        return path.relative_to(self.location).as_posix()
+
+    def _damaged(self, what: str) -> StoreError:
+        return StoreError(damaged_message(self.location, what))
+
+    def _read_files(self, check: Callable[..., Any], *args: Any) -> Any:
+        """A store_check function, its OSError as one line."""
+        try:
+            return check(*args)
+        except OSError as exc:
+            raise StoreError(f"Cannot read the storage folder {self.location}: {exc.strerror or exc}") from None
+
+    def _recorded_state(self, meta: dict[str, Any]) -> dict[str, Any]:
+        """The state collection.json recorded ({} for stores made before it did), checked for shape."""
+        state = meta.get("state") or {}
+        files = state.get("files", {}) if isinstance(state, dict) else None
+        if not (
+            isinstance(state, dict)
+            and isinstance(state.get("clean_close", False), bool)
+            and isinstance(state.get("points", 0), int)
+            and isinstance(state.get("sample", []), list)
+            and all(isinstance(i, str) for i in state.get("sample", []))
+            and isinstance(files, dict)
+            and all(isinstance(v, str) and MANIFEST_ENTRY.fullmatch(v) for v in files.values())
+        ):
+            raise self._damaged(f"{self._rel(self.meta_path)} holds an unreadable state")
+        return state
+
+    def _check_files(self, state: dict[str, Any]) -> None:
+        """Before the engine reads anything: the manifest of a clean close, else the structure."""
+        files = state.get("files") if state.get("clean_close") else None
+        problem = self._read_files(store_check.check_manifest, self.shard_path, files) if files else None
+        problem = problem or self._read_files(store_check.check_segments, self.shard_path)
+        if problem:
+            raise self._damaged(f"{self._rel(self.shard_path)}/{problem}")
+
+    def _check_loaded(self, state: dict[str, Any]) -> None:
+        """What the engine loaded against the record: the count, the sampled ids, unit vectors."""
+        from qdrant_edge import ScrollRequest
+
+        count, expected = self.count(), int(state.get("points", 0))
+        if count < expected or (state.get("clean_close") and count != expected):
+            raise self._damaged(f"{expected} images were recorded at the last close, but {count} can be read")
+        sample = [str(i) for i in state.get("sample", [])]
+        missing = sorted(set(sample) - set(self.retrieve(sample)))
+        if missing:
+            raise self._damaged(f"{len(missing)} recorded images cannot be read, e.g. {missing[0]}")
+        with self._edge() as shard:
+            records, _ = shard.scroll(ScrollRequest(limit=VECTOR_SAMPLE, with_payload=True, with_vector=True))
+        for record in records:
+            if not self._is_unit(record.vector):
+                raise self._damaged(f"the stored vector of image {record.id} is damaged")
+        if count > expected or len(sample) < min(SAMPLE_IDS, count):
+            self._write_meta(self._state(count, [str(r.id) for r in records[:SAMPLE_IDS]]))
+
+    def _is_unit(self, raw: Any) -> bool:
+        """Cosine stores unit vectors: anything else (missing, zeroed, flipped bytes) is damage."""
+        if isinstance(raw, dict):  # how Edge returns a point without its vector
+            raw = raw.get("")
+        try:
+            vector = np.asarray(raw, dtype=np.float32)
+        except (TypeError, ValueError):
+            return False
+        return vector.shape == (self.dim,) and abs(float(np.linalg.norm(vector)) - 1.0) <= NORM_TOLERANCE
+
+    def _state(self, points: int, sample: Sequence[str], files: dict[str, str] | None = None) -> dict[str, Any]:
+        """What the next open checks: at least `points` images, these ids, and at a clean close the files."""
+        state: dict[str, Any] = {"clean_close": files is not None, "points": points, "sample": list(sample)}
+        if files is not None:
+            state["files"] = files
+        return state
+
+    def _record_clean_close(self, shard: Any) -> None:
+        """After the shard is closed: its count, a sample of ids and the manifest of its files."""
+        from qdrant_edge import CountRequest, ScrollRequest
+
+        points = int(shard.count(CountRequest(exact=True)))
+        records, _ = shard.scroll(ScrollRequest(limit=SAMPLE_IDS, with_payload=False, with_vector=False))
+        shard.close()
+        try:
+            files = store_check.manifest(self.shard_path, DIGEST_BUDGET_BYTES)
+            self._write_meta(self._state(points, [str(r.id) for r in records], files))
+        except OSError as exc:  # the next open checks less, nothing is lost
+            log.warning("could not record the state of %s: %s", self.shard_path, exc)
+
+    def _forget(self, ids: Sequence[str]) -> None:
+        """Before a delete: the record must not expect these points after a crash."""
+        if self._recorded is not None:
+            gone = set(ids)
+            sample = [i for i in self._recorded["sample"] if i not in gone]
+            self._write_meta(self._state(max(0, self._recorded["points"] - len(gone)), sample))
 
     def _read_meta(self) -> dict[str, Any] | None:
         try:
@@ -212,8 +342,9 @@ class EdgeStore(ImageStore):
         except (ValueError, UnicodeDecodeError) as exc:
             raise StoreError(damaged_message(self.location, f"{META_NAME} is unreadable: {exc}")) from None
 
-    def _write_meta(self) -> None:
-        write_json_durably(self.meta_path, meta_document(self.model_id, self.dim))
+    def _write_meta(self, state: dict[str, Any]) -> None:
+        write_json_durably(self.meta_path, {**meta_document(self.model_id, self.dim), "state": state})
+        self._recorded = state
 
     def _shard_size(self) -> int | None:
         """The vector size the shard itself was created with (its edge_config.json)."""
@@ -321,6 +452,7 @@ class EdgeStore(ImageStore):
 
         self._check_space(0)
         with self._edge() as shard:
+            self._forget(ids)
             shard.update(UpdateOperation.delete_points(list(ids)))
             self._flushed(shard)
 
@@ -417,17 +549,24 @@ class EdgeStore(ImageStore):
         return {"segments": info.segments_count, "points": info.points_count, "indexed": info.indexed_vectors_count}
 
     def close(self) -> None:
+        """Flush and close the shard; after an open that passed its checks, record the clean close."""
         with self._guard:
             shard, self._shard = self._shard, None
-            if shard is not None:
-                try:
-                    shard.flush()
-                    shard.close()
-                except Exception as exc:  # noqa: BLE001 - closing must never raise over the real error
-                    log.warning("closing the Edge shard at %s failed: %s", self.shard_path, exc)
-            lock, self._lock = getattr(self, "_lock", None), None
-            if lock:
-                lock.release()
+            try:
+                if shard is not None:
+                    try:
+                        with _edge_errors(self.location):
+                            shard.flush()
+                            if self._opened:
+                                self._record_clean_close(shard)
+                            else:
+                                shard.close()
+                    except StoreError as exc:  # closing must never raise over the real error
+                        log.warning("closing the Edge shard at %s failed: %s", self.shard_path, exc)
+            finally:
+                lock, self._lock = getattr(self, "_lock", None), None
+                if lock:
+                    lock.release()
 
 
 def _payload_bytes(payload: dict[str, Any]) -> int:
