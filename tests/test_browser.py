@@ -93,8 +93,9 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
 
 
 @pytest.fixture
-def app_url(chromium: Path, tmp_path: Path, model_path: Path) -> Iterator[str]:
-    """`streamlit run main_app.py` on a free port, with the test model and a store of its own."""
+def app_url(chromium: Path, tmp_path: Path, model_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """`streamlit run main_app.py` on a free port, with the test model and a store of its own
+    (a test module's APP_ENV adds settings)."""
     port = free_port()
     env = {
         **os.environ,
@@ -105,6 +106,7 @@ def app_url(chromium: Path, tmp_path: Path, model_path: Path) -> Iterator[str]:
         "UPLOAD_DIR": str(tmp_path / "uploads"),
         "DUPLICATE_THRESHOLD": "0.994",  # measured for the tiny test model (tests/test_search_power.py)
         "PYTHONUNBUFFERED": "1",
+        **getattr(request.module, "APP_ENV", {}),
     }
     log = tmp_path / "streamlit.log"
     with open(log, "wb") as out:

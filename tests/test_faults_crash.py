@@ -114,7 +114,7 @@ def test_ctrl_c_exits_130_with_the_message_and_leaves_a_clean_store(folder: list
     assert done.returncode == 0, done.stderr
     added, unchanged = map(int, re.search(r"(\d+) added, (\d+) unchanged", done.stdout).groups())
     assert added + unchanged == DISTINCT + COPIES and unchanged >= landed
-    assert ", 0 failed" in done.stdout
+    assert "failed" not in done.stdout  # the summary names only what happened
 
     engine = reopen()
     try:

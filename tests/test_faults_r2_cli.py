@@ -248,7 +248,7 @@ def _hostile_album(folder: Path) -> dict[str, Path]:
 
 # Every line the human output may have; a raw newline in a name would start a line matching none.
 HUMAN_LINES = re.compile(
-    r"(failed|removed): /.*|\d+ added, .* failed in .*"  # index
+    r"(failed|removed): /.*|(\d[\d,]* [a-z() -]+, )*\d[\d,]* [a-z() -]+ in [\d.]+ s"  # index
     r"|-?\d\.\d{3}  /.*"  # search
     r"|\d+ images, cosine ≥ .*:|  /.*|\d+ groups of near-duplicates"  # duplicates
 )

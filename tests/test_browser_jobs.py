@@ -1,0 +1,64 @@
+"""Indexing goes on without the page: start a big folder, go and search, reload, come back to a full report.
+
+Real Chromium against `streamlit run main_app.py` (the fixtures of test_browser.py), one decode thread
+and small batches so that 600 images take several seconds.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from faultkit import distinct_image
+
+from test_browser import IDLE, STEP_TIMEOUT_MS, app_url, chromium, page  # noqa: F401 - fixtures
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+IMAGES = 600
+APP_ENV = {"EMBEDDER_WORKERS": "1", "EMBEDDER_BATCH_SIZE": "8"}  # read by test_browser's app_url
+
+
+def _running(pg) -> bool:
+    """The Index page's job panel, or any page's sidebar line, says a job is running."""
+    return pg.get_by_text(re.compile(r"^Indexing")).count() > 0
+
+
+def test_indexing_goes_on_while_the_person_searches_and_reloads(page, tmp_path: Path) -> None:  # noqa: F811
+    pg = page
+    folder = tmp_path / "library"
+    folder.mkdir()
+    for i in range(IMAGES):
+        distinct_image(i, (480, 360)).save(folder / f"img{i:04d}.jpg", quality=85)
+
+    pg.get_by_role("link", name="Index").click()
+    pg.wait_for_selector(IDLE)
+    pg.get_by_label("Folder path").fill(str(folder))
+    pg.get_by_label("Folder path").press("Enter")
+    pg.wait_for_selector(IDLE)
+    pg.get_by_role("button", name="Index", exact=True).click()
+    pg.get_by_role("button", name="Cancel").wait_for()  # the job is running, in the app's process
+
+    # Away to Search while it runs: search works, and sees the images that have landed so far.
+    pg.get_by_role("link", name="Search").click()
+    pg.wait_for_selector(IDLE)
+    assert _running(pg), "the job ended before the test left the Index page: make the folder bigger"
+    pg.get_by_label("What are you looking for?").fill("a photo")
+    pg.get_by_label("What are you looking for?").press("Enter")
+    pg.get_by_text(re.compile(r"results? for “a photo”")).wait_for()
+
+    # A reload is a new browser session: the job goes on, and the Index page shows it.
+    pg.goto(pg.url.rsplit("/", 1)[0] + "/index")
+    pg.wait_for_selector(IDLE)
+    assert _running(pg) or pg.get_by_text("Last run").count() > 0
+
+    # Back on Index: the finished job's report, every image, the right count.
+    pg.get_by_text("Last run").wait_for(timeout=max(STEP_TIMEOUT_MS, 240_000))
+    metrics = dict(zip(
+        pg.locator('[data-testid="stMetricLabel"]').all_inner_texts(),
+        pg.locator('[data-testid="stMetricValue"]').all_inner_texts(),
+    ))
+    assert metrics.get("Added") == str(IMAGES), metrics
+    assert metrics.get("Images indexed") == f"{IMAGES:,}", metrics
+    assert pg.get_by_role("button", name="Cancel").count() == 0
