@@ -22,6 +22,7 @@ from embedder_ui.widgets import errors_as_messages, job_progress, literal, show_
 log = logging.getLogger(__name__)
 
 STATUS_REFRESH_S = 2.0
+_INDEXING = "sidebar_saw_a_job"  # this session's sidebar showed a running job at its last redraw
 
 
 def load_settings() -> Settings:
@@ -110,7 +111,10 @@ def _job_status(engine: Engine) -> None:
     """A line about the running job, redrawn on its own while the person reads the page."""
     job = engine.jobs.active()
     if job is not None:
+        st.session_state[_INDEXING] = True
         st.caption(f":material/sync: **Indexing** {literal(job.request.label)} · {literal(job_progress(job))}")
+    elif st.session_state.pop(_INDEXING, False):
+        st.rerun()  # a job just finished: the page's counts (and results) are the whole page's
 
 
 @st.cache_data(max_entries=4, ttl=300, show_spinner=False)

@@ -32,20 +32,24 @@ def test_indexing_goes_on_while_the_person_searches_and_reloads(page, tmp_path: 
     for i in range(IMAGES):
         distinct_image(i, (480, 360)).save(folder / f"img{i:04d}.jpg", quality=85)
 
-    pg.get_by_role("link", name="Index").click()
+    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Index").click()
+    pg.get_by_role("heading", name="Index images").wait_for()
     pg.wait_for_selector(IDLE)
-    pg.get_by_label("Folder path").fill(str(folder))
-    pg.get_by_label("Folder path").press("Enter")
+    box = pg.get_by_label("Folder path", exact=True)
+    box.fill(str(folder))
+    box.press("Enter")
     pg.wait_for_selector(IDLE)
     pg.get_by_role("button", name="Index", exact=True).click()
     pg.get_by_role("button", name="Cancel").wait_for()  # the job is running, in the app's process
 
     # Away to Search while it runs: search works, and sees the images that have landed so far.
-    pg.get_by_role("link", name="Search").click()
+    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Search").click()
+    pg.get_by_label("What are you looking for?", exact=True).wait_for()
     pg.wait_for_selector(IDLE)
     assert _running(pg), "the job ended before the test left the Index page: make the folder bigger"
-    pg.get_by_label("What are you looking for?").fill("a photo")
-    pg.get_by_label("What are you looking for?").press("Enter")
+    query = pg.get_by_label("What are you looking for?", exact=True)
+    query.fill("a photo")
+    query.press("Enter")
     pg.get_by_text(re.compile(r"results? for “a photo”")).wait_for()
 
     # A reload is a new browser session: the job goes on, and the Index page shows it.
@@ -55,10 +59,12 @@ def test_indexing_goes_on_while_the_person_searches_and_reloads(page, tmp_path: 
 
     # Back on Index: the finished job's report, every image, the right count.
     pg.get_by_text("Last run").wait_for(timeout=max(STEP_TIMEOUT_MS, 240_000))
-    metrics = dict(zip(
-        pg.locator('[data-testid="stMetricLabel"]').all_inner_texts(),
-        pg.locator('[data-testid="stMetricValue"]').all_inner_texts(),
-    ))
-    assert metrics.get("Added") == str(IMAGES), metrics
-    assert metrics.get("Images indexed") == f"{IMAGES:,}", metrics
+    pg.wait_for_selector(IDLE)
+
+    def metric(where: str, label: str) -> str:
+        box = pg.locator(f'[data-testid="{where}"] [data-testid="stMetric"]', has_text=label)
+        return box.locator('[data-testid="stMetricValue"]').first.inner_text().strip()
+
+    assert metric("stMain", "Added") == str(IMAGES)
+    assert metric("stSidebar", "Images indexed") == f"{IMAGES:,}"
     assert pg.get_by_role("button", name="Cancel").count() == 0

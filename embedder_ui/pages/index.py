@@ -105,10 +105,12 @@ def _jobs_panel(engine: Engine) -> None:
                 help="Stop after the batch being stored now; what is stored stays and a new run continues from there.",
             )
             st.progress(widgets.job_fraction(job), text=widgets.literal(widgets.job_progress(job)))
+    if pending:
+        st.session_state["index_waiting"] = True
+    elif st.session_state.pop("index_waiting", False):
+        st.rerun()  # all done: the counts in the sidebar are the whole page's, draw it again
     jobs, finished = _last_run(engine)
     if jobs and finished:
-        if st.session_state.pop("index_waiting", False):
-            st.rerun()  # the counts in the sidebar are the whole page's: draw it again
         for job in jobs:
             if job.state == "cancelled":
                 st.info(f"{widgets.literal(job.request.label)} was cancelled: what was stored stays, index again to finish.",
@@ -118,8 +120,6 @@ def _jobs_panel(engine: Engine) -> None:
         reports = [j.report for j in jobs if j.report is not None]
         if reports:
             _show_report(IndexReport.merge(reports))
-    elif jobs:
-        st.session_state["index_waiting"] = True
 
 
 def render() -> None:
