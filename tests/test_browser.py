@@ -349,3 +349,92 @@ def test_compose_filter_and_find_duplicates_in_a_real_browser(page, tmp_path: Pa
     expect(pg.locator('[data-testid="stCode"]')).to_contain_text(str(library / "copies" / "red-circle-small.jpg"))
     expect(pg.locator('[data-testid="stCode"]')).to_contain_text(str(red_circle))
     pg.screenshot(path=str(SCREENSHOTS / "duplicates.png"), full_page=True)
+
+
+def test_clear_filters_viewer_browsing_and_forgetting_copies_in_a_real_browser(page, tmp_path: Path) -> None:
+    pg = page
+    library = tmp_path / "library"
+    files = _write_images(library / "shapes")
+    red_circle = next(f for f in files if f.stem == "red-circle")
+    (library / "copies").mkdir()
+    with Image.open(red_circle) as image:
+        image.resize((240, 240)).save(library / "copies" / "red-circle-small.jpg", quality=60)
+    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Index").click()
+    pg.get_by_role("heading", name="Index images").wait_for()
+    _idle(pg)
+    pg.get_by_label("Folder path", exact=True).fill(str(library))
+    pg.get_by_role("button", name="Index", exact=True).click()
+    pg.get_by_text("Last run").wait_for()
+    _idle(pg)
+    sidebar = pg.locator('[data-testid="stSidebar"]')
+
+    def indexed() -> str:
+        return sidebar.locator('[data-testid="stMetricValue"]').first.inner_text().strip()
+
+    assert indexed() == str(len(files) + 1)
+
+    # Duplicates: keep the original, forget the copy (the index only: the file stays).
+    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Duplicates").click()
+    pg.get_by_role("heading", name="Near-duplicates").wait_for()
+    _idle(pg)
+    pg.get_by_role("button", name="Find near-duplicates").click()
+    pg.get_by_text("1 group").wait_for()
+    _idle(pg)
+    pg.get_by_role("button", name="Forget the others").click()
+    pg.get_by_text(re.compile(r"Group 1: 1 image forgotten")).wait_for()
+    _idle(pg)
+    expect(sidebar.locator('[data-testid="stMetricValue"]').first).to_have_text(str(len(files)))
+    assert (library / "copies" / "red-circle-small.jpg").is_file()
+
+    # Search, filter to PNG, then Clear filters: the widgets empty and every image is back.
+    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Search").click()
+    pg.get_by_label("What are you looking for?").wait_for()
+    _idle(pg)
+    _search(pg, "a shape")
+    types = sidebar.locator('[data-testid="stMultiSelect"]').filter(has_text="File type").locator("input")
+    types.click()
+    types.fill("PNG")
+    types.press("ArrowDown")
+    types.press("Enter")
+    types.press("Escape")
+    pngs = sum(f.suffix == ".png" for f in files)
+    pg.get_by_text(re.compile(rf"^{pngs} results for “a shape”")).wait_for(timeout=20_000)
+    _idle(pg)
+    pg.get_by_role("button", name="Clear filters").click()
+    pg.get_by_text(re.compile(rf"^{len(files)} results for “a shape”")).wait_for(timeout=20_000)
+    _idle(pg)
+    assert sidebar.locator('[data-testid="stMultiSelect"]').filter(has_text="File type").locator(
+        '[data-baseweb="tag"]').count() == 0
+    assert len(_captions(pg)) == len(files)
+
+    # The viewer steps through the results with Next and Previous.
+    pg.get_by_role("button", name="View").first.click()
+    dialog = pg.get_by_role("dialog")
+    dialog.get_by_text(re.compile(rf"1 of {len(files)}")).wait_for()
+    dialog.get_by_role("button", name="Next").click()
+    dialog.get_by_text(re.compile(rf"2 of {len(files)}")).wait_for()
+    dialog.get_by_role("button", name="Previous").click()
+    dialog.get_by_text(re.compile(rf"1 of {len(files)}")).wait_for()
+    _idle(pg)
+    dialog.get_by_role("button", name="Close").click()
+    dialog.wait_for(state="hidden")
+    _idle(pg)
+
+    # On a phone (400 px wide): the one-term query stays folded and results come two to a row.
+    pg.set_viewport_size({"width": 400, "height": 900})
+    _idle(pg)
+    first_two = pg.locator('[data-testid="stImage"]').nth(0), pg.locator('[data-testid="stImage"]').nth(1)
+    expect(first_two[1]).to_be_visible()
+    boxes = [image.bounding_box() for image in first_two]
+    assert abs(boxes[0]["y"] - boxes[1]["y"]) < 5 and boxes[1]["x"] > boxes[0]["x"]  # side by side
+    pg.screenshot(path=str(SCREENSHOTS / "search-phone.png"))
+    pg.set_viewport_size({"width": 1440, "height": 1080})
+    _idle(pg)
+
+    # Browsing without a query: every image, newest first, under a date heading.
+    pg.get_by_role("button", name="Clear", exact=True).click()
+    _idle(pg)
+    pg.get_by_role("button", name="Browse all images").click()
+    _idle(pg)
+    pg.wait_for_function(f"() => document.querySelectorAll('[data-testid=\"stImage\"]').length >= {len(files)}")
+    _no_error_on_page(pg)
