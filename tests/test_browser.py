@@ -194,6 +194,31 @@ def _upload_and_index(pg, files: list[Path]) -> None:
     _idle(pg)
 
 
+def _go_index(pg) -> None:
+    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Index").click()
+    pg.get_by_role("heading", name="Index images").wait_for()
+    _idle(pg)
+
+
+def _index_folder(pg, folder: Path) -> None:
+    """Index a folder from the Index page and wait for its report."""
+    _go_index(pg)
+    pg.get_by_label("Folder path", exact=True).fill(str(folder))
+    pg.get_by_role("button", name="Index", exact=True).click()
+    pg.get_by_text("Last run").wait_for()
+    _idle(pg)
+
+
+def _library_with_a_copy(library: Path) -> tuple[list[Path], Path]:
+    """The shapes in library/shapes, plus a resized, re-encoded copy of the red circle in library/copies."""
+    files = _write_images(library / "shapes")
+    red_circle = next(f for f in files if f.stem == "red-circle")
+    (library / "copies").mkdir()
+    with Image.open(red_circle) as image:
+        image.resize((240, 240)).save(library / "copies" / "red-circle-small.jpg", quality=60)
+    return files, red_circle
+
+
 def _search(pg, text: str) -> None:
     box = pg.get_by_label("What are you looking for?")
     box.fill(text)
@@ -210,9 +235,7 @@ def test_upload_index_search_in_a_real_browser(page, app_url: str, tmp_path: Pat
     _no_error_on_page(pg)
 
     # Index page, from the sidebar navigation.
-    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Index").click()
-    pg.get_by_role("heading", name="Index images").wait_for()
-    _idle(pg)
+    _go_index(pg)
     files = _write_images(tmp_path / "to-upload")
     broken = tmp_path / "to-upload" / "holiday-broken.jpg"
     broken.write_bytes(files[1].read_bytes()[:600])  # a download cut short
@@ -273,9 +296,7 @@ def test_upload_index_search_in_a_real_browser(page, app_url: str, tmp_path: Pat
     hostile = tmp_path / "hostile" / HOSTILE_NAME
     hostile.parent.mkdir()
     synthetic.render("star", "green", "small", np.random.default_rng(5)).save(hostile)
-    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Index").click()
-    pg.get_by_role("heading", name="Index images").wait_for()
-    _idle(pg)
+    _go_index(pg)
     _upload_and_index(pg, [hostile])
     pg.locator('[data-testid="stSidebarNavLink"]', has_text="Search").click()
     pg.get_by_label("What are you looking for?").wait_for()
@@ -293,19 +314,8 @@ def test_upload_index_search_in_a_real_browser(page, app_url: str, tmp_path: Pat
 def test_compose_filter_and_find_duplicates_in_a_real_browser(page, tmp_path: Path) -> None:
     pg = page
     library = tmp_path / "library"
-    files = _write_images(library / "shapes")
-    (library / "copies").mkdir()
-    red_circle = next(f for f in files if f.stem == "red-circle")
-    with Image.open(red_circle) as image:
-        image.resize((240, 240)).save(library / "copies" / "red-circle-small.jpg", quality=60)
-
-    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Index").click()
-    pg.get_by_role("heading", name="Index images").wait_for()
-    _idle(pg)
-    pg.get_by_label("Folder path", exact=True).fill(str(library))
-    pg.get_by_role("button", name="Index", exact=True).click()
-    pg.get_by_text("Last run").wait_for()
-    _idle(pg)
+    files, red_circle = _library_with_a_copy(library)
+    _index_folder(pg, library)
     _no_error_on_page(pg)
 
     # Compose: the query, then words to exclude, as rows with weights.
@@ -354,18 +364,8 @@ def test_compose_filter_and_find_duplicates_in_a_real_browser(page, tmp_path: Pa
 def test_clear_filters_viewer_browsing_and_forgetting_copies_in_a_real_browser(page, tmp_path: Path) -> None:
     pg = page
     library = tmp_path / "library"
-    files = _write_images(library / "shapes")
-    red_circle = next(f for f in files if f.stem == "red-circle")
-    (library / "copies").mkdir()
-    with Image.open(red_circle) as image:
-        image.resize((240, 240)).save(library / "copies" / "red-circle-small.jpg", quality=60)
-    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Index").click()
-    pg.get_by_role("heading", name="Index images").wait_for()
-    _idle(pg)
-    pg.get_by_label("Folder path", exact=True).fill(str(library))
-    pg.get_by_role("button", name="Index", exact=True).click()
-    pg.get_by_text("Last run").wait_for()
-    _idle(pg)
+    files, red_circle = _library_with_a_copy(library)
+    _index_folder(pg, library)
     sidebar = pg.locator('[data-testid="stSidebar"]')
 
     def indexed() -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from faultkit import distinct_image
 
-from test_browser import IDLE, STEP_TIMEOUT_MS, app_url, chromium, page  # noqa: F401 - fixtures
+from test_browser import IDLE, STEP_TIMEOUT_MS, _go_index, app_url, chromium, page  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -32,9 +32,7 @@ def test_indexing_goes_on_while_the_person_searches_and_reloads(page, tmp_path: 
     for i in range(IMAGES):
         distinct_image(i, (480, 360)).save(folder / f"img{i:04d}.jpg", quality=85)
 
-    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Index").click()
-    pg.get_by_role("heading", name="Index images").wait_for()
-    pg.wait_for_selector(IDLE)
+    _go_index(pg)
     box = pg.get_by_label("Folder path", exact=True)
     box.fill(str(folder))
     box.press("Enter")
