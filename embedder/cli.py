@@ -299,8 +299,7 @@ def run_index(engine: Any, args: argparse.Namespace) -> int:
 def _show_progress(p: Progress) -> None:
     if not sys.stderr.isatty():
         return
-    eta = f", {p.eta_s:.0f} s left" if p.eta_s is not None else ""
-    print(f"\r{p.done}/{p.total} files, {p.images_per_s:.1f} images/s{eta}   ", end="", file=sys.stderr)
+    print(f"\r{p.words()}   ", end="", file=sys.stderr)
 
 
 def run_search(engine: Any, args: argparse.Namespace) -> int:

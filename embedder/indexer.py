@@ -112,6 +112,30 @@ class Progress:
     images_per_s: float  # images encoded per second in this run
     eta_s: float | None
 
+    def words(self) -> str:
+        """`340 of 802 files · 12.3 images/s · about 1 min 05 s left`, leaving out what is not known yet
+        (no "0.0 images/s" before the first batch is encoded, no "0 s left" at the end)."""
+        parts = [f"{self.done:,} of {self.total:,} files"]
+        if self.images_per_s >= 0.05:
+            parts.append(f"{self.images_per_s:.1f} images/s")
+        if self.eta_s is not None and self.done < self.total and self.eta_s >= 1:
+            parts.append(time_left(self.eta_s))
+        return " · ".join(parts)
+
+
+def time_left(seconds: float | None) -> str:
+    """`about 2 min 05 s left`, in the largest units that keep it short."""
+    if seconds is None:
+        return "estimating time left"
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"about {seconds} s left"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"about {minutes} min {seconds:02d} s left"
+    hours, minutes = divmod(minutes, 60)
+    return f"about {hours} h {minutes:02d} min left"
+
 
 ProgressCallback = Callable[[Progress], None]
 

@@ -117,19 +117,6 @@ def where_caption(result: Result, location: str, upload_dir: Path | None) -> str
     return " · ".join(parts)
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "estimating time left"
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"about {seconds} s left"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"about {minutes} min {seconds:02d} s left"
-    hours, minutes = divmod(minutes, 60)
-    return f"about {hours} h {minutes:02d} min left"
-
-
 # --------------------------------------------------------------------------------------------
 # Settings, the Engine and errors
 
@@ -410,12 +397,7 @@ def job_progress(job: Job) -> str:
         return "waiting for the job before it"
     if p is None:
         return "starting…"
-    parts = [f"{p.done:,} of {p.total:,} files"]
-    if p.images_per_s >= 0.05:
-        parts.append(f"{p.images_per_s:.1f} images/s")
-    if p.eta_s is not None and p.done < p.total and p.eta_s >= 1:
-        parts.append(duration(p.eta_s))
-    return " · ".join(parts)
+    return p.words()
 
 
 def job_fraction(job: Job) -> float:

@@ -38,7 +38,7 @@ from appkit import (
 )
 from embedder.config import Settings
 from embedder.errors import StoreInUseError
-from embedder.indexer import Progress
+from embedder.indexer import Progress, time_left
 from embedder.jobs import Job, JobRequest
 from embedder.store import FolderLock, open_store
 from embedder_ui import widgets
@@ -410,9 +410,9 @@ def test_job_progress_shows_count_rate_and_time_left_and_nothing_unknown() -> No
     assert widgets.job_progress(starting) == "0 of 40 files"  # no "0.0 images/s", no "about 0 s left"
     assert widgets.job_progress(replace(job, progress=Progress(40, 40, 9.0, 0.0))) == "40 of 40 files · 9.0 images/s"
     assert widgets.job_progress(replace(job, state="queued", progress=None)) == "waiting for the job before it"
-    assert widgets.duration(None) == "estimating time left"
-    assert widgets.duration(125) == "about 2 min 05 s left"
-    assert widgets.duration(7300) == "about 2 h 01 min left"
+    assert time_left(None) == "estimating time left"
+    assert time_left(125) == "about 2 min 05 s left"
+    assert time_left(7300) == "about 2 h 01 min left"
 
 
 def test_literal_escapes_markdown() -> None:
