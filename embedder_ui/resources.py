@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from embedder.config import Settings
 from embedder.engine import Engine
@@ -66,8 +67,9 @@ _engine_key_lock = threading.Lock()
 _engine_key: str | None = None
 
 
-def get_engine() -> Engine:
+def get_engine(loading: DeltaGenerator | None = None) -> Engine:
     """The process's one Engine (model + store), opened on first use; on failure a message and stop.
+    `loading` (a "Loading…" placeholder) is cleared either way, so an error is never shown beside it.
 
     One per process: the embedded store holds an exclusive lock on its folder, so every page and
     every browser session must share this one. When the settings change (qdrant.env edited), the
@@ -80,8 +82,15 @@ def get_engine() -> Engine:
         if _engine_key not in (None, key):
             _open_engine.clear()  # on_release closes the old store
         _engine_key = key
-    with errors_as_messages(settings):
-        return _open_engine(key, settings)
+    try:
+        engine = _open_engine(key, settings)
+    except Exception as exc:  # noqa: BLE001 - every failure is a message
+        if loading is not None:
+            loading.empty()  # before the message: nothing drawn after st.stop reaches the browser
+        show_error(exc, settings)
+    if loading is not None:
+        loading.empty()
+    return engine
 
 
 def index_info(engine: Engine) -> dict[str, Any]:

@@ -305,6 +305,7 @@ def test_missing_model_says_how_to_set_it(app_env: Path, monkeypatch: pytest.Mon
     at = open_app(page)
     [message] = errors(at)
     assert "EMBEDDER_MODEL" in message and str(app_env / "no-model-here") in message
+    assert not [c.value for c in at.sidebar.caption if "Loading the model" in c.value]  # the error alone
 
 
 def test_storage_folder_in_use_by_another_process(app_env: Path) -> None:

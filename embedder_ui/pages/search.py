@@ -388,8 +388,7 @@ def render() -> None:
     by_image = _query_inputs()
     loading = st.sidebar.empty()
     loading.caption(":material/hourglass_top: Loading the model and opening the index…")
-    engine = resources.get_engine()
-    loading.empty()
+    engine = resources.get_engine(loading=loading)
     _image_input(engine, by_image)
     info = resources.index_info(engine)
     if info["images"] == 0:
