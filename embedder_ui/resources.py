@@ -103,8 +103,6 @@ def sidebar_info(engine: Engine, info: dict[str, Any] | None = None, jobs: bool 
     returns `engine.info()`."""
     info = info or index_info(engine)
     with st.sidebar:
-        if jobs:
-            _job_status(engine)
         st.metric("Images indexed", f"{info['images']:,}")
         rows = [
             ("Collection", info["collection"]),
@@ -112,6 +110,10 @@ def sidebar_info(engine: Engine, info: dict[str, Any] | None = None, jobs: bool 
             ("Storage", f"{info['storage']}: {info['location']}"),
         ]
         st.caption("  \n".join(f"**{name}** · {literal(value)}" for name, value in rows))
+        if jobs:
+            # Last in the sidebar: a fragment that redraws itself every few seconds while a full rerun
+            # draws the page can leave the elements after it at shifted places (the count went missing).
+            _job_status(engine)
     return info
 
 

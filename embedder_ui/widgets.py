@@ -271,17 +271,21 @@ def _original(path: str) -> bytes | None:
 def viewer(
     results: Sequence[Result], max_pixels: int, upload_dir: Path | None, forget: Callable[[Result], None] | None
 ) -> None:
-    """One result large, with what is known about it; ← → step through the results; the original
-    to download; and, for an image whose files are gone, a way to forget it."""
+    """One result large, with what is known about it; ← → step through the results (from the last
+    round to the first); the original to download; and, for an image whose files are gone, a way to
+    forget it."""
     rank = min(max(st.session_state.get(VIEWER, 0), 0), len(results) - 1)
     result = results[rank]
     payload = result.payload
     back, where, forward = st.columns([1, 4, 1], vertical_alignment="center")
+    # The ends wrap around rather than disable a button: a button disabled under the focus drops the
+    # focus out of the dialog, and Escape then no longer closes it.
+    alone = len(results) == 1
     back.button("Previous", key="viewer-previous", icon=":material/chevron_left:", shortcut="Left",
-                disabled=rank == 0, on_click=_open_viewer, args=(rank - 1,), width="stretch")
+                disabled=alone, on_click=_open_viewer, args=((rank - 1) % len(results),), width="stretch")
     where.markdown(f"**{literal(result.name)}** · {rank + 1} of {len(results)} · score {result.score:.3f}")
     forward.button("Next", key="viewer-next", icon=":material/chevron_right:", shortcut="Right",
-                   disabled=rank == len(results) - 1, on_click=_open_viewer, args=(rank + 1,), width="stretch")
+                   disabled=alone, on_click=_open_viewer, args=((rank + 1) % len(results),), width="stretch")
     facts = [when_taken(payload), f"{payload.get('width', '?')}×{payload.get('height', '?')}",
              literal(payload.get("format", "?")), file_size(payload.get("bytes"))]
     st.caption(" · ".join(f for f in facts if f))

@@ -305,14 +305,18 @@ def test_the_viewer_steps_through_results_offers_the_original_and_forgets_a_gone
     assert [c.value for c in at.code] == [str(by_name[order[0]])]
     shown = unescape(texts(at))
     assert f"{order[0]}** · 1 of 3" in shown and "file dated " in shown and "JPEG" in shown
-    assert at.button(key="viewer-previous").disabled
+    assert not at.button(key="viewer-previous").disabled  # the ends wrap around
     download = at.get("download_button")[0]
     assert download.proto.label == "Download the original"
 
     at.button(key="viewer-next").click().run()
     assert [c.value for c in at.code] == [str(by_name[order[1]])]
     at.button(key="viewer-next").click().run()
-    assert at.button(key="viewer-next").disabled and f"{order[2]}** · 3 of 3" in unescape(texts(at))
+    assert f"{order[2]}** · 3 of 3" in unescape(texts(at))
+    at.button(key="viewer-next").click().run()
+    assert f"{order[0]}** · 1 of 3" in unescape(texts(at))  # from the last to the first
+    at.button(key="viewer-previous").click().run()
+    assert f"{order[2]}** · 3 of 3" in unescape(texts(at))
     assert not any(b.key == "viewer-forget" for b in at.button)  # only for images whose files are gone
 
     by_name[order[2]].unlink()
