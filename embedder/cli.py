@@ -437,7 +437,9 @@ def _visual_layout(settings: Settings) -> Any:
 
     visual = load_visual(settings)
     if visual is None:
-        raise ConfigError("EMBEDDER_VISUAL_MODEL is not set: set it to an image model (e.g. facebook/dinov2-small) first")
+        raise ConfigError(
+            "EMBEDDER_VISUAL_MODEL is not set: set it to an image model (e.g. facebook/dinov2-small) first"
+        )
     if not settings.qdrant_url:
         from embedder.store import edge
 
@@ -467,7 +469,8 @@ def run_backfill_visual(engine: Any, args: argparse.Namespace) -> int:
         if not args.json and sys.stderr.isatty():
             print(f"\r{done}/{total}", end="", file=sys.stderr, flush=True)
 
-    report = backfill_visual(engine.store, engine.visual, engine.settings.max_image_pixels, engine.settings.workers, progress)
+    settings = engine.settings
+    report = backfill_visual(engine.store, engine.visual, settings.max_image_pixels, settings.workers, progress)
     if args.json:
         _print_json({"filled": report.filled, "failed": [{"path": p, "reason": r} for p, r in report.failed]})
         return 0

@@ -88,7 +88,7 @@ def duplicate_space(store: ImageStore) -> str | None:
     if store.visual_model is None:
         return None
     if next(iter(store.without_visual()), None) is not None:
-        log.warning("some images have no visual vector yet (run `embedder backfill-visual`): duplicates by CLIP vectors")
+        log.warning("some images have no visual vector yet (see `embedder backfill-visual`): comparing CLIP vectors")
         return None
     return VISUAL
 

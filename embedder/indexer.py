@@ -459,7 +459,9 @@ class Indexer:
         with self._payload_lock:  # another run may have stored some of these meanwhile: keep its paths
             stored = self.store.retrieve([p.id for p in points])
             points = [
-                replace(p, payload={**p.payload, **_locations(*_merged(stored[p.id], p.payload))}) if p.id in stored else p
+                replace(p, payload={**p.payload, **_locations(*_merged(stored[p.id], p.payload))})
+                if p.id in stored
+                else p
                 for p in points
             ]
             self.store.upsert(points)

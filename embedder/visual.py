@@ -87,7 +87,9 @@ def _load(name: str):
             log.info("downloading %s", name)
             model, processor = _from(source, local_files_only=False)
     except Exception as exc:  # noqa: BLE001 - hub and loader errors all mean the same to a user
-        raise ModelLoadError(f"Could not load the image model {name!r} ({VARIABLE}): {first_line(exc)}. {hint}") from None
+        raise ModelLoadError(
+            f"Could not load the image model {name!r} ({VARIABLE}): {first_line(exc)}. {hint}"
+        ) from None
     if getattr(model, "main_input_name", None) != "pixel_values" or not hasattr(model.config, "hidden_size"):
         raise ModelLoadError(
             f"{VARIABLE} {name!r} is not an image model; name one such as facebook/dinov2-small. {hint}"

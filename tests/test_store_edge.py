@@ -438,7 +438,8 @@ def test_visual_vectors_live_beside_the_clip_vector(backend: str, settings: Sett
         hits = store.query(unit([0, 0, 1]), limit=4, using=VISUAL, with_vectors=True)
         assert [h.id for h in hits] == [pid(3), pid(2), pid(1)]  # 4 has none: not found
         assert np.allclose(hits[0].vector, unit([0, 0.1, 1]), atol=1e-6)
-        assert [h.id for h in store.query(unit([0, 0, 1]), limit=4, using=VISUAL, where=SearchFilter(exclude_ids=(pid(3),)))] == [pid(2), pid(1)]
+        others = store.query(unit([0, 0, 1]), limit=4, using=VISUAL, where=SearchFilter(exclude_ids=(pid(3),)))
+        assert [h.id for h in others] == [pid(2), pid(1)]
         assert np.allclose(store.vector(pid(2)), unit([1, 1, 0, 0]), atol=1e-6)
         assert np.allclose(store.vector(pid(2), using=VISUAL), unit([0, 1, 0.5]), atol=1e-6)
         assert store.vector(pid(4), using=VISUAL) is None and store.vector(pid(99), using=VISUAL) is None
@@ -460,7 +461,9 @@ def test_visual_vectors_live_beside_the_clip_vector(backend: str, settings: Sett
         assert [i for i, _ in store.without_visual()] == [pid(4)]
 
 
-def test_visual_vectors_survive_reopen_and_a_store_opened_without_them_keeps_them(on_disk: str, settings: Settings) -> None:
+def test_visual_vectors_survive_reopen_and_a_store_opened_without_them_keeps_them(
+    on_disk: str, settings: Settings
+) -> None:
     with opener(on_disk)(settings, "m", 4, visual=("v", 3)) as store:
         store.upsert([looks(1, [1, 0, 0]), looks(2, [0, 1, 0])])
     with opener(on_disk)(settings, "m", 4) as store:  # EMBEDDER_VISUAL_MODEL unset: CLIP as always
@@ -538,4 +541,5 @@ def test_an_interrupted_add_visual_vector_is_refused_on_open_then_finished(setti
     finally:
         lock.release()
     with EdgeStore(settings, "m", 4, visual=("v", 3)) as store:
-        assert {i: v.tolist() for i, _, v in store.scroll(with_vectors=True)} == {i: v.tolist() for i, (v, _) in before.items()}
+        after = {i: v.tolist() for i, _, v in store.scroll(with_vectors=True)}
+        assert after == {i: v.tolist() for i, (v, _) in before.items()}

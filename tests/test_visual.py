@@ -120,7 +120,8 @@ def test_similar_and_image_queries_compare_visual_vectors_text_compares_clip(loo
     assert [r.path for r in engine.searcher.search(Query((uploaded,)), limit=3)] == neighbours(visual, query)[:3]
 
     words = engine.encoder.encode_texts(["a photo of a red circle"])[0]
-    assert [r.path for r in engine.searcher.search(Query.text("a red circle", template="a photo of {}"), limit=8)] == neighbours(clip, words)
+    text = engine.searcher.search(Query.text("a red circle", template="a photo of {}"), limit=8)
+    assert [r.path for r in text] == neighbours(clip, words)
     # Words and a picture together: CLIP's space, where both are.
     mixed = Query((Term(text="a red circle"), Term(point_id=pids[seed])))
     expected = engine.searcher.compose(mixed.terms)
@@ -136,7 +137,8 @@ def test_without_a_visual_model_everything_is_as_before(looks, photos: list[Path
     clip = stored(engine)
     pids = {p["paths"][0]: i for i, p, _ in engine.store.scroll()}
     seed = str(photos[2])
-    assert [r.path for r in engine.searcher.search(Query.like(pids[seed]), limit=7)] == neighbours(clip, clip[seed], seed)
+    similar = engine.searcher.search(Query.like(pids[seed]), limit=7)
+    assert [r.path for r in similar] == neighbours(clip, clip[seed], seed)
 
 
 def test_backfill_gives_a_clip_only_store_visual_vectors_keeping_its_clip_vectors(
@@ -175,7 +177,8 @@ def test_backfill_gives_a_clip_only_store_visual_vectors_keeping_its_clip_vector
     pids = {p["paths"][0]: i for i, p, _ in engine.store.scroll()}
     clip = stored(engine)
     lone = str(photos[1])
-    assert [r.path for r in engine.searcher.search(Query.like(pids[lone]), limit=7)] == neighbours(clip, clip[lone], lone)
+    similar = engine.searcher.search(Query.like(pids[lone]), limit=7)
+    assert [r.path for r in similar] == neighbours(clip, clip[lone], lone)
     engine.close()
 
     assert cli.main(["backfill-visual", "--json"]) == 0  # the file is back: the last one is filled
@@ -191,7 +194,8 @@ def test_another_visual_model_is_refused_and_unsetting_it_keeps_the_store(
     engine.indexer.index([photos[0].parent])
     engine.close()
     other = tiny_vit(tmp_path / "other-vit", seed=1)
-    with pytest.raises(CollectionMismatchError, match="'tiny-vit'.*EMBEDDER_VISUAL_MODEL is 'other-vit'.*QDRANT_COLLECTION"):
+    refusal = "'tiny-vit'.*EMBEDDER_VISUAL_MODEL is 'other-vit'.*QDRANT_COLLECTION"
+    with pytest.raises(CollectionMismatchError, match=refusal):
         looks(visual=str(other))
     engine = looks(visual=None)  # unset: CLIP answers everything, the visual vectors stay for later
     assert engine.store.count() == len(photos) and len(engine.searcher.search(Query.text("a red circle"), 3)) == 3

@@ -519,7 +519,9 @@ class EdgeStore(ImageStore):
         lacking = Filter(must_not=[HasVectorCondition(VISUAL)])
         offset = None
         while True:
-            request = ScrollRequest(offset=offset, limit=SCROLL_PAGE, filter=lacking, with_payload=True, with_vector=False)
+            request = ScrollRequest(
+                offset=offset, limit=SCROLL_PAGE, filter=lacking, with_payload=True, with_vector=False
+            )
             with self._edge() as shard:
                 records, offset = shard.scroll(request)
             yield from ((str(r.id), r.payload or {}) for r in records)

@@ -255,7 +255,10 @@ def _copy_with_visual(
         finally:
             shard.close()
     if copied != total:
-        raise StoreError(f"Copying collection {settings.collection!r} gave {copied} of {total} images; nothing was changed. Run the command again.")
+        raise StoreError(
+            f"Copying collection {settings.collection!r} gave {copied} of {total} images; nothing was changed. "
+            "Run the command again."
+        )
     journal = {
         "backup": f"shard-clip-only-{time.strftime('%Y%m%d-%H%M%S')}",
         "model": model,
@@ -285,7 +288,8 @@ def _finish_visual(folder: Path, journal: dict[str, Any]) -> dict[str, Any]:
             f"The copy of collection {folder.name!r} with visual vectors is missing from {folder}. The old shard "
             f"is in {backup}: move it back to {shard}, delete {VISUAL_JOURNAL} and run `{VISUAL_COMMAND}` again."
         )
-    document = meta_document(journal["model"], int(journal["dim"]), (journal["visual_model"], int(journal["visual_dim"])))
+    visual = (journal["visual_model"], int(journal["visual_dim"]))
+    document = meta_document(journal["model"], int(journal["dim"]), visual)
     state = {"clean_close": False, "points": int(journal["points"]), "sample": list(journal["sample"])}
     write_json_durably(folder / META_NAME, {**document, "state": state})
     (folder / VISUAL_JOURNAL).unlink()
