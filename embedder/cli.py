@@ -225,6 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print the measures as JSON")
 
     commands.add_parser("migrate", help="convert an old qdrant-client local-mode folder (QDRANT_PATH) to Qdrant Edge")
+    backfill = commands.add_parser(
+        "backfill-visual",
+        help="give images indexed before EMBEDDER_VISUAL_MODEL was set its vector (CLIP vectors are kept)",
+    )
+    backfill.add_argument("--json", action="store_true", help="print what was done as JSON")
 
     info = commands.add_parser("info", help="storage, collection, model, image count and every path in use")
     info.add_argument("--json", action="store_true", help="print it as JSON")
@@ -257,7 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stack.callback(lock.release)  # the store releases it on close; this covers a failed open
             from embedder.engine import Engine  # after the lock: torch and the model load only now
 
-            engine = Engine.open(settings, shard=getattr(args, "shard", None), lock=lock)
+            visual = _visual_layout(settings) if args.command == "backfill-visual" else None
+            engine = Engine.open(settings, shard=getattr(args, "shard", None), lock=lock, visual=visual)
             stack.callback(engine.close)
             return COMMANDS[args.command](engine, args)
     except EmbedderError as exc:
@@ -422,6 +428,59 @@ def run_eval(engine: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _visual_layout(settings: Settings) -> Any:
+    """`backfill-visual`, before the store opens: load the visual model and give an embedded
+    collection made without the VISUAL vector a copy that has it (the folder lock is held)."""
+    from embedder.errors import ConfigError
+    from embedder.visual import load_visual
+
+    visual = load_visual(settings)
+    if visual is None:
+        raise ConfigError(
+            "EMBEDDER_VISUAL_MODEL is not set: set it to an image model (e.g. facebook/dinov2-small) first"
+        )
+    if not settings.qdrant_url:
+        from embedder.store import edge
+
+        if edge.edge_available():
+            from embedder.store.migrate import add_visual_vector
+
+            def progress(done: int, total: int) -> None:
+                if sys.stderr.isatty():
+                    print(f"\rcopying the collection: {done}/{total}", end="", file=sys.stderr, flush=True)
+
+            moved = add_visual_vector(settings, (visual.model_id, visual.dim), progress)
+            if moved is not None:
+                print(
+                    printable(
+                        f"{settings.collection}: {moved['points']} images copied into a store with visual vectors; "
+                        f"the old copy is in {moved['backup']} (delete it once you are happy)"
+                    )
+                )
+    return visual
+
+
+def run_backfill_visual(engine: Any, args: argparse.Namespace) -> int:
+    """`backfill-visual`: decode the files of images without a visual vector and run only the visual model."""
+    from embedder.backfill import backfill_visual
+
+    def progress(done: int, total: int) -> None:
+        if not args.json and sys.stderr.isatty():
+            print(f"\r{done}/{total}", end="", file=sys.stderr, flush=True)
+
+    settings = engine.settings
+    report = backfill_visual(engine.store, engine.visual, settings.max_image_pixels, settings.workers, progress)
+    if args.json:
+        _print_json({"filled": report.filled, "failed": [{"path": p, "reason": r} for p, r in report.failed]})
+        return 0
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    for path, reason in report.failed:
+        print(printable(f"failed: {path}: {reason}"))
+    print(report.summary())
+    return 0
+
+
 def run_migrate() -> int:
     """`migrate`: convert an old qdrant-client local-mode QDRANT_PATH to Qdrant Edge, in place."""
     from embedder.store.migrate import migrate_local
@@ -486,6 +545,7 @@ COMMANDS = {
     "eval": run_eval,
     "info": run_info,
     "watch": run_watch,
+    "backfill-visual": run_backfill_visual,
 }
 
 

@@ -135,6 +135,9 @@ class Settings:
     text_model: str | None = setting(
         "EMBEDDER_TEXT_MODEL", None, _text, "a text model for queries in EMBEDDER_MODEL's space (e.g. multilingual)"
     )
+    visual_model: str | None = setting(
+        "EMBEDDER_VISUAL_MODEL", None, _text, "an image-only model (ViT, DINOv2) for Similar and image queries"
+    )
     device: str = setting("EMBEDDER_DEVICE", "auto", _device, "auto (cuda → mps → cpu), cpu, cuda, cuda:N, mps")
     batch_size: int = setting("EMBEDDER_BATCH_SIZE", 0, _non_negative_int, "images per model call; 0: the device's choice")
     workers: int = setting("EMBEDDER_WORKERS", 0, _non_negative_int, "image-decoding threads; 0: one per core")

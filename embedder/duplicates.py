@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from embedder.store import ImageStore
+from embedder.store import VISUAL, ImageStore
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,15 @@ class DuplicateGroup:
 
 
 def near_duplicate_groups(store: ImageStore, threshold: float) -> list[DuplicateGroup]:
-    """Every group of ≥ 2 images linked by cosine ≥ `threshold`, largest groups first."""
+    """Every group of ≥ 2 images linked by cosine ≥ `threshold`, largest groups first.
+
+    Near-duplicates are a question of looks: the image-only model's vectors answer it when the store
+    holds them for every image (EMBEDDER_VISUAL_MODEL), else the CLIP vectors."""
     ids: list[str] = []
     payloads: list[dict[str, Any]] = []
     rows: list[np.ndarray] = []
-    for pid, payload, vector in store.scroll(with_vectors=True):
+    using = duplicate_space(store)
+    for pid, payload, vector in store.scroll(with_vectors=True, using=using):
         ids.append(pid)
         payloads.append(payload)
         rows.append(vector)
@@ -77,6 +81,16 @@ def near_duplicate_groups(store: ImageStore, threshold: float) -> list[Duplicate
     groups.sort(key=lambda g: (-len(g.ids), -g.score))
     log.info("%d near-duplicate groups among %d images at cosine ≥ %.3f", len(groups), len(ids), threshold)
     return groups
+
+
+def duplicate_space(store: ImageStore) -> str | None:
+    """VISUAL when the store's visual model is in use and every image has its vector; else None (CLIP)."""
+    if store.visual_model is None:
+        return None
+    if next(iter(store.without_visual()), None) is not None:
+        log.warning("some images have no visual vector yet (see `embedder backfill-visual`): comparing CLIP vectors")
+        return None
+    return VISUAL
 
 
 def keeper(group: DuplicateGroup) -> int:

@@ -14,6 +14,7 @@ from embedder.indexer import Indexer
 from embedder.jobs import Job, JobRunner
 from embedder.search import Searcher
 from embedder.store import FolderLock, ImageStore, open_store
+from embedder.visual import load_visual
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ class Engine:
     searcher: Searcher
     jobs: JobRunner  # background indexing for this store; started by whoever wants it (the app, `watch`)
     watcher: Any = field(default=None)  # a FolderWatcher once `watch` is called
+    visual: Encoder | None = None  # the image-only model (EMBEDDER_VISUAL_MODEL), when set
 
     @classmethod
     def open(
@@ -36,19 +38,24 @@ class Engine:
         encoder: Encoder | None = None,
         store: ImageStore | None = None,
         lock: FolderLock | None = None,
+        visual: Encoder | None = None,
     ) -> Engine:
         """Load the model, then open the store for its dimension (either may raise an EmbedderError).
 
         `encoder` and `store` may be given (tests, benchmarks, a second collection): they are used as they are.
         `lock`: the embedded folder's lock, when the caller took it before loading the model.
+        `visual`: the image-only model, else the one EMBEDDER_VISUAL_MODEL names (if set).
         """
         encoder = encoder or load_encoder(settings)
-        store = store or open_store(settings, encoder.model_id, encoder.dim, lock)
+        visual = visual or load_visual(settings)
+        looks = (visual.model_id, visual.dim) if visual else None
+        store = store or open_store(settings, encoder.model_id, encoder.dim, lock, visual=looks)
         indexer = Indexer(
-            encoder, store, settings.max_image_pixels, settings.workers, shard, settings.max_upload_mb * 2**20
+            encoder, store, settings.max_image_pixels, settings.workers, shard, settings.max_upload_mb * 2**20,
+            visual=visual,
         )
         jobs = JobRunner(indexer, journal=settings.jobs_journal)
-        return cls(settings, encoder, store, indexer, Searcher(encoder, store), jobs)
+        return cls(settings, encoder, store, indexer, Searcher(encoder, store, visual), jobs, visual=visual)
 
     def watch(self, roots: Iterable[Path | str], catch_up: bool = True) -> list[Job]:
         """Watch folders for changes (starting the job runner and the watcher if needed); the
@@ -87,6 +94,8 @@ class Engine:
         }
         if self.encoder.text_model is not None:
             info["queries by"] = self.encoder.text_model.model_id
+        if self.visual is not None:
+            info["visual model"] = f"{self.visual.model_id} ({self.visual.dim}-d): Similar, image queries, duplicates"
         return info
 
     def close(self) -> None:

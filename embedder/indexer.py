@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -170,8 +170,10 @@ class Indexer:
         workers: int = 0,
         shard: tuple[int, int] | None = None,
         max_upload_bytes: int | None = None,
+        visual: Encoder | None = None,
     ) -> None:
         self.encoder = encoder
+        self.visual = visual  # the image-only model (EMBEDDER_VISUAL_MODEL): each new point gets its vector too
         self.store = store
         self.max_pixels = max_pixels
         self.workers = workers or default_workers(encoder.device)
@@ -439,11 +441,12 @@ class Indexer:
         """Decode in the pool, at most two batches ahead of the model, in order."""
         window: deque[tuple[_Image, Future]] = deque()
         ahead = 2 * self.encoder.batch_size + self.workers
-        min_side = self.encoder.image_size
-        prepare = self.encoder.prepare_image  # the model's preprocessing runs in the pool too
+        min_side = max(self.encoder.image_size, self.visual.image_size if self.visual else 0)
+        prepare = self.encoder.prepare_image  # the models' preprocessing runs in the pool too
+        visual = self.visual.prepare_image if self.visual else None
         try:
             for img in images:
-                decoding = pool.submit(_decode_first, img.paths, img.digest, self.max_pixels, min_side, prepare)
+                decoding = pool.submit(_decode_first, img.paths, img.digest, self.max_pixels, min_side, prepare, visual)
                 window.append((img, decoding))
                 if len(window) >= ahead:
                     first, future = window.popleft()
@@ -465,19 +468,24 @@ class Indexer:
         if not batch:
             return
         vectors = self.encoder.encode_images([d.prepared for _, d in batch])
+        looks: list[Any] = [None] * len(batch)
+        if self.visual is not None:
+            looks = list(self.visual.encode_images([d.visual for _, d in batch]))
         now = time.time()
         points: list[Point] = []
-        for (img, d), vector in zip(batch, vectors):
+        for (img, d), vector, look in zip(batch, vectors, looks):
             payload = new_payload(img, d.meta, names, self.encoder.model_id, now)
             refusal = _unstorable(payload)
             if refusal:  # one bad point fails alone: the rest of the batch lands
                 report.failed.extend(Failure(path_to_text(p), refusal) for p in img.paths)
             else:
-                points.append(Point(img.id, vector, payload))
+                points.append(Point(img.id, vector, payload, look))
         with self._payload_lock:  # another run may have stored some of these meanwhile: keep its paths
             stored = self.store.retrieve([p.id for p in points])
             points = [
-                Point(p.id, p.vector, {**p.payload, **_locations(*_merged(stored[p.id], p.payload))}) if p.id in stored else p
+                replace(p, payload={**p.payload, **_locations(*_merged(stored[p.id], p.payload))})
+                if p.id in stored
+                else p
                 for p in points
             ]
             self.store.upsert(points)
@@ -503,10 +511,16 @@ class _Ready:
 
     meta: ImageMeta
     prepared: PreparedImage
+    visual: PreparedImage | None = None  # the image-only model's input, when there is one
 
 
 def _decode_first(
-    paths: list[Path], digest: str, max_pixels: int, min_side: int, prepare: Callable[[Any], PreparedImage]
+    paths: list[Path],
+    digest: str,
+    max_pixels: int,
+    min_side: int,
+    prepare: Callable[[Any], PreparedImage],
+    prepare_visual: Callable[[Any], PreparedImage] | None = None,
 ) -> _Ready | ImageError:
     """In a worker thread: decode (JPEGs at a reduced scale) and preprocess for the model; the
     full-size pixels are dropped here, so what waits for the model is ~0.6 MB an image.
@@ -518,7 +532,8 @@ def _decode_first(
     except ImageError as exc:
         return exc
     try:
-        return _Ready(decoded.meta, prepare(decoded.image))
+        look = prepare_visual(decoded.image) if prepare_visual else None  # decoded once for both models
+        return _Ready(decoded.meta, prepare(decoded.image), look)
     except Exception as exc:  # noqa: BLE001 - one odd image must not stop the run
         return ImageError(f"could not be prepared for the model ({type(exc).__name__}: {exc})")
 

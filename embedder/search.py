@@ -20,7 +20,7 @@ from embedder.encoder import Encoder, normalise
 from embedder.errors import QueryError
 from embedder.images import IMAGE_EXTENSIONS
 from embedder.pager import Collapser, ResultPages
-from embedder.store import Hit, ImageStore, SearchFilter
+from embedder.store import VISUAL, Hit, ImageStore, SearchFilter
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,8 @@ class Term:
     """One part of a composed query, with a weight (< 0 pushes results away from it).
 
     A term is a text, an image, a stored point (more like this) or a vector already encoded
-    (an uploaded image kept across reruns); `label` is how people know an image (its file name).
+    (an uploaded image kept across reruns: `vector` by the CLIP model, `visual` by the image-only
+    one, when there is one); `label` is how people know an image (its file name).
     """
 
     text: str | None = None
@@ -43,6 +44,12 @@ class Term:
     weight: float = 1.0
     vector: np.ndarray | None = field(default=None, compare=False, repr=False)
     label: str = ""
+    visual: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    def looks(self) -> bool:
+        """Whether the image-only model can answer this term: a stored image, or a picture (its
+        vector by that model at hand, or the picture itself, not only its CLIP vector)."""
+        return self.point_id is not None or self.visual is not None or (self.image is not None and self.vector is None)
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.weight):
@@ -227,11 +234,17 @@ def _utc(day: date) -> float:
 
 
 class Searcher:
-    """Turns queries into vectors (text vectors cached) and asks the store for the nearest images."""
+    """Turns queries into vectors (text vectors cached) and asks the store for the nearest images.
 
-    def __init__(self, encoder: Encoder, store: ImageStore) -> None:
+    With an image-only model (`visual`, EMBEDDER_VISUAL_MODEL) whose vectors the store holds,
+    queries of pictures alone ("Similar", search with an image) compare those; any query with words
+    (text, or text and pictures composed) stays in CLIP's space, where words and pictures meet.
+    """
+
+    def __init__(self, encoder: Encoder, store: ImageStore, visual: Encoder | None = None) -> None:
         self.encoder = encoder
         self.store = store
+        self.visual = visual
         self.text_vector: Callable[[str], np.ndarray] = lru_cache(maxsize=TEXT_CACHE_SIZE)(self._encode_text)
 
     def _encode_text(self, text: str) -> np.ndarray:
@@ -239,9 +252,33 @@ class Searcher:
         vector.setflags(write=False)
         return vector
 
+    @property
+    def min_side(self) -> int:
+        """The side a query picture must be decoded at, at least, for every model that reads it."""
+        return max(self.encoder.image_size, self.visual.image_size if self.visual else 0)
+
+    def space(self, terms: Sequence[Term]) -> str | None:
+        """Which vectors answer `terms`: VISUAL for pictures alone when the image-only model is in
+        use (and the store holds its vectors), else None: CLIP's. A stored image not yet given its
+        visual vector (see `embedder backfill-visual`) is compared by CLIP's, as before."""
+        if self.visual is None or self.store.visual_model is None:
+            return None
+        weighted = [term for term in terms if term.weight != 0]
+        if not weighted or not all(term.text is None and term.looks() for term in weighted):
+            return None
+        stored = [term.point_id for term in weighted if term.point_id is not None]
+        if any(self.store.vector(pid, using=VISUAL) is None for pid in stored):
+            log.info("a stored image of the query has no visual vector yet: comparing CLIP vectors")
+            return None
+        return VISUAL
+
+    def visual_vector(self, image: Image.Image) -> np.ndarray | None:
+        """A picture's vector by the image-only model (None without one): kept with an uploaded query."""
+        return None if self.visual is None else self.visual.encode_images([image])[0]
+
     def vector(self, query: Query) -> np.ndarray:
-        """The query's vector: the weighted, normalised sum of its terms' vectors."""
-        return self.compose(query.terms, query.template)
+        """The query's vector: the weighted, normalised sum of its terms' vectors (in `space`)."""
+        return self.compose(query.terms, query.template, self.space(query.terms))
 
     def pages(self, query: Query, start: int = 0) -> ResultPages:
         """The query's results, page by page, best first: terms encoded once, for every page.
@@ -249,7 +286,8 @@ class Searcher:
         Stored images that are positive terms are left out (more like this never shows the image
         itself); with `query.collapse`, near-duplicates of a better result are left out too.
         """
-        vector = self.vector(query)
+        space = self.space(query.terms)
+        vector = self.compose(query.terms, query.template, space)
         used = tuple(t.point_id for t in query.terms if t.point_id and t.weight > 0)
         where = replace(query.where, exclude_ids=(*query.where.exclude_ids, *used)) if used else query.where
         with_vectors = query.collapse is not None
@@ -257,7 +295,7 @@ class Searcher:
         def fetch(limit: int, offset: int) -> list[Result]:
             hits = self.store.query(
                 vector, limit=limit, offset=offset, score_threshold=query.min_score, where=where,
-                with_vectors=with_vectors,
+                with_vectors=with_vectors, using=space,
             )
             return [Result.from_hit(h) for h in hits]
 
@@ -290,21 +328,24 @@ class Searcher:
                 margins[result.id] = result.score - float(np.max(generic @ vector))
         return margins
 
-    def compose(self, terms: Sequence[Term], template: str | None = None) -> np.ndarray:
-        """The weighted sum of the terms' unit vectors, normalised (negative weights push away)."""
+    def compose(self, terms: Sequence[Term], template: str | None = None, space: str | None = None) -> np.ndarray:
+        """The weighted sum of the terms' unit vectors, normalised (negative weights push away), in
+        CLIP's space or with `space=VISUAL` the image-only model's (see `space`)."""
         weighted = [term for term in terms if term.weight != 0]
         if not weighted:
             raise QueryError("the query has no term with a weight other than 0")
         # The sum is normalised, so dividing every weight by the largest changes nothing, and keeps
         # weights like 1e300 or 1e-300 from overflowing or vanishing in float32.
         largest = max(abs(term.weight) for term in weighted)
-        parts = [term.weight / largest * self._term_vector(term, template) for term in weighted]
+        parts = [term.weight / largest * self._term_vector(term, template, space) for term in weighted]
         combined = np.sum(parts, axis=0)
         if not np.any(np.abs(combined) > 1e-6):
             raise QueryError("the terms cancel each other out: change a weight or remove a term")
         return normalise(combined)
 
-    def _term_vector(self, term: Term, template: str | None) -> np.ndarray:
+    def _term_vector(self, term: Term, template: str | None, space: str | None = None) -> np.ndarray:
+        if space == VISUAL:
+            return self._visual_term_vector(term)
         if term.text is not None:
             return self.text_vector(apply_template(term.text, template))
         if term.vector is not None:
@@ -317,3 +358,16 @@ class Searcher:
                 raise QueryError(f"{term.label or term.point_id} is no longer in the index")
             return vector
         raise QueryError("a query term needs a text, an image or a stored image")
+
+    def _visual_term_vector(self, term: Term) -> np.ndarray:
+        """A picture term's vector by the image-only model."""
+        if term.visual is not None:
+            return normalise(term.visual)
+        if term.image is not None and self.visual is not None:
+            return self.visual.encode_images([term.image])[0]
+        if term.point_id is not None:
+            vector = self.store.vector(term.point_id, using=VISUAL)
+            if vector is None:  # deleted since `space` looked
+                raise QueryError(f"{term.label or term.point_id} is no longer in the index")
+            return vector
+        raise QueryError("a query term needs an image or a stored image")

@@ -126,3 +126,17 @@ def tiny_open_clip(folder: Path, seed: int = 0) -> Path:
     checkpoint = folder / "tiny.pt"
     torch.save(open_clip.create_model(TINY_OPEN_CLIP, pretrained=None).state_dict(), checkpoint)
     return checkpoint
+
+
+def tiny_vit(folder: Path, image_size: int = 32, seed: int = 0) -> Path:
+    """A random image-only ViT (hidden 32, 16-pixel patches) with its ViTImageProcessor, for EMBEDDER_VISUAL_MODEL."""
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    torch.manual_seed(seed)
+    config = ViTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        image_size=image_size, patch_size=16,
+    )
+    ViTModel(config).save_pretrained(folder)
+    ViTImageProcessor(size={"height": image_size, "width": image_size}).save_pretrained(folder)
+    return folder

@@ -20,10 +20,10 @@ import pytest
 
 from embedder.config import Settings
 from embedder.errors import CollectionMismatchError, StoreError, StoreInUseError
-from embedder.store import FolderLock, ImageStore, Point, QdrantStore, SearchFilter, open_store
+from embedder.store import VISUAL, FolderLock, ImageStore, Point, QdrantStore, SearchFilter, open_store
 from embedder.store.memory import MemoryStore
 from embedder.store.edge import META_NAME, SHARD_DIR, EdgeStore, is_local_mode_folder
-from embedder.store.migrate import migrate_local
+from embedder.store.migrate import add_visual_vector, migrate_local
 
 pytest.importorskip("qdrant_edge")
 
@@ -45,7 +45,7 @@ def point(n: int, vector, **payload) -> Point:
 
 
 def opener(backend: str):
-    memory = lambda settings, model_id, dim: MemoryStore(model_id, dim)  # noqa: E731
+    memory = lambda settings, model_id, dim, visual=None: MemoryStore(model_id, dim, visual=visual)  # noqa: E731
     return {"edge": EdgeStore, "local": QdrantStore.embedded, "memory": memory}[backend]
 
 
@@ -417,3 +417,129 @@ def test_newest_orders_by_date_inside_the_store_and_filters(store: ImageStore) -
     assert all(h.score == 0.0 for h in newest)
     pngs = store.newest(3, SearchFilter(formats=("PNG",)))
     assert [h.payload["date"] for h in pngs] == [360.0, 320.0, 280.0]
+
+
+# --- the optional VISUAL vector beside the unnamed CLIP one ---------------------------------------
+
+
+def looks(n: int, vector, clip=None, **payload) -> Point:
+    """A point with a CLIP vector and a 3-d visual one."""
+    base = point(n, clip if clip is not None else [1, n, 0, 0], **payload)
+    return Point(base.id, base.vector, base.payload, unit(vector))
+
+
+def test_visual_vectors_live_beside_the_clip_vector(backend: str, settings: Settings) -> None:
+    with opener(backend)(settings, "m", 4, visual=("v", 3)) as store:
+        assert (store.visual_model, store.visual_dim) == ("v", 3)
+        # CLIP puts 1 nearest to [1, 0, 0, 0]; the visual vectors put 3 nearest to [0, 0, 1].
+        store.upsert([looks(1, [1, 0, 0], clip=[1, 0, 0, 0]), looks(2, [0, 1, 0.5], clip=[1, 1, 0, 0])])
+        store.upsert([looks(3, [0, 0.1, 1], clip=[0.2, 1, 0, 0]), point(4, [0, 0, 1, 0])])  # 4: no visual vector
+        assert [h.id for h in store.query(unit([1, 0, 0, 0]), limit=4)] == [pid(1), pid(2), pid(3), pid(4)]
+        hits = store.query(unit([0, 0, 1]), limit=4, using=VISUAL, with_vectors=True)
+        assert [h.id for h in hits] == [pid(3), pid(2), pid(1)]  # 4 has none: not found
+        assert np.allclose(hits[0].vector, unit([0, 0.1, 1]), atol=1e-6)
+        others = store.query(unit([0, 0, 1]), limit=4, using=VISUAL, where=SearchFilter(exclude_ids=(pid(3),)))
+        assert [h.id for h in others] == [pid(2), pid(1)]
+        assert np.allclose(store.vector(pid(2)), unit([1, 1, 0, 0]), atol=1e-6)
+        assert np.allclose(store.vector(pid(2), using=VISUAL), unit([0, 1, 0.5]), atol=1e-6)
+        assert store.vector(pid(4), using=VISUAL) is None and store.vector(pid(99), using=VISUAL) is None
+        clip_rows = {i: v for i, _, v in store.scroll(with_vectors=True)}
+        assert all(v.shape == (4,) for v in clip_rows.values()) and len(clip_rows) == 4
+        visual_rows = {i: v for i, _, v in store.scroll(with_vectors=True, using=VISUAL)}
+        assert visual_rows[pid(4)] is None and visual_rows[pid(1)].shape == (3,)
+        assert [i for i, _ in store.without_visual()] == [pid(4)]
+
+        # Back-fill: the visual vector joins, the CLIP vector and the payload stay exactly as they were.
+        before = (store.vector(pid(4)), store.retrieve([pid(4)]))
+        store.set_visual({pid(4): unit([0, 0, 1])})
+        assert np.array_equal(store.vector(pid(4)), before[0]) and store.retrieve([pid(4)]) == before[1]
+        assert store.query(unit([0, 0, 1]), limit=1, using=VISUAL)[0].id == pid(4)
+        assert list(store.without_visual()) == []
+        store.set_payload(pid(4), {"paths": ["/moved.jpg"]})  # a payload change keeps both vectors
+        assert store.vector(pid(4), using=VISUAL) is not None
+        store.upsert([point(4, [0, 0, 1, 0])])  # an upsert replaces the whole point: no visual vector now
+        assert [i for i, _ in store.without_visual()] == [pid(4)]
+
+
+def test_visual_vectors_survive_reopen_and_a_store_opened_without_them_keeps_them(
+    on_disk: str, settings: Settings
+) -> None:
+    with opener(on_disk)(settings, "m", 4, visual=("v", 3)) as store:
+        store.upsert([looks(1, [1, 0, 0]), looks(2, [0, 1, 0])])
+    with opener(on_disk)(settings, "m", 4) as store:  # EMBEDDER_VISUAL_MODEL unset: CLIP as always
+        assert store.visual_model is None and store.count() == 2
+        assert store.query(unit([1, 1, 0, 0]), limit=1)[0].id == pid(1)
+        store.upsert([point(3, [0, 0, 1, 0])])
+    with opener(on_disk)(settings, "m", 4, visual=("v", 3)) as store:
+        assert store.query(unit([0, 1, 0]), limit=1, using=VISUAL)[0].id == pid(2)
+        assert [i for i, _ in store.without_visual()] == [pid(3)]
+
+
+def test_another_visual_model_is_refused_with_the_fix(on_disk: str, settings: Settings) -> None:
+    opener(on_disk)(settings, "m", 4, visual=("vit-a", 3)).close()
+    with pytest.raises(CollectionMismatchError, match="vit-a.*EMBEDDER_VISUAL_MODEL.*vit-b.*QDRANT_COLLECTION"):
+        opener(on_disk)(settings, "m", 4, visual=("vit-b", 3))
+    with pytest.raises(CollectionMismatchError, match="3-d visual vectors"):
+        opener(on_disk)(settings, "m", 4, visual=("vit-a", 5))
+    opener(on_disk)(settings, "m", 4, visual=("vit-a", 3)).close()  # the refusals changed nothing
+
+
+def test_a_clip_only_collection_is_not_given_visual_vectors_on_open(on_disk: str, settings: Settings) -> None:
+    with opener(on_disk)(settings, "m", 4) as store:
+        store.upsert([point(1, [1, 0, 0, 0])])
+    fix = "backfill-visual" if on_disk == "edge" else "QDRANT_COLLECTION"
+    with pytest.raises(CollectionMismatchError, match=f"no visual vectors.*{fix}"):
+        opener(on_disk)(settings, "m", 4, visual=("v", 3))
+    with opener(on_disk)(settings, "m", 4) as store:
+        assert store.count() == 1 and list(store.query(unit([0, 0, 1]), limit=3, using=VISUAL)) == []
+
+
+def clip_only_edge_store(settings: Settings, n: int = 30) -> dict[str, tuple[np.ndarray, dict]]:
+    rng = np.random.default_rng(3)
+    with EdgeStore(settings, "m", 4) as store:
+        store.upsert([point(i, rng.normal(size=4)) for i in range(n)])
+        return {i: (v, p) for i, p, v in store.scroll(with_vectors=True)}
+
+
+def test_add_visual_vector_copies_an_edge_collection_keeping_its_clip_vectors_bit_for_bit(settings: Settings) -> None:
+    before = clip_only_edge_store(settings)
+    lock = FolderLock(settings.qdrant_path)
+    try:
+        done = add_visual_vector(settings, ("v", 3))
+        assert done is not None and done["points"] == 30
+        assert add_visual_vector(settings, ("v", 3)) is None  # nothing left to do
+    finally:
+        lock.release()
+    assert (Path(done["backup"]) / "edge_config.json").is_file()  # the old shard, kept as a backup
+    with EdgeStore(settings, "m", 4, visual=("v", 3)) as store:
+        after = {i: (v, p) for i, p, v in store.scroll(with_vectors=True)}
+        assert after.keys() == before.keys()
+        assert all(np.array_equal(after[i][0], before[i][0]) and after[i][1] == before[i][1] for i in before)
+        assert len(list(store.without_visual())) == 30
+        assert store.query(before[pid(5)][0], limit=1)[0].id == pid(5)
+        assert [h.id for h in store.query(unit([1, 0, 0, 0]), limit=5, where=SearchFilter(formats=("JPEG",)))]
+    meta = json.loads((settings.qdrant_path / "images" / META_NAME).read_text())
+    assert (meta["model"], meta["visual_model"], meta["visual_dim"]) == ("m", "v", 3)
+
+
+def test_an_interrupted_add_visual_vector_is_refused_on_open_then_finished(settings: Settings, monkeypatch) -> None:
+    import embedder.store.migrate as migrate
+
+    before = clip_only_edge_store(settings, 5)
+    lock = FolderLock(settings.qdrant_path)
+    real = migrate._finish_visual
+    monkeypatch.setattr(migrate, "_finish_visual", lambda folder, journal: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        add_visual_vector(settings, ("v", 3))  # the copy is complete and journalled; no folder moved
+    lock.release()
+    with pytest.raises(StoreError, match="interrupted.*backfill-visual"):
+        EdgeStore(settings, "m", 4)
+    monkeypatch.setattr(migrate, "_finish_visual", real)
+    lock = FolderLock(settings.qdrant_path)
+    try:
+        assert add_visual_vector(settings, ("v", 3))["points"] == 5
+    finally:
+        lock.release()
+    with EdgeStore(settings, "m", 4, visual=("v", 3)) as store:
+        after = {i: v.tolist() for i, _, v in store.scroll(with_vectors=True)}
+        assert after == {i: v.tolist() for i, (v, _) in before.items()}

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from embedder.store.contract import (
     SCROLL_PAGE,
+    VISUAL,
     Hit,
     ImageStore,
     Point,
@@ -24,6 +25,7 @@ from embedder.store.contract import (
     damaged,
     damaged_message,
     mismatch_message,
+    visual_mismatch_message,
 )
 from embedder.store.lock import LOCK_NAME, FolderLock
 from embedder.store.schema import KEYWORD_FIELDS, NUMBER_FIELDS, PAYLOAD_INDEXES
@@ -35,13 +37,22 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "KEYWORD_FIELDS", "LOCK_NAME", "NUMBER_FIELDS", "PAYLOAD_INDEXES", "SCROLL_PAGE", "FolderLock", "Hit",
-    "ImageStore", "Point", "QdrantStore", "SearchFilter", "damaged", "damaged_message", "mismatch_message",
-    "open_store",
+    "ImageStore", "Point", "QdrantStore", "SearchFilter", "VISUAL", "damaged", "damaged_message", "mismatch_message",
+    "open_store", "visual_mismatch_message",
 ]
 
 
-def open_store(settings: Settings, model_id: str, dim: int, lock: FolderLock | None = None) -> ImageStore:
+def open_store(
+    settings: Settings,
+    model_id: str,
+    dim: int,
+    lock: FolderLock | None = None,
+    visual: tuple[str, int] | None = None,
+) -> ImageStore:
     """Open the configured storage and make sure its collection fits `model_id` and `dim`.
+
+    `visual`: (model id, dimension) of the image-only model (EMBEDDER_VISUAL_MODEL), whose VISUAL
+    vector the collection must hold (a new one is made with it); None: the CLIP vector alone.
 
     `lock`: the embedded folder's lock when the caller took it already (the CLI takes it first, to
     answer "in use" before loading the model); the store then owns it and releases it on close.
@@ -49,15 +60,15 @@ def open_store(settings: Settings, model_id: str, dim: int, lock: FolderLock | N
     if settings.qdrant_url:
         from embedder.store.server import QdrantStore
 
-        return QdrantStore.server(settings, model_id, dim)
+        return QdrantStore.server(settings, model_id, dim, visual)
     from embedder.store import edge  # the embedded engine: Qdrant Edge (see BENCHMARKS.md)
 
     if edge.edge_available():
-        return edge.EdgeStore(settings, model_id, dim, lock=lock)
+        return edge.EdgeStore(settings, model_id, dim, lock=lock, visual=visual)
     from embedder.store.server import QdrantStore
 
     log.warning("qdrant-edge-py is not installed: falling back to qdrant-client local mode (slow past ~10k images)")
-    return QdrantStore.embedded(settings, model_id, dim, lock=lock)
+    return QdrantStore.embedded(settings, model_id, dim, lock=lock, visual=visual)
 
 
 def __getattr__(name: str) -> Any:

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,9 @@ import numpy as np
 from embedder.errors import StoreError
 
 SCROLL_PAGE = 256
+# The name of the optional image-only vector (EMBEDDER_VISUAL_MODEL) beside the CLIP one, which is
+# the collection's unnamed vector (""), as it always was: stores without a visual model are unchanged.
+VISUAL = "visual"
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class Point:
     id: str
     vector: np.ndarray
     payload: dict[str, Any]
+    visual: np.ndarray | None = field(default=None, compare=False, repr=False)  # the VISUAL vector, if any
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,8 @@ class ImageStore(ABC):
     collection: str
     model_id: str
     dim: int
+    visual_model: str | None = None  # the image-only model whose VISUAL vectors it holds, when in use
+    visual_dim: int | None = None
 
     @abstractmethod
     def count(self) -> int: ...
@@ -68,7 +74,19 @@ class ImageStore(ABC):
         """Payloads of the points that exist among `ids`."""
 
     @abstractmethod
-    def upsert(self, points: Sequence[Point]) -> None: ...
+    def upsert(self, points: Sequence[Point]) -> None:
+        """Write whole points: an existing point's vectors and payload are replaced (a point without
+        a `visual` vector has none afterwards)."""
+
+    @abstractmethod
+    def set_visual(self, vectors: Mapping[str, np.ndarray]) -> None:
+        """Give existing points their VISUAL vector, keeping their CLIP vector and payload (back-fill)."""
+
+    def without_visual(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every point that has no VISUAL vector yet: (id, payload)."""
+        for pid, payload, vector in self.scroll(with_vectors=True, using=VISUAL):
+            if vector is None:
+                yield pid, payload
 
     @abstractmethod
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
@@ -86,17 +104,23 @@ class ImageStore(ABC):
         score_threshold: float | None = None,
         where: SearchFilter | None = None,
         with_vectors: bool = False,
+        using: str | None = None,
     ) -> list[Hit]:
-        """Nearest points by cosine similarity, best first (with their vectors if asked)."""
+        """Nearest points by cosine similarity, best first (with their vectors if asked).
+
+        `using`: None compares CLIP vectors; VISUAL the image-only ones (points without one are not
+        found), and the hits carry those."""
 
     @abstractmethod
-    def vector(self, point_id: str) -> np.ndarray | None: ...
+    def vector(self, point_id: str, using: str | None = None) -> np.ndarray | None:
+        """A point's CLIP vector (or with `using=VISUAL` its visual one); None if it has none."""
 
     @abstractmethod
     def scroll(
-        self, with_vectors: bool = False, where: SearchFilter | None = None
+        self, with_vectors: bool = False, where: SearchFilter | None = None, using: str | None = None
     ) -> Iterator[tuple[str, dict[str, Any], np.ndarray | None]]:
-        """Every point (that matches `where`), page by page: (id, payload, vector or None)."""
+        """Every point (that matches `where`), page by page: (id, payload, vector or None); the
+        vector is the CLIP one, or with `using=VISUAL` the visual one (None where a point has none)."""
 
     @abstractmethod
     def newest(self, limit: int, where: SearchFilter | None = None) -> list[Hit]:
@@ -124,6 +148,24 @@ def mismatch_message(collection: str, size: int | None, recorded: str | None, mo
         f"EMBEDDER_MODEL is {model_id!r} ({dim}-d). Set EMBEDDER_MODEL back to "
         f"{recorded or 'that model'!r}, or set QDRANT_COLLECTION to a new name to index with this model."
     )
+
+
+def visual_mismatch_message(collection: str, recorded: str | None, size: int | None, model_id: str, dim: int) -> str:
+    """Why a collection is refused for its visual vectors, and the ways out (every backend)."""
+    return (
+        f"Collection {collection!r} holds {size}-d visual vectors made by {recorded or 'unknown'!r}, but "
+        f"EMBEDDER_VISUAL_MODEL is {model_id!r} ({dim}-d). Set EMBEDDER_VISUAL_MODEL back to "
+        f"{recorded or 'that model'!r} (or unset it), or set QDRANT_COLLECTION to a new name to index with this one."
+    )
+
+
+def pick_vector(raw: Any, using: str | None) -> np.ndarray | None:
+    """One vector out of what Qdrant returns: a plain list (the unnamed vector alone) or {name: list}."""
+    if isinstance(raw, dict):
+        raw = raw.get(using or "")
+    elif using:  # a plain list is the unnamed (CLIP) vector
+        raw = None
+    return None if raw is None else np.asarray(raw, dtype=np.float32)
 
 
 def damaged_message(location: str | Path, what: str) -> str:

@@ -31,7 +31,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -43,12 +43,15 @@ from embedder.config import Settings
 from embedder.errors import CollectionMismatchError, StoreError
 from embedder.store.contract import (
     SCROLL_PAGE,
+    VISUAL,
     Hit,
     ImageStore,
     Point,
     SearchFilter,
     damaged_message,
     mismatch_message,
+    pick_vector,
+    visual_mismatch_message,
 )
 from embedder.store.lock import FolderLock
 from embedder.store.schema import KEYWORD_FIELDS, NUMBER_FIELDS
@@ -103,6 +106,10 @@ MIGRATE_COMMAND = "embedder migrate"
 # written once they are complete, means "finish the swap" to the next run (and "refuse" to opens).
 STAGING_DIR = ".migrating"
 MIGRATION_JOURNAL = ".migration.json"
+# Adding the VISUAL vector to a collection made without one (Edge cannot add a vector in place):
+# `embedder backfill-visual` copies it aside, then swaps (see migrate.add_visual_vector).
+VISUAL_COMMAND = "embedder backfill-visual"
+VISUAL_JOURNAL = ".visual-migration.json"  # in <collection>/: the copy is complete, finish the swap
 LOCAL_MODE_FILES = ("meta.json", "collection", ".lock")
 
 
@@ -147,11 +154,20 @@ class EdgeStore(ImageStore):
 
     mode = "embedded"
 
-    def __init__(self, settings: Settings, model_id: str, dim: int, lock: FolderLock | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        model_id: str,
+        dim: int,
+        lock: FolderLock | None = None,
+        visual: tuple[str, int] | None = None,
+    ) -> None:
         self.location = str(settings.qdrant_path)
         self.collection = settings.collection
         self.model_id = model_id
         self.dim = dim
+        self.visual_model, self.visual_dim = visual or (None, None)
+        self._recorded_visual: tuple[str, int] | None = visual  # what collection.json says the VISUAL vector is
         self.folder = Path(settings.qdrant_path) / settings.collection
         self._shard: Any = None
         self._guard = threading.RLock()
@@ -166,6 +182,11 @@ class EdgeStore(ImageStore):
                 raise StoreError(
                     f"Converting {self.location} to Qdrant Edge was interrupted. Run `{MIGRATE_COMMAND}` again "
                     "to finish it (nothing was lost)."
+                )
+            if (self.folder / VISUAL_JOURNAL).is_file():
+                raise StoreError(
+                    f"Adding visual vectors to collection {self.collection!r} was interrupted. Run "
+                    f"`{VISUAL_COMMAND}` again to finish it (nothing was lost)."
                 )
             if is_local_mode_folder(Path(settings.qdrant_path)):
                 raise StoreError(
@@ -204,6 +225,7 @@ class EdgeStore(ImageStore):
         recorded, size = meta.get("model"), self._shard_size()
         if size != self.dim or (recorded is not None and recorded != self.model_id):
             raise CollectionMismatchError(mismatch_message(self.collection, size, recorded, self.model_id, self.dim))
+        self._check_visual(meta)
         state = self._recorded_state(meta)
         self._check_files(state)
         if recorded is not None:  # from here on the files may change: a kill must not look like damage
@@ -218,6 +240,24 @@ class EdgeStore(ImageStore):
         self._ensure_payload_indexes()
         self._opened = True
 
+    def _check_visual(self, meta: dict[str, Any]) -> None:
+        """The VISUAL vector: kept as recorded whether or not it is asked for; a store without one
+        gets it by `embedder backfill-visual`; another visual model is refused."""
+        size, recorded = self._shard_visual_size(), meta.get("visual_model")
+        self._recorded_visual = (str(recorded), int(size)) if size is not None and recorded else None
+        if self.visual_model is None:
+            return
+        if size is None:
+            raise CollectionMismatchError(
+                f"Collection {self.collection!r} has no visual vectors yet, and EMBEDDER_VISUAL_MODEL is "
+                f"{self.visual_model!r}. Run `{VISUAL_COMMAND}` once to add them (your CLIP vectors are kept), "
+                "or unset EMBEDDER_VISUAL_MODEL."
+            )
+        if size != self.visual_dim or recorded != self.visual_model:
+            raise CollectionMismatchError(
+                visual_mismatch_message(self.collection, recorded, size, self.visual_model, self.visual_dim or 0)
+            )
+
     def _create(self) -> None:
         """A new shard; collection.json is written last, so its presence means creation completed."""
         from qdrant_edge import EdgeShard
@@ -227,7 +267,7 @@ class EdgeStore(ImageStore):
             shutil.rmtree(self.shard_path)
         self.folder.mkdir(parents=True, exist_ok=True)
         with _edge_errors(self.location):
-            self._shard = EdgeShard.create(str(self.shard_path), edge_config(self.dim))
+            self._shard = EdgeShard.create(str(self.shard_path), edge_config(self.dim, self.visual_dim))
         self._ensure_payload_indexes()
         self._write_meta(self._state(0, []))
         self._opened = True
@@ -343,17 +383,26 @@ class EdgeStore(ImageStore):
             raise StoreError(damaged_message(self.location, f"{META_NAME} is unreadable: {exc}")) from None
 
     def _write_meta(self, state: dict[str, Any]) -> None:
-        write_json_durably(self.meta_path, {**meta_document(self.model_id, self.dim), "state": state})
+        document = meta_document(self.model_id, self.dim, self._recorded_visual)
+        write_json_durably(self.meta_path, {**document, "state": state})
         self._recorded = state
 
-    def _shard_size(self) -> int | None:
+    def _shard_size(self, name: str = "") -> int | None:
         """The vector size the shard itself was created with (its edge_config.json)."""
         path = self.shard_path / "edge_config.json"
         try:
             config = json.loads(path.read_text(encoding="utf-8"))
-            return int(config["vectors"][""]["size"])
+            return int(config["vectors"][name]["size"])
         except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise StoreError(damaged_message(self.location, f"edge_config.json is unreadable: {exc}")) from None
+
+    def _shard_visual_size(self) -> int | None:
+        """The size of the shard's VISUAL vector; None if it has none."""
+        try:
+            vectors = json.loads((self.shard_path / "edge_config.json").read_text(encoding="utf-8"))["vectors"]
+        except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise StoreError(damaged_message(self.location, f"edge_config.json is unreadable: {exc}")) from None
+        return self._shard_size(VISUAL) if isinstance(vectors, dict) and VISUAL in vectors else None
 
     def _ensure_payload_indexes(self) -> None:
         from qdrant_edge import PayloadSchemaType, UpdateOperation
@@ -430,12 +479,54 @@ class EdgeStore(ImageStore):
         from qdrant_edge import UpdateOperation
 
         matrix = np.asarray([p.vector for p in points], dtype=np.float32)
-        self._check_space(matrix.nbytes + sum(_payload_bytes(p.payload) for p in points))
-        edge_points = [EdgePoint(p.id, v, p.payload) for p, v in zip(points, matrix.tolist())]
+        visual = sum(p.visual.nbytes for p in points if p.visual is not None)
+        self._check_space(matrix.nbytes + visual + sum(_payload_bytes(p.payload) for p in points))
+        edge_points = [EdgePoint(p.id, self._vectors(p, v), p.payload) for p, v in zip(points, matrix.tolist())]
         with self._edge() as shard:
             shard.update(UpdateOperation.upsert_points(edge_points))
             self._new_since_optimize += len(points)
             self._maybe_flush(shard)
+
+    def _vectors(self, point: Point, clip: list[float]) -> Any:
+        """What Edge stores for a point: the CLIP vector alone, or with its VISUAL one by name."""
+        if point.visual is None:
+            return clip
+        if self._recorded_visual is None:
+            raise StoreError(f"Collection {self.collection!r} has no visual vectors; run `{VISUAL_COMMAND}` first.")
+        return {"": clip, VISUAL: np.asarray(point.visual, dtype=np.float32).tolist()}
+
+    def set_visual(self, vectors: Mapping[str, np.ndarray]) -> None:
+        if not vectors:
+            return
+        from qdrant_edge import PointVectors, UpdateOperation
+
+        if self._recorded_visual is None:
+            raise StoreError(f"Collection {self.collection!r} has no visual vectors; run `{VISUAL_COMMAND}` first.")
+        rows = {i: np.asarray(v, dtype=np.float32) for i, v in vectors.items()}
+        self._check_space(sum(v.nbytes for v in rows.values()))
+        update = [PointVectors(i, {VISUAL: v.tolist()}) for i, v in rows.items()]
+        with self._edge() as shard:
+            shard.update(UpdateOperation.update_vectors(update))
+            self._maybe_flush(shard)
+
+    def without_visual(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Inside Edge: the points lacking the VISUAL vector (every point, if the shard has none)."""
+        from qdrant_edge import Filter, HasVectorCondition, ScrollRequest
+
+        if self._recorded_visual is None:
+            yield from ((i, payload) for i, payload, _ in self.scroll())
+            return
+        lacking = Filter(must_not=[HasVectorCondition(VISUAL)])
+        offset = None
+        while True:
+            request = ScrollRequest(
+                offset=offset, limit=SCROLL_PAGE, filter=lacking, with_payload=True, with_vector=False
+            )
+            with self._edge() as shard:
+                records, offset = shard.scroll(request)
+            yield from ((str(r.id), r.payload or {}) for r in records)
+            if offset is None:
+                return
 
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
         from qdrant_edge import UpdateOperation
@@ -464,34 +555,37 @@ class EdgeStore(ImageStore):
         score_threshold: float | None = None,
         where: SearchFilter | None = None,
         with_vectors: bool = False,
+        using: str | None = None,
         exact: bool = False,
     ) -> list[Hit]:
         from qdrant_edge import Query, QueryRequest, SearchParams
 
+        if using and self._recorded_visual is None:
+            return []  # no point has a visual vector
         request = QueryRequest(
             limit=limit,
             offset=offset or None,
-            query=Query.Nearest(np.asarray(vector, dtype=np.float32).tolist()),
+            query=Query.Nearest(np.asarray(vector, dtype=np.float32).tolist(), using=using or None),
             filter=to_edge_filter(where),
             score_threshold=score_threshold,
             with_payload=True,
-            with_vector=with_vectors,
+            with_vector=[using or ""] if with_vectors else False,
             params=SearchParams(hnsw_ef=HNSW_EF_SEARCH, exact=exact),
         )
         with self._edge() as shard:
             points = shard.query(request)
         return [
-            Hit(str(p.id), float(p.score), p.payload or {}, np.asarray(p.vector, dtype=np.float32) if with_vectors else None)
+            Hit(str(p.id), float(p.score), p.payload or {}, pick_vector(p.vector, using) if with_vectors else None)
             for p in points
         ]
 
-    def vector(self, point_id: str) -> np.ndarray | None:
+    def vector(self, point_id: str, using: str | None = None) -> np.ndarray | None:
         with self._edge() as shard:
             records = shard.retrieve([point_id], False, True)
-        return np.asarray(records[0].vector, dtype=np.float32) if records else None
+        return pick_vector(records[0].vector, using) if records else None
 
     def scroll(
-        self, with_vectors: bool = False, where: SearchFilter | None = None
+        self, with_vectors: bool = False, where: SearchFilter | None = None, using: str | None = None
     ) -> Iterator[tuple[str, dict[str, Any], np.ndarray | None]]:
         from qdrant_edge import ScrollRequest
 
@@ -502,12 +596,12 @@ class EdgeStore(ImageStore):
                 limit=SCROLL_PAGE,
                 filter=to_edge_filter(where),
                 with_payload=True,
-                with_vector=with_vectors,
+                with_vector=[using or ""] if with_vectors else False,
             )
             with self._edge() as shard:
                 records, offset = shard.scroll(request)
             for r in records:
-                vector = np.asarray(r.vector, dtype=np.float32) if with_vectors else None
+                vector = pick_vector(r.vector, using) if with_vectors else None
                 yield str(r.id), r.payload or {}, vector
             if offset is None:
                 return
@@ -573,11 +667,14 @@ def _payload_bytes(payload: dict[str, Any]) -> int:
     return len(json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8"))
 
 
-def edge_config(dim: int):
+def edge_config(dim: int, visual_dim: int | None = None):
+    """The shard's settings: the CLIP vector unnamed (""), and the VISUAL one beside it if asked for."""
     from qdrant_edge import Distance, EdgeConfig, EdgeOptimizersConfig, EdgeVectorParams, HnswIndexConfig
 
+    clip = EdgeVectorParams(size=dim, distance=Distance.Cosine)
+    visual = {VISUAL: EdgeVectorParams(size=visual_dim, distance=Distance.Cosine)} if visual_dim else {}
     return EdgeConfig(
-        vectors=EdgeVectorParams(size=dim, distance=Distance.Cosine),
+        vectors={"": clip, **visual} if visual else clip,
         hnsw_config=HnswIndexConfig(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=10_000),
         optimizers=EdgeOptimizersConfig(indexing_threshold=INDEXING_THRESHOLD_KB),
     )
@@ -634,11 +731,14 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def meta_document(model: str | None, dim: int) -> dict[str, Any]:
-    """What `collection.json` records (no model: a collection the next opener may adopt while empty)."""
+def meta_document(model: str | None, dim: int, visual: tuple[str, int] | None = None) -> dict[str, Any]:
+    """What `collection.json` records (no model: a collection the next opener may adopt while empty);
+    `visual`: the model and size of its VISUAL vectors, when it has them."""
     labelled = {"model": model} if model is not None else {}
+    visual_record = {"visual_model": visual[0], "visual_dim": visual[1]} if visual else {}
     return {
         **labelled,
+        **visual_record,
         "dim": dim,
         "distance": "Cosine",
         "engine": "qdrant-edge",

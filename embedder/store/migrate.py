@@ -1,4 +1,5 @@
-"""Converting a folder made by qdrant-client's local mode (older versions) into Qdrant Edge collections.
+"""Converting a folder made by qdrant-client's local mode (older versions) into Qdrant Edge collections,
+and giving an Edge collection the VISUAL vector (`add_visual_vector`, for `embedder backfill-visual`).
 
 Recoverable from any point: copies are built aside, a journal commits to them, every move is atomic
 and skipped once done, and the store refuses to open while a conversion is half done. The command is
@@ -18,14 +19,16 @@ from typing import Any
 
 from embedder.config import Settings
 from embedder.errors import StoreError
-from embedder.store.contract import damaged_message
+from embedder.store.contract import VISUAL, damaged_message
 from embedder.store.edge import (
     LOCAL_MODE_FILES,
+    MIGRATE_COMMAND,
     META_NAME,
     MIGRATION_JOURNAL,
     OPTIMIZE_MIN_NEW,
     SHARD_DIR,
     STAGING_DIR,
+    VISUAL_COMMAND,
     _fsync_folder,
     edge_config,
     is_local_mode_folder,
@@ -163,3 +166,143 @@ def _copy_collection(client, name: str, target: Path, size: int, model: str | No
         shard.close()
     write_json_durably(target / META_NAME, meta_document(model, size))
     return copied
+
+
+# --- adding the VISUAL vector to an Edge collection made without one ------------------------------
+
+VISUAL_STAGING = ".visual-shard"  # in <collection>/: the copy with both vectors, while it is built
+
+
+class _HeldLock:
+    """The folder lock the caller holds: the store opened for copying must not release it."""
+
+    def release(self) -> None:
+        pass
+
+
+def add_visual_vector(
+    settings: Settings, visual: tuple[str, int], on_progress: Callable[[int, int], None] | None = None
+) -> dict[str, Any] | None:
+    """Give the embedded collection (QDRANT_PATH/QDRANT_COLLECTION) a VISUAL vector beside its CLIP one.
+
+    Edge cannot add a vector to an existing shard, so every point is copied (id, CLIP vector bit for
+    bit, payload) into `<collection>/.visual-shard` with both vectors, while the old shard stays
+    untouched (a crash here only means the copy is made again). A journal, `.visual-migration.json`,
+    then commits to the copy, and only then do folders move: the old shard into
+    `<collection>/shard-clip-only-<time>/` (a backup: delete it once you are happy), the copy into
+    place. While the journal exists the store refuses to open, and the next run finishes the moves.
+    The caller holds the folder lock. Returns {"points", "backup"}, or None when there was nothing
+    to do (no collection yet, or it has the vector already).
+    """
+    from embedder.store.edge import VISUAL_JOURNAL
+
+    folder = Path(settings.qdrant_path) / settings.collection
+    journal = _read_visual_journal(folder / VISUAL_JOURNAL)
+    if journal is None:
+        config = folder / SHARD_DIR / "edge_config.json"
+        if not config.is_file() or VISUAL in _shard_vectors(config, settings):
+            return None
+        journal = _copy_with_visual(settings, folder, visual, on_progress)
+    return _finish_visual(folder, journal)
+
+
+def _shard_vectors(config: Path, settings: Settings) -> dict[str, Any]:
+    try:
+        vectors = json.loads(config.read_text(encoding="utf-8"))["vectors"]
+        return vectors if isinstance(vectors, dict) else {}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StoreError(damaged_message(settings.qdrant_path, f"edge_config.json is unreadable: {exc}")) from None
+
+
+def _copy_with_visual(
+    settings: Settings, folder: Path, visual: tuple[str, int], on_progress: Callable[[int, int], None] | None
+) -> dict[str, Any]:
+    """Copy the collection, checked on open as always, into the staging shard; then write the journal."""
+    from qdrant_edge import EdgeShard, PayloadSchemaType, UpdateOperation
+    from qdrant_edge import Point as EdgePoint
+
+    from embedder.store.edge import VISUAL_JOURNAL, EdgeStore
+
+    meta = json.loads((folder / META_NAME).read_text(encoding="utf-8")) if (folder / META_NAME).is_file() else {}
+    model, dim = meta.get("model"), int(_shard_vectors(folder / SHARD_DIR / "edge_config.json", settings)[""]["size"])
+    staging = folder / VISUAL_STAGING
+    shutil.rmtree(staging, ignore_errors=True)  # a copy an earlier run left unfinished
+    with EdgeStore(settings, model or "", dim, lock=_HeldLock()) as old:  # type: ignore[arg-type]
+        model = old.model_id
+        total, copied, sample = old.count(), 0, []
+        shard = EdgeShard.create(str(staging), edge_config(dim, visual[1]))
+        try:
+            page: list[Any] = []
+            for pid, payload, vector in old.scroll(with_vectors=True):
+                page.append(EdgePoint(pid, vector.tolist(), payload))  # the stored unit vector, as it is
+                if len(sample) < 32:
+                    sample.append(pid)
+                if len(page) >= 1024:
+                    shard.update(UpdateOperation.upsert_points(page))
+                    copied, page = copied + len(page), []
+                    if on_progress:
+                        on_progress(copied, total)
+            if page:
+                shard.update(UpdateOperation.upsert_points(page))
+                copied += len(page)
+            for field_name in KEYWORD_FIELDS:
+                shard.update(UpdateOperation.create_field_index(field_name, PayloadSchemaType.Keyword))
+            for field_name in NUMBER_FIELDS:
+                shard.update(UpdateOperation.create_field_index(field_name, PayloadSchemaType.Float))
+            if copied >= OPTIMIZE_MIN_NEW:
+                shard.optimize()
+            shard.flush()
+        finally:
+            shard.close()
+    if copied != total:
+        raise StoreError(
+            f"Copying collection {settings.collection!r} gave {copied} of {total} images; nothing was changed. "
+            "Run the command again."
+        )
+    journal = {
+        "backup": f"shard-clip-only-{time.strftime('%Y%m%d-%H%M%S')}",
+        "model": model,
+        "dim": dim,
+        "visual_model": visual[0],
+        "visual_dim": visual[1],
+        "points": copied,
+        "sample": sample,
+    }
+    write_json_durably(folder / VISUAL_JOURNAL, journal)
+    return journal
+
+
+def _finish_visual(folder: Path, journal: dict[str, Any]) -> dict[str, Any]:
+    """Old shard into the backup, the copy into place, the record rewritten; each step atomic and
+    skipped once done, so this can stop anywhere and run again."""
+    from embedder.store.edge import VISUAL_JOURNAL
+
+    shard, staging, backup = folder / SHARD_DIR, folder / VISUAL_STAGING, folder / journal["backup"]
+    if staging.exists():
+        if shard.exists() and not backup.exists():
+            os.replace(shard, backup)
+        os.replace(staging, shard)
+        _fsync_folder(folder)
+    elif not (shard / "edge_config.json").is_file():
+        raise StoreError(
+            f"The copy of collection {folder.name!r} with visual vectors is missing from {folder}. The old shard "
+            f"is in {backup}: move it back to {shard}, delete {VISUAL_JOURNAL} and run `{VISUAL_COMMAND}` again."
+        )
+    visual = (journal["visual_model"], int(journal["visual_dim"]))
+    document = meta_document(journal["model"], int(journal["dim"]), visual)
+    state = {"clean_close": False, "points": int(journal["points"]), "sample": list(journal["sample"])}
+    write_json_durably(folder / META_NAME, {**document, "state": state})
+    (folder / VISUAL_JOURNAL).unlink()
+    _fsync_folder(folder)
+    return {"points": int(journal["points"]), "backup": str(backup)}
+
+
+def _read_visual_journal(path: Path) -> dict[str, Any] | None:
+    try:
+        journal = json.loads(path.read_text(encoding="utf-8"))
+        keys = ("backup", "model", "dim", "visual_model", "visual_dim", "points", "sample")
+        return {key: journal[key] for key in keys}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StoreError(damaged_message(path.parent, f"{path.name} is unreadable: {exc}")) from None

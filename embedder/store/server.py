@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -17,7 +17,10 @@ from qdrant_client import QdrantClient, models
 
 from embedder.config import Settings
 from embedder.errors import CollectionMismatchError, StoreError, StoreInUseError
-from embedder.store.contract import SCROLL_PAGE, Hit, ImageStore, Point, SearchFilter, damaged, mismatch_message
+from embedder.store.contract import (
+    SCROLL_PAGE, VISUAL, Hit, ImageStore, Point, SearchFilter, damaged, mismatch_message, pick_vector,
+    visual_mismatch_message,
+)
 from embedder.store.http import NotQdrantAnswer, check_version, server_client
 from embedder.store.lock import FolderLock
 from embedder.store.schema import KEYWORD_FIELDS, NUMBER_FIELDS
@@ -59,7 +62,13 @@ class QdrantStore(ImageStore):
     """An `ImageStore` on qdrant-client: a server, or local mode in a folder."""
 
     def __init__(
-        self, client: QdrantClient, settings: Settings, model_id: str, dim: int, lock: FolderLock | None = None
+        self,
+        client: QdrantClient,
+        settings: Settings,
+        model_id: str,
+        dim: int,
+        lock: FolderLock | None = None,
+        visual: tuple[str, int] | None = None,
     ) -> None:
         self._client = client
         self._lock = lock
@@ -70,6 +79,9 @@ class QdrantStore(ImageStore):
         self.collection = settings.collection
         self.model_id = model_id
         self.dim = dim
+        self.visual_model, self.visual_dim = visual or (None, None)
+        self._named = False  # the collection's vectors are named ("" and VISUAL): writes name them too
+        self._has_visual = False
         try:
             with self._errors():
                 self._ensure_collection(settings)
@@ -78,7 +90,14 @@ class QdrantStore(ImageStore):
             raise
 
     @classmethod
-    def embedded(cls, settings: Settings, model_id: str, dim: int, lock: FolderLock | None = None) -> QdrantStore:
+    def embedded(
+        cls,
+        settings: Settings,
+        model_id: str,
+        dim: int,
+        lock: FolderLock | None = None,
+        visual: tuple[str, int] | None = None,
+    ) -> QdrantStore:
         lock = lock or FolderLock(settings.qdrant_path)
         try:
             try:
@@ -88,10 +107,10 @@ class QdrantStore(ImageStore):
         except Exception:
             lock.release()
             raise
-        return cls(client, settings, model_id, dim, lock)
+        return cls(client, settings, model_id, dim, lock, visual)
 
     @classmethod
-    def server(cls, settings: Settings, model_id: str, dim: int) -> QdrantStore:
+    def server(cls, settings: Settings, model_id: str, dim: int, visual: tuple[str, int] | None = None) -> QdrantStore:
         location = settings.storage_location
         with _qdrant_errors(location, settings.qdrant_timeout):
             client = server_client(settings.qdrant_url, location, settings.qdrant_api_key, settings.qdrant_timeout)
@@ -101,7 +120,7 @@ class QdrantStore(ImageStore):
             except Exception:
                 client.close()
                 raise
-        return cls(client, settings, model_id, dim)
+        return cls(client, settings, model_id, dim, visual=visual)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -123,12 +142,13 @@ class QdrantStore(ImageStore):
                 if self.mode == "server"
                 else {}
             )
+            clip = models.VectorParams(size=self.dim, distance=models.Distance.COSINE)
+            vectors: Any = clip
+            if self.visual_dim:
+                vectors = {"": clip, VISUAL: models.VectorParams(size=self.visual_dim, distance=models.Distance.COSINE)}
             try:
                 self._client.create_collection(
-                    name,
-                    vectors_config=models.VectorParams(size=self.dim, distance=models.Distance.COSINE),
-                    metadata={"model": self.model_id, "dim": self.dim},
-                    **cluster,
+                    name, vectors_config=vectors, metadata=self._metadata(self.visual_model is not None), **cluster
                 )
             except Exception as exc:  # noqa: BLE001 - another worker may have created it a moment ago
                 if getattr(exc, "status_code", None) != 409 and "already exists" not in str(exc):
@@ -137,17 +157,45 @@ class QdrantStore(ImageStore):
             else:
                 if self.mode == "server":
                     self._create_payload_indexes()
+                self._named = self._has_visual = self.visual_dim is not None
                 return
         config = self._client.get_collection(name).config
         params = config.params.vectors
-        size = getattr(params, "size", None)
-        distance = getattr(params, "distance", None)
-        recorded = (config.metadata or {}).get("model")
+        self._named = isinstance(params, dict)
+        named = params if isinstance(params, dict) else {"": params}
+        size = getattr(named.get(""), "size", None)
+        distance = getattr(named.get(""), "distance", None)
+        metadata = config.metadata or {}
+        recorded = metadata.get("model")
         if recorded is None and size == self.dim and self._client.count(name, exact=True).count == 0:
-            self._client.update_collection(name, metadata={"model": self.model_id, "dim": self.dim})
+            self._client.update_collection(name, metadata={**metadata, **self._metadata(False)})
             recorded = self.model_id
         if size != self.dim or recorded != self.model_id or distance != models.Distance.COSINE:
             raise CollectionMismatchError(mismatch_message(name, size, recorded, self.model_id, self.dim))
+        self._check_visual(name, named.get(VISUAL), metadata)
+
+    def _metadata(self, visual: bool) -> dict[str, Any]:
+        """What the collection records: the model (and the visual model) that made its vectors."""
+        record: dict[str, Any] = {"model": self.model_id, "dim": self.dim}
+        return {**record, "visual_model": self.visual_model, "visual_dim": self.visual_dim} if visual else record
+
+    def _check_visual(self, name: str, params: Any, metadata: dict[str, Any]) -> None:
+        """The VISUAL vector: kept whether or not it is asked for; a collection without one cannot get
+        it in place (a server adds no vector to an existing collection); another model is refused."""
+        self._has_visual = params is not None
+        if self.visual_model is None:
+            return
+        if params is None:
+            raise CollectionMismatchError(
+                f"Collection {name!r} has no visual vectors, and EMBEDDER_VISUAL_MODEL is {self.visual_model!r}: "
+                "Qdrant cannot add them to an existing collection. Set QDRANT_COLLECTION to a new name and "
+                "index again (the old collection stays as it is), or unset EMBEDDER_VISUAL_MODEL."
+            )
+        recorded, size = metadata.get("visual_model"), getattr(params, "size", None)
+        if recorded != self.visual_model or size != self.visual_dim:
+            raise CollectionMismatchError(
+                visual_mismatch_message(name, recorded, size, self.visual_model, self.visual_dim or 0)
+            )
 
     def _create_payload_indexes(self) -> None:
         for name in KEYWORD_FIELDS:
@@ -169,9 +217,44 @@ class QdrantStore(ImageStore):
     def upsert(self, points: Sequence[Point]) -> None:
         if not points:
             return
-        structs = [models.PointStruct(id=p.id, vector=p.vector.tolist(), payload=p.payload) for p in points]
+        structs = [models.PointStruct(id=p.id, vector=self._vectors(p), payload=p.payload) for p in points]
         with self._errors():
             self._client.upsert(self.collection, structs, wait=True)
+
+    def _vectors(self, point: Point) -> Any:
+        """The CLIP vector as a list (unnamed collections) or by name, with the VISUAL one if any."""
+        clip = np.asarray(point.vector, dtype=np.float32).tolist()
+        if point.visual is not None and not self._has_visual:
+            raise StoreError(f"Collection {self.collection!r} has no visual vectors: unset EMBEDDER_VISUAL_MODEL.")
+        if not self._named:
+            return clip
+        visual = {VISUAL: np.asarray(point.visual, dtype=np.float32).tolist()} if point.visual is not None else {}
+        return {"": clip, **visual}
+
+    def set_visual(self, vectors: Mapping[str, np.ndarray]) -> None:
+        if not vectors:
+            return
+        if not self._has_visual:
+            raise StoreError(f"Collection {self.collection!r} has no visual vectors: unset EMBEDDER_VISUAL_MODEL.")
+        update = [
+            models.PointVectors(id=i, vector={VISUAL: np.asarray(v, dtype=np.float32).tolist()})
+            for i, v in vectors.items()
+        ]
+        with self._errors():
+            self._client.update_vectors(self.collection, update, wait=True)
+
+    def without_visual(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Inside Qdrant: the points lacking the VISUAL vector (every point, if the collection has none)."""
+        lacking = models.Filter(must_not=[models.HasVectorCondition(has_vector=VISUAL)]) if self._has_visual else None
+        offset = None
+        while True:
+            with self._errors():
+                records, offset = self._client.scroll(
+                    self.collection, scroll_filter=lacking, limit=SCROLL_PAGE, offset=offset, with_payload=True
+                )
+            yield from ((str(r.id), r.payload or {}) for r in records)
+            if offset is None:
+                return
 
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
         with self._errors():
@@ -191,27 +274,44 @@ class QdrantStore(ImageStore):
         score_threshold: float | None = None,
         where: SearchFilter | None = None,
         with_vectors: bool = False,
+        using: str | None = None,
     ) -> list[Hit]:
+        if using and not self._has_visual:
+            return []  # no point has a visual vector
         with self._errors():
             response = self._client.query_points(
                 self.collection,
                 query=np.asarray(vector, dtype=np.float32).tolist(),
+                using=using or None,
                 limit=limit,
                 offset=offset,
                 score_threshold=score_threshold,
                 query_filter=to_qdrant_filter(where),
                 with_payload=True,
-                with_vectors=with_vectors,
+                with_vectors=self._with(with_vectors, using),
             )
-        return [Hit(str(p.id), float(p.score), p.payload or {}, _vector(p.vector)) for p in response.points]
+        return [
+            Hit(str(p.id), float(p.score), p.payload or {}, pick_vector(p.vector, using) if with_vectors else None)
+            for p in response.points
+        ]
 
-    def vector(self, point_id: str) -> np.ndarray | None:
+    def _with(self, with_vectors: bool, using: str | None) -> bool | list[str]:
+        """Which vectors to bring back: the one asked for, by name where the collection names them."""
+        if not with_vectors or not self._named:
+            return with_vectors and not using
+        return [using or ""]
+
+    def vector(self, point_id: str, using: str | None = None) -> np.ndarray | None:
+        if using and not self._has_visual:
+            return None
         with self._errors():
-            records = self._client.retrieve(self.collection, [point_id], with_payload=False, with_vectors=True)
-        return np.asarray(records[0].vector, dtype=np.float32) if records else None
+            records = self._client.retrieve(
+                self.collection, [point_id], with_payload=False, with_vectors=self._with(True, using)
+            )
+        return pick_vector(records[0].vector, using) if records else None
 
     def scroll(
-        self, with_vectors: bool = False, where: SearchFilter | None = None
+        self, with_vectors: bool = False, where: SearchFilter | None = None, using: str | None = None
     ) -> Iterator[tuple[str, dict[str, Any], np.ndarray | None]]:
         offset = None
         while True:
@@ -222,10 +322,10 @@ class QdrantStore(ImageStore):
                     limit=SCROLL_PAGE,
                     offset=offset,
                     with_payload=True,
-                    with_vectors=with_vectors,
+                    with_vectors=self._with(with_vectors, using),
                 )
             for r in records:
-                vector = np.asarray(r.vector, dtype=np.float32) if with_vectors else None
+                vector = pick_vector(r.vector, using) if with_vectors else None
                 yield str(r.id), r.payload or {}, vector
             if offset is None:
                 return
@@ -245,10 +345,6 @@ class QdrantStore(ImageStore):
             log.warning("closing Qdrant client failed: %s", exc)
         if self._lock:
             self._lock.release()
-
-
-def _vector(raw: Any) -> np.ndarray | None:
-    return None if raw is None else np.asarray(raw, dtype=np.float32)
 
 
 def to_qdrant_filter(where: SearchFilter | None) -> models.Filter | None:

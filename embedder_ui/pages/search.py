@@ -106,15 +106,16 @@ def _uploaded_term(engine: Engine, key: str, label: str) -> Term | None:
     if seen.get(key) == digest:
         return None
     try:
-        decoded = decode(data, engine.settings.max_image_pixels, min_side=engine.encoder.image_size)
+        decoded = decode(data, engine.settings.max_image_pixels, min_side=engine.searcher.min_side)
     except ImageError as exc:
         st.error(widgets.literal(f"{upload.name} cannot be used: {exc}"), icon=":material/broken_image:")
         return None
     seen[key] = digest
     with widgets.errors_as_messages(engine.settings):
         vector = engine.searcher.compose([Term(image=decoded.image)])
-    shown = widgets.letterboxed(decoded.image, QUERY_THUMB_SIDE)  # drawn above the results; the vector searches
-    return Term(image=shown, vector=vector, label=upload.name)
+        visual = engine.searcher.visual_vector(decoded.image)  # None without EMBEDDER_VISUAL_MODEL
+    shown = widgets.letterboxed(decoded.image, QUERY_THUMB_SIDE)  # drawn above the results; the vectors search
+    return Term(image=shown, vector=vector, label=upload.name, visual=visual)
 
 
 def _query_inputs() -> st.delta_generator.DeltaGenerator:

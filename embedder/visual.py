@@ -1,0 +1,120 @@
+"""The optional image-only model (EMBEDDER_VISUAL_MODEL): a second vector per image for "Similar",
+image queries and near-duplicates, where what matters is how pictures look, not what words fit them.
+
+A plain ViT (`google/vit-base-patch16-224-in21k`) or DINOv2 (`facebook/dinov2-small`) through
+transformers' own image processor and model, or a folder saved with `save_pretrained`. The vector is
+the model's pooled output (DINOv2: its normalised CLS token; ViT: its pooler), else the CLS token.
+It reuses `Encoder`'s batching, fp16 on CUDA and pinned copies; it reads no text.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from embedder.encoder import (
+    MAX_ASPECT_UNCROPPED, Encoder, PreparedImage, crop_to_aspect, first_line, hub_available, model_id_of, pick_device,
+)
+from embedder.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+VARIABLE = "EMBEDDER_VISUAL_MODEL"
+
+
+class VisualEncoder(Encoder):
+    """An image-only transformers model and its image processor; `encode_images` as `Encoder`'s."""
+
+    _encodes_itself = False
+
+    def __init__(self, name: str, device: str = "auto", batch_size: int = 0) -> None:
+        self.device = pick_device(device)
+        self.model_id = model_id_of(name)
+        self._model, self._processor = _load(name)
+        if self.device.startswith("cuda"):
+            self._model.half()
+        self._model.to(self.device).eval()
+        self._crops = bool(getattr(self._processor, "do_center_crop", False))
+        self._ready(int(self._model.config.hidden_size), _input_size(self._processor), batch_size)
+
+    def prepare_image(self, image: Image.Image) -> PreparedImage:
+        """transformers' image processor on one image (resize, crop if it crops, rescale, normalise)."""
+        image = crop_to_aspect(image) if self._crops else crop_to_aspect(image, MAX_ASPECT_UNCROPPED)
+        pixels = self._processor(images=[image.convert("RGB")], return_tensors="pt")["pixel_values"][0]
+        return PreparedImage(pixels.to(self._input_dtype).contiguous())
+
+    def _image_features(self, pixels: torch.Tensor, extras: dict[str, torch.Tensor]) -> torch.Tensor:
+        return pooled(self._model(pixel_values=pixels))
+
+    def encode_texts(self, texts):  # noqa: ANN001, ANN201 - an image-only model has no text tower
+        raise ModelLoadError(f"{VARIABLE} {self.model_id!r} embeds images only; texts go to EMBEDDER_MODEL")
+
+
+def pooled(output) -> torch.Tensor:
+    """The image's vector from a transformers vision model's output: its pooled output, else the CLS token."""
+    pooler = getattr(output, "pooler_output", None)
+    return pooler if pooler is not None else output.last_hidden_state[:, 0]
+
+
+def load_visual(settings) -> VisualEncoder | None:  # noqa: ANN001 - Settings (no import cycle)
+    """The model EMBEDDER_VISUAL_MODEL names, on EMBEDDER_DEVICE; None when it is unset."""
+    if not settings.visual_model:
+        return None
+    return VisualEncoder(settings.visual_model, settings.device, settings.batch_size)
+
+
+def _load(name: str):
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    path = Path(name).expanduser()
+    hint = (
+        f"Set {VARIABLE} to a folder holding an image model and its image processor (saved with "
+        "save_pretrained), or connect to the internet once so it can be downloaded, or unset it."
+    )
+    if (path.is_absolute() or name.startswith((".", "~"))) and not path.is_dir():
+        raise ModelLoadError(f"Model folder {name!r} ({VARIABLE}) does not exist. {hint}")
+    source = str(path) if path.is_dir() else name
+    try:
+        try:
+            model, processor = _from(source, local_files_only=True)
+        except OSError:
+            if path.is_dir() or not hub_available():
+                raise
+            log.info("downloading %s", name)
+            model, processor = _from(source, local_files_only=False)
+    except Exception as exc:  # noqa: BLE001 - hub and loader errors all mean the same to a user
+        raise ModelLoadError(
+            f"Could not load the image model {name!r} ({VARIABLE}): {first_line(exc)}. {hint}"
+        ) from None
+    if getattr(model, "main_input_name", None) != "pixel_values" or not hasattr(model.config, "hidden_size"):
+        raise ModelLoadError(
+            f"{VARIABLE} {name!r} is not an image model; name one such as facebook/dinov2-small. {hint}"
+        )
+    return model, processor
+
+
+def _from(source: str, local_files_only: bool):
+    from transformers import AutoImageProcessor, AutoModel
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # e.g. "use_fast" notes: nothing a person searching can act on
+    try:
+        model = AutoModel.from_pretrained(source, local_files_only=local_files_only)
+        processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_files_only)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return model, processor
+
+
+def _input_size(processor) -> int:
+    """The side images are decoded at, at least: the larger of the processor's resize and crop."""
+    sides = [224]
+    for spec in (getattr(processor, "size", None), getattr(processor, "crop_size", None)):
+        get = spec.get if isinstance(spec, dict) else lambda key, spec=spec: getattr(spec, key, None)
+        sides += [int(get(key)) for key in ("height", "shortest_edge") if spec is not None and get(key)]
+    return max(sides) if len(sides) > 1 else 224
