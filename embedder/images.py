@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from embedder.errors import ImageError
+from embedder.excludes import Excludes
 
 log = logging.getLogger(__name__)
 
@@ -113,15 +114,19 @@ WalkErrorCallback = Callable[[Path, str], None]  # (what could not be reached, w
 PATH_MAX = os.pathconf("/", "PC_PATH_MAX")  # bytes, counting the final NUL
 
 
-def discover(roots: Iterable[Path | str], on_error: WalkErrorCallback | None = None) -> Iterator[Path]:
+def discover(
+    roots: Iterable[Path | str], on_error: WalkErrorCallback | None = None, exclude: Excludes | None = None
+) -> Iterator[Path]:
     """Yield image files under `roots` (files are taken as they are), sorted, each folder once.
 
-    Hidden files and folders are skipped; symlinked folders are followed, but a folder already
-    walked (by device and inode) is never entered again, so symlink loops cannot hang the walk.
-    What cannot be reached (a folder that cannot be read, a path longer than the system allows)
-    goes to `on_error` with a reason, instead of being yielded; by default it is logged.
+    Hidden files and folders, and those `exclude` matches (see `embedder.excludes`), are skipped:
+    a skipped folder is never listed nor entered. Symlinked folders are followed, but a folder
+    already walked (by device and inode) is never entered again, so symlink loops cannot hang the
+    walk. What cannot be reached (a folder that cannot be read, a path longer than the system
+    allows) goes to `on_error` with a reason, instead of being yielded; by default it is logged.
     """
     report = on_error or _log_walk_error
+    exclude = exclude or Excludes()
 
     def walk_error(exc: OSError) -> None:
         report(Path(exc.filename), _walk_reason(exc))
@@ -133,6 +138,7 @@ def discover(roots: Iterable[Path | str], on_error: WalkErrorCallback | None = N
             if is_image_name(root.name):
                 yield root
             continue
+        above = Path(os.path.relpath(root, exclude.base(str(root), root))).parts  # root's place below an anchor
         for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=walk_error):
             try:
                 st = os.stat(dirpath)
@@ -144,9 +150,10 @@ def discover(roots: Iterable[Path | str], on_error: WalkErrorCallback | None = N
                 dirnames[:] = []
                 continue
             seen.add((st.st_dev, st.st_ino))
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            here = above + Path(os.path.relpath(dirpath, root)).parts
+            dirnames[:] = sorted(d for d in dirnames if not exclude.skips((*here, d)))  # pruned: never listed
             for name in sorted(filenames):
-                if name.startswith(".") or not is_image_name(name):
+                if not is_image_name(name) or exclude.skips((*here, name)):
                     continue
                 path = Path(dirpath) / name
                 if len(os.fsencode(path)) >= PATH_MAX:
