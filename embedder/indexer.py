@@ -37,7 +37,7 @@ RETRIEVE_CHUNK = 256
 PAYLOAD_FIELDS = frozenset(
     {
         "sha256", "paths", "names", "name", "folder", "folders",  # which image, where
-        "bytes", "width", "height", "format", "mtime", "taken_at", "date",  # what the file says
+        "bytes", "width", "height", "format", "mtime", "taken_at", "taken_offset", "date",  # what the file says
         "indexed_at", "model",  # how it was indexed
     }
 )
@@ -574,7 +574,8 @@ def new_payload(
         "height": meta.height,
         "format": meta.format,
         "mtime": img.mtime,
-        "taken_at": meta.taken_at,
+        "taken_at": meta.taken_at,  # wall-clock seconds: the camera's local time read as UTC
+        "taken_offset": meta.taken_offset,  # that clock's UTC offset, "+02:00", if the camera wrote one
         "date": meta.taken_at or img.mtime,
         "indexed_at": now,
         "model": model_id,
