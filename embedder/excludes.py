@@ -13,8 +13,9 @@ Names starting with `.` are always skipped (`.thumbnails`, `.Trash-1000`, `.DS_S
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
-from fnmatch import fnmatchcase
+from fnmatch import fnmatchcase, translate
 from pathlib import Path
 
 # What NAS boxes and operating systems leave among photos, none of it a photo anybody took: thumbnails
@@ -56,7 +57,8 @@ class Excludes:
     def __init__(self, globs: Iterable[str] = (), anchors: Iterable[Path | str] = ()) -> None:
         self.globs = tuple(dict.fromkeys(g for g in map(_normal, globs) if g))
         self.anchors = tuple(os.path.abspath(a) for a in anchors)
-        self._names = tuple(g.casefold() for g in self.globs if "/" not in g)
+        names = [translate(g.casefold()) for g in self.globs if "/" not in g]  # one regex: a walk asks per entry
+        self._names = re.compile("|".join(names)) if names else None
         self._paths = tuple(tuple(g.casefold().split("/")) for g in self.globs if "/" in g)
 
     def __repr__(self) -> str:
@@ -83,7 +85,7 @@ class Excludes:
         if name.startswith("."):
             return True
         folded = name.casefold()
-        if any(fnmatchcase(folded, glob) for glob in self._names):
+        if self._names is not None and self._names.match(folded):
             return True
         if self._paths:
             path = [p.casefold() for p in parts]
