@@ -137,6 +137,21 @@ def _threshold_arg(text: str) -> float:
     return checked_cosine("a near-duplicate threshold", finite_number(text))
 
 
+def _exclude_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--exclude", action="append", default=[], metavar="GLOB",
+        help="also skip folders and files matching GLOB (repeat it; on top of EXCLUDE): a name like "
+        "'@eaDir' anywhere, or a path below the folder like '2019/private'",
+    )
+
+
+def _excludes(settings: Settings, args: argparse.Namespace) -> Any:
+    """EXCLUDE's globs and those of --exclude."""
+    from embedder.excludes import Excludes, split_globs
+
+    return Excludes(settings.exclude).plus(g for text in args.exclude for g in split_globs(text))
+
+
 def build_parser() -> argparse.ArgumentParser:
     prog = "python -m embedder" if Path(sys.argv[0]).name == "__main__.py" else "embedder"  # as it was run
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -149,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--prune", action="store_true", help="forget images under PATHS whose files are gone")
     index.add_argument("--shard", type=parse_shard, help="I/N: index only this worker's share (by content hash)")
     index.add_argument("--json", action="store_true", help="print the report as JSON")
+    _exclude_option(index)
 
     watch = commands.add_parser(
         "watch",
@@ -161,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--poll", type=finite_number, default=None, metavar="SECONDS",
         help="look for changes every SECONDS instead of file events (network shares); default WATCH_POLL_S",
     )
+    _exclude_option(watch)
 
     search = commands.add_parser(
         "search",
@@ -288,7 +305,10 @@ def _busy_with(settings: Settings) -> str:
 
 
 def run_index(engine: Any, args: argparse.Namespace) -> int:
-    report = engine.indexer.index(args.paths, prune=args.prune, on_progress=None if args.json else _show_progress)
+    report = engine.indexer.index(
+        args.paths, prune=args.prune, on_progress=None if args.json else _show_progress,
+        exclude=_excludes(engine.settings, args),
+    )
     if args.json:
         _print_json(report.as_dict())
         return 0
@@ -505,6 +525,7 @@ def run_watch(engine: Any, args: argparse.Namespace) -> int:
 
     if args.poll is not None:
         engine.settings = replace(engine.settings, watch_poll_s=max(0.0, args.poll))
+    engine.settings = replace(engine.settings, exclude=_excludes(engine.settings, args).globs)
     engine.jobs.on_change = _print_finished
     engine.watch(args.paths)
     print(printable(f"watching {', '.join(engine.watcher.roots)} ({engine.watcher.mode}); Ctrl-C stops"), file=sys.stderr)

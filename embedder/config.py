@@ -18,6 +18,7 @@ import platformdirs
 from dotenv import dotenv_values
 
 from embedder.errors import ConfigError
+from embedder.excludes import DEFAULT_EXCLUDES, NONE, split_globs
 
 APP_NAME = "embedder"
 ENV_FILE_NAME = "qdrant.env"
@@ -109,6 +110,11 @@ def _paths(var: str, raw: str) -> tuple[Path, ...]:
     return tuple(Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip())
 
 
+def _globs(var: str, raw: str) -> tuple[str, ...]:
+    """Exclude globs, separated by commas or the path separator; `none`: no globs at all."""
+    return () if raw.strip().lower() == NONE else split_globs(raw)
+
+
 def _path(var: str, raw: str) -> Path:
     return Path(raw.strip()).expanduser()
 
@@ -153,6 +159,9 @@ class Settings:
     )
     upload_dir: Path = setting("UPLOAD_DIR", DATA_DIR / "uploads", _path, "uploads, content-addressed")
     image_dirs: tuple[Path, ...] = setting("IMAGE_DIRS", (), _paths, "folders offered and watched")
+    exclude: tuple[str, ...] = setting(
+        "EXCLUDE", DEFAULT_EXCLUDES, _globs, "folders and files never indexed (globs); `none`: only hidden ones"
+    )
     max_image_pixels: int = setting("MAX_IMAGE_PIXELS", 100_000_000, _positive_int, "bigger images are refused")
     max_upload_mb: int = setting("MAX_UPLOAD_MB", 200, _positive_int, "largest upload in MB")
     duplicate_threshold: float = setting(
@@ -210,14 +219,15 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "qdrant_api_key" or value is None:
                 continue
-            out[ENV_NAMES[f.name]] = _format(value)
+            # An empty list where the default is not empty is spelt `none` (an empty value means the default).
+            out[ENV_NAMES[f.name]] = NONE if value == () and f.default else _format(value)
         return out
 
 
 def _format(value: object) -> str:
     """A setting's value as it is written in the environment (and parsed back the same)."""
-    if isinstance(value, tuple):
-        return os.pathsep.join(map(str, value))
+    if isinstance(value, tuple):  # globs by commas (they are no paths), paths by the path separator
+        return ("," if all(isinstance(v, str) for v in value) else os.pathsep).join(map(str, value))
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):

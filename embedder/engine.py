@@ -10,6 +10,7 @@ from typing import Any
 
 from embedder.config import Settings
 from embedder.encoder import Encoder, load_encoder
+from embedder.excludes import Excludes
 from embedder.indexer import Indexer
 from embedder.jobs import Job, JobRunner
 from embedder.search import Searcher
@@ -52,6 +53,7 @@ class Engine:
         store = store or open_store(settings, encoder.model_id, encoder.dim, lock, visual=looks)
         indexer = Indexer(
             encoder, store, settings.max_image_pixels, settings.workers, shard, settings.max_upload_mb * 2**20,
+            exclude=Excludes(settings.exclude),
             visual=visual,
         )
         jobs = JobRunner(indexer, journal=settings.jobs_journal)
@@ -64,7 +66,9 @@ class Engine:
 
         self.jobs.start()
         if self.watcher is None:
-            self.watcher = FolderWatcher(self.jobs, poll_s=self.settings.watch_poll_s)
+            self.watcher = FolderWatcher(
+                self.jobs, poll_s=self.settings.watch_poll_s, exclude=Excludes(self.settings.exclude)
+            )
             self.watcher.start()
         return [job for root in roots if (job := self.watcher.add(root, catch_up)) is not None]
 

@@ -16,6 +16,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 import stat
 import threading
 import uuid
@@ -29,18 +30,16 @@ from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from PIL.ExifTags import IFD, Base
 
 from embedder.errors import ImageError
+from embedder.excludes import Excludes
 
 log = logging.getLogger(__name__)
 
 BASE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
 HASH_CHUNK = 1 << 20
-EXIF_IFD = 0x8769
-EXIF_DATE_TAKEN = 0x9003
-EXIF_DATE = 0x0132
-EXIF_ORIENTATION = 0x0112
 # What turns an image with an EXIF orientation upright (the table of `ImageOps.exif_transpose`).
 UPRIGHT = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -96,7 +95,8 @@ class ImageMeta:
     width: int
     height: int
     format: str
-    taken_at: float | None  # EXIF date taken (UTC seconds), when present
+    taken_at: float | None  # EXIF date taken as wall-clock seconds (local time read as UTC), when present
+    taken_offset: str | None = None  # the camera clock's UTC offset, `+02:00`, when recorded
 
 
 @dataclass(frozen=True)
@@ -113,15 +113,19 @@ WalkErrorCallback = Callable[[Path, str], None]  # (what could not be reached, w
 PATH_MAX = os.pathconf("/", "PC_PATH_MAX")  # bytes, counting the final NUL
 
 
-def discover(roots: Iterable[Path | str], on_error: WalkErrorCallback | None = None) -> Iterator[Path]:
+def discover(
+    roots: Iterable[Path | str], on_error: WalkErrorCallback | None = None, exclude: Excludes | None = None
+) -> Iterator[Path]:
     """Yield image files under `roots` (files are taken as they are), sorted, each folder once.
 
-    Hidden files and folders are skipped; symlinked folders are followed, but a folder already
-    walked (by device and inode) is never entered again, so symlink loops cannot hang the walk.
-    What cannot be reached (a folder that cannot be read, a path longer than the system allows)
-    goes to `on_error` with a reason, instead of being yielded; by default it is logged.
+    Hidden files and folders, and those `exclude` matches (see `embedder.excludes`), are skipped:
+    a skipped folder is never listed nor entered. Symlinked folders are followed, but a folder
+    already walked (by device and inode) is never entered again, so symlink loops cannot hang the
+    walk. What cannot be reached (a folder that cannot be read, a path longer than the system
+    allows) goes to `on_error` with a reason, instead of being yielded; by default it is logged.
     """
     report = on_error or _log_walk_error
+    exclude = exclude or Excludes()
 
     def walk_error(exc: OSError) -> None:
         report(Path(exc.filename), _walk_reason(exc))
@@ -133,6 +137,7 @@ def discover(roots: Iterable[Path | str], on_error: WalkErrorCallback | None = N
             if is_image_name(root.name):
                 yield root
             continue
+        above = Path(os.path.relpath(root, exclude.base(str(root), root))).parts  # root's place below an anchor
         for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=walk_error):
             try:
                 st = os.stat(dirpath)
@@ -144,9 +149,10 @@ def discover(roots: Iterable[Path | str], on_error: WalkErrorCallback | None = N
                 dirnames[:] = []
                 continue
             seen.add((st.st_dev, st.st_ino))
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            here = above + Path(os.path.relpath(dirpath, root)).parts
+            dirnames[:] = sorted(d for d in dirnames if not exclude.skips((*here, d)))  # pruned: never listed
             for name in sorted(filenames):
-                if name.startswith(".") or not is_image_name(name):
+                if not is_image_name(name) or exclude.skips((*here, name)):
                     continue
                 path = Path(dirpath) / name
                 if len(os.fsencode(path)) >= PATH_MAX:
@@ -299,7 +305,7 @@ def read_meta(path: Path, max_pixels: int) -> ImageMeta:
         with Image.open(fh, formats=FORMATS) as img:
             width, height = _checked_size(img.size, max_pixels)
             exif_at_hand = img.format != "PNG" or "exif" in img.info
-            return ImageMeta(width, height, img.format or "unknown", _taken_at(img) if exif_at_hand else None)
+            return ImageMeta(width, height, img.format or "unknown", *(_taken(img) if exif_at_hand else (None, None)))
 
 
 def decode_memory_limit(max_pixels: int) -> int:
@@ -426,7 +432,7 @@ def _rgb_pixels(
             raise ImageError(CHANGED)
         if img.format in ("JPEG", "MPO"):
             _check_scans(stream)
-        meta = ImageMeta(width, height, img.format or "unknown", _taken_at(img))
+        meta = ImageMeta(width, height, img.format or "unknown", *_taken(img))
         orientation = _orientation(img)
         img.load()
         return _converted(img, _reduction(img.size, min_side)), orientation, meta
@@ -513,7 +519,7 @@ def _occurrences(stream: BinaryIO, marker: bytes) -> int:
 
 def _orientation(img: Image.Image) -> int:
     try:
-        return int(img.getexif().get(EXIF_ORIENTATION, 1))
+        return int(img.getexif().get(Base.Orientation, 1))
     except Exception as exc:  # noqa: BLE001 - a broken EXIF block must not lose the picture
         log.info("ignoring unreadable EXIF orientation: %s", exc)
         return 1
@@ -616,17 +622,65 @@ def _shrink(img: Image.Image, min_side: int) -> Image.Image:
     return img.resize(size, Image.Resampling.BICUBIC)
 
 
-def _taken_at(img: Image.Image) -> float | None:
+def _taken(img: Image.Image) -> tuple[float | None, str | None]:
+    """When the picture was taken, as the camera's clock showed it, and the clock's UTC offset.
+
+    The date is DateTimeOriginal (else the file's DateTime, as before), with its SubsecTime, as
+    *wall-clock seconds*: that local time read as if it were UTC, so `2024-06-01 23:30` is
+    1717284600.0 whatever the offset, and a day's filter and the date shown on a card (both in
+    UTC) see the day the photographer saw. The offset (OffsetTimeOriginal, else OffsetTime) comes
+    back as `+02:00` to be shown beside it; None when absent or malformed. Anything unreadable
+    is no date, never a failed image.
+    """
     try:
         exif = img.getexif()
-        raw = exif.get_ifd(EXIF_IFD).get(EXIF_DATE_TAKEN) or exif.get(EXIF_DATE)
-        if not raw:
-            return None
-        text = raw.decode(errors="ignore") if isinstance(raw, bytes) else str(raw)
-        taken = datetime.strptime(text.strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S")
-        return taken.replace(tzinfo=timezone.utc).timestamp()
-    except Exception:  # noqa: BLE001 - a date we cannot read is a date we do not have
+        details = exif.get_ifd(IFD.Exif)
+        candidates = (
+            (details.get(Base.DateTimeOriginal), details.get(Base.SubsecTimeOriginal),
+             details.get(Base.OffsetTimeOriginal) or details.get(Base.OffsetTime)),
+            (exif.get(Base.DateTime), details.get(Base.SubsecTime), details.get(Base.OffsetTime)),
+        )
+    except Exception as exc:  # noqa: BLE001 - a broken EXIF block must not lose the picture
+        log.info("ignoring an unreadable EXIF block: %s", exc)
+        return None, None
+    for date, subsec, offset in candidates:
+        taken = _exif_wall_clock(date, subsec)
+        if taken is not None:
+            return taken, _exif_offset(offset)
+    return None, None
+
+
+_EXIF_DATE = re.compile(r"(\d{4})[:-](\d{2})[:-](\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
+_EXIF_OFFSET = re.compile(r"([+-])(\d{2}):(\d{2})")
+
+
+def _exif_text(raw: object) -> str:
+    text = raw.decode("ascii", errors="replace") if isinstance(raw, bytes) else str(raw) if raw is not None else ""
+    return text.strip("\x00 ")
+
+
+def _exif_wall_clock(raw: object, subsec: object) -> float | None:
+    """`2024:06:01 23:30:00` (+ SubsecTime `25` → .25 s) as wall-clock seconds; None if no such date."""
+    found = _EXIF_DATE.match(_exif_text(raw))
+    if not found:
         return None
+    try:
+        taken = datetime(*map(int, found.groups()), tzinfo=timezone.utc)  # type: ignore[misc]
+    except ValueError:  # 0000:00:00 00:00:00, month 13, …
+        return None
+    fraction = _exif_text(subsec)
+    return taken.timestamp() + (float(f"0.{fraction}") if fraction.isdigit() and fraction.isascii() else 0.0)
+
+
+def _exif_offset(raw: object) -> str | None:
+    """`+02:00` from an EXIF offset, if it is one that exists on Earth (-12:00 to +14:00)."""
+    found = _EXIF_OFFSET.fullmatch(_exif_text(raw))
+    if not found:
+        return None
+    sign, hours, minutes = found.group(1), int(found.group(2)), int(found.group(3))
+    if minutes >= 60 or hours * 60 + minutes > (14 * 60 if sign == "+" else 12 * 60):
+        return None
+    return f"{sign}{hours:02d}:{minutes:02d}"
 
 
 def _os_reason(exc: OSError) -> str:

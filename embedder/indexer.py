@@ -24,6 +24,7 @@ from typing import Any
 
 from embedder.encoder import Encoder, PreparedImage, default_workers
 from embedder.errors import ImageError, UploadError
+from embedder.excludes import Excludes
 from embedder.images import ImageMeta, decode, discover, hash_file, point_id, read_meta
 from embedder.paths import path_to_text, text_to_path
 from embedder.store import ImageStore, Point, SearchFilter
@@ -36,7 +37,7 @@ RETRIEVE_CHUNK = 256
 PAYLOAD_FIELDS = frozenset(
     {
         "sha256", "paths", "names", "name", "folder", "folders",  # which image, where
-        "bytes", "width", "height", "format", "mtime", "taken_at", "date",  # what the file says
+        "bytes", "width", "height", "format", "mtime", "taken_at", "taken_offset", "date",  # what the file says
         "indexed_at", "model",  # how it was indexed
     }
 )
@@ -170,8 +171,10 @@ class Indexer:
         workers: int = 0,
         shard: tuple[int, int] | None = None,
         max_upload_bytes: int | None = None,
+        exclude: Excludes | None = None,
         visual: Encoder | None = None,
     ) -> None:
+        """`exclude`: what folder runs skip unless a run says otherwise (EXCLUDE; hidden names always)."""
         self.encoder = encoder
         self.visual = visual  # the image-only model (EMBEDDER_VISUAL_MODEL): each new point gets its vector too
         self.store = store
@@ -179,6 +182,7 @@ class Indexer:
         self.workers = workers or default_workers(encoder.device)
         self.shard = shard
         self.max_upload_bytes = max_upload_bytes
+        self.exclude = exclude or Excludes()
         # Runs in one process (two browser sessions) may meet on the same images: every
         # read-merge-write of a point's payload happens under this lock, so no path is lost.
         self._payload_lock = threading.Lock()
@@ -189,11 +193,15 @@ class Indexer:
         prune: bool = False,
         on_progress: ProgressCallback | None = None,
         names: Mapping[Path, Sequence[str]] | None = None,
+        exclude: Excludes | None = None,
     ) -> IndexReport:
         """Index every image under `roots`; with `prune`, forget images under them that are gone.
 
         `names` labels paths with the names people know them by (uploads); by default a file's name.
+        `exclude` (by default the indexer's) says what the walk skips; with `prune`, paths it skips
+        are forgotten too, as if their files were gone (their files are not touched).
         """
+        exclude = exclude or self.exclude
         started = time.perf_counter()
         report = IndexReport()
         present: list[Path | str] = []
@@ -202,7 +210,9 @@ class Indexer:
                 report.failed.append(Failure(path_to_text(root), "no such file or folder"))
             else:
                 present.append(root)
-        files = list(discover(present, lambda path, why: report.failed.append(Failure(path_to_text(path), why))))
+        files = list(
+            discover(present, lambda path, why: report.failed.append(Failure(path_to_text(path), why)), exclude)
+        )
         names = names or {}
         tracker = _Tracker(len(files), on_progress)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="decode") as pool:
@@ -215,7 +225,7 @@ class Indexer:
         if report.added:
             self.store.optimize()  # after a bulk load, where the engine wants it (a no-op when small)
         if prune:  # a root that is missing (an unplugged disk) is not a reason to forget its images
-            report.removed = self.prune(present)
+            report.removed = self.prune(present, exclude)
         report.seconds = time.perf_counter() - started
         log.info("index %s: %s", [str(r) for r in roots], report.summary())
         return report
@@ -262,12 +272,19 @@ class Indexer:
         report.names = {str(path): names[0] for path, names in saved.items() if names}
         return report
 
-    def prune(self, roots: Sequence[Path | str]) -> list[str]:
-        """Drop paths under `roots` whose files are gone; delete points left with no path."""
-        prefixes = tuple(os.path.join(path_to_text(os.path.abspath(Path(r).expanduser())), "") for r in roots)
+    def prune(self, roots: Sequence[Path | str], exclude: Excludes | None = None) -> list[str]:
+        """Drop paths under `roots` whose files are gone or that a walk of the root skips (hidden, or
+        matched by `exclude`); delete points left with no path. No file is touched."""
+        folders = [os.path.abspath(Path(r).expanduser()) for r in roots]
+        prefixes = {os.path.join(path_to_text(folder), ""): folder for folder in folders}
 
         def gone(path: str) -> bool:
-            return (path + os.sep).startswith(prefixes) and not os.path.exists(text_to_path(path))
+            under = [folder for prefix, folder in prefixes.items() if (path + os.sep).startswith(prefix)]
+            if not under:
+                return False
+            if exclude is not None and all(exclude.excludes(text_to_path(path), folder) for folder in under):
+                return True  # no walk of these roots finds it
+            return not os.path.exists(text_to_path(path))
 
         removed: list[str] = []
         doomed: list[str] = []
@@ -596,7 +613,8 @@ def new_payload(
         "height": meta.height,
         "format": meta.format,
         "mtime": img.mtime,
-        "taken_at": meta.taken_at,
+        "taken_at": meta.taken_at,  # wall-clock seconds: the camera's local time read as UTC
+        "taken_offset": meta.taken_offset,  # that clock's UTC offset, "+02:00", if the camera wrote one
         "date": meta.taken_at or img.mtime,
         "indexed_at": now,
         "model": model_id,

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from embedder.errors import EmbedderError
+from embedder.excludes import Excludes
 from embedder.indexer import Failure, Indexer, IndexReport, Progress
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,9 @@ class JobRequest:
     `uploads` indexes uploads already saved at `paths`, `names` being the names people sent them as
     and `refused` the uploads that could not be kept (name, reason); `prune` only forgets the files
     under `paths` that are gone (a deleted file, a folder moved away). `origin` says who asked:
-    "user", "watch" or "resumed".
+    "user", "watch" or "resumed". `exclude`: the globs an `index` job's walk skips (None: the
+    indexer's, from EXCLUDE), `anchors` the folders globs with a slash are relative to (a watched
+    folder); both are kept in the journal, so a resumed job skips what it skipped before.
     """
 
     kind: JobKind
@@ -53,6 +56,8 @@ class JobRequest:
     names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     refused: tuple[tuple[str, str], ...] = ()
     origin: str = "user"
+    exclude: tuple[str, ...] | None = None
+    anchors: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +68,8 @@ class JobRequest:
             "names": {path: list(labels) for path, labels in self.names.items()},
             "refused": [list(pair) for pair in self.refused],
             "origin": self.origin,
+            "exclude": None if self.exclude is None else list(self.exclude),
+            "anchors": list(self.anchors),
         }
 
     @classmethod
@@ -75,7 +82,14 @@ class JobRequest:
             names={str(p): tuple(str(n) for n in labels) for p, labels in (data.get("names") or {}).items()},
             refused=tuple((str(name), str(reason)) for name, reason in data.get("refused") or ()),
             origin=str(data.get("origin", "user")),
+            exclude=None if data.get("exclude") is None else tuple(str(g) for g in data["exclude"]),
+            anchors=tuple(str(a) for a in data.get("anchors") or ()),
         )
+
+    def excludes(self, default: Excludes) -> Excludes:
+        """What this job's walk skips: its own globs, else `default`'s; relative to its anchors."""
+        chosen = default if self.exclude is None else Excludes(self.exclude)
+        return chosen.anchored(self.anchors) if self.anchors else chosen
 
 
 @dataclass(frozen=True)
@@ -275,7 +289,10 @@ class JobRunner:
             saved = {Path(p): names.get(Path(p), [Path(p).name]) for p in request.paths}
             refused = [Failure(name, reason) for name, reason in request.refused]
             return self.indexer.index_saved(saved, refused, on_progress=progress)
-        return self.indexer.index(list(request.paths), prune=request.prune, on_progress=progress, names=names)
+        return self.indexer.index(
+            list(request.paths), prune=request.prune, on_progress=progress, names=names,
+            exclude=request.excludes(self.indexer.exclude),
+        )
 
     # --- bookkeeping (callers hold self._cond) --------------------------------------------------
 

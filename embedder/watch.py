@@ -4,7 +4,8 @@ New, changed, moved and deleted files are collected until the folders have been 
 moment, then handed to the `JobRunner` as at most two jobs: index what appeared or changed (a moved
 file is recognised by its content and only gets its new path), then forget what is gone. On start,
 each folder gets one catch-up pass (index with prune), so changes made while nothing was watching
-are found too.
+are found too. Events for paths that indexing skips (hidden, or matched by the exclude globs,
+relative to the watched folder) are ignored, and every job carries those globs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
+from embedder.excludes import Excludes
 from embedder.images import is_image_name
 from embedder.jobs import Job, JobRequest, JobRunner
 
@@ -39,8 +41,10 @@ class FolderWatcher:
         poll_s: float = 0.0,
         max_wait_s: float = MAX_WAIT_S,
         clock: Callable[[], float] = time.monotonic,
+        exclude: Excludes | None = None,
     ) -> None:
         self.runner = runner
+        self.exclude = exclude or Excludes()
         self.quiet_s = quiet_s
         self.max_wait_s = max(max_wait_s, quiet_s)
         self.poll_s = poll_s
@@ -85,7 +89,11 @@ class FolderWatcher:
         log.info("watching %s (%s)", folder, self.mode)
         if not catch_up:
             return None
-        return self.runner.submit(JobRequest("index", (folder,), f"Catch up {folder}", prune=True, origin="watch"))
+        return self.runner.submit(
+            JobRequest(
+                "index", (folder,), f"Catch up {folder}", prune=True, origin="watch", exclude=self.exclude.globs
+            )
+        )
 
     def remove(self, root: Path | str) -> None:
         folder = os.path.abspath(os.path.expanduser(os.fspath(root)))
@@ -113,7 +121,16 @@ class FolderWatcher:
 
     # --- events ----------------------------------------------------------------------------------
 
+    def _skipped(self, path: str) -> bool:
+        """Whether a walk of the watched folder holding `path` would skip it."""
+        roots = [root for root in list(self._roots) if (path + os.sep).startswith(os.path.join(root, ""))]
+        return bool(roots) and self.exclude.excludes(path, min(roots, key=len))
+
     def _record(self, changed: list[str], gone: list[str]) -> None:
+        changed = [p for p in changed if not self._skipped(p)]
+        gone = [p for p in gone if not self._skipped(p)]
+        if not changed and not gone:
+            return
         with self._cond:
             for path in gone:
                 self._changed.pop(path, None)
@@ -148,9 +165,12 @@ class FolderWatcher:
         vanished = [p for p in changed if p not in present] + [p for p in gone if not os.path.exists(p)]
         jobs = []
         try:
-            if present:
+            if present:  # a folder moved in is walked with globs relative to the watched folder holding it
                 label = _label("New or changed", present)
-                jobs.append(self.runner.submit(JobRequest("index", tuple(present), label, origin="watch")))
+                request = JobRequest(
+                    "index", tuple(present), label, origin="watch", exclude=self.exclude.globs, anchors=tuple(self._roots)
+                )
+                jobs.append(self.runner.submit(request))
             if vanished:
                 gone_once = tuple(dict.fromkeys(vanished))
                 jobs.append(self.runner.submit(JobRequest("prune", gone_once, _label("Gone", vanished), origin="watch")))

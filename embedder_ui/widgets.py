@@ -249,13 +249,17 @@ def _close_viewer() -> None:
 
 
 def when_taken(payload: dict) -> str:
-    """`taken 2019-06-01 14:03` (EXIF), else `file dated 2019-06-01 14:03`, else ""."""
+    """`taken 2019-06-01 14:03 (UTC+02:00)` (EXIF: the camera's own clock, with its offset when it
+    wrote one), else `file dated 2019-06-01 14:03`, else ""."""
     taken = payload.get("taken_at")
     stamp = taken if isinstance(taken, (int, float)) else payload.get("mtime")
     if not isinstance(stamp, (int, float)):
         return ""
     when = datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%d %H:%M")
-    return f"taken {when}" if stamp is taken else f"file dated {when}"
+    if stamp is not taken:
+        return f"file dated {when}"
+    offset = payload.get("taken_offset")
+    return f"taken {when}" + (f" (UTC{literal(offset)})" if isinstance(offset, str) and offset else "")
 
 
 def _original(path: str) -> bytes | None:

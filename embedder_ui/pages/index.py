@@ -162,13 +162,17 @@ def render() -> None:
             key="index-folder",
             persist_state="session",
             placeholder="/home/me/Pictures",
-            help="A folder (searched with its subfolders) or a single image file on the machine running the app.",
+            help="A folder (searched with its subfolders) or a single image file on the machine running the app. "
+            "Hidden folders are skipped, and so is "
+            + (widgets.literal(", ".join(settings.exclude)) + " (EXCLUDE)" if settings.exclude else "nothing else (EXCLUDE)")
+            + ".",
         )
         prune = st.checkbox(
             "Forget images whose files are gone from these folders",
             key="index-prune",
             persist_state="session",
-            help="Prune: after indexing, remove index entries for files under these folders that no longer exist.",
+            help="Prune: after indexing, remove index entries for files under these folders that no longer exist "
+            "or are skipped (hidden or excluded). The files themselves are never touched.",
         )
         watch = st.checkbox(
             "Keep watching these folders",
