@@ -3,6 +3,8 @@ drawings and documents are counted as skipped with a reason; broken ones fail al
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -10,17 +12,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from embedder import formats
+from embedder import cli, formats
 from embedder.engine import Engine
+from embedder.errors import ImageError
 from embedder.images import CHANGED, _raw_peak, decode, discover, read_meta
 from embedder.indexer import Failure, IndexReport
 from embedder.search import Query, check_file_types, file_types, make_filter
 from embedder.watch import _wanted
-from appkit import render
+from appkit import app_env, assert_clean, index_folder, metrics, render
 from imagefiles import COLOURS
 from modelkit import photo
 from rawfiles import dng, dng_bytes
 from test_faults_files import peak_growth
+
+__all__ = ["app_env"]  # a fixture: imported for pytest to find
 
 LIMIT = 50_000_000
 TAKEN = 1626255000.0  # 2021-07-14 09:30:00, the date tests/rawfiles.py writes
@@ -182,11 +187,11 @@ def test_raw_bytes_decode_by_their_name(tmp_path: Path) -> None:
 
 def test_raw_limits_hold(tmp_path: Path) -> None:
     path = dng(tmp_path / "big.dng", halves((320, 240)))
-    with pytest.raises(Exception, match=r"320×240 is 0 megapixels, above the limit"):
+    with pytest.raises(ImageError, match=r"320×240 is 0 megapixels, above the limit"):
         decode(path, 320 * 240 - 1)
-    digest = __import__("hashlib").sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
     assert decode(path, LIMIT, sha256=digest).meta.format == "DNG"
-    with pytest.raises(Exception, match=CHANGED):
+    with pytest.raises(ImageError, match=CHANGED):
         decode(path, LIMIT, sha256="0" * 64)
 
 
@@ -287,3 +292,36 @@ def test_report_merges_and_words_skipped_files() -> None:
     assert IndexReport(skipped=two.skipped).summary() == (
         "Nothing to index: no image files were found; 2 skipped (videos: 1, SVG drawings: 1) (0.0 s)"
     )
+
+
+def test_the_index_page_reports_skipped_files_by_reason(app_env: Path) -> None:
+    folder = app_env / "pictures"
+    folder.mkdir()
+    render("red", "circle").save(folder / "IMG_0001.heic", "HEIF")
+    for name in ("IMG_0001.MOV", "clip.mp4", "logo.svg", "IMG_0001.xmp"):
+        (folder / name).write_bytes(b"not a picture")
+    at = index_folder(folder)
+    assert_clean(at)
+    assert at.success[0].value.startswith("1 added, 3 skipped (videos: 2, SVG drawings: 1) in ")
+    assert metrics(at)["Skipped"] == "3" and metrics(at)["Added"] == "1"
+    table = at.dataframe[0].value
+    assert list(table["reason"]) == ["videos are not indexed", "SVG drawings are not indexed"]
+    assert list(table["files"]) == [2, 1]
+
+
+def test_the_cli_summary_counts_skipped_files_and_json_lists_them(
+    tmp_path: Path, model_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setenv("EMBEDDER_MODEL", str(model_path))
+    monkeypatch.setenv("EMBEDDER_DEVICE", "cpu")
+    monkeypatch.setenv("QDRANT_PATH", str(tmp_path / "qdrant"))
+    monkeypatch.setenv("UPLOAD_DIR", str(tmp_path / "uploads"))
+    folder = tmp_path / "card"
+    dng(folder / "DSC_0001.NEF", render("blue", "square"))  # a DNG named as a Nikon file: LibRaw reads content
+    (folder / "DSC_0002.MOV").write_bytes(b"not a picture")
+    (folder / "DSC_0001.xmp").write_text("<x:xmpmeta/>")
+    assert cli.main(["index", str(folder)]) == 0
+    assert "1 added, 1 skipped (videos: 1) in " in capsys.readouterr().out
+    assert cli.main(["index", str(folder), "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["skipped"] == [{"path": str(folder / "DSC_0002.MOV"), "reason": "videos are not indexed"}]
