@@ -169,6 +169,18 @@ def test_a_raw_uses_its_embedded_preview_when_it_is_large_enough(tmp_path: Path)
     assert min(developed.size) == 64
 
 
+def test_a_bitmap_preview_is_used_as_it_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """LibRaw gives some cameras' previews as pixels, not JPEG (rawpy's BITMAP kind): used the same way.
+    (No DNG this writer makes gets one from LibRaw, so LibRaw's answer is stood in for.)"""
+    path = dng(tmp_path / "bitmap.dng", halves((320, 240)))
+    green = np.full((240, 320, 3), COLOURS["green"], dtype=np.uint8)
+    monkeypatch.setattr("embedder.raw.preview", lambda raw: green)
+    decoded = decode(path, LIMIT, min_side=64)
+    assert colour_at(decoded.image, 0.5, 0.5) == "green" and min(decoded.image.size) == 64
+    monkeypatch.setattr("embedder.raw.preview", lambda raw: green[:20, :20])  # too small: developed instead
+    assert colour_at(decode(path, LIMIT, min_side=64).image, 0.1, 0.5) == "red"
+
+
 @pytest.mark.parametrize("preview", [False, True])
 def test_a_raw_is_turned_upright_by_its_orientation(tmp_path: Path, preview: bool) -> None:
     picture = halves((320, 240))
