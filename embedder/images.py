@@ -3,7 +3,9 @@
 Nothing here knows about models or Qdrant. Every failure to read an image becomes an
 `ImageError` whose message is a reason a person can act on.
 
-Files are opened only if they are regular files, without ever blocking (`open_regular`), and
+Which files are pictures comes from `embedder.formats` (the installed decoders); camera RAW files go
+through LibRaw (`embedder.raw`): their embedded preview when it is large enough, else a half-size
+develop. Files are opened only if they are regular files, without ever blocking (`open_regular`), and
 the indexer decodes exactly the bytes it hashed (`decode(..., sha256=…)`). Decoding has a bounded
 cost: the pixel limit caps each image, large images are converted tile by tile, all decodes of the
 process share one memory budget, and a JPEG may not have absurdly many scans.
@@ -26,19 +28,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from PIL.ExifTags import IFD, Base
 
+from embedder import raw as rawfile
 from embedder.errors import ImageError
 from embedder.excludes import Excludes
+from embedder.formats import (  # IMAGE_EXTENSIONS, is_image_name: used from here by the pages and uploads
+    FORMATS, IMAGE_EXTENSIONS, NOT_AN_IMAGE, RAW_FORMATS, Skip, is_image_name, is_raw_name, skipped,  # noqa: F401
+)
 
 log = logging.getLogger(__name__)
 
-BASE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
-HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
 HASH_CHUNK = 1 << 20
 # What turns an image with an EXIF orientation upright (the table of `ImageOps.exif_transpose`).
 UPRIGHT = {
@@ -68,24 +72,10 @@ REDUCING_GAP = 3
 # What a format's decoder holds besides the decoded image, per pixel of the full-size image (measured
 # with Pillow 13): a progressive JPEG keeps every DCT coefficient (2 bytes a sample, even when drafted),
 # libtiff a strip or an RGBA raster, WebP its canvas, the frame copied out of it and libwebp's own
-# buffers. Formats not listed here are counted as WebP is.
+# buffers. Formats not listed here (AVIF, HEIF: the codec's YUV planes and its RGB copy) are counted as WebP is.
 DECODER_BYTES_PER_PIXEL = {"PNG": 0, "GIF": 0, "BMP": 0, "TIFF": 4, "WEBP": 12}
 
-
-def _register_heif() -> bool:
-    try:
-        from pillow_heif import register_heif_opener  # type: ignore[import-not-found]
-    except ImportError:
-        return False
-    register_heif_opener()
-    return True
-
-
-HEIF_AVAILABLE = _register_heif()
-IMAGE_EXTENSIONS = BASE_EXTENSIONS | HEIF_EXTENSIONS if HEIF_AVAILABLE else BASE_EXTENSIONS
-# The formats decoded, whatever a file is named: not every decoder Pillow has (PSD, EPS, FITS, JPEG
-# 2000, …), whose costs on hostile input nobody here has measured. A JPEG may turn out to be an MPO.
-FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF") + (("HEIF",) if HEIF_AVAILABLE else ())
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*")  # NEF, CR2, ARW, DNG, PEF, … are TIFF files inside
 
 
 @dataclass(frozen=True)
@@ -105,18 +95,21 @@ class Decoded:
     meta: ImageMeta
 
 
-def is_image_name(name: str) -> bool:
-    return Path(name).suffix.lower() in IMAGE_EXTENSIONS
-
-
 WalkErrorCallback = Callable[[Path, str], None]  # (what could not be reached, why)
+SkipCallback = Callable[[Path, Skip], None]  # (a file left out on purpose, what kind it is)
 PATH_MAX = os.pathconf("/", "PC_PATH_MAX")  # bytes, counting the final NUL
 
 
 def discover(
-    roots: Iterable[Path | str], on_error: WalkErrorCallback | None = None, exclude: Excludes | None = None
+    roots: Iterable[Path | str],
+    on_error: WalkErrorCallback | None = None,
+    exclude: Excludes | None = None,
+    on_skip: SkipCallback | None = None,
 ) -> Iterator[Path]:
     """Yield image files under `roots` (files are taken as they are), sorted, each folder once.
+
+    Files of a kind left out on purpose (videos, SVG, PDF, …: `formats.skipped`) go to `on_skip`,
+    as does a file named as a root that is no picture; other files (sidecars, notes) are ignored.
 
     Hidden files and folders, and those `exclude` matches (see `embedder.excludes`), are skipped:
     a skipped folder is never listed nor entered. Symlinked folders are followed, but a folder
@@ -136,6 +129,8 @@ def discover(
         if os.path.isfile(root):
             if is_image_name(root.name):
                 yield root
+            elif on_skip:
+                on_skip(root, skipped(root.name) or NOT_AN_IMAGE)
             continue
         above = Path(os.path.relpath(root, exclude.base(str(root), root))).parts  # root's place below an anchor
         for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=walk_error):
@@ -152,7 +147,11 @@ def discover(
             here = above + Path(os.path.relpath(dirpath, root)).parts
             dirnames[:] = sorted(d for d in dirnames if not exclude.skips((*here, d)))  # pruned: never listed
             for name in sorted(filenames):
-                if not is_image_name(name) or exclude.skips((*here, name)):
+                if exclude.skips((*here, name)):
+                    continue
+                if not is_image_name(name):
+                    if on_skip and (kind := skipped(name)):
+                        on_skip(Path(dirpath) / name, kind)
                     continue
                 path = Path(dirpath) / name
                 if len(os.fsencode(path)) >= PATH_MAX:
@@ -252,18 +251,27 @@ def point_id(content_hash: str) -> str:
 
 
 def decode(
-    source: Path | bytes, max_pixels: int, min_side: int | None = None, sha256: str | None = None
+    source: Path | bytes,
+    max_pixels: int,
+    min_side: int | None = None,
+    sha256: str | None = None,
+    name: str | None = None,
 ) -> Decoded:
     """Decode `source` to an upright RGB image, or raise `ImageError` with a reason.
 
     With `min_side`, large images come back smaller but with their shorter side still at least
     `min_side` (JPEGs are decoded at a reduced scale, which is much faster than full size). With
     `sha256`, a file is decoded only if it still holds exactly the bytes with that hash (else
-    `ImageError(CHANGED)`), so what is decoded is what was hashed.
+    `ImageError(CHANGED)`), so what is decoded is what was hashed. A camera RAW is known by its
+    name: the file's, or for bytes `name` (an upload's).
     """
     if not isinstance(source, bytes):
         return _decode_file(Path(source), max_pixels, min_side, sha256)
     with _image_errors(max_pixels):
+        if name and is_raw_name(name):
+            cost = _raw_cost(source, max_pixels)
+            with _memory_for(cost, max_pixels):
+                return _decode_raw(source, max_pixels, min_side, cost, _raw_format(name))
         cost = _probe_cost(io.BytesIO(source), max_pixels, min_side)
         with _memory_for(cost, max_pixels):
             return _decode(io.BytesIO(source), max_pixels, min_side, cost)
@@ -271,9 +279,12 @@ def decode(
 
 def _decode_file(path: Path, max_pixels: int, min_side: int | None, sha256: str | None) -> Decoded:
     """Files up to WHOLE_READ_MAX are read once, checked against `sha256` and decoded from memory;
-    larger ones are decoded from the open file, then hashed again and checked for any write."""
+    larger ones are decoded from the open file, then hashed again and checked for any write.
+    A camera RAW is always read whole (LibRaw reads from memory)."""
     with _image_errors(max_pixels), open_regular(path) as fh:
         size = os.fstat(fh.fileno()).st_size
+        if is_raw_name(path.name):
+            return _decode_raw_file(fh, size, max_pixels, min_side, sha256, _raw_format(path.name))
         in_memory = size <= WHOLE_READ_MAX
         cost = _probe_cost(fh, max_pixels, min_side) + (size if in_memory else 0)
         with _memory_for(cost, max_pixels):
@@ -300,12 +311,125 @@ def read_meta(path: Path, max_pixels: int) -> ImageMeta:
     block ahead of the pixels is read here.
     """
     with _image_errors(max_pixels), open_regular(path) as fh:
+        if is_raw_name(path.name):
+            size = os.fstat(fh.fileno()).st_size
+            with _memory_for(size, max_pixels):
+                return _raw_meta(fh.read(size), max_pixels, _raw_format(path.name))
         if canvas := _webp_canvas(fh):  # Pillow allocates a WebP's canvas as it opens it
             _checked_size(canvas, max_pixels)
         with Image.open(fh, formats=FORMATS) as img:
             width, height = _checked_size(img.size, max_pixels)
             exif_at_hand = img.format != "PNG" or "exif" in img.info
             return ImageMeta(width, height, img.format or "unknown", *(_taken(img) if exif_at_hand else (None, None)))
+
+
+def _raw_format(name: str) -> str:
+    return RAW_FORMATS.get(Path(name).suffix.lower(), "RAW")
+
+
+def _decode_raw_file(
+    fh: BinaryIO, size: int, max_pixels: int, min_side: int | None, sha256: str | None, fmt: str
+) -> Decoded:
+    """A RAW file, read whole twice: once to learn its size (LibRaw reads its header from memory), then,
+    holding the memory its decode takes, to decode exactly the bytes that were hashed."""
+    with _memory_for(size, max_pixels):
+        cost = size + _raw_cost(fh.read(size), max_pixels)
+    with _memory_for(cost, max_pixels):
+        fh.seek(0)
+        data = fh.read(size + 1)
+        if len(data) != size or (sha256 and bytes_hash(data) != sha256):
+            raise ImageError(CHANGED)
+        return _decode_raw(data, max_pixels, min_side, cost - size, fmt)
+
+
+def _raw_cost(data: bytes, max_pixels: int) -> int:
+    """The bytes decoding the RAW in `data` holds at its peak besides `data`: a preview (never more than
+    the file) and the develop's working images, which also bound decoding a preview."""
+    with rawfile.open_raw(data) as raw:
+        info = rawfile.info(raw)
+    width, height = _checked_size((info.width, info.height), max_pixels)
+    return _raw_peak(len(data), width * height)
+
+
+def _raw_peak(file_bytes: int, pixels: int) -> int:
+    return file_bytes + rawfile.RAW_BYTES_PER_PIXEL * pixels + TILE_BYTES
+
+
+def _decode_raw(data: bytes, max_pixels: int, min_side: int | None, granted: int, fmt: str) -> Decoded:
+    """The embedded preview if it is at least as large as needed (`min_side`, or the half-size develop
+    for a full-size decode) and no larger than the sensor, else a half-size develop."""
+    with rawfile.open_raw(data) as raw:
+        info = rawfile.info(raw)
+        width, height = _checked_size((info.width, info.height), max_pixels)
+        if _raw_peak(len(data), width * height) > granted:  # not the file that was probed
+            raise ImageError(CHANGED)
+        taken = _header_taken(data)
+        wanted = min(min(width, height) // 2, min_side or max_pixels)
+        picked = _raw_preview(raw, width * height, wanted, max_pixels, min_side, granted - len(data))
+        if picked is not None:
+            image, orientation, preview_taken = picked
+            orientation = info.orientation if info.orientation != 1 else orientation
+            taken = taken if taken[0] is not None else preview_taken
+        else:
+            developed = rawfile.develop(raw)  # upright already
+            image = Image.fromarray(developed)
+            del developed
+            image, orientation = _converted(image, _reduction(image.size, min_side)), 1
+            taken = taken if taken[0] is not None else (rawfile.taken_at(raw), None)
+    if orientation in UPRIGHT:
+        image = image.transpose(UPRIGHT[orientation])
+    if min_side and min(image.size) > min_side:
+        image = _shrink(image, min_side)
+    return Decoded(image, ImageMeta(width, height, fmt, *taken))
+
+
+def _raw_preview(
+    raw: Any, sensor_pixels: int, wanted: int, max_pixels: int, min_side: int | None, granted: int
+) -> tuple[Image.Image, int, tuple[float | None, str | None]] | None:
+    """The RAW's preview as RGB (JPEG ones at a reduced scale), its own EXIF orientation and date; None
+    if it has none, if it is too small (shorter side under `wanted`), too large, or cannot be read."""
+    preview = rawfile.preview(raw)
+    if isinstance(preview, np.ndarray):
+        height, width = preview.shape[:2]
+        if min(width, height) < wanted or width * height > sensor_pixels:
+            return None
+        return Image.fromarray(preview), 1, (None, None)
+    if preview is None:
+        return None
+    try:
+        stream = io.BytesIO(preview)
+        with Image.open(stream, formats=("JPEG",)) as img:
+            if min(img.size) < wanted or img.width * img.height > sensor_pixels:
+                return None
+        image, orientation, meta = _rgb_pixels(stream, max_pixels, min_side, granted)
+        return image, orientation, (meta.taken_at, meta.taken_offset)
+    except Exception as exc:  # noqa: BLE001 - a broken preview: develop the RAW data instead
+        log.info("RAW preview not usable (%s): developing the RAW data instead", exc)
+        return None
+
+
+def _raw_meta(data: bytes, max_pixels: int, fmt: str) -> ImageMeta:
+    """A RAW's size, format and date, from its header (and its preview's EXIF): nothing is developed."""
+    with rawfile.open_raw(data) as raw:
+        info = rawfile.info(raw)
+        width, height = _checked_size((info.width, info.height), max_pixels)
+        taken = _header_taken(data)
+        if taken[0] is None and isinstance(preview := rawfile.preview(raw), bytes):
+            taken = _header_taken(preview, formats=("JPEG",))
+    return ImageMeta(width, height, fmt, *taken)
+
+
+def _header_taken(data: bytes, formats: tuple[str, ...] = ("TIFF",)) -> tuple[float | None, str | None]:
+    """The EXIF date and offset of a RAW that is a TIFF inside (or of a JPEG preview), read from the header."""
+    if formats == ("TIFF",) and data[:4] not in TIFF_MAGIC:
+        return None, None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data), formats=formats) as img:
+                return _taken(img)
+    except Exception:  # noqa: BLE001 - a date we cannot read is a date we do not have
+        return None, None
 
 
 def decode_memory_limit(max_pixels: int) -> int:
@@ -370,11 +494,14 @@ def _image_errors(max_pixels: int) -> Iterator[None]:
     except MemoryError:
         raise ImageError("too large to decode in the memory available") from None
     except ValueError as exc:
-        if "decompressed data too large" in str(exc).lower():
+        text = " ".join(str(exc).split())  # codecs' messages (libheif's) may run over several lines
+        if "decompressed data too large" in text.lower():
             raise ImageError("a metadata block inside the file is far too large (a decompression bomb?)") from None
-        raise ImageError(f"corrupt image data ({exc})") from None
+        if "end of file" in text.lower():
+            raise ImageError("the file is truncated or damaged") from None
+        raise ImageError(f"corrupt image data ({text})") from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure on a bad file is a bad file
-        raise ImageError(f"corrupt image data ({type(exc).__name__}: {exc})") from None
+        raise ImageError(f"corrupt image data ({type(exc).__name__}: {' '.join(str(exc).split())})") from None
 
 
 def _probe_cost(stream: BinaryIO, max_pixels: int, min_side: int | None) -> int:

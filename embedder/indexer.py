@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -25,6 +25,7 @@ from typing import Any
 from embedder.encoder import Encoder, PreparedImage, default_workers
 from embedder.errors import ImageError, UploadError
 from embedder.excludes import Excludes
+from embedder.formats import SKIP_SUFFIX
 from embedder.images import ImageMeta, decode, discover, hash_file, point_id, read_meta
 from embedder.paths import path_to_text, text_to_path
 from embedder.store import ImageStore, Point, SearchFilter
@@ -60,6 +61,7 @@ class IndexReport:
     updated: list[str] = field(default_factory=list)  # known images whose missing fields were filled in
     removed: list[str] = field(default_factory=list)  # paths pruned because their files are gone
     failed: list[Failure] = field(default_factory=list)
+    skipped: list[Failure] = field(default_factory=list)  # left out on purpose (videos, SVG, …): why, in `reason`
     seconds: float = 0.0
     names: dict[str, str] = field(default_factory=dict)  # stored path → the name it was uploaded as
 
@@ -69,25 +71,37 @@ class IndexReport:
 
     def summary(self) -> str:
         """The run in words, leaving out what did not happen: `3 added, 240 unchanged, 1 failed in 2.0 s`;
-        a run that changed nothing says so: `Nothing new: all 240 files were already indexed (0.3 s)`."""
+        a run that changed nothing says so: `Nothing new: all 240 files were already indexed (0.3 s)`.
+        Files left out on purpose are counted by kind: `…, 40 skipped (videos: 38, SVG drawings: 2) in 2.0 s`."""
         took = f"{self.seconds:.1f} s"
+        skipped = f"{len(self.skipped):,} skipped ({self.skipped_kinds()})" if self.skipped else ""
         changes = [(self.added, "added"), (self.renamed, "renamed"), (self.copies, "already indexed (another copy)"),
                    (self.updated, "updated"),
                    (self.removed, "removed"), (self.failed, "failed")]
         if not any(items for items, _ in changes):
+            also = f"; {skipped}" if skipped else ""
             if not self.unchanged:
-                return f"Nothing to index: no image files were found ({took})"
+                return f"Nothing to index: no image files were found{also} ({took})"
             files = _plural(len(self.unchanged), "file")
-            return f"Nothing new: {'all ' if len(self.unchanged) > 1 else ''}{files} already indexed ({took})"
+            return f"Nothing new: {'all ' if len(self.unchanged) > 1 else ''}{files} already indexed{also} ({took})"
         counts = [(self.added, "added"), (self.unchanged, "unchanged"), *changes[1:]]
-        return ", ".join(f"{len(items):,} {word}" for items, word in counts if items) + f" in {took}"
+        parts = [f"{len(items):,} {word}" for items, word in counts if items] + ([skipped] if skipped else [])
+        return ", ".join(parts) + f" in {took}"
+
+    def skipped_by_reason(self) -> dict[str, int]:
+        """How many files were left out for each reason, most first."""
+        return dict(Counter(f.reason for f in self.skipped).most_common())
+
+    def skipped_kinds(self) -> str:
+        """`videos: 38, SVG drawings: 2`: the skipped files by kind, most first."""
+        return ", ".join(f"{reason.removesuffix(SKIP_SUFFIX)}: {n:,}" for reason, n in self.skipped_by_reason().items())
 
     @classmethod
     def merge(cls, reports: Iterable[IndexReport]) -> IndexReport:
         """One report for several runs (uploads and folders in one go, a job's parts)."""
         merged = cls()
         for report in reports:
-            for name in ("added", "unchanged", "renamed", "copies", "updated", "removed", "failed"):
+            for name in ("added", "unchanged", "renamed", "copies", "updated", "removed", "failed", "skipped"):
                 getattr(merged, name).extend(getattr(report, name))
             merged.seconds += report.seconds
             merged.names.update(report.names)
@@ -102,6 +116,7 @@ class IndexReport:
             "updated": self.updated,
             "removed": self.removed,
             "failed": [{"path": f.path, "reason": f.reason} for f in self.failed],
+            "skipped": [{"path": f.path, "reason": f.reason} for f in self.skipped],
             "seconds": round(self.seconds, 3),
         }
 
@@ -210,9 +225,12 @@ class Indexer:
                 report.failed.append(Failure(path_to_text(root), "no such file or folder"))
             else:
                 present.append(root)
-        files = list(
-            discover(present, lambda path, why: report.failed.append(Failure(path_to_text(path), why)), exclude)
-        )
+        files = list(discover(
+            present,
+            lambda path, why: report.failed.append(Failure(path_to_text(path), why)),
+            exclude,
+            lambda path, kind: report.skipped.append(Failure(path_to_text(path), kind.reason)),
+        ))
         names = names or {}
         tracker = _Tracker(len(files), on_progress)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="decode") as pool:

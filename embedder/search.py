@@ -18,7 +18,8 @@ from PIL import Image
 
 from embedder.encoder import Encoder, normalise
 from embedder.errors import QueryError
-from embedder.images import IMAGE_EXTENSIONS
+from embedder.formats import RAW, RAW_FORMATS
+from embedder.formats import file_types as _stored_types
 from embedder.pager import Collapser, ResultPages
 from embedder.store import VISUAL, Hit, ImageStore, SearchFilter
 
@@ -165,15 +166,15 @@ def apply_template(text: str, template: str | None) -> str:
     return template.replace("{}", text) if "{}" in template else f"{template} {text}"
 
 
-FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF", "HEIC": "HEIF"}
-# Phones write JPEGs with extra pictures inside, which Pillow calls MPO: to people they are JPEGs.
-FORMAT_FAMILIES = {"JPEG": ("JPEG", "MPO")}
+FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF", "HEIC": "HEIF", "HIF": "HEIF"}
+# Phones write JPEGs with extra pictures inside, which Pillow calls MPO: to people they are JPEGs. Each
+# camera RAW is stored as its own format (NEF, CR3, DNG, …); RAW stands for all of them.
+FORMAT_FAMILIES = {"JPEG": ("JPEG", "MPO"), RAW: tuple(sorted(set(RAW_FORMATS.values())))}
 
 
 def file_types() -> list[str]:
-    """The file types people can filter by: one per format the indexer reads."""
-    names = {FORMAT_ALIASES.get(ext.lstrip(".").upper(), ext.lstrip(".").upper()) for ext in IMAGE_EXTENSIONS}
-    return sorted(names)
+    """The file types people can filter by: one per format the indexer reads, RAW for every camera format."""
+    return _stored_types()
 
 
 def check_file_types(types: Sequence[str]) -> list[str]:

@@ -51,6 +51,7 @@ def _show_report(report: IndexReport) -> None:
         "Copies": report.copies,
         "Removed": report.removed,
         "Failed": report.failed,
+        "Skipped": report.skipped,
     }
     st.subheader("Last run", anchor=False)
     if report.failed:
@@ -66,10 +67,17 @@ def _show_report(report: IndexReport) -> None:
             hide_index=True,
             width="stretch",
         )
+    if report.skipped:
+        st.markdown("**Files left out on purpose**")
+        st.dataframe(
+            [{"files": n, "reason": reason} for reason, n in report.skipped_by_reason().items()],
+            hide_index=True,
+            width="stretch",
+        )
     rows = [
         {"result": ROW_WORDS.get(status, status.lower()), "file": report.label(path), "stored at": path}
         for status, items in counts.items()
-        if status != "Failed"
+        if status not in ("Failed", "Skipped")
         for path in items
     ]
     if rows:

@@ -106,7 +106,7 @@ def _uploaded_term(engine: Engine, key: str, label: str) -> Term | None:
     if seen.get(key) == digest:
         return None
     try:
-        decoded = decode(data, engine.settings.max_image_pixels, min_side=engine.searcher.min_side)
+        decoded = decode(data, engine.settings.max_image_pixels, min_side=engine.searcher.min_side, name=upload.name)
     except ImageError as exc:
         st.error(widgets.literal(f"{upload.name} cannot be used: {exc}"), icon=":material/broken_image:")
         return None
