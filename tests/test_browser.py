@@ -229,7 +229,6 @@ def _search(pg, text: str) -> None:
 
 def test_upload_index_search_in_a_real_browser(page, app_url: str, tmp_path: Path, model_path: Path) -> None:
     pg = page
-    started = time.monotonic()
     # Search is the default page, at "/": with nothing indexed it points to the Index page.
     pg.get_by_text("Nothing is indexed yet").wait_for()
     _no_error_on_page(pg)
@@ -308,7 +307,6 @@ def test_upload_index_search_in_a_real_browser(page, app_url: str, tmp_path: Pat
     assert HOSTILE_NAME in names, names
     grid = pg.locator('[data-testid="stMain"]')
     assert grid.locator("b, i, a[href*='x.test'], .katex").count() == 0
-    assert time.monotonic() - started < 60
 
 
 def test_compose_filter_and_find_duplicates_in_a_real_browser(page, tmp_path: Path) -> None:
