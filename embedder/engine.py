@@ -14,6 +14,7 @@ from embedder.indexer import Indexer
 from embedder.jobs import Job, JobRunner
 from embedder.search import Searcher
 from embedder.store import FolderLock, ImageStore, open_store
+from embedder.thumbnails import shared_cache
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,8 @@ class Engine:
         encoder = encoder or load_encoder(settings)
         store = store or open_store(settings, encoder.model_id, encoder.dim, lock)
         indexer = Indexer(
-            encoder, store, settings.max_image_pixels, settings.workers, shard, settings.max_upload_mb * 2**20
+            encoder, store, settings.max_image_pixels, settings.workers, shard, settings.max_upload_mb * 2**20,
+            thumbnails=shared_cache(settings),
         )
         jobs = JobRunner(indexer, journal=settings.jobs_journal)
         return cls(settings, encoder, store, indexer, Searcher(encoder, store), jobs)

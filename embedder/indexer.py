@@ -28,6 +28,7 @@ from embedder.images import ImageMeta, decode, discover, hash_file, point_id, re
 from embedder.paths import path_to_text, text_to_path
 from embedder.store import ImageStore, Point, SearchFilter
 from embedder.uploads import save_upload
+from embedder.thumbnails import ThumbnailCache
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +147,10 @@ class Indexer:
         workers: int = 0,
         shard: tuple[int, int] | None = None,
         max_upload_bytes: int | None = None,
+        thumbnails: ThumbnailCache | None = None,
     ) -> None:
         self.encoder = encoder
+        self.thumbnails = thumbnails  # thumbnails made from the decode the model needs anyway
         self.store = store
         self.max_pixels = max_pixels
         self.workers = workers or default_workers(encoder.device)
@@ -419,7 +422,9 @@ class Indexer:
         prepare = self.encoder.prepare_image  # the model's preprocessing runs in the pool too
         try:
             for img in images:
-                decoding = pool.submit(_decode_first, img.paths, img.digest, self.max_pixels, min_side, prepare)
+                decoding = pool.submit(
+                    _decode_first, img.paths, img.digest, self.max_pixels, min_side, prepare, self.thumbnails
+                )
                 window.append((img, decoding))
                 if len(window) >= ahead:
                     first, future = window.popleft()
@@ -482,7 +487,12 @@ class _Ready:
 
 
 def _decode_first(
-    paths: list[Path], digest: str, max_pixels: int, min_side: int, prepare: Callable[[Any], PreparedImage]
+    paths: list[Path],
+    digest: str,
+    max_pixels: int,
+    min_side: int,
+    prepare: Callable[[Any], PreparedImage],
+    thumbnails: ThumbnailCache | None = None,
 ) -> _Ready | ImageError:
     """In a worker thread: decode (JPEGs at a reduced scale) and preprocess for the model; the
     full-size pixels are dropped here, so what waits for the model is ~0.6 MB an image.
@@ -493,6 +503,11 @@ def _decode_first(
         decoded = decode(paths[0], max_pixels, min_side, sha256=digest)
     except ImageError as exc:
         return exc
+    if thumbnails is not None:
+        try:
+            thumbnails.add_from(digest, decoded.image)
+        except Exception:  # noqa: BLE001 - a thumbnail is a nicety: never a reason to fail an image
+            log.debug("no thumbnail for %s", paths[0], exc_info=True)
     try:
         return _Ready(decoded.meta, prepare(decoded.image))
     except Exception as exc:  # noqa: BLE001 - one odd image must not stop the run

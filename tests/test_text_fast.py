@@ -53,7 +53,7 @@ def test_image_vectors_are_untouched_by_the_speedup(encoders: dict[str, Encoder]
 
 
 def test_setting_is_read_and_passed_to_the_encoder(model_path: Path) -> None:
-    assert Settings.from_env({}).text_speedup == "auto"
+    assert Settings().text_speedup == "auto"
     assert Settings.from_env({"EMBEDDER_TEXT_SPEEDUP": " OFF "}).text_speedup == "off"
     with pytest.raises(ConfigError, match="EMBEDDER_TEXT_SPEEDUP"):
         Settings.from_env({"EMBEDDER_TEXT_SPEEDUP": "int8"})
