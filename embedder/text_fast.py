@@ -33,9 +33,10 @@ class _Linear:
     """y = x @ W.T + b for a 2-D x, with W pre-packed for oneDNN when that is available and exact."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, pack: bool) -> None:
-        self.weight = weight.detach().contiguous()
+        weight = weight.detach().contiguous()
         self.bias = None if bias is None else bias.detach().contiguous()
-        self.packed = _pack(self.weight, self.bias) if pack else None
+        self.packed = _pack(weight, self.bias) if pack else None
+        self.weight = weight if self.packed is None else None  # packed: no second copy kept (fused qkv)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.packed is not None:
