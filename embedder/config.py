@@ -50,6 +50,13 @@ def _device(var: str, raw: str) -> str:
     return value
 
 
+def _speedup(var: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("auto", "off"):
+        raise ConfigError(f"{var} must be auto or off, got {raw!r}")
+    return value
+
+
 def _url(var: str, raw: str) -> str:
     value = raw.strip().rstrip("/")
     if not value.startswith(("http://", "https://")):
@@ -146,6 +153,9 @@ class Settings:
     )
     device: str = setting("EMBEDDER_DEVICE", "auto", _device, "auto (cuda → mps → cpu), cpu, cuda, cuda:N, mps")
     batch_size: int = setting("EMBEDDER_BATCH_SIZE", 0, _non_negative_int, "images per model call; 0: the device's choice")
+    text_speedup: str = setting(
+        "EMBEDDER_TEXT_SPEEDUP", "auto", _speedup, "auto: CLIP text queries on a leaner CPU path (same vectors); off"
+    )
     workers: int = setting("EMBEDDER_WORKERS", 0, _non_negative_int, "image-decoding threads; 0: one per core")
     qdrant_url: str | None = setting("QDRANT_URL", None, _url, "Qdrant server or cluster; unset: the embedded store")
     qdrant_api_key: str | None = setting("QDRANT_API_KEY", None, _text, "server key; never logged or shown", repr=False)
@@ -158,6 +168,8 @@ class Settings:
         "QDRANT_WRITE_CONSISTENCY_FACTOR", 1, _positive_int, "copies that must confirm a write"
     )
     upload_dir: Path = setting("UPLOAD_DIR", DATA_DIR / "uploads", _path, "uploads, content-addressed")
+    thumb_dir: Path = setting("THUMB_DIR", DATA_DIR / "thumbnails", _path, "result thumbnails, by content hash (a cache)")
+    thumb_cache_mb: int = setting("THUMB_CACHE_MB", 500, _non_negative_int, "most THUMB_DIR may hold; 0: no disk cache")
     image_dirs: tuple[Path, ...] = setting("IMAGE_DIRS", (), _paths, "folders offered and watched")
     exclude: tuple[str, ...] = setting(
         "EXCLUDE", DEFAULT_EXCLUDES, _globs, "folders and files never indexed (globs); `none`: only hidden ones"

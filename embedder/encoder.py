@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from embedder.errors import ModelLoadError
+from embedder.text_fast import FastClipText, clip_model_of
 
 if TYPE_CHECKING:
     from embedder.config import Settings
@@ -85,7 +86,7 @@ class Encoder:
 
     _encodes_itself = True  # sentence-transformers' own encode() takes PIL images and texts
 
-    def __init__(self, model: str, device: str = "auto", batch_size: int = 0) -> None:
+    def __init__(self, model: str, device: str = "auto", batch_size: int = 0, text_speedup: str = "auto") -> None:
         self.device = pick_device(device)
         self.model_id = model_id_of(model)
         self._model = _load(model, self.device)
@@ -99,6 +100,7 @@ class Encoder:
             self._model.half()
         self._model.max_seq_length = _text_max_tokens(self._model)  # longer queries are cut, not fatal
         self._ready(int(self._model.get_embedding_dimension()), _image_input_size(self._model), batch_size)
+        self._text_speedup = text_speedup == "auto" and self.device == "cpu"
 
     def _ready(self, dim: int, image_size: int, batch_size: int) -> None:
         """What every backend shares once its model is loaded (in fp16 on CUDA)."""
@@ -107,6 +109,8 @@ class Encoder:
         self.image_size = image_size
         self.batch_size = batch_size or DEFAULT_BATCH.get(self.device.split(":")[0], 32)
         self.text_model: TextModel | None = None  # queries go to this model when paired (EMBEDDER_TEXT_MODEL)
+        self._text_speedup = False  # EMBEDDER_TEXT_SPEEDUP: only the sentence-transformers CLIP backend has one
+        self._fast_text: FastClipText | None | bool = None  # built on the first query; False: not possible
         self._lock = threading.Lock()
         log.info("loaded %s (%d-d) on %s", self.model_id, self.dim, self.device)
 
@@ -164,6 +168,10 @@ class Encoder:
         if self.text_model is not None:
             return self.text_model.encode_texts(items)
         threads = 1 if self.device == "cpu" and len(items) <= SMALL_TEXT_BATCH else 0
+        if self._text_speedup and 0 < len(items) <= SMALL_TEXT_BATCH:
+            vectors = self._encode_fast(items)
+            if vectors is not None:
+                return vectors
         if self._encodes_itself:
             return self._encode(items, threads)
         if not items:
@@ -172,6 +180,19 @@ class Encoder:
             batches = (items[i : i + self.batch_size] for i in range(0, len(items), self.batch_size))
             out = [self._text_features(batch).float().cpu() for batch in batches]
         return normalise(torch.cat(out).numpy())
+
+    def _encode_fast(self, items: list[str]) -> np.ndarray | None:
+        """A few queries through `FastClipText` (one intra-op thread), or None where it cannot run."""
+        with self._lock, torch.inference_mode(), _intra_op_threads(1):
+            if self._fast_text is None:
+                clip = clip_model_of(self._model)
+                self._fast_text = FastClipText(clip) if clip is not None else False
+                log.debug("text speed-up for %s: %s", self.model_id, "on" if clip is not None else "not possible")
+            if not self._fast_text:
+                return None
+            ids = [self._model.preprocess([text])["input_ids"][0] for text in items]
+            vectors = torch.stack([self._fast_text(row) for row in ids])
+        return normalise(vectors.numpy())
 
     @property
     def max_text_tokens(self) -> int:
@@ -238,7 +259,7 @@ def load_encoder(settings: Settings) -> Encoder:
 
         encoder = HfEncoder(model[len(HF_PREFIX) :], settings.device, settings.batch_size)
     else:
-        encoder = Encoder(model, settings.device, settings.batch_size)
+        encoder = Encoder(model, settings.device, settings.batch_size, settings.text_speedup)
     if settings.text_model:
         pair_text_model(encoder, TextModel(settings.text_model, encoder.device))
     return encoder

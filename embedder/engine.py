@@ -16,6 +16,7 @@ from embedder.jobs import Job, JobRunner
 from embedder.search import Searcher
 from embedder.store import FolderLock, ImageStore, open_store
 from embedder.visual import load_visual
+from embedder.thumbnails import shared_cache
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class Engine:
             encoder, store, settings.max_image_pixels, settings.workers, shard, settings.max_upload_mb * 2**20,
             exclude=Excludes(settings.exclude),
             visual=visual,
+            thumbnails=shared_cache(settings),
         )
         jobs = JobRunner(indexer, journal=settings.jobs_journal)
         return cls(settings, encoder, store, indexer, Searcher(encoder, store, visual), jobs, visual=visual)

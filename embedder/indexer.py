@@ -30,6 +30,7 @@ from embedder.images import ImageMeta, decode, discover, hash_file, point_id, re
 from embedder.paths import path_to_text, text_to_path
 from embedder.store import ImageStore, Point, SearchFilter
 from embedder.uploads import save_upload
+from embedder.thumbnails import ThumbnailCache
 
 log = logging.getLogger(__name__)
 
@@ -188,10 +189,12 @@ class Indexer:
         max_upload_bytes: int | None = None,
         exclude: Excludes | None = None,
         visual: Encoder | None = None,
+        thumbnails: ThumbnailCache | None = None,
     ) -> None:
         """`exclude`: what folder runs skip unless a run says otherwise (EXCLUDE; hidden names always)."""
         self.encoder = encoder
         self.visual = visual  # the image-only model (EMBEDDER_VISUAL_MODEL): each new point gets its vector too
+        self.thumbnails = thumbnails  # thumbnails made from the decode the model needs anyway
         self.store = store
         self.max_pixels = max_pixels
         self.workers = workers or default_workers(encoder.device)
@@ -481,7 +484,9 @@ class Indexer:
         visual = self.visual.prepare_image if self.visual else None
         try:
             for img in images:
-                decoding = pool.submit(_decode_first, img.paths, img.digest, self.max_pixels, min_side, prepare, visual)
+                decoding = pool.submit(
+                    _decode_first, img.paths, img.digest, self.max_pixels, min_side, prepare, visual, self.thumbnails
+                )
                 window.append((img, decoding))
                 if len(window) >= ahead:
                     first, future = window.popleft()
@@ -556,6 +561,7 @@ def _decode_first(
     min_side: int,
     prepare: Callable[[Any], PreparedImage],
     prepare_visual: Callable[[Any], PreparedImage] | None = None,
+    thumbnails: ThumbnailCache | None = None,
 ) -> _Ready | ImageError:
     """In a worker thread: decode (JPEGs at a reduced scale) and preprocess for the model; the
     full-size pixels are dropped here, so what waits for the model is ~0.6 MB an image.
@@ -566,6 +572,11 @@ def _decode_first(
         decoded = decode(paths[0], max_pixels, min_side, sha256=digest)
     except ImageError as exc:
         return exc
+    if thumbnails is not None:
+        try:
+            thumbnails.add_from(digest, decoded.image)
+        except Exception:  # noqa: BLE001 - a thumbnail is a nicety: never a reason to fail an image
+            log.debug("no thumbnail for %s", paths[0], exc_info=True)
     try:
         look = prepare_visual(decoded.image) if prepare_visual else None  # decoded once for both models
         return _Ready(decoded.meta, prepare(decoded.image), look)

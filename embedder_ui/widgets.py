@@ -20,17 +20,18 @@ import streamlit as st
 from PIL import Image
 
 from embedder.config import Settings
-from embedder.errors import EmbedderError
-from embedder.images import IMAGE_EXTENSIONS, decode
+from embedder.errors import EmbedderError, ImageError
+from embedder.images import CHANGED, IMAGE_EXTENSIONS, decode
 from embedder.jobs import Job
 from embedder.paths import text_to_path
 from embedder.search import Result
+from embedder.thumbnails import BACKGROUND as THUMB_BACKGROUND
+from embedder.thumbnails import SIDE as THUMB_SIDE
+from embedder.thumbnails import ThumbnailCache, letterboxed, thumbnail_bytes
 
 log = logging.getLogger(__name__)
 
 APP_TITLE = "Image search"
-THUMB_SIDE = 256  # thumbnails are squares of this many pixels, the whole picture inside
-THUMB_BACKGROUND = (236, 236, 236)  # a neutral grey around pictures that are not square (transparency is white)
 PREVIEW_SIDE = 1600  # the "full image" view: at most this many pixels on the long side
 GRID_COLUMNS = 4
 CARD_WIDTH = 170  # px: two result cards side by side at phone width (400 px less margins), more on larger screens
@@ -179,32 +180,40 @@ def _jpeg(image: Image.Image, quality: int) -> bytes:
 
 
 @st.cache_data(max_entries=2000, show_spinner=False)
-def _thumbnail(path: str, mtime: float, max_pixels: int, side: int) -> bytes | str:
+def _thumbnail(path: str, mtime: float, max_pixels: int, side: int, sha256: str | None, folder: str | None) -> bytes | str:
     """JPEG bytes of a `side`×`side` square holding the whole picture, or the reason there is none
-    (cached per file version)."""
-    try:
-        image = decode(text_to_path(path), max_pixels, min_side=side).image
+    (cached per file version in memory, and by content hash in THUMB_DIR)."""
+    cache = _disk_caches.get(folder) if folder else None
+    if cache is not None and sha256 and side == cache.side:
+        try:  # only the bytes that were indexed are stored under their hash
+            return cache.get_or_make(sha256, lambda: decode(text_to_path(path), max_pixels, side, sha256=sha256).image)
+        except ImageError as exc:
+            if str(exc) != CHANGED:
+                return str(exc)
+        except EmbedderError as exc:
+            return str(exc)
+    try:  # no hash, or the file holds other bytes now: its picture as it is, in memory only
+        return thumbnail_bytes(decode(text_to_path(path), max_pixels, min_side=side).image, side)
     except EmbedderError as exc:
         return str(exc)
-    return _jpeg(letterboxed(image, side), quality=82)
 
 
-def letterboxed(image: Image.Image, side: int) -> Image.Image:
-    """The whole picture centred on a neutral `side`×`side` square: shrunk to fit, never blown up
-    (decoding already put any transparency on white)."""
-    picture = image.copy()
-    picture.thumbnail((side, side), Image.Resampling.LANCZOS)
-    square = Image.new("RGB", (side, side), THUMB_BACKGROUND)
-    square.paste(picture, ((side - picture.width) // 2, (side - picture.height) // 2))
-    return square
+_disk_caches: dict[str, ThumbnailCache] = {}
 
 
-def thumbnail(path: str, max_pixels: int, side: int = THUMB_SIDE) -> bytes | str:
-    """A small JPEG for the grid (made once per file version), or a reason it cannot be shown."""
+def thumbnail(
+    path: str, max_pixels: int, side: int = THUMB_SIDE, sha256: str | None = None, cache: ThumbnailCache | None = None
+) -> bytes | str:
+    """A small JPEG for the grid (made once per file version; with the image's `sha256` and a
+    `cache`, kept on disk too), or a reason it cannot be shown."""
     mtime = _mtime(path)
     if mtime is None:
         return "the file is no longer there"
-    return _thumbnail(path, mtime, max_pixels, side)
+    folder = None
+    if cache is not None:
+        folder = str(cache.folder)
+        _disk_caches[folder] = cache  # st.cache_data hashes arguments: the cache goes by its folder
+    return _thumbnail(path, mtime, max_pixels, side, sha256, folder)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -335,9 +344,12 @@ class CardAction:
     on_click: Callable[[Result], None]
 
 
-def _card(result: Result, rank: int, max_pixels: int, actions: Sequence[CardAction], where: str, scored: bool) -> None:
+def _card(
+    result: Result, rank: int, max_pixels: int, actions: Sequence[CardAction], where: str, scored: bool,
+    thumbnails: ThumbnailCache | None = None,
+) -> None:
     """One result: thumbnail, name (and score), where it is, View and the actions."""
-    picture = thumbnail(result.path, max_pixels)
+    picture = thumbnail(result.path, max_pixels, sha256=result.payload.get("sha256"), cache=thumbnails)
     if isinstance(picture, bytes):
         st.image(picture, width="stretch")
     else:
@@ -364,10 +376,11 @@ def result_grid(
     forget: Callable[[Result], None] | None = None,
     heading: Callable[[Result], str] | None = None,
     notes: dict[str, str] | None = None,
+    thumbnails: ThumbnailCache | None = None,
 ) -> None:
     """Thumbnails in rows that wrap (as many as fit the screen), each with its name, score, where it
     is (uploads by the name they were sent as), View (the viewer, which can `forget` a gone image)
-    and `actions`.
+    and `actions`. `thumbnails`: the disk cache (THUMB_DIR) the pictures are kept in.
 
     Best score first; with `heading` (browsing), in the order given, a heading wherever it changes
     and no score. `notes` adds a word to a result's card (how close a match it is)."""
@@ -389,7 +402,7 @@ def result_grid(
                     where = where_caption(result, locations[result.id], upload_dir)
                     if notes and result.id in notes:
                         where = f"{notes[result.id]} · {where}"
-                    _card(result, rank, max_pixels, actions, where, scored=heading is None)
+                    _card(result, rank, max_pixels, actions, where, scored=heading is None, thumbnails=thumbnails)
     if VIEWER in st.session_state and ordered:
         viewer(ordered, max_pixels, upload_dir, forget)
 

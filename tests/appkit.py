@@ -58,6 +58,7 @@ def app_env(tmp_path: Path, model_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("EMBEDDER_WORKERS", "2")
     monkeypatch.setenv("QDRANT_PATH", str(tmp_path / "qdrant"))
     monkeypatch.setenv("UPLOAD_DIR", str(tmp_path / "uploads"))
+    monkeypatch.setenv("THUMB_DIR", str(tmp_path / "thumbnails"))
     yield tmp_path
     _reset_caches()
 

@@ -24,7 +24,7 @@ os.environ["XDG_CONFIG_HOME"] = os.path.join(_HOME, "config")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["EMBEDDER_ENV_FILE"] = str(FIXTURES / "empty.env")
-for _var in ("QDRANT_URL", "QDRANT_API_KEY", "QDRANT_PATH", "EMBEDDER_MODEL", "UPLOAD_DIR"):
+for _var in ("QDRANT_URL", "QDRANT_API_KEY", "QDRANT_PATH", "EMBEDDER_MODEL", "UPLOAD_DIR", "THUMB_DIR"):
     os.environ.pop(_var, None)
 
 from embedder.config import Settings  # noqa: E402
@@ -54,6 +54,7 @@ def settings(tmp_path: Path, model_path: Path) -> Settings:
         workers=2,
         qdrant_path=tmp_path / "qdrant",
         upload_dir=tmp_path / "uploads",
+        thumb_dir=tmp_path / "thumbnails",
     )
 
 

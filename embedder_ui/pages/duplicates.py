@@ -8,6 +8,7 @@ from pathlib import Path
 
 from embedder.duplicates import DuplicateGroup, copies_bytes, forget_others, keeper, move_others, near_duplicate_groups
 from embedder.engine import Engine
+from embedder.thumbnails import shared_cache
 from embedder_ui import navigation, resources, widgets
 
 DUPLICATES = "duplicate_groups"  # the last near-duplicate scan and what it was made for
@@ -78,7 +79,10 @@ def _group(engine: Engine, number: int, group: DuplicateGroup) -> None:
     for i, payload in enumerate(group.payloads):
         with cells[i % widgets.GRID_COLUMNS]:
             path = (payload.get("paths") or [""])[0]
-            picture = widgets.thumbnail(path, engine.settings.max_image_pixels)
+            picture = widgets.thumbnail(
+                path, engine.settings.max_image_pixels, sha256=payload.get("sha256"),
+                cache=shared_cache(engine.settings),
+            )
             if isinstance(picture, bytes):
                 st.image(picture, width="stretch")
             st.caption(

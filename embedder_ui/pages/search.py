@@ -20,6 +20,7 @@ from embedder.search import (
     DEFAULT_TEMPLATE, Result, Term, apply_template, describe_query, file_types, make_filter, parse_term,
 )
 from embedder.store import SearchFilter
+from embedder.thumbnails import shared_cache
 from embedder_ui import navigation, resources, widgets
 from embedder_ui.search_state import Options, SearchState
 
@@ -336,7 +337,10 @@ def _query_images(engine: Engine) -> None:
                 note = "your example image"
             else:
                 payload = engine.store.retrieve([term.point_id]).get(term.point_id) or {}
-                picture = widgets.thumbnail((payload.get("paths") or [""])[0], engine.settings.max_image_pixels)
+                picture = widgets.thumbnail(
+                    (payload.get("paths") or [""])[0], engine.settings.max_image_pixels,
+                    sha256=payload.get("sha256"), cache=shared_cache(engine.settings),
+                )
                 if isinstance(picture, bytes):
                     st.image(picture, width="stretch")
                 note = "left out of the results" if term.weight > 0 else "pushed away"
@@ -436,7 +440,7 @@ def render() -> None:
     widgets.result_grid(
         hits, engine.settings.max_image_pixels, CARD_ACTIONS, upload_dir=engine.settings.upload_dir,
         forget=lambda result: engine.forget(result.id), heading=widgets.month_taken if search.browsing else None,
-        notes=notes,
+        notes=notes, thumbnails=shared_cache(engine.settings),
     )
     if more:
         st.button("Show more", key="search-more", on_click=lambda: state().show_more(), icon=":material/expand_more:")
