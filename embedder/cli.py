@@ -243,7 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the file to write (.tar.gz; a name ending in .tar is not compressed), or a folder to put "
         "embedder-COLLECTION-DATE.tar.gz in",
     )
-    backup.add_argument("--force", action="store_true", help="replace DEST if it exists, once the new backup is complete")
+    backup.add_argument(
+        "--force", action="store_true", help="replace DEST if it exists, once the new backup is complete"
+    )
 
     restore = commands.add_parser(
         "restore",
@@ -254,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     restore.add_argument("source", metavar="SRC", help="a file written by `embedder backup`")
     restore.add_argument(
-        "--force", action="store_true", help="restore over a collection that holds images (it is kept aside, not deleted)"
+        "--force", action="store_true",
+        help="restore over a collection that holds images (it is kept aside, not deleted)",
     )
     restore.add_argument(
         "--collection", type=checked(_collection_name), metavar="NAME",
@@ -334,8 +337,10 @@ def run_backup(settings: Settings, args: argparse.Namespace, lock: Any) -> int:
         return 0
     done = backup.restore(settings, args.source, force=args.force, collection=args.collection, lock=lock)
     if done.aside:
-        print(printable(f"the collection that was there is kept: {done.aside} (delete it yourself once you no longer need it)"))
-    print(printable(f"restored {done.points} images (model {done.model}) into collection {done.collection} at {done.location}"))
+        print(printable(f"the collection that was there is kept: {done.aside} (delete it when you no longer need it)"))
+    print(printable(
+        f"restored {done.points} images (model {done.model}) into collection {done.collection} at {done.location}"
+    ))
     if done.collection != settings.collection:
         print(printable(f"to search it: QDRANT_COLLECTION={done.collection} EMBEDDER_MODEL={done.model}"))
     return 0

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -53,8 +54,6 @@ def indexed(engine: Engine, tmp_path: Path) -> list[Path]:
 
 def stored(settings: Settings, encoder: Encoder, collection: str | None = None) -> dict[str, tuple[dict, np.ndarray]]:
     """Every point of the collection: id -> (payload, vector)."""
-    from dataclasses import replace
-
     store = EdgeStore(replace(settings, collection=collection or settings.collection), encoder.model_id, encoder.dim)
     try:
         return {pid: (payload, vector) for pid, payload, vector in store.scroll(with_vectors=True)}
@@ -161,7 +160,9 @@ def test_restore_over_a_healthy_store_keeps_it_aside_unchanged(
     assert_same_points(stored(settings, encoder, collection=aside.name), second)  # usable as a collection
 
 
-def test_restore_into_a_new_folder_needs_no_force(indexed, env, settings: Settings, encoder: Encoder, tmp_path: Path, capsys, monkeypatch) -> None:
+def test_restore_into_a_new_folder_needs_no_force(
+    indexed, env, settings: Settings, encoder: Encoder, tmp_path: Path, capsys, monkeypatch
+) -> None:
     archive = tmp_path / "b.tar.gz"
     assert run(capsys, "backup", str(archive))[0] == 0
     before = stored(settings, encoder)
@@ -169,8 +170,6 @@ def test_restore_into_a_new_folder_needs_no_force(indexed, env, settings: Settin
     monkeypatch.setenv("QDRANT_PATH", str(elsewhere))
     code, out, err = run(capsys, "restore", str(archive))
     assert code == 0 and "kept" not in out, (out, err)
-    from dataclasses import replace
-
     assert_same_points(stored(replace(settings, qdrant_path=elsewhere), encoder), before)
 
 

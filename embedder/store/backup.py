@@ -399,10 +399,9 @@ def _backup_embedded(settings: Settings, target: Path, lock: FolderLock | None) 
     held = lock or FolderLock(Path(settings.qdrant_path))
     try:
         points = _open_and_close(settings, model, dim, held)
-        files = {f"{COLLECTION_DIR}/{p.relative_to(folder).as_posix()}": p for p in sorted(folder.rglob("*")) if p.is_file()}
-        dirs = [COLLECTION_DIR] + [
-            f"{COLLECTION_DIR}/{p.relative_to(folder).as_posix()}" for p in sorted(folder.rglob("*")) if p.is_dir()
-        ]
+        found = sorted(folder.rglob("*"))
+        files = {f"{COLLECTION_DIR}/{p.relative_to(folder).as_posix()}": p for p in found if p.is_file()}
+        dirs = [COLLECTION_DIR] + [f"{COLLECTION_DIR}/{p.relative_to(folder).as_posix()}" for p in found if p.is_dir()]
         manifest = new_manifest("embedded", settings.collection, model, dim, points, engine="qdrant-edge",
                                 engine_version=meta.get("engine_version"))
         for name, path in files.items():
@@ -473,7 +472,8 @@ def restore(
                     if exc.errno is None:  # the archive's own (gzip) errors
                         raise
                     raise StoreError(
-                        f"Cannot unpack the backup into {scratch} (TMPDIR): {exc.strerror or exc} (nothing was changed)."
+                        f"Cannot unpack the backup into {scratch} (TMPDIR): {exc.strerror or exc} "
+                        "(nothing was changed)."
                     ) from None
                 snapshot = Path(scratch) / next(iter(manifest["files"]))
                 return snapshots.restore_server(settings, snapshot, manifest, target, force)
@@ -517,7 +517,9 @@ def _restore_embedded(
         except OSError as exc:
             if exc.errno is None:  # the archive's own (gzip) errors
                 raise
-            raise StoreError(f"Cannot unpack the backup into {root}: {exc.strerror or exc} (nothing was changed).") from None
+            raise StoreError(
+                f"Cannot unpack the backup into {root}: {exc.strerror or exc} (nothing was changed)."
+            ) from None
         unpacked = replace(settings, qdrant_path=staging, collection=COLLECTION_DIR, qdrant_url=None)
         points = _open_and_close(unpacked, manifest["model"], manifest["dim"], None)  # the engine reads it all
         aside = None

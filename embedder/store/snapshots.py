@@ -105,7 +105,9 @@ class _Server:
             try:
                 return response.json()["result"]
             except (ValueError, KeyError, TypeError):
-                raise StoreError(f"Qdrant at {self.location} gave an answer that is not Qdrant's while {doing}.") from None
+                raise StoreError(
+                    f"Qdrant at {self.location} gave an answer that is not Qdrant's while {doing}."
+                ) from None
 
     def collection(self, name: str) -> dict[str, Any] | None:
         """The collection's model, size and exact point count; None if there is no such collection."""
@@ -121,7 +123,9 @@ class _Server:
             model = (config.get("metadata") or {}).get("model")
             size = vectors.get("size") if isinstance(vectors, dict) else None
         except (ValueError, KeyError, TypeError, AttributeError):
-            raise StoreError(f"Qdrant at {self.location} described collection {name!r} in a way this app cannot read.") from None
+            raise StoreError(
+                f"Qdrant at {self.location} described collection {name!r} in a way this app cannot read."
+            ) from None
         count = self.call("POST", f"{path}/points/count", f"counting collection {name!r}", json={"exact": True})
         return {"model": model, "dim": size, "points": int(count["count"])}
 
@@ -189,7 +193,9 @@ def backup_server(settings: Settings, target: Path) -> BackupResult:
                     f"({size} bytes); run the backup again."
                 )
             member = f"{SNAPSHOT_DIR}/{snapshot['name']}"
-            manifest = new_manifest("server", name, info["model"], info["dim"], info["points"], snapshot=snapshot["name"])
+            manifest = new_manifest(
+                "server", name, info["model"], info["dim"], info["points"], snapshot=snapshot["name"]
+            )
             manifest["files"][member] = {"size": size, "sha256": sha}
             with written_whole(target) as tmp:
                 write_archive(tmp, manifest, {member: download}, [SNAPSHOT_DIR], compressed(target))
