@@ -496,6 +496,16 @@ def _store_holds(folder: Path) -> str | None:
     return f"{points} images" if isinstance(points, int) else "files"
 
 
+def _aside_name(root: Path, target: str) -> Path:
+    """`<collection>.before-restore-<time>`, not yet taken."""
+    base = f"{target}{ASIDE_SUFFIX}{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    path, n = root / base, 1
+    while path.exists():
+        n += 1
+        path = root / f"{base}-{n}"
+    return path
+
+
 def _restore_embedded(
     settings: Settings, tar: tarfile.TarFile, manifest: dict[str, Any], source: Path, target: str, force: bool
 ) -> RestoreResult:
@@ -508,30 +518,33 @@ def _restore_embedded(
             f"renamed aside to {target}{ASIDE_SUFFIX}<time> in that folder, not deleted."
         )
     staging = root / STAGING_NAME
-    if staging.exists():  # a restore cut short (we hold the lock): only an unpacked copy of a backup
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
+    aside: str | None = None
     try:
-        try:
-            verify_members(tar, manifest, source, COLLECTION_DIR, staging)
-        except OSError as exc:
-            if exc.errno is None:  # the archive's own (gzip) errors
-                raise
-            raise StoreError(
-                f"Cannot unpack the backup into {root}: {exc.strerror or exc} (nothing was changed)."
-            ) from None
+        if staging.exists():  # a restore cut short (we hold the lock): only an unpacked copy of a backup
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        verify_members(tar, manifest, source, COLLECTION_DIR, staging)
         unpacked = replace(settings, qdrant_path=staging, collection=COLLECTION_DIR, qdrant_url=None)
-        points = _open_and_close(unpacked, manifest["model"], manifest["dim"], None)  # the engine reads it all
-        aside = None
+        try:
+            points = _open_and_close(unpacked, manifest["model"], manifest["dim"], None)  # the engine reads it all
+        except StoreError as exc:
+            raise StoreError(
+                f"The store in the backup {source} cannot be opened ({exc}); nothing was changed."
+            ) from None
         if folder.exists():
             if holds:
-                aside_path = root / f"{target}{ASIDE_SUFFIX}{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-                folder.rename(aside_path)
-                aside = str(aside_path)
+                moved = _aside_name(root, target)
+                folder.rename(moved)
+                aside = str(moved)
             else:
                 shutil.rmtree(folder)  # folders only, no file: nothing to keep
         (staging / COLLECTION_DIR).rename(folder)
         _fsync_folder(root)
+    except OSError as exc:
+        if exc.errno is None:  # the archive's own (gzip) errors
+            raise
+        where = f"the store that was there is at {aside}" if aside else "nothing was changed"
+        raise StoreError(f"Cannot restore into {root}: {exc.strerror or exc} ({where}).") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log.info("restored %d images into %s from %s", points, folder, source)
