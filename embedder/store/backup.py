@@ -402,8 +402,8 @@ def _backup_embedded(settings: Settings, target: Path, lock: FolderLock | None) 
         found = sorted(folder.rglob("*"))
         files = {f"{COLLECTION_DIR}/{p.relative_to(folder).as_posix()}": p for p in found if p.is_file()}
         dirs = [COLLECTION_DIR] + [f"{COLLECTION_DIR}/{p.relative_to(folder).as_posix()}" for p in found if p.is_dir()]
-        manifest = new_manifest("embedded", settings.collection, model, dim, points, engine="qdrant-edge",
-                                engine_version=meta.get("engine_version"))
+        more = {k: meta[k] for k in ("visual_model", "visual_dim", "engine_version") if k in meta}
+        manifest = new_manifest("embedded", settings.collection, model, dim, points, engine="qdrant-edge", **more)
         for name, path in files.items():
             manifest["files"][name] = {"size": path.stat().st_size, "sha256": _sha256(path)}
         with written_whole(target) as tmp:
