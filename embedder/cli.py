@@ -133,6 +133,12 @@ def _file_types(text: str) -> list[str]:
     return check_file_types(text.split(","))
 
 
+def _collection_name(text: str) -> str:
+    from embedder.config import _collection
+
+    return _collection("--collection", text)
+
+
 def _threshold_arg(text: str) -> float:
     return checked_cosine("a near-duplicate threshold", finite_number(text))
 
@@ -241,6 +247,40 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--per-query", action="store_true", help="also list every text query, worst first")
     evaluate.add_argument("--json", action="store_true", help="print the measures as JSON")
 
+    backup = commands.add_parser(
+        "backup",
+        help="copy the index into one archive file (close the app first)",
+        description="Writes the collection (QDRANT_COLLECTION) into DEST with a manifest of what it holds: "
+        "the model, the image count and a SHA-256 of every file. The embedded store is checked, closed "
+        "cleanly and copied while no other process can write to it; a server collection is saved as a "
+        "snapshot and downloaded. An interrupted backup leaves no file named DEST.",
+    )
+    backup.add_argument(
+        "dest", metavar="DEST",
+        help="the file to write (.tar.gz; a name ending in .tar is not compressed), or a folder to put "
+        "embedder-COLLECTION-DATE.tar.gz in",
+    )
+    backup.add_argument(
+        "--force", action="store_true", help="replace DEST if it exists, once the new backup is complete"
+    )
+
+    restore = commands.add_parser(
+        "restore",
+        help="put a backup back as the index (close the app first)",
+        description="Checks every file of the backup against its manifest before anything is changed. "
+        "A store that holds images is never deleted: with --force it is renamed aside "
+        "(COLLECTION.before-restore-DATE in QDRANT_PATH) or, on a server, saved as a snapshot first.",
+    )
+    restore.add_argument("source", metavar="SRC", help="a file written by `embedder backup`")
+    restore.add_argument(
+        "--force", action="store_true",
+        help="restore over a collection that holds images (it is kept aside, not deleted)",
+    )
+    restore.add_argument(
+        "--collection", type=checked(_collection_name), metavar="NAME",
+        help="restore into this collection instead of QDRANT_COLLECTION (for a backup made with another model)",
+    )
+
     commands.add_parser("migrate", help="convert an old qdrant-client local-mode folder (QDRANT_PATH) to Qdrant Edge")
     backfill = commands.add_parser(
         "backfill-visual",
@@ -270,13 +310,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 settings = _eval_settings(settings, args, stack)
             lock = None
             if not settings.qdrant_url:  # one process per folder: say "in use" now, not after loading the model
-                from embedder.store.lock import FolderLock
-
-                try:
-                    lock = FolderLock(settings.qdrant_path)
-                except StoreInUseError as exc:
-                    raise StoreInUseError(f"{exc}{_busy_with(settings)}") from None
+                lock = _folder_lock(settings)
                 stack.callback(lock.release)  # the store releases it on close; this covers a failed open
+            if args.command in ("backup", "restore"):  # no model: torch is never imported
+                return run_backup(settings, args, lock)
             from embedder.engine import Engine  # after the lock: torch and the model load only now
 
             visual = _visual_layout(settings) if args.command == "backfill-visual" else None
@@ -287,8 +324,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(printable(f"error: {exc}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        if args.command in ("backup", "restore"):
+            print(f"interrupted: nothing was changed; run `{args.command}` again", file=sys.stderr)
+            return 130
         print("interrupted: run the same command again to finish (nothing is indexed twice)", file=sys.stderr)
         return 130
+
+
+def _folder_lock(settings: Settings) -> Any:
+    """The embedded folder's lock, or one line saying who holds it and what it is doing."""
+    from embedder.store.lock import FolderLock
+
+    try:
+        return FolderLock(settings.qdrant_path)
+    except StoreInUseError as exc:
+        raise StoreInUseError(f"{exc}{_busy_with(settings)}") from None
+
+
+def run_backup(settings: Settings, args: argparse.Namespace, lock: Any) -> int:
+    """`backup` and `restore` (embedder/store/backup.py); the lock is held throughout."""
+    from embedder.store import backup
+
+    if args.command == "backup":
+        made = backup.backup(settings, args.dest, force=args.force, lock=lock)
+        print(printable(
+            f"backed up {made.points} images (collection {made.collection}, model {made.model}) to {made.path} "
+            f"({made.size / 2**20:.1f} MB)"
+        ))
+        return 0
+    done = backup.restore(settings, args.source, force=args.force, collection=args.collection, lock=lock)
+    if done.aside:
+        print(printable(f"the collection that was there is kept: {done.aside} (delete it when you no longer need it)"))
+    print(printable(
+        f"restored {done.points} images (model {done.model}) into collection {done.collection} at {done.location}"
+    ))
+    if done.collection != settings.collection:
+        print(printable(f"to search it: QDRANT_COLLECTION={done.collection} EMBEDDER_MODEL={done.model}"))
+    return 0
 
 
 def _busy_with(settings: Settings) -> str:

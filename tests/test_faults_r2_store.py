@@ -117,7 +117,8 @@ def test_info_with_edge_config_missing_is_refused_deletes_nothing_and_restoring_
     assert result.returncode == 1 and result.stdout == "", result.stdout
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
     assert "images/shard/edge_config.json is missing" in result.stderr
-    assert "Restore it from a backup, or move it away and index your folders again" in result.stderr
+    assert "Restore a backup with `embedder restore BACKUP --force`" in result.stderr
+    assert "or move it away and index your folders again" in result.stderr
     assert snapshot(settings.qdrant_path) == before  # nothing deleted, nothing rewritten
 
     (tmp_path / "edge_config.json").rename(config)
@@ -460,7 +461,7 @@ def test_damage_to_any_file_is_refused_or_harmless_never_silently_wrong(
         if "refused" in reply:
             message = reply["message"]
             assert "\n" not in message and str(case) in message, (how, message)
-            assert "Restore it from a backup, or move it away" in message, (how, message)
+            assert "`embedder restore BACKUP --force`" in message and "or move it away" in message, (how, message)
             outcomes[how] = "refused"
         else:
             assert "read" in reply, (how, reply)  # never a panic, a crash or a hang

@@ -171,8 +171,9 @@ def pick_vector(raw: Any, using: str | None) -> np.ndarray | None:
 def damaged_message(location: str | Path, what: str) -> str:
     """The words for an embedded store whose files cannot be read back (every backend uses them)."""
     return (
-        f"The storage folder {location} is damaged ({what}). Restore it from a backup, or move it "
-        "away and index your folders again (nothing else is lost: your images are untouched)."
+        f"The storage folder {location} is damaged ({what}). Restore a backup with `embedder restore "
+        "BACKUP --force` (the damaged files are kept aside), or move it away and index your folders again "
+        "(nothing else is lost: your images are untouched)."
     )
 
 
