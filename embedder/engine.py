@@ -15,6 +15,7 @@ from embedder.jobs import Job, JobRunner
 from embedder.search import Searcher
 from embedder.store import FolderLock, ImageStore, open_store
 from embedder.visual import load_visual
+from embedder.tags import open_tagger
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class Engine:
         indexer = Indexer(
             encoder, store, settings.max_image_pixels, settings.workers, shard, settings.max_upload_mb * 2**20,
             visual=visual,
+            tagger=open_tagger(settings, encoder),
         )
         jobs = JobRunner(indexer, journal=settings.jobs_journal)
         return cls(settings, encoder, store, indexer, Searcher(encoder, store, visual), jobs, visual=visual)

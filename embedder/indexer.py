@@ -27,6 +27,7 @@ from embedder.errors import ImageError, UploadError
 from embedder.images import ImageMeta, decode, discover, hash_file, point_id, read_meta
 from embedder.paths import path_to_text, text_to_path
 from embedder.store import ImageStore, Point, SearchFilter
+from embedder.tags import Tagger, needs_tags, stored_vectors, write_tags
 from embedder.uploads import save_upload
 
 log = logging.getLogger(__name__)
@@ -171,9 +172,11 @@ class Indexer:
         shard: tuple[int, int] | None = None,
         max_upload_bytes: int | None = None,
         visual: Encoder | None = None,
+        tagger: Tagger | None = None,
     ) -> None:
         self.encoder = encoder
         self.visual = visual  # the image-only model (EMBEDDER_VISUAL_MODEL): each new point gets its vector too
+        self.tagger = tagger  # tags each new image from its CLIP vector, and stored images that have none
         self.store = store
         self.max_pixels = max_pixels
         self.workers = workers or default_workers(encoder.device)
@@ -413,7 +416,18 @@ class Indexer:
                     path_to_text(p) for p in img.paths if p not in fresh
                 )
                 tracker.advance(len(img.paths))
+            self._tag_stored({img.id: stored[img.id] for img in chunk if img.id in stored})
         return new
+
+    def _tag_stored(self, payloads: Mapping[str, Mapping[str, Any]]) -> None:
+        """Tag stored images that have no tags yet (stored before tagging, or with TAGS=false) from
+        their stored vectors: nothing is decoded or encoded again."""
+        if self.tagger is None:
+            return
+        untagged = {pid: payload for pid, payload in payloads.items() if needs_tags(payload, self.tagger)}
+        if untagged:
+            tagged = write_tags(self.store, self.tagger, stored_vectors(self.store, untagged), self._payload_lock)
+            log.info("tagged %d stored images", tagged)
 
     def _encode_new(
         self,
@@ -471,10 +485,12 @@ class Indexer:
         looks: list[Any] = [None] * len(batch)
         if self.visual is not None:
             looks = list(self.visual.encode_images([d.visual for _, d in batch]))
+        tagged = self.tagger.tag(vectors) if self.tagger else [None] * len(batch)
         now = time.time()
         points: list[Point] = []
-        for (img, d), vector, look in zip(batch, vectors, looks):
+        for (img, d), vector, look, tags in zip(batch, vectors, looks, tagged):
             payload = new_payload(img, d.meta, names, self.encoder.model_id, now)
+            payload.update(tags.payload() if tags else {})
             refusal = _unstorable(payload)
             if refusal:  # one bad point fails alone: the rest of the batch lands
                 report.failed.extend(Failure(path_to_text(p), refusal) for p in img.paths)
