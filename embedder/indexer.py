@@ -27,7 +27,7 @@ from embedder.errors import ImageError, UploadError
 from embedder.images import ImageMeta, decode, discover, hash_file, point_id, read_meta
 from embedder.paths import path_to_text, text_to_path
 from embedder.store import ImageStore, Point, SearchFilter
-from embedder.tags import Tagger, needs_tags, stored_vectors, write_tags
+from embedder.tags import Tagger, needs_tags, retag, stored_vectors, write_tags
 from embedder.uploads import save_upload
 
 log = logging.getLogger(__name__)
@@ -418,6 +418,13 @@ class Indexer:
                 tracker.advance(len(img.paths))
             self._tag_stored({img.id: stored[img.id] for img in chunk if img.id in stored})
         return new
+
+    def retag(self, refresh: bool = False) -> int:
+        """Tag every stored image that has no tags (with `refresh`, also those another vocabulary or
+        model tagged) from its stored vector; how many were tagged (0 with tagging off)."""
+        if self.tagger is None:
+            return 0
+        return retag(self.store, self.tagger, refresh=refresh, lock=self._payload_lock)
 
     def _tag_stored(self, payloads: Mapping[str, Mapping[str, Any]]) -> None:
         """Tag stored images that have no tags yet (stored before tagging, or with TAGS=false) from

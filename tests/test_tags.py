@@ -229,3 +229,71 @@ def test_tags_can_be_turned_off_or_replaced(settings: Settings, encoder, tmp_pat
         open_tagger(replace(settings, tags_file=tmp_path / "missing.txt"), encoder)
     assert Settings.from_env({"TAGS": "no", "TAGS_FILE": str(mine)}, env_file="/none").tags is False
     assert Settings.from_env({"TAGS_FILE": str(mine)}, env_file="/none").tags_file == mine
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(settings: Settings, vocabulary: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The CLI on the same store as `settings` (and `reopen`), tagging with the shapes vocabulary."""
+    for var, value in {
+        "EMBEDDER_MODEL": settings.model, "EMBEDDER_DEVICE": "cpu", "QDRANT_PATH": str(settings.qdrant_path),
+        "UPLOAD_DIR": str(settings.upload_dir), "TAGS_FILE": str(vocabulary),
+    }.items():
+        monkeypatch.setenv(var, value)
+    return settings
+
+
+def test_cli_lists_tags_with_counts_and_searches_by_tag(cli_env, dataset: Path, reopen, capsys) -> None:
+    import json
+
+    from embedder import cli
+
+    assert cli.main(["tags"]) == 0
+    assert "no tags yet" in capsys.readouterr().out
+    assert cli.main(["index", str(dataset), "--json"]) == 0
+    capsys.readouterr()
+    assert cli.main(["tags", "--json"]) == 0
+    counts = json.loads(capsys.readouterr().out)
+    assert sum(counts.values()) >= 60 and list(counts.values()) == sorted(counts.values(), reverse=True)
+    assert cli.main(["tags"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(None, 1)[1] for line in lines] == list(counts)
+    assert [int(line.split()[0].replace(",", "")) for line in lines] == list(counts.values())
+
+    first, second = "red", "red circle"
+    assert cli.main(["search", "a shape", "--tag", first, "-k", "100", "--json"]) == 0
+    red = json.loads(capsys.readouterr().out)
+    assert cli.main(["search", "a shape", "--tag", first, "--tag", second, "-k", "100", "--json"]) == 0
+    both = json.loads(capsys.readouterr().out)
+    assert len(red) == counts.get(first, 0) and len(both) <= len(red)
+    engine = reopen()
+    try:
+        payloads = engine.store.retrieve([hit["id"] for hit in red + both])
+    finally:
+        engine.close()
+    assert all(first in payloads[hit["id"]]["tags"] for hit in red)
+    assert all({first, second} <= set(payloads[hit["id"]]["tags"]) for hit in both)
+
+
+def test_cli_refresh_retags_after_the_vocabulary_changes(cli_env, dataset: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    import json
+
+    from embedder import cli
+
+    assert cli.main(["index", str(dataset), "--json"]) == 0
+    colours = tmp_path / "colours.txt"
+    colours.write_text("\n".join(synthetic.COLOURS))
+    monkeypatch.setenv("TAGS_FILE", str(colours))
+    capsys.readouterr()
+    assert cli.main(["tags", "--json"]) == 0  # a changed vocabulary changes nothing until asked
+    assert set(json.loads(capsys.readouterr().out)) - set(synthetic.COLOURS)
+    assert cli.main(["tags", "--refresh", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "re-tagged 60 images" in captured.err and set(json.loads(captured.out)) <= set(synthetic.COLOURS)
+    monkeypatch.setenv("TAGS", "false")
+    assert cli.main(["tags", "--refresh"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "error: tagging is off (TAGS=false, or TAGS_FILE has no labels): nothing to refresh with"
+    )

@@ -158,8 +158,9 @@ class ImageStore(ABC):
 
 
 def facet_counts(hits: Iterable[tuple[Any, int]]) -> dict[str, int]:
-    """Facet hits as {value: count}, most first (then by value), text values only."""
-    counts = {value: int(count) for value, count in hits if isinstance(value, str)}
+    """Facet hits as {value: count}, most first (then by value), text values only. Edge reports a value
+    no point holds any more with a count of 0 (until its segment is rebuilt): left out."""
+    counts = {value: int(count) for value, count in hits if isinstance(value, str) and count > 0}
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:FACET_LIMIT])
 
 
