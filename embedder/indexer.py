@@ -22,12 +22,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from embedder.encoder import Encoder, PreparedImage, default_workers
 from embedder.errors import ImageError, UploadError
 from embedder.images import ImageMeta, decode, discover, hash_file, point_id, read_meta
 from embedder.paths import path_to_text, text_to_path
 from embedder.store import ImageStore, Point, SearchFilter
-from embedder.tags import Tagger, needs_tags, retag, stored_vectors, write_tags
+from embedder.tags import Tagged, Tagger, needs_tags, retag, stored_vectors
 from embedder.uploads import save_upload
 
 log = logging.getLogger(__name__)
@@ -297,10 +299,12 @@ class Indexer:
         names: Mapping[Path, Sequence[str]],
         meta: ImageMeta | None,
         owners: Mapping[str, str],
+        tagged: Tagged | None = None,
     ) -> bool:
         """Record new paths (and upload names) of a stored image, paths whose files are gone dropping
         out, and paths this run found under another hash (`owners`) leaving it; with `meta`, fill in
-        the payload fields it lacks. True if any were filled in."""
+        the payload fields it lacks; with `tagged`, its tags if it has none. One write at most. True
+        if fields were filled in (tags alone leave the image "unchanged")."""
         with self._payload_lock:
             stored = self.store.retrieve([img.id]).get(img.id, {})
             payload = stored
@@ -316,6 +320,8 @@ class Indexer:
             filled = meta is not None and not PAYLOAD_FIELDS <= payload.keys()  # another run may have filled them
             if filled:
                 payload = backfilled(payload, new_payload(img, meta, names, self.encoder.model_id, time.time()))
+            if tagged is not None and stored and "tags" not in payload:  # another run may have tagged it meanwhile
+                payload = {**payload, **tagged.payload()}
             if payload != stored:
                 self.store.set_payload(img.id, payload)
         return filled
@@ -391,6 +397,7 @@ class Indexer:
         for start in range(0, len(images), RETRIEVE_CHUNK):
             chunk = images[start : start + RETRIEVE_CHUNK]
             stored = self.store.retrieve([img.id for img in chunk])
+            tags = self._tags_for(stored)
             for img in chunk:
                 payload = stored.get(img.id)
                 if payload is None:
@@ -404,7 +411,9 @@ class Indexer:
                 ]
                 taken = any(owners.get(p, img.digest) != img.digest for p in known_paths)  # found under another hash
                 meta = None if PAYLOAD_FIELDS <= payload.keys() else self._read_meta(img)
-                filled = self._update_point(img, fresh, names, meta, owners) if fresh or meta or taken else False
+                tagged = tags.get(img.id)
+                changed = fresh or meta or taken or tagged
+                filled = self._update_point(img, fresh, names, meta, owners, tagged) if changed else False
                 elsewhere = known_paths - {path_to_text(p) for p in img.paths}  # a copy if those files all remain
                 copied = bool(elsewhere) and all(  # still there, holding these bytes (not another's now)
                     owners.get(p, img.digest) == img.digest and os.path.exists(text_to_path(p)) for p in elsewhere
@@ -416,7 +425,6 @@ class Indexer:
                     path_to_text(p) for p in img.paths if p not in fresh
                 )
                 tracker.advance(len(img.paths))
-            self._tag_stored({img.id: stored[img.id] for img in chunk if img.id in stored})
         return new
 
     def retag(self, refresh: bool = False) -> int:
@@ -426,15 +434,17 @@ class Indexer:
             return 0
         return retag(self.store, self.tagger, refresh=refresh, lock=self._payload_lock)
 
-    def _tag_stored(self, payloads: Mapping[str, Mapping[str, Any]]) -> None:
-        """Tag stored images that have no tags yet (stored before tagging, or with TAGS=false) from
-        their stored vectors: nothing is decoded or encoded again."""
+    def _tags_for(self, stored: Mapping[str, Mapping[str, Any]]) -> dict[str, Tagged]:
+        """Tags for the stored images that have none yet (stored before tagging, or with TAGS=false),
+        from their stored vectors: nothing is decoded or encoded again."""
         if self.tagger is None:
-            return
-        untagged = {pid: payload for pid, payload in payloads.items() if needs_tags(payload, self.tagger)}
-        if untagged:
-            tagged = write_tags(self.store, self.tagger, stored_vectors(self.store, untagged), self._payload_lock)
-            log.info("tagged %d stored images", tagged)
+            return {}
+        untagged = {pid: payload for pid, payload in stored.items() if needs_tags(payload, self.tagger)}
+        vectors = stored_vectors(self.store, untagged) if untagged else {}
+        if not vectors:
+            return {}
+        ids = list(vectors)
+        return dict(zip(ids, self.tagger.tag(np.stack([vectors[i] for i in ids]))))
 
     def _encode_new(
         self,

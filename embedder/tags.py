@@ -50,6 +50,7 @@ DEFAULT_SCALE = 100.0  # OpenAI CLIP's logit scale (its training clamps it there
 MAX_LABEL_CHARS = 100
 CACHE_DIR = ".tag-vectors"  # beside the store: label vectors per model and vocabulary
 BATCH = 256  # points re-tagged per read-merge-write
+FIELDS = frozenset({"tags", "tags_by"})  # what tagging adds to a point's payload
 
 
 def default_vocabulary_text() -> str:
@@ -132,7 +133,9 @@ class Tagger:
         text_model = getattr(getattr(encoder, "text_model", None), "model_id", None)
         recipe = [encoder.model_id, text_model, TEMPLATE, self.labels]
         self._vocabulary_key = hashlib.sha256(json.dumps(recipe).encode("utf-8")).hexdigest()
-        rule = [self._vocabulary_key, round(self.scale, 4), min_probability, max_tags]
+        # The scale belongs to the model (already in the key): left out, so fp16 rounding on a GPU
+        # does not make the same model's tags look like another's.
+        rule = [self._vocabulary_key, min_probability, max_tags]
         self.key = hashlib.sha256(json.dumps(rule).encode("utf-8")).hexdigest()[:16]
         self._vectors: np.ndarray | None = None
         self._lock = threading.Lock()
