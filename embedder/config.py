@@ -163,7 +163,7 @@ class Settings:
     )
     tags: bool = setting("TAGS", True, _bool, "tag each image with labels from the tag vocabulary as it is indexed")
     tags_file: Path | None = setting(
-        "TAGS_FILE", None, _path, "your own tag vocabulary, one label a line; unset: the built-in list of everyday labels"
+        "TAGS_FILE", None, _path, "your own tag vocabulary, one label a line; unset: the built-in everyday labels"
     )
     watch: bool = setting("WATCH", True, _bool, "watch IMAGE_DIRS and index what changes in them")
     watch_poll_s: float = setting("WATCH_POLL_S", 0.0, _seconds, "0: file events; >0: poll every N seconds")

@@ -20,7 +20,8 @@ An image keeps the labels with probability at least MIN_PROBABILITY, at most MAX
 probable first. Labels share the probability, so a picture gets the few labels that stand out from
 the rest of the vocabulary; one that fits nothing in particular spreads it thin and gets no tag,
 and near-synonyms in a vocabulary (dog, puppy) split it, so a vocabulary works best with distinct
-labels, and with more than 1 / MIN_PROBABILITY of them (below that even an even spread passes). Cost: N labels × d floats per image, microseconds for a few hundred labels.
+labels, and with more than 1 / MIN_PROBABILITY of them (below that even an even spread passes).
+Cost: N labels × d floats per image, microseconds for a few hundred labels.
 """
 
 from __future__ import annotations

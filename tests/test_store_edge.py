@@ -75,7 +75,8 @@ def sample_points() -> list[Point]:
         folders = ["/", "/p", "/p/q"] if n % 3 == 0 else ["/", "/p"]
         tags = [t for t, every in (("cat", 2), ("sofa", 5), ("red", 3)) if n % every == 0]
         extra = {"tags": tags} if n % 7 else {}  # some points were stored before tags existed
-        points.append(point(n, rng.normal(size=4), format=fmt, folders=folders, width=50 * n, height=30 * n, date=float(n * 10), **extra))
+        sizes = {"width": 50 * n, "height": 30 * n, "date": float(n * 10)}
+        points.append(point(n, rng.normal(size=4), format=fmt, folders=folders, **sizes, **extra))
     return points
 
 
@@ -188,7 +189,8 @@ def test_facet_counts_each_tag_inside_the_store_with_filters(store: ImageStore) 
     counts = store.facet("tags")
     assert counts == expected and list(counts) == sorted(expected, key=lambda t: (-expected[t], t))
     png = [p for p in points if p.payload["format"] == "PNG"]
-    assert store.facet("tags", SearchFilter(formats=("PNG",)))["cat"] == sum("cat" in p.payload.get("tags", []) for p in png)
+    png_cats = sum("cat" in p.payload.get("tags", []) for p in png)
+    assert store.facet("tags", SearchFilter(formats=("PNG",)))["cat"] == png_cats
     assert store.facet("tags", SearchFilter(folder="/nowhere")) == {}
     for p in points:  # a tag no image holds any more is not counted (Edge keeps it with a count of 0)
         if "red" in p.payload.get("tags", []):

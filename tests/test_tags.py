@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from embedder import synthetic
+from embedder import cli, synthetic
 from embedder.config import Settings
 from embedder.errors import ConfigError
 from embedder.search import Query, make_filter
@@ -129,7 +130,7 @@ def test_a_plain_index_run_tags_stored_images_without_encoding_them_again(
         engine.close()
 
 
-def test_refresh_retags_only_what_another_vocabulary_made(reopen, vocabulary: Path, dataset: Path, tmp_path: Path) -> None:
+def test_refresh_retags_only_what_another_vocabulary_made(reopen, vocabulary: Path, dataset: Path) -> None:
     engine = reopen(tags_file=vocabulary)
     try:
         engine.indexer.index([dataset])
@@ -246,10 +247,6 @@ def cli_env(settings: Settings, vocabulary: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_cli_lists_tags_with_counts_and_searches_by_tag(cli_env, dataset: Path, reopen, capsys) -> None:
-    import json
-
-    from embedder import cli
-
     assert cli.main(["tags"]) == 0
     assert "no tags yet" in capsys.readouterr().out
     assert cli.main(["index", str(dataset), "--json"]) == 0
@@ -277,11 +274,9 @@ def test_cli_lists_tags_with_counts_and_searches_by_tag(cli_env, dataset: Path, 
     assert all({first, second} <= set(payloads[hit["id"]]["tags"]) for hit in both)
 
 
-def test_cli_refresh_retags_after_the_vocabulary_changes(cli_env, dataset: Path, tmp_path: Path, monkeypatch, capsys) -> None:
-    import json
-
-    from embedder import cli
-
+def test_cli_refresh_retags_after_the_vocabulary_changes(
+    cli_env, dataset: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
     assert cli.main(["index", str(dataset), "--json"]) == 0
     colours = tmp_path / "colours.txt"
     colours.write_text("\n".join(synthetic.COLOURS))
