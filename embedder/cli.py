@@ -209,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--before", type=day, help="taken on or before YYYY-MM-DD")
     search.add_argument("--min-width", type=whole_number(0, MAX_SIDE_PX), metavar="PX", help="at least this wide")
     search.add_argument("--min-height", type=whole_number(0, MAX_SIDE_PX), metavar="PX", help="at least this tall")
+    search.add_argument(
+        "--tag", dest="tags", action="append", default=[], metavar="TAG",
+        help="only images tagged TAG (repeat: all of them); `embedder tags` lists the tags",
+    )
     search.add_argument("--collapse", action="store_true", help="show one of each set of near-duplicates")
     search.add_argument(
         "--threshold", type=checked(_threshold_arg), help="near-duplicate cosine, default DUPLICATE_THRESHOLD"
@@ -280,6 +284,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--collection", type=checked(_collection_name), metavar="NAME",
         help="restore into this collection instead of QDRANT_COLLECTION (for a backup made with another model)",
     )
+
+    tags = commands.add_parser(
+        "tags",
+        help="list the tags in the library with how many images carry each",
+        description="Images are tagged as they are indexed (TAGS, TAGS_FILE); a later index run tags stored "
+        "images that have none, from their stored vectors.",
+    )
+    tags.add_argument(
+        "--refresh", action="store_true",
+        help="first re-tag every image tagged by another vocabulary or model (or not at all), from its stored vector",
+    )
+    tags.add_argument("--json", action="store_true", help="print {tag: count} as JSON")
 
     commands.add_parser("migrate", help="convert an old qdrant-client local-mode folder (QDRANT_PATH) to Qdrant Edge")
     backfill = commands.add_parser(
@@ -412,7 +428,7 @@ def run_search(engine: Any, args: argparse.Namespace) -> int:
     query = Query(
         tuple(terms),
         template=args.template,
-        where=make_filter(folder, args.types, args.after, args.before, args.min_width, args.min_height),
+        where=make_filter(folder, args.types, args.after, args.before, args.min_width, args.min_height, args.tags),
         min_score=args.min_score,
         collapse=_threshold(engine, args) if args.collapse else None,
     )
@@ -616,6 +632,26 @@ def _print_finished(job: Job) -> None:
             print(printable(f"failed: {failure.path}: {failure.reason}"), flush=True)
 
 
+def run_tags(engine: Any, args: argparse.Namespace) -> int:
+    """`tags`: every tag with its count, most first; with --refresh, re-tag what another vocabulary made."""
+    from embedder.tags import tag_counts
+
+    if args.refresh:
+        if engine.indexer.tagger is None:
+            raise EmbedderError("tagging is off (TAGS=false, or TAGS_FILE has no labels): nothing to refresh with")
+        done = engine.indexer.retag(refresh=True)
+        print(f"re-tagged {done:,} image{'' if done == 1 else 's'}", file=sys.stderr)
+    counts = tag_counts(engine.store)
+    if args.json:
+        _print_json(counts)
+        return 0
+    if not counts:
+        print("no tags yet: `embedder index FOLDER` tags images as it indexes them (TAGS=true)")
+    for tag, count in counts.items():
+        print(printable(f"{count:>7,}  {tag}"))
+    return 0
+
+
 def run_info(engine: Any, args: argparse.Namespace) -> int:
     info = engine.info()
     if args.json:
@@ -637,6 +673,7 @@ COMMANDS = {
     "duplicates": run_duplicates,
     "eval": run_eval,
     "info": run_info,
+    "tags": run_tags,
     "watch": run_watch,
     "backfill-visual": run_backfill_visual,
 }

@@ -182,6 +182,10 @@ class Settings:
     match_margin: float = setting(
         "MATCH_MARGIN", 0.03, _margin, "how much better than \"a photo\" a text must fit an image to be a close match"
     )
+    tags: bool = setting("TAGS", True, _bool, "tag each image with labels from the tag vocabulary as it is indexed")
+    tags_file: Path | None = setting(
+        "TAGS_FILE", None, _path, "your own tag vocabulary, one label a line; unset: the built-in everyday labels"
+    )
     watch: bool = setting("WATCH", True, _bool, "watch IMAGE_DIRS and index what changes in them")
     watch_poll_s: float = setting("WATCH_POLL_S", 0.0, _seconds, "0: file events; >0: poll every N seconds")
     env_file: Path | None = field(default=None, compare=False)  # the settings file read, if any (not a setting)

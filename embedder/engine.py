@@ -17,6 +17,7 @@ from embedder.search import Searcher
 from embedder.store import FolderLock, ImageStore, open_store
 from embedder.visual import load_visual
 from embedder.thumbnails import shared_cache
+from embedder.tags import open_tagger
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class Engine:
             exclude=Excludes(settings.exclude),
             visual=visual,
             thumbnails=shared_cache(settings),
+            tagger=open_tagger(settings, encoder),
         )
         jobs = JobRunner(indexer, journal=settings.jobs_journal)
         return cls(settings, encoder, store, indexer, Searcher(encoder, store, visual), jobs, visual=visual)

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from embedder.encoder import Encoder, PreparedImage, default_workers
 from embedder.errors import ImageError, UploadError
 from embedder.excludes import Excludes
@@ -29,6 +31,7 @@ from embedder.formats import SKIP_SUFFIX
 from embedder.images import ImageMeta, decode, discover, hash_file, point_id, read_meta
 from embedder.paths import path_to_text, text_to_path
 from embedder.store import ImageStore, Point, SearchFilter
+from embedder.tags import Tagged, Tagger, needs_tags, retag, stored_vectors
 from embedder.uploads import save_upload
 from embedder.thumbnails import ThumbnailCache
 
@@ -190,11 +193,13 @@ class Indexer:
         exclude: Excludes | None = None,
         visual: Encoder | None = None,
         thumbnails: ThumbnailCache | None = None,
+        tagger: Tagger | None = None,
     ) -> None:
         """`exclude`: what folder runs skip unless a run says otherwise (EXCLUDE; hidden names always)."""
         self.encoder = encoder
         self.visual = visual  # the image-only model (EMBEDDER_VISUAL_MODEL): each new point gets its vector too
         self.thumbnails = thumbnails  # thumbnails made from the decode the model needs anyway
+        self.tagger = tagger  # tags each new image from its CLIP vector, and stored images that have none
         self.store = store
         self.max_pixels = max_pixels
         self.workers = workers or default_workers(encoder.device)
@@ -332,10 +337,12 @@ class Indexer:
         names: Mapping[Path, Sequence[str]],
         meta: ImageMeta | None,
         owners: Mapping[str, str],
+        tagged: Tagged | None = None,
     ) -> bool:
         """Record new paths (and upload names) of a stored image, paths whose files are gone dropping
         out, and paths this run found under another hash (`owners`) leaving it; with `meta`, fill in
-        the payload fields it lacks. True if any were filled in."""
+        the payload fields it lacks; with `tagged`, its tags if it has none. One write at most. True
+        if fields were filled in (tags alone leave the image "unchanged")."""
         with self._payload_lock:
             stored = self.store.retrieve([img.id]).get(img.id, {})
             payload = stored
@@ -351,6 +358,8 @@ class Indexer:
             filled = meta is not None and not PAYLOAD_FIELDS <= payload.keys()  # another run may have filled them
             if filled:
                 payload = backfilled(payload, new_payload(img, meta, names, self.encoder.model_id, time.time()))
+            if tagged is not None and stored and "tags" not in payload:  # another run may have tagged it meanwhile
+                payload = {**payload, **tagged.payload()}
             if payload != stored:
                 self.store.set_payload(img.id, payload)
         return filled
@@ -426,6 +435,7 @@ class Indexer:
         for start in range(0, len(images), RETRIEVE_CHUNK):
             chunk = images[start : start + RETRIEVE_CHUNK]
             stored = self.store.retrieve([img.id for img in chunk])
+            tags = self._tags_for(stored)
             for img in chunk:
                 payload = stored.get(img.id)
                 if payload is None:
@@ -439,7 +449,9 @@ class Indexer:
                 ]
                 taken = any(owners.get(p, img.digest) != img.digest for p in known_paths)  # found under another hash
                 meta = None if PAYLOAD_FIELDS <= payload.keys() else self._read_meta(img)
-                filled = self._update_point(img, fresh, names, meta, owners) if fresh or meta or taken else False
+                tagged = tags.get(img.id)
+                changed = fresh or meta or taken or tagged
+                filled = self._update_point(img, fresh, names, meta, owners, tagged) if changed else False
                 elsewhere = known_paths - {path_to_text(p) for p in img.paths}  # a copy if those files all remain
                 copied = bool(elsewhere) and all(  # still there, holding these bytes (not another's now)
                     owners.get(p, img.digest) == img.digest and os.path.exists(text_to_path(p)) for p in elsewhere
@@ -452,6 +464,25 @@ class Indexer:
                 )
                 tracker.advance(len(img.paths))
         return new
+
+    def retag(self, refresh: bool = False) -> int:
+        """Tag every stored image that has no tags (with `refresh`, also those another vocabulary or
+        model tagged) from its stored vector; how many were tagged (0 with tagging off)."""
+        if self.tagger is None:
+            return 0
+        return retag(self.store, self.tagger, refresh=refresh, lock=self._payload_lock)
+
+    def _tags_for(self, stored: Mapping[str, Mapping[str, Any]]) -> dict[str, Tagged]:
+        """Tags for the stored images that have none yet (stored before tagging, or with TAGS=false),
+        from their stored vectors: nothing is decoded or encoded again."""
+        if self.tagger is None:
+            return {}
+        untagged = {pid: payload for pid, payload in stored.items() if needs_tags(payload, self.tagger)}
+        vectors = stored_vectors(self.store, untagged) if untagged else {}
+        if not vectors:
+            return {}
+        ids = list(vectors)
+        return dict(zip(ids, self.tagger.tag(np.stack([vectors[i] for i in ids]))))
 
     def _encode_new(
         self,
@@ -511,10 +542,12 @@ class Indexer:
         looks: list[Any] = [None] * len(batch)
         if self.visual is not None:
             looks = list(self.visual.encode_images([d.visual for _, d in batch]))
+        tagged = self.tagger.tag(vectors) if self.tagger else [None] * len(batch)
         now = time.time()
         points: list[Point] = []
-        for (img, d), vector, look in zip(batch, vectors, looks):
+        for (img, d), vector, look, tags in zip(batch, vectors, looks, tagged):
             payload = new_payload(img, d.meta, names, self.encoder.model_id, now)
+            payload.update(tags.payload() if tags else {})
             refusal = _unstorable(payload)
             if refusal:  # one bad point fails alone: the rest of the batch lands
                 report.failed.extend(Failure(path_to_text(p), refusal) for p in img.paths)

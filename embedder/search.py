@@ -194,8 +194,10 @@ def make_filter(
     before: date | None = None,
     min_width: int | None = None,
     min_height: int | None = None,
+    tags: Sequence[str] = (),
 ) -> SearchFilter:
-    """A `SearchFilter` from what people type: `jpg` → JPEG, dates inclusive, folders absolute."""
+    """A `SearchFilter` from what people type: `jpg` → JPEG, dates inclusive, folders absolute,
+    tags as stored (all of them must be on an image)."""
     named = (FORMAT_ALIASES.get(t.strip().upper(), t.strip().upper()) for t in types if t.strip())
     formats = tuple(dict.fromkeys(f for name in named for f in FORMAT_FAMILIES.get(name, (name,))))
     return SearchFilter(
@@ -205,6 +207,7 @@ def make_filter(
         date_to=_utc(before) + 86_399.999 if before else None,
         min_width=min_width or None,
         min_height=min_height or None,
+        tags=tuple(dict.fromkeys(t.strip() for t in tags if t.strip())),
     )
 
 

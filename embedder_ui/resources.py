@@ -18,6 +18,7 @@ from streamlit.delta_generator import DeltaGenerator
 from embedder.config import Settings
 from embedder.engine import Engine
 from embedder.search import folder_choices
+from embedder.tags import tag_counts
 from embedder_ui.widgets import errors_as_messages, job_progress, literal, show_error
 
 log = logging.getLogger(__name__)
@@ -137,3 +138,15 @@ def indexed_folders(engine: Engine, count: int) -> list[str]:
     """Folders to offer in the folder filter: worked out again when the number of images changes."""
     with errors_as_messages(engine.settings):
         return _folder_choices(engine, _settings_key(engine.settings), count)
+
+
+@st.cache_data(max_entries=4, ttl=300, show_spinner=False)
+def _tag_counts(_engine: Engine, key: str, count: int) -> dict[str, int]:
+    return tag_counts(_engine.store)
+
+
+def library_tags(engine: Engine, count: int) -> dict[str, int]:
+    """Every tag in the library with how many images carry it, most first: worked out again when the
+    number of images changes (or after five minutes, for a re-tagged library)."""
+    with errors_as_messages(engine.settings):
+        return _tag_counts(engine, _settings_key(engine.settings), count)

@@ -28,6 +28,7 @@ from embedder.search import Result
 from embedder.thumbnails import BACKGROUND as THUMB_BACKGROUND
 from embedder.thumbnails import SIDE as THUMB_SIDE
 from embedder.thumbnails import ThumbnailCache, letterboxed, thumbnail_bytes
+from embedder.tags import tag_list
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ PREVIEW_SIDE = 1600  # the "full image" view: at most this many pixels on the lo
 GRID_COLUMNS = 4
 CARD_WIDTH = 170  # px: two result cards side by side at phone width (400 px less margins), more on larger screens
 SHOWN_CHARS = 120  # a query's words as shown in its row and the results' heading
+CARD_TAGS = 3  # tags shown on a result card (the viewer shows them all)
 UPLOAD_TYPES = sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
 SETTINGS_HINT = (
     "Settings come from environment variables and `qdrant.env` (EMBEDDER_MODEL, QDRANT_PATH, QDRANT_URL, …); "
@@ -65,6 +67,11 @@ def shorten(text: str, limit: int = SHOWN_CHARS) -> str:
 def score_caption(result: Result) -> str:
     """The caption under a thumbnail: the file name, then the cosine score to 3 decimals."""
     return f"{literal(result.name)} · {result.score:.3f}"
+
+
+def tag_caption(payload: dict, limit: int = CARD_TAGS) -> str:
+    """An image's first `limit` tags as small grey labels (Markdown badges); "" for an untagged image."""
+    return " ".join(f":gray-badge[{literal(tag)}]" for tag in tag_list(payload)[:limit])
 
 
 def distinct_tails(folders: Sequence[str]) -> list[str]:
@@ -302,6 +309,9 @@ def viewer(
     facts = [when_taken(payload), f"{payload.get('width', '?')}×{payload.get('height', '?')}",
              literal(payload.get("format", "?")), file_size(payload.get("bytes"))]
     st.caption(" · ".join(f for f in facts if f))
+    tags = tag_caption(payload, limit=len(tag_list(payload)))
+    if tags:
+        st.caption(tags)
     paths = payload.get("paths") or [result.path]
     for path in paths:
         if is_upload(path, upload_dir):
@@ -356,6 +366,9 @@ def _card(
         st.warning(f"No preview: {literal(picture)}", icon=":material/broken_image:")
     st.caption(score_caption(result) if scored else literal(result.name))
     st.caption(where)
+    tags = tag_caption(result.payload)
+    if tags:
+        st.caption(tags)
     with st.container(horizontal=True, gap="small"):
         st.button(
             "View", key=f"view-{rank}-{result.id}", icon=":material/open_in_full:", type="tertiary",

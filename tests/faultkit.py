@@ -472,6 +472,7 @@ class _QdrantHandler(_Quiet):
         ("POST", re.compile(r"^/collections/([^/]+)/points/delete$"), "delete"),
         ("POST", re.compile(r"^/collections/([^/]+)/points/query$"), "query"),
         ("POST", re.compile(r"^/collections/([^/]+)/points/scroll$"), "scroll"),
+        ("POST", re.compile(r"^/collections/([^/]+)/facet$"), "facet"),
     ]
 
     @property
@@ -659,6 +660,20 @@ class _QdrantHandler(_Quiet):
             "points": [_record(i, *col.points[i], body.get("with_payload", True), body.get("with_vector")) for i in page],
             "next_page_offset": nxt,
         }
+
+    def _facet(self, body: dict, name: str):
+        """Counts of each value of a keyword field (filters ignored, like the other fake reads)."""
+        col = self._col(name)
+        if col is None:
+            return (404, "no collection")
+        counts: dict[Any, int] = {}
+        for _, payload in col.points.values():
+            value = payload.get(body["key"])
+            for item in dict.fromkeys(value if isinstance(value, list) else [value]):
+                if item is not None:
+                    counts[item] = counts.get(item, 0) + 1
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[: int(body.get("limit") or 10)]
+        return {"hits": [{"value": value, "count": count} for value, count in ranked]}
 
 
 _DROP = object()

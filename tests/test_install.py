@@ -32,9 +32,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (site / "_embedder_test_deps.pth").write_text(deps + "\n")
     build = tmp_path_factory.mktemp("build")
     source = build / "source"  # a copy: building in place would leave build/ and *.egg-info in the checkout
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "data", "tests", "bench", "docs", "build", "*.egg-info", "__pycache__", ".pytest_cache"
-    ))
+    skipped = shutil.ignore_patterns(
+        ".git", ".venv", "tests", "bench", "docs", "build", "*.egg-info", "__pycache__", ".pytest_cache"
+    )
+
+    def ignore(folder: str, names: list[str]) -> set[str]:  # the checkout's data/ (a store), not embedder/data/
+        return skipped(folder, names) | ({"data"} if Path(folder) == ROOT else set())
+
+    shutil.copytree(ROOT, source, ignore=ignore)
     done = _run(
         [str(python), "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", "--no-cache-dir", str(source)],
         build,
@@ -69,5 +74,8 @@ def test_the_installed_command_finds_the_same_store_from_any_folder(
         locations.append(document["location"])
         imported = _run([str(installed / "python"), "-c", "import embedder, embedder_ui; print(embedder.__file__)"], cwd, env)
         assert str(installed.parent) in imported.stdout  # the installed copy, not the checkout
+        vocabulary = "from embedder.tags import load_vocabulary; print(len(load_vocabulary(None)))"
+        shipped = _run([str(installed / "python"), "-c", vocabulary], cwd, env)
+        assert shipped.returncode == 0 and int(shipped.stdout) > 200, shipped.stderr  # the package data came along
     assert locations[0] == locations[1] == str(home / "data" / "embedder" / "qdrant")
     assert not (tmp_path / "a" / "data").exists()  # nothing was made in the working folder

@@ -26,7 +26,7 @@ from embedder import cli
 from embedder.config import Settings
 from embedder.encoder import Encoder
 from embedder.indexer import Indexer, IndexReport, shard_of
-from embedder.store import KEYWORD_FIELDS, NUMBER_FIELDS, QdrantStore, open_store
+from embedder.store import KEYWORD_FIELDS, NUMBER_FIELDS, PAYLOAD_INDEXES, QdrantStore, open_store
 from faultkit import distinct_folder
 from test_deploy import CLUSTER, SINGLE, app_settings
 
@@ -204,7 +204,8 @@ class RecordingClient:
         info = self.collections[name]
         vectors = SimpleNamespace(size=info["size"], distance=models.Distance.COSINE)
         return SimpleNamespace(
-            config=SimpleNamespace(params=SimpleNamespace(vectors=vectors), metadata=info["metadata"])
+            config=SimpleNamespace(params=SimpleNamespace(vectors=vectors), metadata=info["metadata"]),
+            payload_schema=dict.fromkeys(info.get("indexed", PAYLOAD_INDEXES), "indexed"),
         )
 
     def count(self, name: str, exact: bool = True) -> SimpleNamespace:
@@ -274,6 +275,14 @@ def test_a_second_worker_reuses_the_collection_without_recreating_it(recorder) -
     (client,) = recorder.instances
     assert client.named("create_collection") == [] and client.named("create_payload_index") == []
     assert client.named("get_collection"), "it checked the model instead"
+
+
+def test_a_collection_made_before_a_new_payload_field_gets_its_index_on_open(recorder) -> None:
+    older = [name for name in PAYLOAD_INDEXES if name != "tags"]
+    recorder.existing = {"images": {"size": 512, "metadata": {"model": "m", "dim": 512}, "indexed": older}}
+    QdrantStore.server(app_settings(CLUSTER), "m", 512).close()
+    indexes = [(args[1], args[2]) for args, _ in recorder.instances[0].named("create_payload_index")]
+    assert indexes == [("tags", models.PayloadSchemaType.KEYWORD)]
 
 
 def test_the_embedded_store_never_gets_cluster_settings(recorder, settings: Settings) -> None:

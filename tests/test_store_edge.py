@@ -73,7 +73,10 @@ def sample_points() -> list[Point]:
     for n in range(40):
         fmt = "PNG" if n % 4 == 0 else "JPEG"
         folders = ["/", "/p", "/p/q"] if n % 3 == 0 else ["/", "/p"]
-        points.append(point(n, rng.normal(size=4), format=fmt, folders=folders, width=50 * n, height=30 * n, date=float(n * 10)))
+        tags = [t for t, every in (("cat", 2), ("sofa", 5), ("red", 3)) if n % every == 0]
+        extra = {"tags": tags} if n % 7 else {}  # some points were stored before tags existed
+        sizes = {"width": 50 * n, "height": 30 * n, "date": float(n * 10)}
+        points.append(point(n, rng.normal(size=4), format=fmt, folders=folders, **sizes, **extra))
     return points
 
 
@@ -90,6 +93,10 @@ FILTERS = [
     SearchFilter(min_height=600, formats=("JPEG",)),
     SearchFilter(exclude_ids=(pid(1), pid(2), pid(3))),
     SearchFilter(folder="/nowhere"),
+    SearchFilter(tags=("cat",)),
+    SearchFilter(tags=("cat", "sofa")),  # all of them
+    SearchFilter(tags=("sofa",), formats=("PNG",)),
+    SearchFilter(tags=("unknown",)),
 ]
 
 
@@ -168,7 +175,27 @@ def matches(p: Point, where: SearchFilter | None) -> bool:
         and (not where.min_width or pl["width"] >= where.min_width)
         and (not where.min_height or pl["height"] >= where.min_height)
         and p.id not in where.exclude_ids
+        and set(where.tags) <= set(pl.get("tags", []))
     )
+
+
+def test_facet_counts_each_tag_inside_the_store_with_filters(store: ImageStore) -> None:
+    points = sample_points()
+    store.upsert(points)
+    expected: dict[str, int] = {}
+    for p in points:
+        for tag in p.payload.get("tags", []):
+            expected[tag] = expected.get(tag, 0) + 1
+    counts = store.facet("tags")
+    assert counts == expected and list(counts) == sorted(expected, key=lambda t: (-expected[t], t))
+    png = [p for p in points if p.payload["format"] == "PNG"]
+    png_cats = sum("cat" in p.payload.get("tags", []) for p in png)
+    assert store.facet("tags", SearchFilter(formats=("PNG",)))["cat"] == png_cats
+    assert store.facet("tags", SearchFilter(folder="/nowhere")) == {}
+    for p in points:  # a tag no image holds any more is not counted (Edge keeps it with a count of 0)
+        if "red" in p.payload.get("tags", []):
+            store.set_payload(p.id, {**p.payload, "tags": [t for t in p.payload["tags"] if t != "red"]})
+    assert "red" not in store.facet("tags") and store.facet("tags")["cat"] == expected["cat"]
 
 
 def test_data_survives_reopen(on_disk: str, settings: Settings) -> None:
@@ -227,7 +254,7 @@ def test_layout_and_model_record(settings: Settings) -> None:
 def test_payload_indexes_exist_for_the_filter_fields(settings: Settings) -> None:
     with EdgeStore(settings, "m", 4) as store:
         schema = store._shard.info().payload_schema
-    assert {"paths", "folders", "format", "date", "bytes", "width", "height"} <= set(schema)
+    assert {"paths", "folders", "format", "tags", "date", "bytes", "width", "height"} <= set(schema)
 
 
 def test_an_unlabelled_empty_collection_is_adopted_and_a_filled_one_refused(settings: Settings) -> None:

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,8 @@ SCROLL_PAGE = 256
 # The name of the optional image-only vector (EMBEDDER_VISUAL_MODEL) beside the CLIP one, which is
 # the collection's unnamed vector (""), as it always was: stores without a visual model are unchanged.
 VISUAL = "visual"
+# The most distinct values a facet (e.g. the tag counts) returns: far more than any tag vocabulary.
+FACET_LIMIT = 100_000
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class SearchFilter:
     min_height: int | None = None
     exclude_ids: tuple[str, ...] = field(default=())
     paths: tuple[str, ...] = ()  # points listing any of these paths (stored text)
+    tags: tuple[str, ...] = ()  # points carrying every one of these tags (all-of: each narrows)
 
     def is_empty(self) -> bool:
         return self == SearchFilter()
@@ -127,6 +130,19 @@ class ImageStore(ABC):
         """The `limit` points with the latest `date` first (browsing without a query; scores are 0),
         ordered inside Qdrant by the field's range index."""
 
+    def facet(self, key: str, where: SearchFilter | None = None) -> dict[str, int]:
+        """How many points (that match `where`) hold each value of the keyword field `key`, most first.
+
+        This default reads every payload (no vectors); the Qdrant backends ask the engine's facet API.
+        """
+        counts: dict[str, int] = {}
+        for _, payload, _ in self.scroll(where=where):
+            value = payload.get(key)
+            for item in dict.fromkeys(value if isinstance(value, list) else [value]):
+                if isinstance(item, str):
+                    counts[item] = counts.get(item, 0) + 1
+        return facet_counts(counts.items())
+
     @abstractmethod
     def close(self) -> None: ...
 
@@ -139,6 +155,13 @@ class ImageStore(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def facet_counts(hits: Iterable[tuple[Any, int]]) -> dict[str, int]:
+    """Facet hits as {value: count}, most first (then by value), text values only. Edge reports a value
+    no point holds any more with a count of 0 (until its segment is rebuilt): left out."""
+    counts = {value: int(count) for value, count in hits if isinstance(value, str) and count > 0}
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:FACET_LIMIT])
 
 
 def mismatch_message(collection: str, size: int | None, recorded: str | None, model_id: str, dim: int) -> str:

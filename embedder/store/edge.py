@@ -42,6 +42,7 @@ from embedder.store import check as store_check
 from embedder.config import Settings
 from embedder.errors import CollectionMismatchError, StoreError
 from embedder.store.contract import (
+    FACET_LIMIT,
     SCROLL_PAGE,
     VISUAL,
     Hit,
@@ -49,6 +50,7 @@ from embedder.store.contract import (
     Point,
     SearchFilter,
     damaged_message,
+    facet_counts,
     mismatch_message,
     pick_vector,
     visual_mismatch_message,
@@ -618,6 +620,13 @@ class EdgeStore(ImageStore):
             )
         return [Hit(str(r.id), 0.0, r.payload or {}) for r in records]
 
+    def facet(self, key: str, where: SearchFilter | None = None) -> dict[str, int]:
+        from qdrant_edge import FacetRequest
+
+        with self._edge() as shard:
+            response = shard.facet(FacetRequest(key=key, limit=FACET_LIMIT, exact=True, filter=to_edge_filter(where)))
+        return facet_counts((hit.value, hit.count) for hit in response.hits)
+
     def optimize(self, force: bool = False) -> bool:
         """Flush, merge segments and build the HNSW graph for large ones (blocking; holds the GIL).
 
@@ -693,6 +702,7 @@ def to_edge_filter(where: SearchFilter | None):
         must.append(FieldCondition(key="format", match=MatchAny(any=list(where.formats))))
     if where.paths:
         must.append(FieldCondition(key="paths", match=MatchAny(any=list(where.paths))))
+    must += [FieldCondition(key="tags", match=MatchValue(value=tag)) for tag in dict.fromkeys(where.tags)]
     if where.date_from is not None or where.date_to is not None:
         must.append(FieldCondition(key="date", range=RangeFloat(gte=where.date_from, lte=where.date_to)))
     if where.min_width:

@@ -140,6 +140,8 @@ def matches(payload: dict[str, Any], point_id: str, where: SearchFilter | None) 
         return False
     if where.paths and not set(where.paths) & set(payload.get("paths", [])):
         return False
+    if where.tags and not set(where.tags) <= set(payload.get("tags") or []):
+        return False
     date = payload.get("date")
     if where.date_from is not None and (date is None or date < where.date_from):
         return False

@@ -18,8 +18,8 @@ from qdrant_client import QdrantClient, models
 from embedder.config import Settings
 from embedder.errors import CollectionMismatchError, StoreError, StoreInUseError
 from embedder.store.contract import (
-    SCROLL_PAGE, VISUAL, Hit, ImageStore, Point, SearchFilter, damaged, mismatch_message, pick_vector,
-    visual_mismatch_message,
+    FACET_LIMIT, SCROLL_PAGE, VISUAL, Hit, ImageStore, Point, SearchFilter, damaged, facet_counts,
+    mismatch_message, pick_vector, visual_mismatch_message,
 )
 from embedder.store.http import NotQdrantAnswer, check_version, server_client
 from embedder.store.lock import FolderLock
@@ -159,7 +159,8 @@ class QdrantStore(ImageStore):
                     self._create_payload_indexes()
                 self._named = self._has_visual = self.visual_dim is not None
                 return
-        config = self._client.get_collection(name).config
+        info = self._client.get_collection(name)
+        config = info.config
         params = config.params.vectors
         self._named = isinstance(params, dict)
         named = params if isinstance(params, dict) else {"": params}
@@ -173,6 +174,8 @@ class QdrantStore(ImageStore):
         if size != self.dim or recorded != self.model_id or distance != models.Distance.COSINE:
             raise CollectionMismatchError(mismatch_message(name, size, recorded, self.model_id, self.dim))
         self._check_visual(name, named.get(VISUAL), metadata)
+        if self.mode == "server":  # a field added to the schema since the collection was made (e.g. tags)
+            self._create_payload_indexes(set(getattr(info, "payload_schema", None) or {}))
 
     def _metadata(self, visual: bool) -> dict[str, Any]:
         """What the collection records: the model (and the visual model) that made its vectors."""
@@ -197,11 +200,13 @@ class QdrantStore(ImageStore):
                 visual_mismatch_message(name, recorded, size, self.visual_model, self.visual_dim or 0)
             )
 
-    def _create_payload_indexes(self) -> None:
+    def _create_payload_indexes(self, present: set[str] = frozenset()) -> None:
         for name in KEYWORD_FIELDS:
-            self._client.create_payload_index(self.collection, name, models.PayloadSchemaType.KEYWORD)
+            if name not in present:
+                self._client.create_payload_index(self.collection, name, models.PayloadSchemaType.KEYWORD)
         for name in NUMBER_FIELDS:
-            self._client.create_payload_index(self.collection, name, models.PayloadSchemaType.FLOAT)
+            if name not in present:
+                self._client.create_payload_index(self.collection, name, models.PayloadSchemaType.FLOAT)
 
     def count(self) -> int:
         with self._errors():
@@ -338,6 +343,13 @@ class QdrantStore(ImageStore):
             )
         return [Hit(str(r.id), 0.0, r.payload or {}) for r in records]
 
+    def facet(self, key: str, where: SearchFilter | None = None) -> dict[str, int]:
+        with self._errors():
+            response = self._client.facet(
+                self.collection, key, facet_filter=to_qdrant_filter(where), limit=FACET_LIMIT, exact=True
+            )
+        return facet_counts((hit.value, hit.count) for hit in response.hits)
+
     def close(self) -> None:
         try:
             self._client.close()
@@ -358,6 +370,7 @@ def to_qdrant_filter(where: SearchFilter | None) -> models.Filter | None:
         must.append(models.FieldCondition(key="format", match=models.MatchAny(any=list(where.formats))))
     if where.paths:
         must.append(models.FieldCondition(key="paths", match=models.MatchAny(any=list(where.paths))))
+    must += [models.FieldCondition(key="tags", match=models.MatchValue(value=tag)) for tag in dict.fromkeys(where.tags)]
     if where.date_from is not None or where.date_to is not None:
         must.append(models.FieldCondition(key="date", range=models.Range(gte=where.date_from, lte=where.date_to)))
     if where.min_width:

@@ -33,6 +33,7 @@ SEEN_UPLOADS = "search_seen_uploads"  # uploader key → the image already turne
 FILTER_DEFAULTS = {
     "filter-folder": None,
     "filter-types": [],
+    "filter-tags": [],
     "filter-dates": (),
     "filter-min-width": 0,
     "filter-min-height": 0,
@@ -253,7 +254,7 @@ def _folder_labels(folders: list[str], upload_dir: Path | None) -> dict[str, str
 
 
 def _filters(engine: Engine, count: int) -> SearchFilter:
-    """Folder, file type, date and size filters, applied inside Qdrant."""
+    """Folder, file type, tag, date and size filters, applied inside Qdrant."""
     with st.sidebar:
         st.header("Filters")
         folders = resources.indexed_folders(engine, count)
@@ -268,6 +269,14 @@ def _filters(engine: Engine, count: int) -> SearchFilter:
         types = st.multiselect(
             "File type", file_types(), key="filter-types", placeholder="Every type", persist_state=KEEP, bind=URL
         )
+        counts = resources.library_tags(engine, count)
+        tags = st.multiselect(
+            "Tags", list(counts), key="filter-tags", placeholder="Any tags" if counts else "No tags yet",
+            persist_state=KEEP, bind=URL, accept_new_options=True,
+            format_func=lambda tag: f"{tag} · {counts[tag]:,}" if tag in counts else tag,
+            help="Only images with every one of these tags: labels the model saw in each picture as it was "
+            "indexed (TAGS_FILE sets the labels). The number is how many images carry the tag.",
+        )
         dates = st.date_input(
             "Taken between", value=(), min_value=date(1900, 1, 1), key="filter-dates", persist_state=KEEP, bind=URL,
             help="The date in the photo's EXIF data, else the file's modification date. Both days count.",
@@ -280,7 +289,7 @@ def _filters(engine: Engine, count: int) -> SearchFilter:
             "Min height (px)", 0, 100_000, 0, 100, key="filter-min-height", persist_state=KEEP, bind=URL
         )
         after, before = (*dates, None, None)[:2]  # a range: no date, only a start, or both
-        where = make_filter(folder, types, after, before, int(min_width), int(min_height))
+        where = make_filter(folder, types, after, before, int(min_width), int(min_height), tags)
         if not where.is_empty():
             st.button("Clear filters", key="filter-clear", on_click=_clear_filters, icon=":material/filter_alt_off:")
         st.divider()
