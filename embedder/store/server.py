@@ -20,6 +20,7 @@ from embedder.errors import CollectionMismatchError, StoreError, StoreInUseError
 from embedder.store.contract import SCROLL_PAGE, Hit, ImageStore, Point, SearchFilter, damaged, mismatch_message
 from embedder.store.http import NotQdrantAnswer, check_version, server_client
 from embedder.store.lock import FolderLock
+from embedder.store.policy import POLICY, SearchPolicy
 from embedder.store.schema import KEYWORD_FIELDS, NUMBER_FIELDS
 
 log = logging.getLogger(__name__)
@@ -126,8 +127,8 @@ class QdrantStore(ImageStore):
             try:
                 self._client.create_collection(
                     name,
-                    vectors_config=models.VectorParams(size=self.dim, distance=models.Distance.COSINE),
                     metadata={"model": self.model_id, "dim": self.dim},
+                    **collection_config(self.dim, POLICY),
                     **cluster,
                 )
             except Exception as exc:  # noqa: BLE001 - another worker may have created it a moment ago
@@ -191,6 +192,7 @@ class QdrantStore(ImageStore):
         score_threshold: float | None = None,
         where: SearchFilter | None = None,
         with_vectors: bool = False,
+        exact: bool = False,
     ) -> list[Hit]:
         with self._errors():
             response = self._client.query_points(
@@ -200,6 +202,8 @@ class QdrantStore(ImageStore):
                 offset=offset,
                 score_threshold=score_threshold,
                 query_filter=to_qdrant_filter(where),
+                # local mode always searches exactly (and warns about search_params on every query)
+                search_params=search_params(POLICY, exact) if self.mode == "server" else None,
                 with_payload=True,
                 with_vectors=with_vectors,
             )
@@ -249,6 +253,45 @@ class QdrantStore(ImageStore):
 
 def _vector(raw: Any) -> np.ndarray | None:
     return None if raw is None else np.asarray(raw, dtype=np.float32)
+
+
+def collection_config(dim: int, policy: SearchPolicy) -> dict[str, Any]:
+    """`create_collection` arguments from the search policy: the same switch from exact search to
+    HNSW + int8 quantisation as the embedded store's (embedder/store/policy.py), so scores and recall
+    do not depend on the backend. Qdrant sizes these thresholds in KB, as Edge does."""
+    quantization = (
+        models.ScalarQuantization(
+            scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=policy.quantile, always_ram=True)
+        )
+        if policy.quantize
+        else None
+    )
+    return {
+        "vectors_config": models.VectorParams(size=dim, distance=models.Distance.COSINE, on_disk=policy.originals_on_disk),
+        "hnsw_config": models.HnswConfigDiff(
+            m=policy.m,
+            ef_construct=policy.ef_construct,
+            full_scan_threshold=policy.full_scan_threshold_kb(dim),
+            payload_m=policy.payload_m,
+        ),
+        "optimizers_config": models.OptimizersConfigDiff(
+            indexing_threshold=policy.indexing_threshold_kb(dim),
+            max_segment_size=max(policy.indexing_threshold_kb(dim), policy.max_segment_size_kb(dim)),
+        ),
+        "quantization_config": quantization,
+    }
+
+
+def search_params(policy: SearchPolicy, exact: bool) -> models.SearchParams:
+    """Per-query parameters, as the embedded store's: the policy's ef and 2× rescoring with the originals."""
+    if exact:
+        return models.SearchParams(exact=True, quantization=models.QuantizationSearchParams(ignore=True))
+    return models.SearchParams(
+        hnsw_ef=policy.hnsw_ef,
+        quantization=models.QuantizationSearchParams(rescore=True, oversampling=policy.oversampling)
+        if policy.quantize
+        else None,
+    )
 
 
 def to_qdrant_filter(where: SearchFilter | None) -> models.Filter | None:
