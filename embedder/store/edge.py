@@ -525,10 +525,12 @@ class EdgeStore(ImageStore):
         return [Hit(str(r.id), 0.0, r.payload or {}) for r in records]
 
     def optimize(self, force: bool = False) -> bool:
-        """Flush, merge segments and build the HNSW graph for large ones (blocking; holds the GIL).
+        """Flush, merge segments and build the HNSW graph and quantised vectors for segments above
+        the policy's `exact_below` (blocking; Edge holds the GIL: no other thread runs meanwhile).
 
-        Without `force`, only when at least OPTIMIZE_MIN_NEW points came in since the last time:
-        small libraries stay on exact search, which is fast for them and never misses.
+        Without `force`, only when at least OPTIMIZE_MIN_NEW points came in since the last time.
+        `upsert` also calls it by itself every `build_step_points` new points, so one call builds at
+        most about that much graph (embedder/store/policy.py).
         """
         if not force and self._new_since_optimize < OPTIMIZE_MIN_NEW:
             self.flush()  # the end of a bulk load: make it all power-safe now
@@ -613,13 +615,16 @@ def edge_config(dim: int, policy: SearchPolicy | None = None):
 
 def search_params(policy: SearchPolicy, exact: bool):
     """Per-query parameters: the policy's ef and rescoring; `exact` scores the originals only."""
-    from qdrant_edge import QuantizationSearchParams, SearchParams
+    from qdrant_edge import AcornSearchParams, QuantizationSearchParams, SearchParams
 
     if exact:
         return SearchParams(exact=True, quantization=QuantizationSearchParams(ignore=True))
     return SearchParams(
         hnsw_ef=policy.hnsw_ef,
         quantization=QuantizationSearchParams(rescore=True, oversampling=policy.oversampling) if policy.quantize else None,
+        acorn=AcornSearchParams(enable=True, max_selectivity=policy.acorn_max_selectivity)
+        if policy.acorn_max_selectivity > 0
+        else None,
     )
 
 

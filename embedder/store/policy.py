@@ -26,7 +26,7 @@ class SearchPolicy:
     """When to switch from exact search to HNSW + quantisation, and how to build and search the graph."""
 
     # A segment with more points than this gets a graph and quantised vectors; below it, exact search.
-    exact_below: int = 50_000
+    exact_below: int = 20_000
     # HNSW: links per node, candidates while building, candidates while searching.
     m: int = 16
     ef_construct: int = 100
@@ -36,6 +36,10 @@ class SearchPolicy:
     # a scan of just those points), a wider one walks the graph checking the filter.
     payload_m: int = 0
     full_scan_points: int = 25_000
+    # ACORN (search time only): with a filter matching less than this share of a segment, the graph
+    # walk also looks at neighbours of neighbours, so the links left after filtering still connect
+    # (0: never). Qdrant's own default share.
+    acorn_max_selectivity: float = 0.4
     # Scalar int8 quantisation in RAM, originals on disk, rescoring of oversampling × limit candidates.
     quantize: bool = True
     quantile: float = 0.99
@@ -45,8 +49,8 @@ class SearchPolicy:
     # else in the process runs, searches included. So the graph is built in steps: the store
     # optimizes by itself after every `build_step_points` new points, and segments never grow past
     # `max_segment_points`, so one step (a new segment, or a merge) is bounded.
-    build_step_points: int = 50_000
-    max_segment_points: int = 100_000
+    build_step_points: int = 100_000
+    max_segment_points: int = 200_000
 
     def kb(self, points: int, dim: int) -> int:
         """Qdrant sizes its thresholds in KB of float32 vectors."""

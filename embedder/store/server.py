@@ -291,6 +291,9 @@ def search_params(policy: SearchPolicy, exact: bool) -> models.SearchParams:
         quantization=models.QuantizationSearchParams(rescore=True, oversampling=policy.oversampling)
         if policy.quantize
         else None,
+        acorn=models.AcornSearchParams(enable=True, max_selectivity=policy.acorn_max_selectivity)
+        if policy.acorn_max_selectivity > 0
+        else None,
     )
 
 
