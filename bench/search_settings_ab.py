@@ -49,11 +49,23 @@ def main() -> None:
     SL.KIND = args.vectors
     variants = {v: parse(v) for v in args.variants.split(";")}
     load_before = os.getloadavg()
+    import embedder.store.edge  # noqa: F401 - imports are not part of reopening
+    import qdrant_edge  # noqa: F401
+
+    started = time.perf_counter()
     store = SL.open_store("edge", Path(args.folder))
+    count = store.count()
+    reopen_s = time.perf_counter() - started
+    rss_open = common.rss_mb()
     qs = V.queries(args.vectors, args.n, args.queries, SL.SEED)
     cases = {"unfiltered": None, **SL.filters()}
-    result: dict = {"folder": args.folder, "n": args.n, "vectors": args.vectors, "stats": store.stats(),
+    for q in qs[:100]:  # the goal's "after opening and 100 queries"
+        store.query(q, 10)
+    result: dict = {"folder": args.folder, "n": args.n, "count": count, "vectors": args.vectors,
+                    "stats": store.stats(), "reopen_s": reopen_s, "rss_after_open_mb": rss_open,
+                    "rss_after_100_queries_mb": common.rss_mb(), "rss_split_after_100_queries_mb": SL.rss_split(),
                     "load_before": load_before, "cases": {}}
+    print({k: v for k, v in result.items() if k != "cases"}, flush=True)
     for name, where in cases.items():
         times = {v: [] for v in variants}
         got = {v: ([], []) for v in variants}
