@@ -3,15 +3,19 @@
     .venv/bin/python bench/search_latency.py                 # Edge at 10k and 100k, local mode at 10k
     .venv/bin/python bench/search_latency.py --sizes 10000   # one size
     .venv/bin/python bench/search_latency.py --local-max 0   # Edge only
+    nohup nice .venv/bin/python bench/search_latency.py --sizes 1000000 --engines edge --vectors realistic \
+        --no-e2e --keep --out search_latency-1m-realistic > /tmp/search-1m.log 2>&1 &   # the 1M row
 
-Points are 512-d clustered unit vectors (300 clusters, like photo collections: many near-duplicates
-and themes) with the payload the indexer writes (paths, folders, format, date, sizes...). Everything
+Points are 512-d clustered unit vectors (bench/vectors.py: `--vectors isotropic`, the worst case and
+the default, 300 clusters with isotropic noise; `--vectors realistic`, a CLIP-like cone with a
+power-law spectrum, events of near-duplicates and text-like queries) with the payload the indexer writes (paths, folders, format, date, sizes...). Everything
 goes through the product's own `ImageStore` classes. For each engine and size, in fresh processes:
 
 * build: upsert rate (batches of 512, each flushed as the indexer's are), then `optimize()` (Edge:
   HNSW for segments above its indexing threshold) and its time;
 * query: reopen time and RSS of a fresh process, store-only top-10 p50/p95 without and with payload
-  filters, recall@10 of the default search against exact search, then end-to-end text queries
+  filters, recall@10 of the default search against exact search (a returned point whose exact score
+  ties the exact 10th within 1e-6 is a hit), then end-to-end text queries
   (`Searcher.search(Query.text(...))`: the random ViT-B/32 text tower + search + payloads, every text new).
 
 Writes bench/results/search_latency.json.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -31,6 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+import vectors as V  # noqa: E402
 
 DIM = 512
 CLUSTERS = 300
@@ -39,13 +45,12 @@ SEED = 11
 FOLDERS = [f"/photos/{year}/{event}" for year in range(2014, 2025) for event in ("trip", "family", "party", "misc", "phone")]
 
 
+KIND = "isotropic"  # --vectors: isotropic (the worst case, the original rows) or realistic (CLIP-like)
+
+
 def vectors(n: int, seed: int = SEED) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(CLUSTERS, DIM)).astype(np.float32)
-    sizes = rng.zipf(1.6, CLUSTERS).astype(float)  # some themes are much bigger than others
-    which = rng.choice(CLUSTERS, size=n, p=sizes / sizes.sum())
-    v = centres[which] + rng.normal(scale=0.9, size=(n, DIM)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
+    """The stored vectors (bench/vectors.py; cached under bench/cache/vectors/, memory-mapped)."""
+    return V.vectors(KIND, n, seed)
 
 
 def payload(i: int, rng: np.random.Generator) -> dict:
@@ -110,12 +115,20 @@ def build(engine: str, n: int, folder: Path) -> dict:
     shutil.rmtree(folder, ignore_errors=True)
     vecs = vectors(n)
     rng = np.random.default_rng(SEED + 1)
-    payloads = [payload(i, rng) for i in range(n)]
     store = open_store(engine, folder)
     started = time.perf_counter()
+    batch_s: list[float] = []
     for start in range(0, n, BATCH):
-        store.upsert([Point(point_id(i), vecs[i], payloads[i]) for i in range(start, min(n, start + BATCH))])
-    upsert_s = time.perf_counter() - started
+        stop = min(n, start + BATCH)
+        batch = [Point(point_id(i), np.asarray(vecs[i]), payload(i, rng)) for i in range(start, stop)]
+        t = time.perf_counter()
+        store.upsert(batch)  # includes the store's own graph-building steps (embedder/store/policy.py)
+        batch_s.append(time.perf_counter() - t)
+        if len(batch_s) % 100 == 0:
+            print(f"    {stop} points, {time.perf_counter() - started:.0f} s, load {os.getloadavg()[0]:.1f}",
+                  file=sys.stderr, flush=True)
+    wall_s = time.perf_counter() - started  # with making the payloads
+    upsert_s = sum(batch_s)  # the store's own time
     started = time.perf_counter()
     optimized = store.optimize()
     optimize_s = time.perf_counter() - started
@@ -124,17 +137,33 @@ def build(engine: str, n: int, folder: Path) -> dict:
     store.close()
     close_s = time.perf_counter() - started
     disk = sum(p.stat().st_blocks * 512 for p in folder.rglob("*") if p.is_file())  # allocated, not sparse size
+    steps = sorted(batch_s)[-5:]
     return {
         "points": n,
+        "vectors": KIND,
         "upsert_s": upsert_s,
         "upsert_points_per_s": n / upsert_s,
+        "longest_upsert_call_s": steps[-1],
+        "five_longest_upsert_calls_s": steps,
         "optimize_s": optimize_s,
         "optimized": optimized,
+        "build_total_s": upsert_s + optimize_s,
+        "build_wall_s_with_payload_making": wall_s + optimize_s,
         "close_s": close_s,
         "stats_after_optimize": stats,
         "disk_mb": disk / 2**20,
         "peak_rss_mb": common.hwm_mb(),
+        "loadavg_after": os.getloadavg(),
     }
+
+
+def rss_split() -> dict:
+    """RssAnon (the process's own memory) and RssFile (mapped file pages: the store's files), MB."""
+    out = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(("RssAnon:", "RssFile:")):
+            out[line.split(":")[0]] = int(line.split()[1]) / 1024
+    return out
 
 
 def percentiles(samples: list[float]) -> dict:
@@ -142,7 +171,7 @@ def percentiles(samples: list[float]) -> dict:
     return {"p50_ms": float(np.percentile(a, 50)), "p95_ms": float(np.percentile(a, 95)), "mean_ms": float(a.mean()), "n": len(a)}
 
 
-def query(engine: str, n: int, folder: Path, queries: int) -> dict:
+def query(engine: str, n: int, folder: Path, queries: int, e2e: bool = True) -> dict:
     import embedder.store  # noqa: F401 - imports are not part of reopening
     import embedder.store.edge  # noqa: F401
     import qdrant_edge  # noqa: F401
@@ -154,13 +183,20 @@ def query(engine: str, n: int, folder: Path, queries: int) -> dict:
     reopen_s = time.perf_counter() - started
     rss_open = common.rss_mb()
     assert count == n, (count, n)
-    rng = np.random.default_rng(SEED + 2)
-    # Queries near stored images (cosine ~0.8 to one of them): every query has real neighbours.
-    qs = vectors(n)[rng.choice(n, queries, replace=False)] + rng.normal(scale=0.03, size=(queries, DIM)).astype(np.float32)
-    qs /= np.linalg.norm(qs, axis=1, keepdims=True)
+    if KIND == "isotropic":
+        rng = np.random.default_rng(SEED + 2)
+        # Queries near stored images (cosine ~0.8 to one of them): every query has real neighbours.
+        qs = vectors(n)[rng.choice(n, queries, replace=False)] + rng.normal(scale=0.03, size=(queries, DIM)).astype(np.float32)
+        qs /= np.linalg.norm(qs, axis=1, keepdims=True)
+    else:  # text-like queries outside the image cone (bench/vectors.py)
+        qs = V.queries(KIND, n, queries, SEED)
     out: dict = {"points": n, "reopen_s": reopen_s, "rss_before_open_mb": rss_start, "rss_after_open_mb": rss_open}
     for q in qs[:5]:
         store.query(q, 10)  # warm the page cache and code paths
+    for q in qs[:100]:  # the goal's "after opening and 100 queries" (before the exact scans below map every original)
+        store.query(q, 10)
+    out["rss_after_100_queries_mb"] = common.rss_mb()
+    out["rss_split_after_100_queries_mb"] = rss_split()
     cases = {"unfiltered": None, **filters()}
     latency: dict = {}
     recall: dict = {}
@@ -173,12 +209,15 @@ def query(engine: str, n: int, folder: Path, queries: int) -> dict:
             hits_sizes.append(len(hits))
         latency[name] = {**percentiles(times), "hits_min": int(min(hits_sizes))}
         if engine.startswith("edge"):
-            found = 0
+            ex_ids, ex_scores, got_ids, got_true = [], [], [], []
             for q in qs[:100]:
-                exact = {h.id for h in store.query(q, 10, where=where, exact=True)}
-                approx = {h.id for h in store.query(q, 10, where=where)}
-                found += len(exact & approx) / max(1, len(exact))
-            recall[name] = found / min(100, len(qs))
+                exact = store.query(q, 10, where=where, exact=True)
+                approx = store.query(q, 10, where=where, with_vectors=True)
+                ex_ids.append([h.id for h in exact])
+                ex_scores.append([h.score for h in exact])
+                got_ids.append([h.id for h in approx])
+                got_true.append([float(np.dot(h.vector, q)) for h in approx])  # the original's score
+            recall[name] = V.recall_at_k(ex_ids, ex_scores, got_ids, got_true)  # ties are hits
         print(f"    {engine} {n}: {name}: p50 {latency[name]['p50_ms']:.1f} ms", file=sys.stderr, flush=True)
     out["store_query_top10"] = latency
     if recall:
@@ -192,6 +231,10 @@ def query(engine: str, n: int, folder: Path, queries: int) -> dict:
             t[0] += time.perf_counter() - s
         out["exact_unfiltered_mean_ms"] = 1000 * t[0] / 50
     out["rss_after_queries_mb"] = common.rss_mb()
+    out["loadavg"] = os.getloadavg()
+    if not e2e:
+        store.close()
+        return out
 
     from embedder.encoder import Encoder
     from embedder.search import Query, Searcher
@@ -220,13 +263,20 @@ def query(engine: str, n: int, folder: Path, queries: int) -> dict:
 
 def spawn(*args: str) -> dict:
     load = common.load()
-    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=False)
+    extra = ["--vectors", KIND] + (["--no-e2e"] if NO_E2E else []) + (["--policy", POLICY_OVERRIDES] if POLICY_OVERRIDES else [])
+    # The child's progress (stderr) goes straight through: a 1M build runs for a long time.
+    done = subprocess.run(["nice", sys.executable, __file__, *args, *extra], stdout=subprocess.PIPE, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
-        raise SystemExit(f"{args} failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"{args} failed (exit {done.returncode}); its stderr is above")
     result = json.loads(lines[-1][len("RESULT "):])
     result["load_before"] = load
+    result["loadavg_before"] = os.getloadavg()
     return result
+
+
+NO_E2E = False
+POLICY_OVERRIDES = None
 
 
 def main() -> None:
@@ -240,39 +290,66 @@ def main() -> None:
     parser.add_argument("--local-max", type=int, default=10000, help="largest size for qdrant-client local mode")
     parser.add_argument("--out", default="search_latency")
     parser.add_argument("--engines", default="edge,local", help="edge, local, edge-hnsw (HNSW on every segment)")
+    parser.add_argument("--vectors", choices=["isotropic", "realistic"], default="isotropic",
+                        help="isotropic: the worst case (the original rows); realistic: CLIP-like (bench/vectors.py)")
+    parser.add_argument("--policy", help="search-time overrides of embedder/store/policy.py, e.g. hnsw_ef=512,acorn_max_selectivity=0")
+    parser.add_argument("--keep", action="store_true", help="keep the built store under bench/cache/runs/")
+    parser.add_argument("--no-e2e", action="store_true", help="skip the end-to-end text queries (the model)")
     args = parser.parse_args()
+    global KIND, NO_E2E, POLICY_OVERRIDES
+    KIND, NO_E2E, POLICY_OVERRIDES = args.vectors, args.no_e2e, args.policy
+    if POLICY_OVERRIDES:
+        from dataclasses import replace
+
+        from embedder.store import edge as store_edge
+
+        changes = dict(kv.split("=") for kv in POLICY_OVERRIDES.split(","))
+        types = {k: type(getattr(store_edge.POLICY, k)) for k in changes}
+        store_edge.POLICY = replace(store_edge.POLICY, **{k: types[k](v) for k, v in changes.items()})
     if args.child:
         folder = Path(args.folder)
         if args.child == "build":
             result = build(args.engine, args.n, folder)
         else:
-            result = query(args.engine, args.n, folder, args.queries)
+            result = query(args.engine, args.n, folder, args.queries, e2e=not args.no_e2e)
         print("RESULT " + json.dumps(result), flush=True)
         return
 
     common.build_model()
     sizes = [int(s) for s in args.sizes.split(",")]
-    results: dict = {"machine": common.machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "runs": {}}
+    results: dict = {"machine": common.machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "runs": {},
+                     "policy_overrides": POLICY_OVERRIDES}
     print(f"machine: {results['machine']}\nload: {common.load()}", flush=True)
     for n in sizes:
         for engine in args.engines.split(","):
             if engine == "local" and n > args.local_max:
                 continue
-            folder = common.CACHE / "runs" / f"search-{engine}-{n}"
+            folder = common.CACHE / "runs" / f"search-{engine}-{n}-{KIND}"
             queries = args.queries if engine == "edge" else min(args.queries, 60)
-            print(f"{engine} {n}: building...", flush=True)
-            built = spawn("--child", "build", "--engine", engine, "--n", str(n), "--folder", str(folder))
+            record = folder.with_name(folder.name + ".build.json")
+            if args.keep and record.is_file() and folder.is_dir():  # built before with --keep: query it again
+                built = json.loads(record.read_text())
+                print(f"{engine} {n} {KIND}: reusing the store built {built.get('built_at')}", flush=True)
+            else:
+                print(f"{engine} {n} {KIND}: building...", flush=True)
+                built = spawn("--child", "build", "--engine", engine, "--n", str(n), "--folder", str(folder))
+                built["built_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
+                if args.keep:
+                    record.write_text(json.dumps(built))
             print(f"  upsert {built['upsert_points_per_s']:.0f} points/s, optimize {built['optimize_s']:.1f} s, "
                   f"{built['disk_mb']:.0f} MB on disk", flush=True)
             queried = spawn("--child", "query", "--engine", engine, "--n", str(n), "--folder", str(folder),
                             "--queries", str(queries))
             print(f"  reopen {queried['reopen_s'] * 1000:.0f} ms; "
                   + "; ".join(f"{k} p50 {v['p50_ms']:.1f} / p95 {v['p95_ms']:.1f} ms" for k, v in queried["store_query_top10"].items())
-                  + f"; e2e text p50 {queried['e2e_text_query_top10']['p50_ms']:.1f} ms", flush=True)
+                  + (f"; e2e text p50 {queried['e2e_text_query_top10']['p50_ms']:.1f} ms" if "e2e_text_query_top10" in queried else "")
+                  + f"; RSS after open {queried['rss_after_open_mb']:.0f} MB, after queries {queried['rss_after_queries_mb']:.0f} MB",
+                  flush=True)
             if "recall_at_10_vs_exact" in queried:
                 print(f"  recall@10 vs exact: {queried['recall_at_10_vs_exact']}", flush=True)
-            results["runs"][f"{engine}-{n}"] = {"engine": engine, "n": n, "build": built, "query": queried}
-            shutil.rmtree(folder, ignore_errors=True)
+            results["runs"][f"{engine}-{n}-{KIND}"] = {"engine": engine, "n": n, "vectors": KIND, "build": built, "query": queried}
+            if not args.keep:
+                shutil.rmtree(folder, ignore_errors=True)
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     path = common.write_result(args.out, results)
     print(f"wrote {path.relative_to(common.ROOT)}")

@@ -13,7 +13,7 @@ transformers CLIP text tower (`CLIPModel.text_model` + `text_projection`) with:
 * no module hooks, masks or output objects.
 
 Same weights, same dtype: the vectors equal `model.encode`'s up to float rounding (cosine ≥ 0.99999
-in tests/test_text_fast.py). int8 and bf16 were measured and not chosen (BENCHMARKS.md §4).
+in tests/test_text_fast.py). int8 and bf16 were measured and not chosen (BENCHMARKS.md §5).
 """
 
 from __future__ import annotations

@@ -271,6 +271,9 @@ immutable/vector_index/hnsw_config.json
 immutable/vector_index/links_compressed.bin
 immutable/vector_storage/deleted.dat
 immutable/vector_storage/matrix.dat
+immutable/vector_storage/quantized.config.json
+immutable/vector_storage/quantized.data
+immutable/vector_storage/quantized.meta.json
 immutable/version.info
 """.split()
 

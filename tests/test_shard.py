@@ -27,6 +27,7 @@ from embedder.config import Settings
 from embedder.encoder import Encoder
 from embedder.indexer import Indexer, IndexReport, shard_of
 from embedder.store import KEYWORD_FIELDS, NUMBER_FIELDS, PAYLOAD_INDEXES, QdrantStore, open_store
+from embedder.store.policy import POLICY
 from faultkit import distinct_folder
 from test_deploy import CLUSTER, SINGLE, app_settings
 
@@ -243,7 +244,11 @@ def test_the_cluster_app_creates_its_collection_sharded_and_replicated(recorder)
     ((args, kwargs),) = client.named("create_collection")
     assert args == ("images",)
     assert (kwargs["shard_number"], kwargs["replication_factor"], kwargs["write_consistency_factor"]) == (6, 2, 1)
-    assert kwargs["vectors_config"] == models.VectorParams(size=512, distance=models.Distance.COSINE)
+    # the search policy's collection (embedder/store/policy.py): originals on disk, HNSW, int8 in RAM
+    assert kwargs["vectors_config"] == models.VectorParams(size=512, distance=models.Distance.COSINE, on_disk=True)
+    assert (kwargs["hnsw_config"].m, kwargs["hnsw_config"].ef_construct) == (POLICY.m, POLICY.ef_construct)
+    assert kwargs["optimizers_config"].indexing_threshold == POLICY.indexing_threshold_kb(512)
+    assert kwargs["quantization_config"].scalar.type == models.ScalarType.INT8
     assert kwargs["metadata"] == {"model": "clip-ViT-B-32", "dim": 512}
     # Filters run inside Qdrant, so a server gets an index on every field they use.
     indexes = {args[1]: args[2] for args, _ in client.named("create_payload_index")}

@@ -56,6 +56,7 @@ from embedder.store.contract import (
     visual_mismatch_message,
 )
 from embedder.store.lock import FolderLock
+from embedder.store.policy import POLICY, SearchPolicy
 from embedder.store.schema import KEYWORD_FIELDS, NUMBER_FIELDS
 
 log = logging.getLogger(__name__)
@@ -64,15 +65,10 @@ EDGE_VERSION = "0.9.0"  # pinned in requirements.txt: the on-disk format is Edge
 META_NAME = "collection.json"
 SHARD_DIR = "shard"
 META_FORMAT = 1
-# Exact search, not HNSW, up to ~200k images: Edge scans 100k 512-d vectors in ~11 ms on 2 cores
-# (bench/search_latency.py), never misses, and needs no graph. On clustered photo embeddings (bursts
-# of near-duplicates) HNSW (m 16, ef 256) found only 54% of the exact top 10 at 100k (69-82% with
-# filters), and building its graph took 170-380 s here. A segment gets a graph only above this size (KB of vector
-# data: 400,000 KB = 200k 512-d float32 vectors); queries use the graph only where one exists.
-INDEXING_THRESHOLD_KB = 400_000
-HNSW_M = 16
-HNSW_EF_CONSTRUCT = 128
-HNSW_EF_SEARCH = 256
+# When a segment switches from exact search to HNSW + int8 quantisation, and the graph's settings:
+# embedder/store/policy.py (shared with the server backend; measurements in BENCHMARKS.md).
+# INDEXING_THRESHOLD_KB overrides the policy's exact_below when set (tests, benches).
+INDEXING_THRESHOLD_KB: int | None = None
 # Points added since the last optimize() before the indexer's end-of-run optimize() does any work.
 OPTIMIZE_MIN_NEW = 20_000
 # Durability. Every update goes to Edge's write-ahead log before update() returns, and the WAL
@@ -233,7 +229,9 @@ class EdgeStore(ImageStore):
         if recorded is not None:  # from here on the files may change: a kill must not look like damage
             self._write_meta(self._state(state.get("points", 0), state.get("sample", [])))
         with _edge_errors(self.location):
-            self._shard = EdgeShard.load(str(self.shard_path))
+            # The policy's config on every open: a library made before it (or under another
+            # policy) switches to it as it grows; what the segments hold is checked by Edge.
+            self._shard = EdgeShard.load(str(self.shard_path), edge_config(self.dim, self._shard_visual_size()))
         if recorded is None:  # adopt an unlabelled collection only while it is empty
             if self.count() != 0:  # collection.json is written when a creation completes: it was lost
                 raise self._damaged(f"{self._rel(self.meta_path)} is missing")
@@ -488,6 +486,8 @@ class EdgeStore(ImageStore):
             shard.update(UpdateOperation.upsert_points(edge_points))
             self._new_since_optimize += len(points)
             self._maybe_flush(shard)
+        if self._new_since_optimize >= POLICY.build_step_points:  # build the graph in bounded steps
+            self.optimize(force=True)
 
     def _vectors(self, point: Point, clip: list[float]) -> Any:
         """What Edge stores for a point: the CLIP vector alone, or with its VISUAL one by name."""
@@ -560,7 +560,7 @@ class EdgeStore(ImageStore):
         using: str | None = None,
         exact: bool = False,
     ) -> list[Hit]:
-        from qdrant_edge import Query, QueryRequest, SearchParams
+        from qdrant_edge import Query, QueryRequest
 
         if using and self._recorded_visual is None:
             return []  # no point has a visual vector
@@ -572,7 +572,7 @@ class EdgeStore(ImageStore):
             score_threshold=score_threshold,
             with_payload=True,
             with_vector=[using or ""] if with_vectors else False,
-            params=SearchParams(hnsw_ef=HNSW_EF_SEARCH, exact=exact),
+            params=search_params(POLICY, exact),
         )
         with self._edge() as shard:
             points = shard.query(request)
@@ -628,10 +628,12 @@ class EdgeStore(ImageStore):
         return facet_counts((hit.value, hit.count) for hit in response.hits)
 
     def optimize(self, force: bool = False) -> bool:
-        """Flush, merge segments and build the HNSW graph for large ones (blocking; holds the GIL).
+        """Flush, merge segments and build the HNSW graph and quantised vectors for segments above
+        the policy's `exact_below` (blocking; Edge holds the GIL: no other thread runs meanwhile).
 
-        Without `force`, only when at least OPTIMIZE_MIN_NEW points came in since the last time:
-        small libraries stay on exact search, which is fast for them and never misses.
+        Without `force`, only when at least OPTIMIZE_MIN_NEW points came in since the last time.
+        `upsert` also calls it by itself every `build_step_points` new points, so one call builds at
+        most about that much graph (embedder/store/policy.py).
         """
         if not force and self._new_since_optimize < OPTIMIZE_MIN_NEW:
             self.flush()  # the end of a bulk load: make it all power-safe now
@@ -676,16 +678,58 @@ def _payload_bytes(payload: dict[str, Any]) -> int:
     return len(json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8"))
 
 
-def edge_config(dim: int, visual_dim: int | None = None):
-    """The shard's settings: the CLIP vector unnamed (""), and the VISUAL one beside it if asked for."""
-    from qdrant_edge import Distance, EdgeConfig, EdgeOptimizersConfig, EdgeVectorParams, HnswIndexConfig
+def edge_config(dim: int, visual_dim: int | None = None, policy: SearchPolicy | None = None):
+    """The shard's config from the search policy: exact below `exact_below` points per segment, above
+    it an HNSW graph on int8 vectors in RAM, originals memory-mapped from disk. The CLIP vector is
+    unnamed (""); the VISUAL one, if asked for, sits beside it under the same policy."""
+    from qdrant_edge import (
+        Distance,
+        EdgeConfig,
+        EdgeOptimizersConfig,
+        EdgeVectorParams,
+        HnswIndexConfig,
+        Memory,
+        ScalarQuantizationConfig,
+        ScalarType,
+    )
 
-    clip = EdgeVectorParams(size=dim, distance=Distance.Cosine)
-    visual = {VISUAL: EdgeVectorParams(size=visual_dim, distance=Distance.Cosine)} if visual_dim else {}
+    policy = policy or POLICY
+    threshold = INDEXING_THRESHOLD_KB if INDEXING_THRESHOLD_KB is not None else policy.indexing_threshold_kb(dim)
+    quantization = (
+        ScalarQuantizationConfig(type=ScalarType.Int8, quantile=policy.quantile, memory=Memory.Pinned)
+        if policy.quantize
+        else None
+    )
+    memory = Memory.Cold if policy.originals_on_disk else Memory.Cached
+    clip = EdgeVectorParams(size=dim, distance=Distance.Cosine, memory=memory)
+    visual = {VISUAL: EdgeVectorParams(size=visual_dim, distance=Distance.Cosine, memory=memory)} if visual_dim else {}
     return EdgeConfig(
         vectors={"": clip, **visual} if visual else clip,
-        hnsw_config=HnswIndexConfig(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=10_000),
-        optimizers=EdgeOptimizersConfig(indexing_threshold=INDEXING_THRESHOLD_KB),
+        hnsw_config=HnswIndexConfig(
+            m=policy.m,
+            ef_construct=policy.ef_construct,
+            full_scan_threshold=policy.full_scan_threshold_kb(dim),
+            payload_m=policy.payload_m,
+        ),
+        quantization_config=quantization,
+        optimizers=EdgeOptimizersConfig(
+            indexing_threshold=threshold, max_segment_size=max(threshold, policy.max_segment_size_kb(dim))
+        ),
+    )
+
+
+def search_params(policy: SearchPolicy, exact: bool):
+    """Per-query parameters: the policy's ef and rescoring; `exact` scores the originals only."""
+    from qdrant_edge import AcornSearchParams, QuantizationSearchParams, SearchParams
+
+    if exact:
+        return SearchParams(exact=True, quantization=QuantizationSearchParams(ignore=True))
+    return SearchParams(
+        hnsw_ef=policy.hnsw_ef,
+        quantization=QuantizationSearchParams(rescore=True, oversampling=policy.oversampling) if policy.quantize else None,
+        acorn=AcornSearchParams(enable=True, max_selectivity=policy.acorn_max_selectivity)
+        if policy.acorn_max_selectivity > 0
+        else None,
     )
 
 

@@ -23,6 +23,7 @@ from embedder.store.contract import (
 )
 from embedder.store.http import NotQdrantAnswer, check_version, server_client
 from embedder.store.lock import FolderLock
+from embedder.store.policy import POLICY, SearchPolicy
 from embedder.store.schema import KEYWORD_FIELDS, NUMBER_FIELDS
 
 log = logging.getLogger(__name__)
@@ -142,13 +143,10 @@ class QdrantStore(ImageStore):
                 if self.mode == "server"
                 else {}
             )
-            clip = models.VectorParams(size=self.dim, distance=models.Distance.COSINE)
-            vectors: Any = clip
-            if self.visual_dim:
-                vectors = {"": clip, VISUAL: models.VectorParams(size=self.visual_dim, distance=models.Distance.COSINE)}
+            config = collection_config(self.dim, POLICY, self.visual_dim)
             try:
                 self._client.create_collection(
-                    name, vectors_config=vectors, metadata=self._metadata(self.visual_model is not None), **cluster
+                    name, metadata=self._metadata(self.visual_model is not None), **config, **cluster
                 )
             except Exception as exc:  # noqa: BLE001 - another worker may have created it a moment ago
                 if getattr(exc, "status_code", None) != 409 and "already exists" not in str(exc):
@@ -280,6 +278,7 @@ class QdrantStore(ImageStore):
         where: SearchFilter | None = None,
         with_vectors: bool = False,
         using: str | None = None,
+        exact: bool = False,
     ) -> list[Hit]:
         if using and not self._has_visual:
             return []  # no point has a visual vector
@@ -292,6 +291,8 @@ class QdrantStore(ImageStore):
                 offset=offset,
                 score_threshold=score_threshold,
                 query_filter=to_qdrant_filter(where),
+                # local mode always searches exactly (and warns about search_params on every query)
+                search_params=search_params(POLICY, exact) if self.mode == "server" else None,
                 with_payload=True,
                 with_vectors=self._with(with_vectors, using),
             )
@@ -357,6 +358,54 @@ class QdrantStore(ImageStore):
             log.warning("closing Qdrant client failed: %s", exc)
         if self._lock:
             self._lock.release()
+
+
+def collection_config(dim: int, policy: SearchPolicy, visual_dim: int | None = None) -> dict[str, Any]:
+    """`create_collection` arguments from the search policy: the same switch from exact search to
+    HNSW + int8 quantisation as the embedded store's (embedder/store/policy.py), so scores and recall
+    do not depend on the backend. Qdrant sizes these thresholds in KB, as Edge does. The CLIP vector
+    is unnamed; the VISUAL one, if asked for, sits beside it."""
+    clip = models.VectorParams(size=dim, distance=models.Distance.COSINE, on_disk=policy.originals_on_disk)
+    vectors: Any = clip
+    if visual_dim:
+        look = models.VectorParams(size=visual_dim, distance=models.Distance.COSINE, on_disk=policy.originals_on_disk)
+        vectors = {"": clip, VISUAL: look}
+    quantization = (
+        models.ScalarQuantization(
+            scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=policy.quantile, always_ram=True)
+        )
+        if policy.quantize
+        else None
+    )
+    return {
+        "vectors_config": vectors,
+        "hnsw_config": models.HnswConfigDiff(
+            m=policy.m,
+            ef_construct=policy.ef_construct,
+            full_scan_threshold=policy.full_scan_threshold_kb(dim),
+            payload_m=policy.payload_m,
+        ),
+        "optimizers_config": models.OptimizersConfigDiff(
+            indexing_threshold=policy.indexing_threshold_kb(dim),
+            max_segment_size=max(policy.indexing_threshold_kb(dim), policy.max_segment_size_kb(dim)),
+        ),
+        "quantization_config": quantization,
+    }
+
+
+def search_params(policy: SearchPolicy, exact: bool) -> models.SearchParams:
+    """Per-query parameters, as the embedded store's: the policy's ef and 2× rescoring with the originals."""
+    if exact:
+        return models.SearchParams(exact=True, quantization=models.QuantizationSearchParams(ignore=True))
+    return models.SearchParams(
+        hnsw_ef=policy.hnsw_ef,
+        quantization=models.QuantizationSearchParams(rescore=True, oversampling=policy.oversampling)
+        if policy.quantize
+        else None,
+        acorn=models.AcornSearchParams(enable=True, max_selectivity=policy.acorn_max_selectivity)
+        if policy.acorn_max_selectivity > 0
+        else None,
+    )
 
 
 def to_qdrant_filter(where: SearchFilter | None) -> models.Filter | None:
