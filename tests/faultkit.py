@@ -107,7 +107,7 @@ def run_cli(env: dict[str, str], *argv: str, timeout: float = DEADLINE_S) -> sub
     )
 
 
-PROGRESS = re.compile(rb"(\d+)/(\d+) files")
+PROGRESS = re.compile(rb"([\d,]+) of ([\d,]+) files")  # `340 of 1,802 files · …`
 
 
 class TerminalRun:
@@ -151,7 +151,7 @@ class TerminalRun:
         """Wait until the progress line says at least `at_least` files are done; return (done, total)."""
         end = time.monotonic() + deadline_s
         while time.monotonic() < end:
-            found = [(int(d), int(t)) for d, t in PROGRESS.findall(self.err)]
+            found = [(int(d.replace(b",", b"")), int(t.replace(b",", b""))) for d, t in PROGRESS.findall(self.err)]
             if found and found[-1][0] >= at_least:
                 return found[-1]
             if self.proc.poll() is not None and not self._read(0):

@@ -571,7 +571,11 @@ def test_qdrant_env_holds_the_code_defaults_and_no_secret() -> None:
     assert values["QDRANT_API_KEY"] == "" and values["QDRANT_URL"] == ""
     # The template is the truth about the defaults: read alone it gives exactly Settings(), except that
     # the repository keeps its data in its own data/ folder (beside the file), not the user's data folder.
-    repo_data = {"qdrant_path": ROOT / "data" / "qdrant", "upload_dir": ROOT / "data" / "uploads"}
+    repo_data = {
+        "qdrant_path": ROOT / "data" / "qdrant",
+        "upload_dir": ROOT / "data" / "uploads",
+        "thumb_dir": ROOT / "data" / "thumbnails",
+    }
     assert Settings.from_env(environ={}, env_file=ROOT / "qdrant.env") == replace(Settings(), **repo_data)
     # And the documented way to set the key works over it.
     assert Settings.from_env(environ={"QDRANT_API_KEY": "k"}, env_file=ROOT / "qdrant.env").qdrant_api_key == "k"

@@ -79,7 +79,7 @@ def album(tmp_path: Path, store_env: Path, capsys: pytest.CaptureFixture[str]) -
         (["duplicates", "--threshold", "inf"], "--threshold", "must be a number, got 'inf'"),
         (["search", "x", "--min-width", "-5"], "--min-width", "must be from 0 to 2,147,483,647, got -5"),
         (["search", "x", "--min-height", str(10**400)], "--min-height", "must be from 0 to 2,147,483,647"),
-        (["search", "x", "--type", "jpg,pgn"], "--type", "unknown file type pgn: use some of bmp, gif, jpeg"),
+        (["search", "x", "--type", "jpg,pgn"], "--type", "unknown file type pgn: use some of avif, bmp, gif, heif, jpeg"),
         (["search", "x", "--after", "2024-13-01"], "--after", "must be a date like 2024-05-31, got '2024-13-01'"),
     ],
 )

@@ -140,6 +140,7 @@ def test_short_text_queries_run_on_one_thread_and_give_the_same_vectors(encoder:
     seen: list[int] = []
     real = encoder._model.encode
     monkeypatch.setattr(encoder._model, "encode", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
+    monkeypatch.setattr(encoder, "_text_speedup", False)  # sentence-transformers' own path (the fast one: test_text_fast)
     alone = encoder.encode_texts(["a red circle"])[0]
     in_batch = encoder.encode_texts(["a red circle"] + [f"a small blue square number {i}" for i in range(12)])[0]
     assert seen == [1, before] and torch.get_num_threads() == before
