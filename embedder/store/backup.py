@@ -40,6 +40,7 @@ from typing import IO, Any
 from embedder import __version__
 from embedder.config import Settings
 from embedder.errors import StoreError
+from embedder.store.edge import _fsync_folder
 from embedder.store.lock import FolderLock
 
 log = logging.getLogger(__name__)
@@ -145,14 +146,6 @@ def written_whole(target: Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def compressed(target: Path) -> bool:

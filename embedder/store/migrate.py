@@ -153,15 +153,7 @@ def _copy_collection(client, name: str, target: Path, size: int, model: str | No
                     on_progress(name, copied, total)
             if offset is None:
                 break
-        from qdrant_edge import PayloadSchemaType
-
-        for field_name in KEYWORD_FIELDS:
-            shard.update(UpdateOperation.create_field_index(field_name, PayloadSchemaType.Keyword))
-        for field_name in NUMBER_FIELDS:
-            shard.update(UpdateOperation.create_field_index(field_name, PayloadSchemaType.Float))
-        if copied >= OPTIMIZE_MIN_NEW:
-            shard.optimize()
-        shard.flush()
+        _finish_copy(shard, copied)
     finally:
         shard.close()
     write_json_durably(target / META_NAME, meta_document(model, size))
@@ -218,7 +210,7 @@ def _copy_with_visual(
     settings: Settings, folder: Path, visual: tuple[str, int], on_progress: Callable[[int, int], None] | None
 ) -> dict[str, Any]:
     """Copy the collection, checked on open as always, into the staging shard; then write the journal."""
-    from qdrant_edge import EdgeShard, PayloadSchemaType, UpdateOperation
+    from qdrant_edge import EdgeShard, UpdateOperation
     from qdrant_edge import Point as EdgePoint
 
     from embedder.store.edge import VISUAL_JOURNAL, EdgeStore
@@ -245,13 +237,7 @@ def _copy_with_visual(
             if page:
                 shard.update(UpdateOperation.upsert_points(page))
                 copied += len(page)
-            for field_name in KEYWORD_FIELDS:
-                shard.update(UpdateOperation.create_field_index(field_name, PayloadSchemaType.Keyword))
-            for field_name in NUMBER_FIELDS:
-                shard.update(UpdateOperation.create_field_index(field_name, PayloadSchemaType.Float))
-            if copied >= OPTIMIZE_MIN_NEW:
-                shard.optimize()
-            shard.flush()
+            _finish_copy(shard, copied)
         finally:
             shard.close()
     if copied != total:
@@ -306,3 +292,16 @@ def _read_visual_journal(path: Path) -> dict[str, Any] | None:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise StoreError(damaged_message(path.parent, f"{path.name} is unreadable: {exc}")) from None
+
+
+def _finish_copy(shard: Any, copied: int) -> None:
+    """A copied shard's payload indexes, its graph when it is large enough, and its data on disk."""
+    from qdrant_edge import PayloadSchemaType, UpdateOperation
+
+    for field_name in KEYWORD_FIELDS:
+        shard.update(UpdateOperation.create_field_index(field_name, PayloadSchemaType.Keyword))
+    for field_name in NUMBER_FIELDS:
+        shard.update(UpdateOperation.create_field_index(field_name, PayloadSchemaType.Float))
+    if copied >= OPTIMIZE_MIN_NEW:
+        shard.optimize()
+    shard.flush()
