@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
@@ -75,43 +76,55 @@ def _pooled(output) -> torch.Tensor:
 
 
 def _load(name: str):
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    path = Path(name).expanduser()
     hint = (
         f"Set EMBEDDER_MODEL to {HF_PREFIX}/path/to/folder holding a SigLIP model and processor "
         "(saved with save_pretrained), or connect to the internet once so it can be downloaded."
     )
+    return load_pretrained(
+        name, "AutoProcessor", missing=f"Model folder {name!r} does not exist",
+        failed=f"Could not load the model {HF_PREFIX}{name}", hint=hint,
+    )
+
+
+def load_pretrained(name: str, processor: str, missing: str, failed: str, hint: str) -> tuple[Any, Any]:
+    """A transformers model and its `processor` (a transformers class name: "AutoProcessor",
+    "AutoImageProcessor") from a Hugging Face name or a local folder: the local copy first, the hub
+    only where it can be reached. Every failure is one ModelLoadError: `missing` (a folder that is not
+    there) or `failed: why`, then `hint`."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    path = Path(name).expanduser()
     if (path.is_absolute() or name.startswith((".", "~"))) and not path.is_dir():
-        raise ModelLoadError(f"Model folder {name!r} does not exist. {hint}")
+        raise ModelLoadError(f"{missing}. {hint}")
     source = str(path) if path.is_dir() else name
     try:
         try:
-            return _from(source, local_files_only=True)
+            return _from(source, processor, local_files_only=True)
         except OSError:
             if path.is_dir() or not hub_available():
                 raise
             log.info("downloading %s", name)
-            return _from(source, local_files_only=False)
+            return _from(source, processor, local_files_only=False)
     except Exception as exc:  # noqa: BLE001 - hub and loader errors all mean the same to a user
-        raise ModelLoadError(f"Could not load the model {HF_PREFIX}{name}: {first_line(exc)}. {hint}") from None
+        raise ModelLoadError(f"{failed}: {first_line(exc)}. {hint}") from None
 
 
-def _from(source: str, local_files_only: bool):
-    from transformers import AutoModel, AutoProcessor
+def _from(source: str, processor: str, local_files_only: bool) -> tuple[Any, Any]:
+    import transformers
     from transformers.utils import logging as hf_logging
 
-    # Quiet while loading: e.g. "requires torchvision, falling back to the PIL processor" is not
-    # something a person searching can act on (the PIL processor is the one the parity tests check).
+    # Quiet while loading: e.g. "requires torchvision, falling back to the PIL processor" or "use_fast"
+    # notes are not something a person searching can act on (the PIL processor is the one the parity
+    # tests check).
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        model = AutoModel.from_pretrained(source, local_files_only=local_files_only)
-        processor = AutoProcessor.from_pretrained(source, local_files_only=local_files_only)
+        model = transformers.AutoModel.from_pretrained(source, local_files_only=local_files_only)
+        made = getattr(transformers, processor).from_pretrained(source, local_files_only=local_files_only)
     finally:
         hf_logging.set_verbosity(verbosity)
-    return model, processor
+    return model, made
 
 
 def _image_input_size(image_processor) -> int:

@@ -9,18 +9,12 @@ It reuses `Encoder`'s batching, fp16 on CUDA and pinned copies; it reads no text
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-
 import torch
 from PIL import Image
 
-from embedder.encoder import (
-    MAX_ASPECT_UNCROPPED, Encoder, PreparedImage, crop_to_aspect, first_line, hub_available, model_id_of, pick_device,
-)
+from embedder.encoder import MAX_ASPECT_UNCROPPED, Encoder, PreparedImage, crop_to_aspect, model_id_of, pick_device
+from embedder.encoder_hf import load_pretrained
 from embedder.errors import ModelLoadError
-
-log = logging.getLogger(__name__)
 
 VARIABLE = "EMBEDDER_VISUAL_MODEL"
 
@@ -67,47 +61,18 @@ def load_visual(settings) -> VisualEncoder | None:  # noqa: ANN001 - Settings (n
 
 
 def _load(name: str):
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    path = Path(name).expanduser()
     hint = (
         f"Set {VARIABLE} to a folder holding an image model and its image processor (saved with "
         "save_pretrained), or connect to the internet once so it can be downloaded, or unset it."
     )
-    if (path.is_absolute() or name.startswith((".", "~"))) and not path.is_dir():
-        raise ModelLoadError(f"Model folder {name!r} ({VARIABLE}) does not exist. {hint}")
-    source = str(path) if path.is_dir() else name
-    try:
-        try:
-            model, processor = _from(source, local_files_only=True)
-        except OSError:
-            if path.is_dir() or not hub_available():
-                raise
-            log.info("downloading %s", name)
-            model, processor = _from(source, local_files_only=False)
-    except Exception as exc:  # noqa: BLE001 - hub and loader errors all mean the same to a user
-        raise ModelLoadError(
-            f"Could not load the image model {name!r} ({VARIABLE}): {first_line(exc)}. {hint}"
-        ) from None
+    model, processor = load_pretrained(
+        name, "AutoImageProcessor", missing=f"Model folder {name!r} ({VARIABLE}) does not exist",
+        failed=f"Could not load the image model {name!r} ({VARIABLE})", hint=hint,
+    )
     if getattr(model, "main_input_name", None) != "pixel_values" or not hasattr(model.config, "hidden_size"):
         raise ModelLoadError(
             f"{VARIABLE} {name!r} is not an image model; name one such as facebook/dinov2-small. {hint}"
         )
-    return model, processor
-
-
-def _from(source: str, local_files_only: bool):
-    from transformers import AutoImageProcessor, AutoModel
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # e.g. "use_fast" notes: nothing a person searching can act on
-    try:
-        model = AutoModel.from_pretrained(source, local_files_only=local_files_only)
-        processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_files_only)
-    finally:
-        hf_logging.set_verbosity(verbosity)
     return model, processor
 
 
