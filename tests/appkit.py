@@ -87,6 +87,17 @@ def write_images(folder: Path, classes=CLASSES, seed: int = 0) -> list[Path]:
     return paths
 
 
+def write_copies(originals: list[Path], folder: Path) -> list[Path]:
+    """A resized (180 px), re-encoded (quality 60) copy of each original in `folder`: near-duplicates."""
+    folder.mkdir()
+    copies = []
+    for original in originals:
+        with Image.open(original) as image:
+            image.resize((180, 180)).save(copy := folder / f"copy-of-{original.name}", quality=60)
+        copies.append(copy)
+    return copies
+
+
 def open_app(page: str | None = None) -> AppTest:
     """The app as a browser opens it: Search, or another page by its url path ("index", "duplicates")."""
     if page:

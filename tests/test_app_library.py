@@ -33,6 +33,7 @@ from appkit import (
     trained_model,
     unescape,
     upload,
+    write_copies,
     write_images,
 )
 
@@ -377,10 +378,7 @@ def test_duplicates_keep_the_largest_forget_or_move_the_others_and_sum_up_the_sp
     monkeypatch.setenv("DUPLICATE_THRESHOLD", "0.994")  # the tiny model's near-duplicates (test_app_search_power)
     originals = write_images(app_env / "pictures")
     copies = app_env / "copies"
-    copies.mkdir()
-    for original in originals[:2]:
-        with Image.open(original) as image:
-            image.resize((180, 180)).save(copies / f"copy-of-{original.name}", quality=60)
+    write_copies(originals[:2], copies)
     assert_clean(index_folder(app_env))
     copy_bytes = sum(p.stat().st_size for p in copies.iterdir())
 

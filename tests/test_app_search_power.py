@@ -11,7 +11,6 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pytest
-from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from appkit import (
@@ -28,6 +27,7 @@ from appkit import (
     trained_model,
     unescape,
     upload,
+    write_copies,
     write_images,
 )
 
@@ -217,10 +217,7 @@ def with_copies(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, l
     monkeypatch.setenv("DUPLICATE_THRESHOLD", TINY_MODEL_NEAR_DUPLICATE)
     originals = write_images(app_env / "pictures")
     copies = app_env / "copies"
-    copies.mkdir()
-    for original in originals[:2]:
-        with Image.open(original) as image:
-            image.resize((180, 180)).save(copies / f"copy-of-{original.name}", quality=60)
+    write_copies(originals[:2], copies)
     assert_clean(index_folder(app_env))
     return app_env, originals[:2]
 

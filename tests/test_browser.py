@@ -200,6 +200,22 @@ def _go_index(pg) -> None:
     _idle(pg)
 
 
+def _go_search(pg) -> None:
+    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Search").click()
+    pg.get_by_label("What are you looking for?").wait_for()
+    _idle(pg)
+
+
+def _find_the_one_duplicate_group(pg) -> None:
+    """The Duplicates page, Find near-duplicates, and the one group the library with a copy holds."""
+    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Duplicates").click()
+    pg.get_by_role("heading", name="Near-duplicates").wait_for()
+    _idle(pg)
+    pg.get_by_role("button", name="Find near-duplicates").click()
+    pg.get_by_text("1 group").wait_for()
+    _idle(pg)
+
+
 def _index_folder(pg, folder: Path) -> None:
     """Index a folder from the Index page and wait for its report."""
     _go_index(pg)
@@ -257,9 +273,7 @@ def test_upload_index_search_in_a_real_browser(page, app_url: str, tmp_path: Pat
     pg.screenshot(path=str(SCREENSHOTS / "index.png"), full_page=True)
 
     # Search: Enter submits, results come as captioned thumbnails, best score first.
-    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Search").click()
-    pg.get_by_label("What are you looking for?").wait_for()
-    _idle(pg)
+    _go_search(pg)
     assert pg.url == app_url + "/"  # the default page is served at /, not at its url_path
     _search(pg, "a red circle")
     _no_error_on_page(pg)
@@ -297,9 +311,7 @@ def test_upload_index_search_in_a_real_browser(page, app_url: str, tmp_path: Pat
     synthetic.render("star", "green", "small", np.random.default_rng(5)).save(hostile)
     _go_index(pg)
     _upload_and_index(pg, [hostile])
-    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Search").click()
-    pg.get_by_label("What are you looking for?").wait_for()
-    _idle(pg)
+    _go_search(pg)
     expect(pg.get_by_label("What are you looking for?")).to_have_value("a red circle")  # kept across pages
     pg.get_by_text(re.compile(r"9 results for “a red circle”")).wait_for()  # the new image is included
     _search(pg, "a small green star")
@@ -317,9 +329,7 @@ def test_compose_filter_and_find_duplicates_in_a_real_browser(page, tmp_path: Pa
     _no_error_on_page(pg)
 
     # Compose: the query, then words to exclude, as rows with weights.
-    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Search").click()
-    pg.get_by_label("What are you looking for?").wait_for()
-    _idle(pg)
+    _go_search(pg)
     _search(pg, "a red circle")
     assert len(_captions(pg)) == len(files) + 1
     pg.locator('[data-testid="stExpander"]').filter(has_text="Your query").locator("summary").first.click()  # folded: one term
@@ -347,12 +357,7 @@ def test_compose_filter_and_find_duplicates_in_a_real_browser(page, tmp_path: Pa
     pg.screenshot(path=str(SCREENSHOTS / "search-compose.png"), full_page=True)
 
     # Near-duplicates: the resized, re-encoded copy and its original, with both paths.
-    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Duplicates").click()
-    pg.get_by_role("heading", name="Near-duplicates").wait_for()
-    _idle(pg)
-    pg.get_by_role("button", name="Find near-duplicates").click()
-    pg.get_by_text("1 group").wait_for()
-    _idle(pg)
+    _find_the_one_duplicate_group(pg)
     _no_error_on_page(pg)
     expect(pg.locator('[data-testid="stCode"]')).to_contain_text(str(library / "copies" / "red-circle-small.jpg"))
     expect(pg.locator('[data-testid="stCode"]')).to_contain_text(str(red_circle))
@@ -372,12 +377,7 @@ def test_clear_filters_viewer_browsing_and_forgetting_copies_in_a_real_browser(p
     assert indexed() == str(len(files) + 1)
 
     # Duplicates: keep the original, forget the copy (the index only: the file stays).
-    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Duplicates").click()
-    pg.get_by_role("heading", name="Near-duplicates").wait_for()
-    _idle(pg)
-    pg.get_by_role("button", name="Find near-duplicates").click()
-    pg.get_by_text("1 group").wait_for()
-    _idle(pg)
+    _find_the_one_duplicate_group(pg)
     pg.get_by_role("button", name="Forget the others").click()
     pg.get_by_text(re.compile(r"Group 1: 1 image forgotten")).wait_for()
     _idle(pg)
@@ -385,9 +385,7 @@ def test_clear_filters_viewer_browsing_and_forgetting_copies_in_a_real_browser(p
     assert (library / "copies" / "red-circle-small.jpg").is_file()
 
     # Search, filter to PNG, then Clear filters: the widgets empty and every image is back.
-    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Search").click()
-    pg.get_by_label("What are you looking for?").wait_for()
-    _idle(pg)
+    _go_search(pg)
     _search(pg, "a shape")
     types = sidebar.locator('[data-testid="stMultiSelect"]').filter(has_text="File type").locator("input")
     types.click()
