@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from embedder.errors import ModelLoadError
+from embedder.model_ids import HF_PREFIX, OPEN_CLIP_PREFIX, model_id_of  # noqa: F401 - used from here too
 from embedder.text_fast import FastClipText, clip_model_of
 
 if TYPE_CHECKING:
@@ -55,12 +56,6 @@ def pick_device(requested: str = "auto") -> str:
     if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ModelLoadError("EMBEDDER_DEVICE=mps but Apple MPS is not available; use auto or cpu")
     return requested
-
-
-def model_id_of(model: str) -> str:
-    """The name recorded with the vectors: a hub name as given, a local folder by its folder name."""
-    path = Path(model).expanduser()
-    return path.name if path.is_dir() else model
 
 
 @dataclass(frozen=True)
@@ -218,8 +213,6 @@ KNOWN_TEXT_PAIRS = {
     "clip-ViT-B-32-multilingual-v1": "clip-ViT-B-32",
     "sentence-transformers/clip-ViT-B-32-multilingual-v1": "clip-ViT-B-32",
 }
-OPEN_CLIP_PREFIX = "open_clip:"
-HF_PREFIX = "hf:"
 
 
 class TextModel:

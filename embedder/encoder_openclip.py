@@ -10,7 +10,6 @@ for the installed torch.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import torch
@@ -20,31 +19,11 @@ from embedder.encoder import (
     MAX_ASPECT_UNCROPPED, OPEN_CLIP_PREFIX, Encoder, PreparedImage, crop_to_aspect, first_line, pick_device,
 )
 from embedder.errors import ModelLoadError
+from embedder.model_ids import model_id_of_spec, parse_spec
 
 log = logging.getLogger(__name__)
 
 INSTALL = "pip install open_clip_torch==3.3.0 torchvision==0.28.0 (the torchvision built for torch 2.13.0)"
-
-
-def parse_spec(spec: str) -> tuple[str, str | None]:
-    """`ARCH/PRETRAINED` → (arch, tag or checkpoint path); `hf-hub:ORG/NAME` → (itself, None)."""
-    if spec.startswith("hf-hub:"):
-        return spec, None
-    arch, _, pretrained = spec.partition("/")
-    if not arch:
-        raise ModelLoadError(
-            f"EMBEDDER_MODEL={OPEN_CLIP_PREFIX}{spec} names no architecture; "
-            "write open_clip:ARCH/PRETRAINED, e.g. open_clip:ViT-B-32/laion2b_s34b_b79k"
-        )
-    return arch, pretrained or None
-
-
-def model_id_of_spec(spec: str) -> str:
-    """The id recorded with the vectors: the spec, a checkpoint file by its file name."""
-    arch, pretrained = parse_spec(spec)
-    if pretrained and (os.sep in pretrained or Path(pretrained).expanduser().is_file()):
-        return f"{OPEN_CLIP_PREFIX}{arch}/{Path(pretrained).name}"
-    return OPEN_CLIP_PREFIX + spec
 
 
 class OpenClipEncoder(Encoder):

@@ -22,6 +22,7 @@ server. Nothing here loads torch or the model.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -40,6 +41,7 @@ from typing import IO, Any
 from embedder import __version__
 from embedder.config import Settings
 from embedder.errors import StoreError
+from embedder.model_ids import expected_model_id
 from embedder.store.edge import _fsync_folder
 from embedder.store.lock import FolderLock
 
@@ -77,27 +79,6 @@ class RestoreResult:
 
 
 # --- the model id, without loading the model ----------------------------------------------------
-
-
-def expected_model_id(model: str) -> str:
-    """The id EMBEDDER_MODEL's encoder records with its vectors (as `Encoder.model_id` would be),
-    worked out without importing torch. tests/test_backup.py checks it against the encoders."""
-    if model.startswith("open_clip:"):
-        spec = model[len("open_clip:") :]
-        if spec.startswith("hf-hub:"):
-            return model
-        arch, _, pretrained = spec.partition("/")
-        if pretrained and (os.sep in pretrained or Path(pretrained).expanduser().is_file()):
-            return f"open_clip:{arch}/{Path(pretrained).name}"
-        return model
-    if model.startswith("hf:"):
-        return "hf:" + _name_or_folder(model[len("hf:") :])
-    return _name_or_folder(model)
-
-
-def _name_or_folder(model: str) -> str:
-    path = Path(model).expanduser()
-    return path.name if path.is_dir() else model
 
 
 # --- the archive ---------------------------------------------------------------------------------
@@ -167,7 +148,7 @@ def write_archive(
         document = json.dumps(manifest, indent=2).encode("utf-8")
         info = tarfile.TarInfo(MANIFEST_NAME)
         info.size, info.mtime, info.mode = len(document), int(time.time()), 0o644
-        tar.addfile(info, _Bytes(document))
+        tar.addfile(info, io.BytesIO(document))
         for name in dirs:
             info = tarfile.TarInfo(name)
             info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, int(time.time())
@@ -181,16 +162,6 @@ def write_archive(
                 tar.addfile(info, reader)
             if reader.size != entry["size"] or reader.sha.hexdigest() != entry["sha256"]:
                 raise StoreError(f"{path} changed while it was being backed up; run the backup again")
-
-
-class _Bytes:
-    def __init__(self, data: bytes) -> None:
-        self._data, self._at = data, 0
-
-    def read(self, size: int = -1) -> bytes:
-        end = len(self._data) if size < 0 else self._at + size
-        chunk, self._at = self._data[self._at : end], min(end, len(self._data))
-        return chunk
 
 
 def new_manifest(mode: str, collection: str, model: str, dim: int, points: int, **more: Any) -> dict[str, Any]:
