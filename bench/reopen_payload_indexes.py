@@ -1,6 +1,8 @@
 """What reopening an Edge shard costs: payload indexes in RAM, memory-mapped (`Memory.Cached`), or none.
 
-    .venv/bin/python bench/reopen_payload_indexes.py 100000 ram cached none
+    .venv/bin/python bench/reopen_payload_indexes.py 100000 ram cached none cached+graph
+
+`cached+graph` also memory-maps the HNSW graph (`HnswIndexConfig(memory=Memory.Cached)`).
 
 n random 512-d vectors with the indexer's payload (bench/search_latency.py), the store's policy
 (embedder/store/policy.py: graphs above 20k points a segment), the product's payload indexes
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import replace
 import sys
 import time
 from pathlib import Path
@@ -28,6 +31,7 @@ def main() -> None:
                              UpdateOperation)
 
     from embedder.store.edge import edge_config
+    from embedder.store.policy import POLICY
     from embedder.store.schema import KEYWORD_FIELDS, NUMBER_FIELDS
 
     n = int(sys.argv[1])
@@ -37,9 +41,11 @@ def main() -> None:
     for variant in sys.argv[2:]:
         path = common.CACHE / "runs" / f"pidx-{variant}"
         shutil.rmtree(path, ignore_errors=True)
-        shard = EdgeShard.create(str(path), edge_config(512))
+        policy = replace(POLICY, graph_on_disk=variant.endswith("+graph"))
+        config = edge_config(512, policy=policy)
+        shard = EdgeShard.create(str(path), config)
         if variant != "none":
-            cached = variant == "cached"
+            cached = variant.startswith("cached")
             for f in KEYWORD_FIELDS:
                 shard.update(UpdateOperation.create_field_index(
                     f, KeywordIndexParams(memory=Memory.Cached) if cached else PayloadSchemaType.Keyword))
@@ -66,7 +72,7 @@ def main() -> None:
                                "rss_mb": common.rss_mb(), "load": os.getloadavg()})
         print(result["runs"][-1], flush=True)
         shutil.rmtree(path, ignore_errors=True)
-    common.write_result("reopen_payload_indexes", result)
+    common.write_result(os.environ.get("OUT", "reopen_payload_indexes"), result)
 
 
 if __name__ == "__main__":

@@ -143,6 +143,38 @@ def test_a_store_made_before_the_policy_takes_it_on_when_opened(settings, monkey
         assert store.stats()["indexed"] > 0
 
 
+def payload_index_memory(store: EdgeStore) -> dict[str, object]:
+    with store._edge() as shard:
+        return {name: str(getattr(info.params, "memory", None)) for name, info in shard.info().payload_schema.items()}
+
+
+def test_payload_indexes_are_memory_mapped_and_an_old_stores_are_moved_once(settings, monkeypatch) -> None:
+    from qdrant_edge import Memory
+
+    from embedder.store import SearchFilter
+    from embedder.store.schema import PAYLOAD_INDEXES
+
+    data = clustered(300)
+    monkeypatch.setattr(store_edge, "POLICY", replace(POLICY, payload_indexes_on_disk=False))
+    with EdgeStore(settings, "m", DIM) as store:
+        store.upsert(points(data))
+        assert set(payload_index_memory(store).values()) == {str(Memory.Pinned)}  # as stores were made before
+    monkeypatch.setattr(store_edge, "POLICY", POLICY)
+    with EdgeStore(settings, "m", DIM) as store:
+        placed = payload_index_memory(store)
+        assert set(placed) == set(PAYLOAD_INDEXES) and set(placed.values()) == {str(Memory.Cached)}
+        assert store.count() == 300
+        hits = store.query(data[7], 5, where=SearchFilter(formats=("JPEG",)))
+        assert hits[0].id == pid(7)  # the re-made keyword index still serves the filter
+        assert store.query(data[7], 5, where=SearchFilter(formats=("PNG",))) == []
+    calls = []
+    real = store_edge.create_payload_indexes
+    monkeypatch.setattr(store_edge, "create_payload_indexes", lambda *a, **k: calls.append(real(*a, **k)) or calls[-1])
+    with EdgeStore(settings, "m", DIM):
+        pass
+    assert calls == [0]  # once moved, an open makes nothing again
+
+
 def test_the_server_backend_translates_the_same_policy(tmp_path: Path) -> None:
     from qdrant_client import models
 

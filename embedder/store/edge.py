@@ -405,17 +405,9 @@ class EdgeStore(ImageStore):
         return self._shard_size(VISUAL) if isinstance(vectors, dict) and VISUAL in vectors else None
 
     def _ensure_payload_indexes(self) -> None:
-        from qdrant_edge import PayloadSchemaType, UpdateOperation
-
         with self._edge() as shard:
-            present = set(shard.info().payload_schema)
-            wanted = [(f, PayloadSchemaType.Keyword) for f in KEYWORD_FIELDS] + [
-                (f, PayloadSchemaType.Float) for f in NUMBER_FIELDS
-            ]
-            for name, schema in wanted:
-                if name not in present:
-                    shard.update(UpdateOperation.create_field_index(name, schema))
-            shard.flush()
+            if create_payload_indexes(shard, present=shard.info().payload_schema):
+                shard.flush()
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -678,6 +670,35 @@ def _payload_bytes(payload: dict[str, Any]) -> int:
     return len(json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8"))
 
 
+def create_payload_indexes(shard: Any, present: dict[str, Any] | None = None, policy: SearchPolicy | None = None) -> int:
+    """Give `shard` the indexer's payload indexes (embedder/store/schema.py), placed as the policy says.
+
+    `present` is the shard's `info().payload_schema`. An index placed otherwise (a store made before
+    payload indexes were memory-mapped) is made again: only the index is rebuilt, no data changes, and
+    a crash in between leaves a missing index that the next open creates. Returns how many were made.
+    """
+    from qdrant_edge import FloatIndexParams, KeywordIndexParams, Memory, UpdateOperation
+
+    memory = Memory.Cached if (policy or POLICY).payload_indexes_on_disk else Memory.Pinned
+    wanted = [(f, KeywordIndexParams(memory=memory)) for f in KEYWORD_FIELDS] + [
+        (f, FloatIndexParams(memory=memory)) for f in NUMBER_FIELDS
+    ]
+    present = present or {}
+    made = 0
+    for name, params in wanted:
+        info = present.get(name)
+        if info is not None and getattr(info.params, "memory", Memory.Pinned) == memory:
+            continue
+        if info is not None:
+            if made == 0:
+                log.info("Re-creating the store's payload indexes as %s (once; no data changes).",
+                         "memory-mapped files" if memory == Memory.Cached else "in RAM")
+            shard.update(UpdateOperation.delete_field_index(name))
+        shard.update(UpdateOperation.create_field_index(name, params))
+        made += 1
+    return made
+
+
 def edge_config(dim: int, visual_dim: int | None = None, policy: SearchPolicy | None = None):
     """The shard's config from the search policy: exact below `exact_below` points per segment, above
     it an HNSW graph on int8 vectors in RAM, originals memory-mapped from disk. The CLIP vector is
@@ -710,6 +731,7 @@ def edge_config(dim: int, visual_dim: int | None = None, policy: SearchPolicy | 
             ef_construct=policy.ef_construct,
             full_scan_threshold=policy.full_scan_threshold_kb(dim),
             payload_m=policy.payload_m,
+            memory=Memory.Cached if policy.graph_on_disk else None,
         ),
         quantization_config=quantization,
         optimizers=EdgeOptimizersConfig(

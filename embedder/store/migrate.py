@@ -30,6 +30,7 @@ from embedder.store.edge import (
     STAGING_DIR,
     VISUAL_COMMAND,
     _fsync_folder,
+    create_payload_indexes,
     edge_config,
     is_local_mode_folder,
     meta_document,
@@ -37,7 +38,6 @@ from embedder.store.edge import (
     write_json_durably,
 )
 from embedder.store.lock import FolderLock
-from embedder.store.schema import KEYWORD_FIELDS, NUMBER_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -296,12 +296,7 @@ def _read_visual_journal(path: Path) -> dict[str, Any] | None:
 
 def _finish_copy(shard: Any, copied: int) -> None:
     """A copied shard's payload indexes, its graph when it is large enough, and its data on disk."""
-    from qdrant_edge import PayloadSchemaType, UpdateOperation
-
-    for field_name in KEYWORD_FIELDS:
-        shard.update(UpdateOperation.create_field_index(field_name, PayloadSchemaType.Keyword))
-    for field_name in NUMBER_FIELDS:
-        shard.update(UpdateOperation.create_field_index(field_name, PayloadSchemaType.Float))
+    create_payload_indexes(shard)
     if copied >= OPTIMIZE_MIN_NEW:
         shard.optimize()
     shard.flush()
