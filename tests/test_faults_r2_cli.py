@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +35,13 @@ def store_env(tmp_path: Path, model_path: Path, encoder, monkeypatch: pytest.Mon
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     """`python -m embedder ARGV` in-process: (exit code, stdout, stderr); argparse's exit included."""
+    saved, sys.argv = sys.argv, [str(Path(cli.__file__).with_name("__main__.py")), *argv]  # as `python -m` sets it
     try:
         code = cli.main(list(argv))
     except SystemExit as exc:
         code = int(exc.code or 0)
+    finally:
+        sys.argv = saved
     out, err = capsys.readouterr()
     return code, out, err
 
