@@ -175,6 +175,26 @@ def test_payload_indexes_are_memory_mapped_and_an_old_stores_are_moved_once(sett
     assert calls == [0]  # once moved, an open makes nothing again
 
 
+def test_opening_reads_what_edge_loads_in_order_and_leaves_the_originals_on_disk(policy, settings, monkeypatch) -> None:
+    data = clustered(600)
+    with EdgeStore(settings, "m", DIM) as store:
+        store.upsert(points(data))
+        store.optimize(force=True)
+        assert store.stats()["indexed"] > 0
+    shard = settings.qdrant_path / "images" / SHARD_DIR
+    opened: list[str] = []
+    real_open = Path.open
+    monkeypatch.setattr(Path, "open", lambda self, *a, **k: opened.append(self.name) or real_open(self, *a, **k))
+    read = store_edge.read_ahead(shard)
+    assert "quantized.data" in opened and any(name.startswith("links") for name in opened)
+    assert "matrix.dat" not in opened  # the float32 originals of a graph segment stay on disk
+    assert read >= (shard / "segments").glob("*/vector_storage/quantized.data").__next__().stat().st_size
+    monkeypatch.setattr(Path, "open", real_open)
+    with EdgeStore(settings, "m", DIM) as store:  # the store reads ahead on open, and opens as before
+        assert store.count() == 600
+        assert store.query(data[5], 1)[0].id == pid(5)
+
+
 def test_the_server_backend_translates_the_same_policy(tmp_path: Path) -> None:
     from qdrant_client import models
 
