@@ -5,6 +5,7 @@
     .venv/bin/python bench/search_latency.py --local-max 0   # Edge only
     nohup nice .venv/bin/python bench/search_latency.py --sizes 1000000 --engines edge --vectors realistic \
         --no-e2e --keep --out search_latency-1m-realistic > /tmp/search-1m.log 2>&1 &   # the 1M row
+    nohup nice .venv/bin/python bench/search_latency.py --sizes 1000000 --engines edge --vectors isotropic         --no-e2e --keep --out search_latency-1m-isotropic > /tmp/search-1m-iso.log 2>&1 &   # the worst-case row beside it
 
 Points are 512-d clustered unit vectors (bench/vectors.py: `--vectors isotropic`, the worst case and
 the default, 300 clusters with isotropic noise; `--vectors realistic`, a CLIP-like cone with a
