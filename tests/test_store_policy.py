@@ -148,7 +148,7 @@ def payload_index_memory(store: EdgeStore) -> dict[str, object]:
         return {name: str(getattr(info.params, "memory", None)) for name, info in shard.info().payload_schema.items()}
 
 
-def test_payload_indexes_are_memory_mapped_and_an_old_stores_are_moved_once(settings, monkeypatch) -> None:
+def test_payload_indexes_are_memory_mapped_and_an_old_stores_are_moved_once(settings, monkeypatch, caplog) -> None:
     from qdrant_edge import Memory
 
     from embedder.store import SearchFilter
@@ -161,6 +161,9 @@ def test_payload_indexes_are_memory_mapped_and_an_old_stores_are_moved_once(sett
         assert set(payload_index_memory(store).values()) == {str(Memory.Pinned)}  # as stores were made before
     monkeypatch.setattr(store_edge, "POLICY", POLICY)
     with EdgeStore(settings, "m", DIM) as store:
+        assert ["Re-making the store's search-filter indexes as memory-mapped files"] == [
+            r.getMessage().split(", once")[0] for r in caplog.records if r.levelname == "WARNING"
+        ]  # one line, shown by the CLI without --verbose
         placed = payload_index_memory(store)
         assert set(placed) == set(PAYLOAD_INDEXES) and set(placed.values()) == {str(Memory.Cached)}
         assert store.count() == 300

@@ -719,8 +719,9 @@ def create_payload_indexes(shard: Any, present: dict[str, Any] | None = None, po
             continue
         if info is not None:
             if made == 0:
-                log.info("Re-creating the store's payload indexes as %s (once; no data changes).",
-                         "memory-mapped files" if memory == Memory.Cached else "in RAM")
+                log.warning("Re-making the store's search-filter indexes as %s, once: a large library takes "
+                            "a minute or so; no data changes.",
+                            "memory-mapped files" if memory == Memory.Cached else "in-memory indexes")
             shard.update(UpdateOperation.delete_field_index(name))
         shard.update(UpdateOperation.create_field_index(name, params))
         made += 1
