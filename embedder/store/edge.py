@@ -720,7 +720,7 @@ def create_payload_indexes(shard: Any, present: dict[str, Any] | None = None, po
         if info is not None:
             if made == 0:
                 log.warning("Re-making the store's search-filter indexes as %s, once: a large library takes "
-                            "a minute or so; no data changes.",
+                            "a few minutes (1M images: 2-3 min); no data changes.",
                             "memory-mapped files" if memory == Memory.Cached else "in-memory indexes")
             shard.update(UpdateOperation.delete_field_index(name))
         shard.update(UpdateOperation.create_field_index(name, params))
