@@ -101,6 +101,22 @@ def cli_env(tmp_path: Path, model_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def server_mode(
+    monkeypatch: Any, model_path: Path, tmp_path: Path, api_key: str, timeout_s: str, **extra: str
+) -> Callable[[str], None]:
+    """This process in server mode with `api_key`; returns the function that points QDRANT_URL at a server."""
+    for name, value in {
+        "EMBEDDER_MODEL": str(model_path),
+        **extra,
+        "QDRANT_API_KEY": api_key,
+        "QDRANT_TIMEOUT": timeout_s,
+        "QDRANT_PATH": str(tmp_path / "embedded"),
+        "UPLOAD_DIR": str(tmp_path / "uploads"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    return lambda url: monkeypatch.setenv("QDRANT_URL", url)
+
+
 def run_cli(env: dict[str, str], *argv: str, timeout: float = DEADLINE_S) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "embedder", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout

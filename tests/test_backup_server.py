@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from embedder.store.backup import MANIFEST_NAME, expected_model_id
-from faultkit import FakeCollection, FakeQdrant, FakeState, _Http, _QdrantHandler, free_port
+from faultkit import FakeCollection, FakeQdrant, FakeState, _Http, _QdrantHandler, free_port, server_mode
 from test_faults_server import one_error_line, run
 
 KEY = "sk-backup-secret-1234567890"
@@ -124,15 +124,7 @@ def collection(model: str, count: int, seed: int = 0) -> FakeCollection:
 @pytest.fixture
 def server_env(monkeypatch: pytest.MonkeyPatch, model_path: Path, tmp_path: Path):
     """Server mode with an API key; returns a function that points QDRANT_URL at a stub."""
-    for name, value in {
-        "EMBEDDER_MODEL": str(model_path),
-        "QDRANT_API_KEY": KEY,
-        "QDRANT_TIMEOUT": "5",
-        "QDRANT_PATH": str(tmp_path / "embedded"),
-        "UPLOAD_DIR": str(tmp_path / "uploads"),
-    }.items():
-        monkeypatch.setenv(name, value)
-    return lambda url: monkeypatch.setenv("QDRANT_URL", url)
+    return server_mode(monkeypatch, model_path, tmp_path, KEY, timeout_s="5")
 
 
 @pytest.fixture

@@ -194,23 +194,24 @@ def _upload_and_index(pg, files: list[Path]) -> None:
     _idle(pg)
 
 
-def _go_index(pg) -> None:
-    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Index").click()
-    pg.get_by_role("heading", name="Index images").wait_for()
+def _open_page(pg, link: str, ready) -> None:
+    """Click the sidebar's `link`, wait for the page's `ready` locator, then for the app to go idle."""
+    pg.locator('[data-testid="stSidebarNavLink"]', has_text=link).click()
+    ready.wait_for()
     _idle(pg)
+
+
+def _go_index(pg) -> None:
+    _open_page(pg, "Index", pg.get_by_role("heading", name="Index images"))
 
 
 def _go_search(pg) -> None:
-    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Search").click()
-    pg.get_by_label("What are you looking for?").wait_for()
-    _idle(pg)
+    _open_page(pg, "Search", pg.get_by_label("What are you looking for?"))
 
 
 def _find_the_one_duplicate_group(pg) -> None:
     """The Duplicates page, Find near-duplicates, and the one group the library with a copy holds."""
-    pg.locator('[data-testid="stSidebarNavLink"]', has_text="Duplicates").click()
-    pg.get_by_role("heading", name="Near-duplicates").wait_for()
-    _idle(pg)
+    _open_page(pg, "Duplicates", pg.get_by_role("heading", name="Near-duplicates"))
     pg.get_by_role("button", name="Find near-duplicates").click()
     pg.get_by_text("1 group").wait_for()
     _idle(pg)

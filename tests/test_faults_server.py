@@ -27,7 +27,7 @@ from embedder.encoder import Encoder
 from embedder.errors import StoreError
 from embedder.images import file_hash, point_id
 from embedder.store import Point, open_store
-from faultkit import ClosingServer, FakeQdrant, StatusServer, distinct_folder, free_port
+from faultkit import ClosingServer, FakeQdrant, StatusServer, distinct_folder, free_port, server_mode
 
 KEY = "sk-top-secret-9f8e7d6c5b4a"
 
@@ -37,20 +37,7 @@ def server_env(monkeypatch: pytest.MonkeyPatch, model_path: Path, tmp_path: Path
     """The CLI in this process, in server mode with an API key; the session's model reused."""
     monkeypatch.setattr("embedder.engine.load_encoder", lambda *a, **k: encoder)
     monkeypatch.setattr(encoder, "batch_size", 4)
-    for name, value in {
-        "EMBEDDER_MODEL": str(model_path),
-        "EMBEDDER_DEVICE": "cpu",
-        "QDRANT_API_KEY": KEY,
-        "QDRANT_TIMEOUT": "2",
-        "QDRANT_PATH": str(tmp_path / "embedded"),
-        "UPLOAD_DIR": str(tmp_path / "uploads"),
-    }.items():
-        monkeypatch.setenv(name, value)
-
-    def point_at(url: str) -> None:
-        monkeypatch.setenv("QDRANT_URL", url)
-
-    return point_at
+    return server_mode(monkeypatch, model_path, tmp_path, KEY, timeout_s="2", EMBEDDER_DEVICE="cpu")
 
 
 @pytest.fixture
