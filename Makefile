@@ -20,7 +20,7 @@ test: $(DEV) chromium
 DEMO_ENV := EMBEDDER_MODEL=tests/fixtures/tiny-clip QDRANT_PATH=data/demo/qdrant \
             UPLOAD_DIR=data/demo/uploads IMAGE_DIRS=data/demo/images
 demo: $(APP)
-	$(BIN)/python -m embedder.synthetic data/demo/images --per-class 8 --seed 1
+	$(BIN)/python -m embedder.evaluation.synthetic data/demo/images --per-class 8 --seed 1
 	$(DEMO_ENV) $(BIN)/python -m embedder index data/demo/images
 	$(DEMO_ENV) $(BIN)/streamlit run main_app.py
 

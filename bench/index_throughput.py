@@ -98,7 +98,7 @@ def run_model_only(batch: int, n: int) -> dict:
     """The forward pass alone on ready pixel tensors: the ceiling for any pipeline on this machine."""
     import torch
 
-    from embedder.encoder import Encoder, PreparedImage
+    from embedder.models.encoder import Encoder, PreparedImage
 
     encoder = Encoder(str(common.MODEL_DIR), device="cpu", batch_size=batch)
     prepared = [PreparedImage(torch.randn(3, 224, 224)) for _ in range(batch)]
@@ -116,8 +116,8 @@ def draft_fidelity(paths: list[Path]) -> dict:
     """Full-size decode vs draft decode, after the model's own preprocessing (normalised units)."""
     import numpy as np
 
-    from embedder.encoder import Encoder
-    from embedder.images import decode
+    from embedder.models.encoder import Encoder
+    from embedder.media.images import decode
 
     encoder = Encoder(str(common.MODEL_DIR), device="cpu")
     size = encoder.image_size

@@ -67,8 +67,8 @@ def index(folder: Path, work: Path, thumb_mb: int) -> dict:
 
 def thumbnail_cost(paths: list[Path]) -> dict:
     """ms per image: the indexer's draft decode, and a thumbnail from its result."""
-    from embedder.images import decode
-    from embedder.thumbnails import ThumbnailCache
+    from embedder.media.images import decode
+    from embedder.media.thumbnails import ThumbnailCache
 
     cache = ThumbnailCache(Path(tempfile.mkdtemp(prefix="thumbs-")), 100)
     decode_ms, thumb_ms = [], []

@@ -237,8 +237,8 @@ def query(engine: str, n: int, folder: Path, queries: int, e2e: bool = True) -> 
         store.close()
         return out
 
-    from embedder.encoder import Encoder
-    from embedder.search import Query, Searcher
+    from embedder.models.encoder import Encoder
+    from embedder.query.searcher import Query, Searcher
 
     encoder = Encoder(str(common.MODEL_DIR), device="cpu")
     searcher = Searcher(encoder, store)

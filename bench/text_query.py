@@ -9,7 +9,7 @@ vectors mean nothing) and the trained tiny CLIP (tests/fixtures/tiny-clip). Vari
 (one text) at a time on one intra-op thread, as `Encoder.encode_texts` runs queries:
 
 * plain      — `Encoder.encode_texts` with EMBEDDER_TEXT_SPEEDUP=off (sentence-transformers' encode);
-* fast       — the same with `auto` (embedder.text_fast.FastClipText: true length, fused qkv, oneDNN-packed);
+* fast       — the same with `auto` (embedder.models.text_fast.FastClipText: true length, fused qkv, oneDNN-packed);
 * fast-nopack— FastClipText with plain F.linear (how much is packing, how much is less overhead);
 * int8       — torch.ao.quantization.quantize_dynamic on every nn.Linear of the text tower (deprecated API);
 * bf16       — the text tower cast to bfloat16;
@@ -74,8 +74,8 @@ def variants(model_dir: Path, with_ort: bool) -> tuple[dict, dict]:
     """name → (text → unnormalised or normalised vector), and build costs."""
     import torch
 
-    from embedder.encoder import Encoder
-    from embedder.text_fast import FastClipText, clip_model_of
+    from embedder.models.encoder import Encoder
+    from embedder.models.text_fast import FastClipText, clip_model_of
 
     plain = Encoder(str(model_dir), "cpu", text_speedup="off")
     fast = Encoder(str(model_dir), "cpu", text_speedup="auto")
@@ -189,8 +189,8 @@ def end_to_end(points: int, rounds: int) -> dict:
     """Searcher.search(Query.text) on an Edge store: plain vs fast text path, interleaved."""
     import search_latency as sl  # the bench's clustered vectors and payloads
 
-    from embedder.encoder import Encoder
-    from embedder.search import Query, Searcher
+    from embedder.models.encoder import Encoder
+    from embedder.query.searcher import Query, Searcher
     from embedder.store import Point
 
     folder = Path(tempfile.mkdtemp(prefix="text-e2e-"))

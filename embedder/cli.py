@@ -27,8 +27,8 @@ from embedder.paths import path_to_text, text_to_path, typed_path
 from embedder.terminal import printable
 
 if TYPE_CHECKING:
-    from embedder.indexer import Progress
-    from embedder.jobs import Job
+    from embedder.indexing.indexer import Progress
+    from embedder.jobs.runner import Job
 
 log = logging.getLogger("embedder")
 
@@ -116,19 +116,19 @@ def checked(convert: Callable[[str], T]) -> Callable[[str], T]:
 
 
 def _term(text: str) -> Any:
-    from embedder.search import parse_term  # loads torch: only when a search has terms
+    from embedder.query.searcher import parse_term  # loads torch: only when a search has terms
 
     return parse_term(text)
 
 
 def _point_id(text: str) -> str:
-    from embedder.search import parse_point_id
+    from embedder.query.searcher import parse_point_id
 
     return parse_point_id(text)
 
 
 def _file_types(text: str) -> list[str]:
-    from embedder.search import check_file_types
+    from embedder.query.searcher import check_file_types
 
     return check_file_types(text.split(","))
 
@@ -153,7 +153,7 @@ def _exclude_option(command: argparse.ArgumentParser) -> None:
 
 def _excludes(settings: Settings, args: argparse.Namespace) -> Any:
     """EXCLUDE's globs and those of --exclude."""
-    from embedder.excludes import Excludes, split_globs
+    from embedder.media.excludes import Excludes, split_globs
 
     return Excludes(settings.exclude).plus(g for text in args.exclude for g in split_globs(text))
 
@@ -417,7 +417,7 @@ def _show_progress(p: Progress) -> None:
 
 
 def run_search(engine: Any, args: argparse.Namespace) -> int:
-    from embedder.search import Query, Term, make_filter
+    from embedder.query.searcher import Query, Term, make_filter
 
     terms = list(args.terms)
     terms += [_image_term(path, engine.settings.max_image_pixels) for path in args.image]
@@ -450,8 +450,8 @@ def run_search(engine: Any, args: argparse.Namespace) -> int:
 
 def _image_term(path: Path, max_pixels: int) -> Any:
     """An example image as a query term; one that cannot be read is an error naming it."""
-    from embedder.images import decode
-    from embedder.search import Term
+    from embedder.media.images import decode
+    from embedder.query.searcher import Term
 
     try:
         return Term(image=decode(path, max_pixels).image, label=path_to_text(path.name))
@@ -464,7 +464,7 @@ def _threshold(engine: Any, args: argparse.Namespace) -> float:
 
 
 def run_duplicates(engine: Any, args: argparse.Namespace) -> int:
-    from embedder.duplicates import near_duplicate_groups
+    from embedder.query.duplicates import near_duplicate_groups
 
     groups = near_duplicate_groups(engine.store, _threshold(engine, args))
     if args.json:
@@ -496,8 +496,8 @@ def _eval_settings(settings: Settings, args: argparse.Namespace, stack: ExitStac
 
 def run_eval(engine: Any, args: argparse.Namespace) -> int:
     from embedder.engine import Engine
-    from embedder.evaluate import evaluate_model, format_per_query, format_table, load_dataset
-    from embedder.search import DEFAULT_TEMPLATE
+    from embedder.evaluation.evaluate import evaluate_model, format_per_query, format_table, load_dataset
+    from embedder.query.searcher import DEFAULT_TEMPLATE
 
     try:
         dataset = load_dataset(args.dataset)
@@ -540,7 +540,7 @@ def _visual_layout(settings: Settings) -> Any:
     """`backfill-visual`, before the store opens: load the visual model and give an embedded
     collection made without the VISUAL vector a copy that has it (the folder lock is held)."""
     from embedder.errors import ConfigError
-    from embedder.visual import load_visual
+    from embedder.models.visual import load_visual
 
     visual = load_visual(settings)
     if visual is None:
@@ -570,7 +570,7 @@ def _visual_layout(settings: Settings) -> Any:
 
 def run_backfill_visual(engine: Any, args: argparse.Namespace) -> int:
     """`backfill-visual`: decode the files of images without a visual vector and run only the visual model."""
-    from embedder.backfill import backfill_visual
+    from embedder.indexing.backfill import backfill_visual
 
     def progress(done: int, total: int) -> None:
         if not args.json and sys.stderr.isatty():
@@ -634,7 +634,7 @@ def _print_finished(job: Job) -> None:
 
 def run_tags(engine: Any, args: argparse.Namespace) -> int:
     """`tags`: every tag with its count, most first; with --refresh, re-tag what another vocabulary made."""
-    from embedder.tags import tag_counts
+    from embedder.indexing.tags import tag_counts
 
     if args.refresh:
         if engine.indexer.tagger is None:

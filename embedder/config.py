@@ -18,7 +18,7 @@ import platformdirs
 from dotenv import dotenv_values
 
 from embedder.errors import ConfigError
-from embedder.excludes import DEFAULT_EXCLUDES, NONE, split_globs
+from embedder.media.excludes import DEFAULT_EXCLUDES, NONE, split_globs
 
 APP_NAME = "embedder"
 ENV_FILE_NAME = "qdrant.env"

@@ -9,15 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from embedder.config import Settings
-from embedder.encoder import Encoder, load_encoder
-from embedder.excludes import Excludes
-from embedder.indexer import Indexer
-from embedder.jobs import Job, JobRunner
-from embedder.search import Searcher
+from embedder.models.encoder import Encoder, load_encoder
+from embedder.media.excludes import Excludes
+from embedder.indexing.indexer import Indexer
+from embedder.jobs.runner import Job, JobRunner
+from embedder.query.searcher import Searcher
 from embedder.store import FolderLock, ImageStore, open_store
-from embedder.visual import load_visual
-from embedder.thumbnails import shared_cache
-from embedder.tags import open_tagger
+from embedder.models.visual import load_visual
+from embedder.media.thumbnails import shared_cache
+from embedder.indexing.tags import open_tagger
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class Engine:
     def watch(self, roots: Iterable[Path | str], catch_up: bool = True) -> list[Job]:
         """Watch folders for changes (starting the job runner and the watcher if needed); the
         catch-up jobs queued for folders not watched before."""
-        from embedder.watch import FolderWatcher  # watchdog only for those who watch
+        from embedder.jobs.watch import FolderWatcher  # watchdog only for those who watch
 
         self.jobs.start()
         if self.watcher is None:

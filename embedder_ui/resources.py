@@ -17,8 +17,8 @@ from streamlit.delta_generator import DeltaGenerator
 
 from embedder.config import Settings
 from embedder.engine import Engine
-from embedder.search import folder_choices
-from embedder.tags import tag_counts
+from embedder.query.searcher import folder_choices
+from embedder.indexing.tags import tag_counts
 from embedder_ui.widgets import errors_as_messages, job_progress, literal, show_error
 
 log = logging.getLogger(__name__)

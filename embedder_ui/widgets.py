@@ -21,14 +21,14 @@ from PIL import Image
 
 from embedder.config import Settings
 from embedder.errors import EmbedderError, ImageError
-from embedder.images import CHANGED, IMAGE_EXTENSIONS, decode
-from embedder.jobs import Job
+from embedder.media.images import CHANGED, IMAGE_EXTENSIONS, decode
+from embedder.jobs.runner import Job
 from embedder.paths import text_to_path
-from embedder.search import Result
-from embedder.thumbnails import BACKGROUND as THUMB_BACKGROUND
-from embedder.thumbnails import SIDE as THUMB_SIDE
-from embedder.thumbnails import ThumbnailCache, letterboxed, thumbnail_bytes
-from embedder.tags import tag_list
+from embedder.query.searcher import Result
+from embedder.media.thumbnails import BACKGROUND as THUMB_BACKGROUND
+from embedder.media.thumbnails import SIDE as THUMB_SIDE
+from embedder.media.thumbnails import ThumbnailCache, letterboxed, thumbnail_bytes
+from embedder.indexing.tags import tag_list
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from embedder import synthetic
+from embedder.evaluation import synthetic
 from faultkit import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -194,7 +194,7 @@ def trained_model(model_path: Path) -> bool:
     """Ranking is asserted with the trained tiny CLIP (always, with the default test model); a
     random-weight stand-in set through EMBEDDER_TEST_MODEL while the fixture is being built cannot rank."""
     readme = model_path / "README.md"
-    return "EMBEDDER_TEST_MODEL" not in os.environ or (readme.is_file() and "embedder.synthetic" in readme.read_text())
+    return "EMBEDDER_TEST_MODEL" not in os.environ or (readme.is_file() and "embedder.evaluation.synthetic" in readme.read_text())
 
 
 def open_page(url_path: str) -> AppTest:

@@ -28,7 +28,7 @@ for _var in ("QDRANT_URL", "QDRANT_API_KEY", "QDRANT_PATH", "EMBEDDER_MODEL", "U
     os.environ.pop(_var, None)
 
 from embedder.config import Settings  # noqa: E402
-from embedder.encoder import Encoder  # noqa: E402
+from embedder.models.encoder import Encoder  # noqa: E402
 from embedder.engine import Engine  # noqa: E402
 
 # The test model: a tiny CLIP trained offline on synthetic shapes (swap it here, in one place).

@@ -38,8 +38,8 @@ from appkit import (
 )
 from embedder.config import Settings
 from embedder.errors import StoreInUseError
-from embedder.indexer import Progress, time_left
-from embedder.jobs import Job, JobRequest
+from embedder.indexing.indexer import Progress, time_left
+from embedder.jobs.runner import Job, JobRequest
 from embedder.store import FolderLock, open_store
 from embedder_ui import widgets
 from faultkit import FakeQdrant, StatusServer, free_port, wait_until

@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from appkit import CAPTION, CLASSES, app_env, assert_clean, index_folder, search, unescape, write_images  # noqa: F401
-from embedder import synthetic
+from embedder.evaluation import synthetic
 
 BADGE = re.compile(r":gray-badge\[((?:\\.|[^\]])*)\]")
 

@@ -16,10 +16,10 @@ from streamlit.testing.v1 import AppTest
 from appkit import metrics
 from embedder.engine import Engine
 from embedder.errors import ImageError
-from embedder.images import decode, read_meta
-from embedder.indexer import PAYLOAD_FIELDS
-from embedder.search import Query, make_filter
-from embedder.tags import FIELDS as TAG_FIELDS
+from embedder.media.images import decode, read_meta
+from embedder.indexing.indexer import PAYLOAD_FIELDS
+from embedder.query.searcher import Query, make_filter
+from embedder.indexing.tags import FIELDS as TAG_FIELDS
 from imagefiles import png_bomb, solid
 
 TAKEN = "2021:07:04 12:30:00"
@@ -52,7 +52,7 @@ def refuse_pixels(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Callable[[
 
     def start() -> None:
         monkeypatch.setattr(engine.encoder, "encode_images", refuse)
-        monkeypatch.setattr("embedder.indexer.decode", refuse)
+        monkeypatch.setattr("embedder.indexing.indexer.decode", refuse)
 
     return start
 
@@ -181,8 +181,8 @@ def test_a_file_unreadable_now_leaves_its_point_as_it_was(
     def unreadable(path: Path, max_pixels: int):
         raise ImageError("permission denied")
 
-    monkeypatch.setattr("embedder.indexer.read_meta", unreadable)
-    with caplog.at_level(logging.INFO, logger="embedder.indexer"):
+    monkeypatch.setattr("embedder.indexing.indexer.read_meta", unreadable)
+    with caplog.at_level(logging.INFO, logger="embedder.indexing.indexer"):
         report = engine.indexer.index([album])
     assert sorted(report.unchanged) == sorted(full)
     assert (report.updated, report.failed, report.added) == ([], [], [])
@@ -231,7 +231,7 @@ def test_folders_come_from_every_stored_path(engine: Engine, album: Path, tmp_pa
 
 def test_the_index_page_shows_updated_files() -> None:
     def script() -> None:
-        from embedder.indexer import IndexReport
+        from embedder.indexing.indexer import IndexReport
         from embedder_ui.pages.index import _show_report
 
         _show_report(IndexReport(unchanged=["/a.jpg"], updated=["/b.jpg", "/c.jpg"]))

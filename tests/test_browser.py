@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
-from embedder import synthetic
+from embedder.evaluation import synthetic
 from faultkit import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -284,7 +284,7 @@ def test_upload_index_search_in_a_real_browser(page, app_url: str, tmp_path: Pat
     scores = [score for _, score in found]
     assert scores == sorted(scores, reverse=True)
     readme = model_path / "README.md"
-    if "EMBEDDER_TEST_MODEL" not in os.environ or (readme.is_file() and "embedder.synthetic" in readme.read_text()):
+    if "EMBEDDER_TEST_MODEL" not in os.environ or (readme.is_file() and "embedder.evaluation.synthetic" in readme.read_text()):
         assert found[0][0] == "red-circle.png"  # the trained tiny CLIP (a random stand-in cannot rank)
     thumbs = pg.locator('[data-testid="stImage"] img')
     assert thumbs.count() == len(files)

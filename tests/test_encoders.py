@@ -17,10 +17,10 @@ from PIL import Image
 
 from embedder import cli
 from embedder.config import Settings
-from embedder.encoder import Encoder, load_encoder
+from embedder.models.encoder import Encoder, load_encoder
 from embedder.engine import Engine
 from embedder.errors import CollectionMismatchError, ModelLoadError
-from embedder.search import Query
+from embedder.query.searcher import Query
 from modelkit import (
     TINY_OPEN_CLIP, cosine, import_open_clip, photo_folder,
     tiny_open_clip, tiny_siglip, tiny_text_model, word_tokenizer,

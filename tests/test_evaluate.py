@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from embedder import cli
-from embedder.evaluate import load_dataset, score_ranking
+from embedder.evaluation.evaluate import load_dataset, score_ranking
 
 
 def test_metrics_match_hand_computed_values() -> None:
@@ -46,7 +46,7 @@ def test_bad_dataset_is_one_clear_error(tmp_path: Path, monkeypatch, model_path:
 
 
 def test_eval_leaves_the_live_store_alone(tmp_path: Path, monkeypatch, model_path: Path, capsys) -> None:
-    from embedder.synthetic import write_dataset
+    from embedder.evaluation.synthetic import write_dataset
 
     write_dataset(tmp_path / "ds", n_per_class=1, seed=3)
     monkeypatch.setenv("EMBEDDER_MODEL", str(model_path))

@@ -14,10 +14,10 @@ from watchdog.events import DirMovedEvent, FileCreatedEvent, FileDeletedEvent
 from embedder import cli
 from embedder.config import Settings
 from embedder.engine import Engine
-from embedder.excludes import DEFAULT_EXCLUDES, Excludes, split_globs
-from embedder.images import discover
-from embedder.jobs import JobRequest, JobRunner
-from embedder.watch import FolderWatcher
+from embedder.media.excludes import DEFAULT_EXCLUDES, Excludes, split_globs
+from embedder.media.images import discover
+from embedder.jobs.runner import JobRequest, JobRunner
+from embedder.jobs.watch import FolderWatcher
 
 
 def _save(path: Path, i: int = 1) -> Path:

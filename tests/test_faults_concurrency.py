@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from embedder.engine import Engine
-from embedder.images import file_hash, point_id
-from embedder.indexer import Progress
-from embedder.search import Query
+from embedder.media.images import file_hash, point_id
+from embedder.indexing.indexer import Progress
+from embedder.query.searcher import Query
 from faultkit import cli_env, distinct_folder, distinct_image, run_cli
 
 WAIT_S = 60.0

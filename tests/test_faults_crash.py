@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from embedder.engine import Engine
-from embedder.images import decode, file_hash, point_id
-from embedder.search import Query
+from embedder.media.images import decode, file_hash, point_id
+from embedder.query.searcher import Query
 from faultkit import TerminalRun, cli_env, distinct_folder, run_cli
 
 pytestmark = pytest.mark.slow

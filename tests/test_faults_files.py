@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 from embedder.engine import Engine
-from embedder.images import decode
+from embedder.media.images import decode
 from faultkit import ROOT, distinct_image
 from imagefiles import COLOURS, huge_jpeg_header, png_bomb, solid
 
@@ -186,7 +186,7 @@ PROBE = """
 import json, sys
 from pathlib import Path
 from embedder.errors import ImageError
-from embedder.images import decode
+from embedder.media.images import decode
 def peak_kib():
     with open("/proc/self/status") as fh:
         return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
@@ -247,11 +247,11 @@ def test_the_memory_probe_sees_a_real_large_decode(tmp_path: Path) -> None:
 SLIVER_PROBE = """
 import json, sys
 from pathlib import Path
-from embedder.encoder import Encoder
+from embedder.models.encoder import Encoder
 def peak_kib():
     with open("/proc/self/status") as fh:
         return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
-from embedder.images import decode
+from embedder.media.images import decode
 encoder = Encoder(sys.argv[1], "cpu", 4)
 from PIL import Image
 width = int(sys.argv[3]) // encoder.image_size

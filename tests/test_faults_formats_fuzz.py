@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from embedder.errors import ImageError
-from embedder.images import decode
+from embedder.media.images import decode
 from faultkit import distinct_image
 from rawfiles import dng_bytes
 from test_faults_fuzz import FUZZ, HANG_S, MAX_PIXELS, apply, hang_guard, mutation

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from embedder.errors import ImageError
-from embedder.images import decode
+from embedder.media.images import decode
 from faultkit import distinct_image
 
 MAX_PIXELS = 4_000_000

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import streamlit as st
 
-from embedder.uploads import display_name
+from embedder.media.uploads import display_name
 from appkit import finish_jobs, goto
 from faultkit import distinct_image, encode_png
 

@@ -25,11 +25,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import embedder.indexer
+import embedder.indexing.indexer
 from embedder.engine import Engine
 from embedder.errors import ImageError
-from embedder.images import CHANGED, bytes_hash, decode, hash_file, point_id, read_meta
-from embedder.search import Query
+from embedder.media.images import CHANGED, bytes_hash, decode, hash_file, point_id, read_meta
+from embedder.query.searcher import Query
 from faultkit import ROOT, distinct_image, encode_png, wait_until
 from test_faults_files import _chunk as png_chunk
 from test_faults_files import peak_growth
@@ -53,14 +53,14 @@ def stored_hashes(engine: Engine) -> set[str]:
 
 def before_decoding(monkeypatch: pytest.MonkeyPatch, path: Path, change: Callable[[Path], None]) -> None:
     """Apply `change` to `path` after every file was hashed, right before its image is decoded."""
-    real = embedder.indexer._decode_first
+    real = embedder.indexing.indexer._decode_first
 
     def changed_first(paths, *args, **kwargs):
         if paths[0] == path:
             change(path)
         return real(paths, *args, **kwargs)
 
-    monkeypatch.setattr(embedder.indexer, "_decode_first", changed_first)
+    monkeypatch.setattr(embedder.indexing.indexer, "_decode_first", changed_first)
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,7 +188,7 @@ def test_a_file_changed_between_hashing_and_decoding_is_reported_never_stored_mi
     new_bytes = encode_png(distinct_image(99))
     with monkeypatch.context() as patch:
         if not read_whole:  # files above this size are decoded from the open file, then hashed again
-            patch.setattr("embedder.images.WHOLE_READ_MAX", 0)
+            patch.setattr("embedder.media.images.WHOLE_READ_MAX", 0)
         if how == "still-being-written":  # hashed while half written, decoded once finished
             target.write_bytes(new_bytes[: len(new_bytes) // 2])
             files["img0.png"] = target.read_bytes()
@@ -217,7 +217,7 @@ def test_the_same_bytes_are_still_decoded_when_nothing_changed(tmp_path: Path, m
     path.write_bytes(encode_png(distinct_image(5)))
     digest = hash_file(path).sha256
     whole = decode(path, LIMIT, sha256=digest).image
-    monkeypatch.setattr("embedder.images.WHOLE_READ_MAX", 0)
+    monkeypatch.setattr("embedder.media.images.WHOLE_READ_MAX", 0)
     assert decode(path, LIMIT, sha256=digest).image.tobytes() == whole.tobytes() == decode(path, LIMIT).image.tobytes()
     with pytest.raises(ImageError, match="changed while it was being indexed"):
         decode(path, LIMIT, sha256="0" * 64)
@@ -282,7 +282,7 @@ def test_a_100_megapixel_deep_image_is_decoded_holding_its_samples_about_once(
 THREADS_PROBE = """
 import json, sys, threading
 from pathlib import Path
-from embedder.images import decode
+from embedder.media.images import decode
 def peak_kib():
     with open("/proc/self/status") as fh:
         return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))

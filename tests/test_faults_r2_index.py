@@ -21,7 +21,7 @@ from PIL import Image
 
 from embedder import cli
 from embedder.engine import Engine
-from embedder.search import Query
+from embedder.query.searcher import Query
 from embedder.store import SearchFilter
 from faultkit import DEADLINE_S, ROOT, cli_env, distinct_folder, distinct_image
 
@@ -187,7 +187,7 @@ def test_one_point_that_cannot_be_stored_fails_alone_and_the_batch_lands(
     folder = tmp_path / "album"
     paths = distinct_folder(folder, 5)
     poisoned = str(paths[2])
-    import embedder.indexer as indexer
+    import embedder.indexing.indexer as indexer
 
     real = indexer.new_payload
 

@@ -23,9 +23,9 @@ import pytest
 
 from embedder import cli
 from embedder.config import Settings
-from embedder.encoder import Encoder
+from embedder.models.encoder import Encoder
 from embedder.errors import StoreError
-from embedder.images import file_hash, point_id
+from embedder.media.images import file_hash, point_id
 from embedder.store import Point, open_store
 from faultkit import ClosingServer, FakeQdrant, StatusServer, distinct_folder, free_port, server_mode
 

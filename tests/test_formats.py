@@ -12,13 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from embedder import cli, formats
+from embedder import cli
+
+from embedder.media import formats
 from embedder.engine import Engine
 from embedder.errors import ImageError
-from embedder.images import CHANGED, _raw_peak, decode, discover, read_meta
-from embedder.indexer import Failure, IndexReport
-from embedder.search import Query, check_file_types, file_types, make_filter
-from embedder.watch import _wanted
+from embedder.media.images import CHANGED, _raw_peak, decode, discover, read_meta
+from embedder.indexing.indexer import Failure, IndexReport
+from embedder.query.searcher import Query, check_file_types, file_types, make_filter
+from embedder.jobs.watch import _wanted
 from appkit import app_env, assert_clean, index_folder, metrics, render
 from imagefiles import COLOURS
 from modelkit import photo
@@ -174,10 +176,10 @@ def test_a_bitmap_preview_is_used_as_it_is(tmp_path: Path, monkeypatch: pytest.M
     (No DNG this writer makes gets one from LibRaw, so LibRaw's answer is stood in for.)"""
     path = dng(tmp_path / "bitmap.dng", halves((320, 240)))
     green = np.full((240, 320, 3), COLOURS["green"], dtype=np.uint8)
-    monkeypatch.setattr("embedder.raw.preview", lambda raw: green)
+    monkeypatch.setattr("embedder.media.raw.preview", lambda raw: green)
     decoded = decode(path, LIMIT, min_side=64)
     assert colour_at(decoded.image, 0.5, 0.5) == "green" and min(decoded.image.size) == 64
-    monkeypatch.setattr("embedder.raw.preview", lambda raw: green[:20, :20])  # too small: developed instead
+    monkeypatch.setattr("embedder.media.raw.preview", lambda raw: green[:20, :20])  # too small: developed instead
     assert colour_at(decode(path, LIMIT, min_side=64).image, 0.1, 0.5) == "red"
 
 

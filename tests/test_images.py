@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from embedder.errors import ImageError
-from embedder.images import decode, discover, file_hash, point_id
+from embedder.media.images import decode, discover, file_hash, point_id
 from imagefiles import COLOURS, huge_jpeg_header, png_bomb, solid, with_orientation
 
 LIMIT = 50_000_000

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from embedder.engine import Engine
-from embedder.indexer import Progress
+from embedder.indexing.indexer import Progress
 from imagefiles import jpeg_bytes, solid
 
 

@@ -74,7 +74,7 @@ def test_the_installed_command_finds_the_same_store_from_any_folder(
         locations.append(document["location"])
         imported = _run([str(installed / "python"), "-c", "import embedder, embedder_ui; print(embedder.__file__)"], cwd, env)
         assert str(installed.parent) in imported.stdout  # the installed copy, not the checkout
-        vocabulary = "from embedder.tags import load_vocabulary; print(len(load_vocabulary(None)))"
+        vocabulary = "from embedder.indexing.tags import load_vocabulary; print(len(load_vocabulary(None)))"
         shipped = _run([str(installed / "python"), "-c", vocabulary], cwd, env)
         assert shipped.returncode == 0 and int(shipped.stdout) > 200, shipped.stderr  # the package data came along
     assert locations[0] == locations[1] == str(home / "data" / "embedder" / "qdrant")

@@ -9,8 +9,8 @@ import pytest
 from faultkit import distinct_folder
 
 from embedder.engine import Engine
-from embedder.jobs import Job, JobRequest, JobRunner
-from embedder.search import Query
+from embedder.jobs.runner import Job, JobRequest, JobRunner
+from embedder.query.searcher import Query
 
 
 def _index(*paths: Path, **kw) -> JobRequest:

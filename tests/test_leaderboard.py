@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from embedder import cli
-from embedder.evaluate import evaluate_text, load_dataset
-from embedder.synthetic import write_dataset
+from embedder.evaluation.evaluate import evaluate_text, load_dataset
+from embedder.evaluation.synthetic import write_dataset
 from modelkit import tiny_siglip
 
 TEMPLATES = ["{}", "a photo of {}"]

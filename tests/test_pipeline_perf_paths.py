@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedder.encoder import Encoder, PreparedImage, crop_to_aspect, normalise
+from embedder.models.encoder import Encoder, PreparedImage, crop_to_aspect, normalise
 from embedder.engine import Engine
-from embedder.images import decode
+from embedder.media.images import decode
 from faultkit import distinct_folder, distinct_image
 from modelkit import photo
 
@@ -150,8 +150,8 @@ def test_short_text_queries_run_on_one_thread_and_give_the_same_vectors(encoder:
 def test_decode_threads_default_to_half_the_cores_on_cpu_and_all_for_a_gpu(engine: Engine) -> None:
     import os
 
-    from embedder.encoder import default_workers
-    from embedder.indexer import Indexer
+    from embedder.models.encoder import default_workers
+    from embedder.indexing.indexer import Indexer
 
     cores = os.cpu_count() or 2
     assert default_workers("cpu") == max(1, cores // 2)

@@ -11,12 +11,12 @@ import pytest
 from PIL import Image
 
 from embedder import cli
-from embedder.duplicates import near_duplicate_groups
+from embedder.query.duplicates import near_duplicate_groups
 from embedder.engine import Engine
-from embedder.encoder import normalise
+from embedder.models.encoder import normalise
 from embedder.errors import QueryError
-from embedder.search import Query, Term, describe_query, folder_choices, make_filter, parse_term
-from embedder.synthetic import write_dataset
+from embedder.query.searcher import Query, Term, describe_query, folder_choices, make_filter, parse_term
+from embedder.evaluation.synthetic import write_dataset
 
 # Measured on the synthetic set with the tiny test model (see README "Near-duplicates"):
 # resized + re-encoded copies score ≥ 0.9959, distinct images ≤ 0.9921.
@@ -98,7 +98,7 @@ def test_a_negative_term_pushes_a_class_down(shapes) -> None:
 
 def test_text_plus_image_terms(shapes) -> None:
     engine, _ = shapes
-    from embedder.synthetic import generate_classes
+    from embedder.evaluation.synthetic import generate_classes
 
     held_out = next(s for s in generate_classes(1, seed=777) if s.label == "blue square")
     results = classes_of(engine.searcher.search(Query((Term(image=held_out.image), Term(text="a blue square"))), 4))

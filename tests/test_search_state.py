@@ -8,9 +8,9 @@ import pytest
 from faultkit import distinct_folder
 
 from embedder.engine import Engine
-from embedder.search import Term, make_filter
+from embedder.query.searcher import Term, make_filter
 from embedder.store import SearchFilter
-from embedder_ui.search_state import Options, SearchState
+from embedder_ui.pages.search_state import Options, SearchState
 
 ALL = SearchFilter()
 

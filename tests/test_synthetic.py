@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from embedder import synthetic  # noqa: E402
+from embedder.evaluation import synthetic  # noqa: E402
 
 TINY_CLIP = ROOT / "tests" / "fixtures" / "tiny-clip"
 HELDOUT_SEED = 4242  # neither the training seeds (1000..1017) nor the training log's held-out seed (99)

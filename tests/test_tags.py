@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedder import cli, synthetic
+from embedder import cli
+
+from embedder.evaluation import synthetic
 from embedder.config import Settings
 from embedder.errors import ConfigError
-from embedder.search import Query, make_filter
+from embedder.query.searcher import Query, make_filter
 from embedder.store import SearchFilter
-from embedder.tags import (
+from embedder.indexing.tags import (
     DEFAULT_SCALE,
     Tagger,
     default_vocabulary_text,

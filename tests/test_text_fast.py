@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from embedder.config import Settings
-from embedder.encoder import Encoder, load_encoder
+from embedder.models.encoder import Encoder, load_encoder
 from embedder.errors import ConfigError
-from embedder.text_fast import FastClipText, clip_model_of
+from embedder.models.text_fast import FastClipText, clip_model_of
 from modelkit import cosine, photo
 
 SPEEDUP_COSINE = 0.999  # the bar; the path is the same fp32 arithmetic, so it is ~1.0

@@ -15,11 +15,11 @@ import pytest
 import streamlit as st
 from PIL import Image
 
-from embedder import thumbnails
+from embedder.media import thumbnails
 from embedder.config import Settings
 from embedder.engine import Engine
-from embedder.images import hash_file
-from embedder.thumbnails import SIDE, ThumbnailCache, shared_cache
+from embedder.media.images import hash_file
+from embedder.media.thumbnails import SIDE, ThumbnailCache, shared_cache
 from embedder_ui import widgets
 from modelkit import photo
 
@@ -125,7 +125,7 @@ def test_a_folder_that_cannot_be_written_gives_thumbnails_in_memory_with_one_log
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the cache folder should be")  # as root, chmod would not stop us
     cache = ThumbnailCache(blocked / "thumbs", max_mb=50)
-    caplog.set_level(logging.WARNING, logger="embedder.thumbnails")
+    caplog.set_level(logging.WARNING, logger="embedder.media.thumbnails")
     for seed in range(3):
         original = jpeg_file(tmp_path / f"{seed}.jpg", seed)
         data = cache.get_or_make(sha(original), lambda: Image.open(original))
@@ -221,7 +221,7 @@ def test_result_grid_passes_hashes_to_the_cache(indexed, monkeypatch: pytest.Mon
     seen: list[tuple[str | None, object]] = []
     monkeypatch.setattr(widgets, "thumbnail", lambda path, mp, side=SIDE, sha256=None, cache=None: seen.append((sha256, cache)) or b"")
     monkeypatch.setattr(widgets.st, "image", lambda *a, **k: None)
-    results = engine.searcher.search(__import__("embedder.search", fromlist=["Query"]).Query.text("a photo"), 10)
+    results = engine.searcher.search(__import__("embedder.query.searcher", fromlist=["Query"]).Query.text("a photo"), 10)
     cache = shared_cache(engine.settings)
     widgets.result_grid(results, engine.settings.max_image_pixels, thumbnails=cache)
     assert sorted(s for s, _ in seen) == sorted(r.payload["sha256"] for r in results)

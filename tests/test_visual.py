@@ -16,14 +16,14 @@ import torch
 from PIL import Image
 
 from embedder import cli
-from embedder.duplicates import duplicate_space, near_duplicate_groups
+from embedder.query.duplicates import duplicate_space, near_duplicate_groups
 from embedder.engine import Engine
 from embedder.errors import CollectionMismatchError, ModelLoadError
-from embedder.images import decode
-from embedder.search import Query, Term
+from embedder.media.images import decode
+from embedder.query.searcher import Query, Term
 from embedder.store import VISUAL, Point
 from embedder.store.memory import MemoryStore
-from embedder.visual import VisualEncoder
+from embedder.models.visual import VisualEncoder
 from modelkit import cosine, photo_folder, tiny_vit
 
 SIZES = [(1200, 900), (97, 160), (640, 480), (30, 20), (800, 420), (64, 64), (300, 200), (150, 150)]

@@ -11,9 +11,9 @@ import pytest
 from faultkit import distinct_image, wait_until
 
 from embedder.engine import Engine
-from embedder.jobs import JobRunner
-from embedder.watch import FolderWatcher
-from embedder.search import Query
+from embedder.jobs.runner import JobRunner
+from embedder.jobs.watch import FolderWatcher
+from embedder.query.searcher import Query
 
 QUIET_S = 0.3
 

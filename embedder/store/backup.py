@@ -41,7 +41,7 @@ from typing import IO, Any
 from embedder import __version__
 from embedder.config import Settings
 from embedder.errors import StoreError
-from embedder.model_ids import expected_model_id
+from embedder.models.ids import expected_model_id
 from embedder.store.edge import _fsync_folder
 from embedder.store.lock import FolderLock
 

@@ -11,7 +11,7 @@ PAYLOAD_INDEXES: dict[str, str] = {
     "paths": "keyword",  # every path of the image: a path belongs to one point
     "folders": "keyword",  # every folder above each path: the folder filter
     "format": "keyword",  # JPEG, PNG, …: the file-type filter
-    "tags": "keyword",  # labels found in the picture (embedder/tags.py): the tag filter and its counts
+    "tags": "keyword",  # labels found in the picture (embedder/indexing/tags.py): the tag filter and its counts
     "date": "float",  # date taken (EXIF) or the file's time: the date filter, browsing by date
     "bytes": "float",
     "width": "float",

@@ -6,9 +6,9 @@ import streamlit as st
 
 from pathlib import Path
 
-from embedder.duplicates import DuplicateGroup, copies_bytes, forget_others, keeper, move_others, near_duplicate_groups
+from embedder.query.duplicates import DuplicateGroup, copies_bytes, forget_others, keeper, move_others, near_duplicate_groups
 from embedder.engine import Engine
-from embedder.thumbnails import shared_cache
+from embedder.media.thumbnails import shared_cache
 from embedder_ui import navigation, resources, widgets
 
 DUPLICATES = "duplicate_groups"  # the last near-duplicate scan and what it was made for

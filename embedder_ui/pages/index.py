@@ -9,8 +9,8 @@ from __future__ import annotations
 import streamlit as st
 
 from embedder.engine import Engine
-from embedder.indexer import IndexReport
-from embedder.jobs import Job, JobRequest
+from embedder.indexing.indexer import IndexReport
+from embedder.jobs.runner import Job, JobRequest
 from embedder.paths import typed_path
 from embedder_ui import resources, widgets
 

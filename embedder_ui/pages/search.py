@@ -15,14 +15,14 @@ import streamlit as st
 
 from embedder.engine import Engine
 from embedder.errors import ImageError, QueryError
-from embedder.images import bytes_hash, decode
-from embedder.search import (
+from embedder.media.images import bytes_hash, decode
+from embedder.query.searcher import (
     DEFAULT_TEMPLATE, Result, Term, apply_template, describe_query, file_types, make_filter, parse_term,
 )
 from embedder.store import SearchFilter
-from embedder.thumbnails import shared_cache
+from embedder.media.thumbnails import shared_cache
 from embedder_ui import navigation, resources, widgets
-from embedder_ui.search_state import Options, SearchState
+from embedder_ui.pages.search_state import Options, SearchState
 
 PAGE_SIZES = [4, 8, 12, 16, 20, 24, 32, 40, 48, 64]
 MAX_WEIGHT = 3.0

@@ -1,6 +1,6 @@
 """Camera RAW files through LibRaw (rawpy): size, orientation, the embedded preview, a half-size develop.
 
-Only what LibRaw does lives here; `embedder.images` decides which picture to use and accounts for
+Only what LibRaw does lives here; `embedder.media.images` decides which picture to use and accounts for
 the memory. Every LibRaw failure becomes an `ImageError` with a reason.
 """
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from embedder.encoder import (
+from embedder.models.encoder import (
     MAX_ASPECT_UNCROPPED, OPEN_CLIP_PREFIX, Encoder, PreparedImage, crop_to_aspect, first_line, pick_device,
 )
 from embedder.errors import ModelLoadError
-from embedder.model_ids import model_id_of_spec, parse_spec
+from embedder.models.ids import model_id_of_spec, parse_spec
 
 log = logging.getLogger(__name__)
 

@@ -24,16 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from embedder.encoder import Encoder, PreparedImage, default_workers
+from embedder.models.encoder import Encoder, PreparedImage, default_workers
 from embedder.errors import ImageError, UploadError
-from embedder.excludes import Excludes
-from embedder.formats import SKIP_SUFFIX
-from embedder.images import ImageMeta, decode, discover, hash_file, point_id, read_meta
+from embedder.media.excludes import Excludes
+from embedder.media.formats import SKIP_SUFFIX
+from embedder.media.images import ImageMeta, decode, discover, hash_file, point_id, read_meta
 from embedder.paths import path_to_text, text_to_path
 from embedder.store import ImageStore, Point, SearchFilter
-from embedder.tags import Tagged, Tagger, needs_tags, retag, stored_vectors
-from embedder.uploads import save_upload
-from embedder.thumbnails import ThumbnailCache
+from embedder.indexing.tags import Tagged, Tagger, needs_tags, retag, stored_vectors
+from embedder.media.uploads import save_upload
+from embedder.media.thumbnails import ThumbnailCache
 
 log = logging.getLogger(__name__)
 

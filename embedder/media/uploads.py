@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from embedder.errors import UploadError
-from embedder.images import bytes_hash, is_image_name
+from embedder.media.images import bytes_hash, is_image_name
 
 log = logging.getLogger(__name__)
 

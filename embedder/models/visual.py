@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from embedder.encoder import MAX_ASPECT_UNCROPPED, Encoder, PreparedImage, crop_to_aspect, model_id_of, pick_device
-from embedder.encoder_hf import load_pretrained
+from embedder.models.encoder import MAX_ASPECT_UNCROPPED, Encoder, PreparedImage, crop_to_aspect, model_id_of, pick_device
+from embedder.models.hf import load_pretrained
 from embedder.errors import ModelLoadError
 
 VARIABLE = "EMBEDDER_VISUAL_MODEL"

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from embedder.pager import ResultPages
-from embedder.search import Query, Result, Searcher, Term
+from embedder.query.pager import ResultPages
+from embedder.query.searcher import Query, Result, Searcher, Term
 from embedder.store import SearchFilter
 
 

@@ -15,9 +15,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from embedder.encoder import Encoder, PreparedImage, default_workers
+from embedder.models.encoder import Encoder, PreparedImage, default_workers
 from embedder.errors import ImageError
-from embedder.images import decode
+from embedder.media.images import decode
 from embedder.paths import text_to_path
 from embedder.store import ImageStore
 

@@ -25,8 +25,8 @@ import torch
 from PIL import Image
 
 from embedder.errors import ModelLoadError
-from embedder.model_ids import HF_PREFIX, OPEN_CLIP_PREFIX, model_id_of  # noqa: F401 - used from here too
-from embedder.text_fast import FastClipText, clip_model_of
+from embedder.models.ids import HF_PREFIX, OPEN_CLIP_PREFIX, model_id_of  # noqa: F401 - used from here too
+from embedder.models.text_fast import FastClipText, clip_model_of
 
 if TYPE_CHECKING:
     from embedder.config import Settings
@@ -244,11 +244,11 @@ def load_encoder(settings: Settings) -> Encoder:
     it cannot be loaded or the pair does not match)."""
     model = settings.model
     if model.startswith(OPEN_CLIP_PREFIX):
-        from embedder.encoder_openclip import OpenClipEncoder
+        from embedder.models.open_clip import OpenClipEncoder
 
         encoder: Encoder = OpenClipEncoder(model[len(OPEN_CLIP_PREFIX) :], settings.device, settings.batch_size)
     elif model.startswith(HF_PREFIX):
-        from embedder.encoder_hf import HfEncoder
+        from embedder.models.hf import HfEncoder
 
         encoder = HfEncoder(model[len(HF_PREFIX) :], settings.device, settings.batch_size)
     else:

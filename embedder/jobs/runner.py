@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from embedder.errors import EmbedderError
-from embedder.excludes import Excludes
-from embedder.indexer import Failure, Indexer, IndexReport, Progress
+from embedder.media.excludes import Excludes
+from embedder.indexing.indexer import Failure, Indexer, IndexReport, Progress
 
 log = logging.getLogger(__name__)
 

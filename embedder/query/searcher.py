@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from embedder.encoder import Encoder, normalise
+from embedder.models.encoder import Encoder, normalise
 from embedder.errors import QueryError
-from embedder.formats import RAW, RAW_FORMATS
-from embedder.formats import file_types as _stored_types
-from embedder.pager import Collapser, ResultPages
+from embedder.media.formats import RAW, RAW_FORMATS
+from embedder.media.formats import file_types as _stored_types
+from embedder.query.pager import Collapser, ResultPages
 from embedder.store import VISUAL, Hit, ImageStore, SearchFilter
 
 log = logging.getLogger(__name__)

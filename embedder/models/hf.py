@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from embedder.encoder import (
+from embedder.models.encoder import (
     HF_PREFIX, MAX_ASPECT_UNCROPPED, Encoder, PreparedImage,
     crop_to_aspect, first_line, hub_available, model_id_of, pick_device,
 )

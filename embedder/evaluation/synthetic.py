@@ -10,7 +10,7 @@ A dataset on disk (`write_dataset`) is a folder of class folders named ``"<colou
 (``red circle/0001.jpg``) plus ``captions.csv`` (columns ``path,caption``; paths relative to
 the CSV's folder), the two layouts the `eval` command reads.
 
-    python -m embedder.synthetic data/synthetic --per-class 20 --seed 1
+    python -m embedder.evaluation.synthetic data/synthetic --per-class 20 --seed 1
 """
 
 from __future__ import annotations
@@ -240,7 +240,7 @@ def _photographic(image: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m embedder.synthetic", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m embedder.evaluation.synthetic", description=__doc__.split("\n")[0])
     parser.add_argument("folder", type=Path)
     parser.add_argument("--per-class", type=int, default=20, help="images of each colour+shape class")
     parser.add_argument("--seed", type=int, default=1)

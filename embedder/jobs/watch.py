@@ -21,9 +21,9 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from embedder.excludes import Excludes
-from embedder.images import is_image_name
-from embedder.jobs import Job, JobRequest, JobRunner
+from embedder.media.excludes import Excludes
+from embedder.media.images import is_image_name
+from embedder.jobs.runner import Job, JobRequest, JobRunner
 
 log = logging.getLogger(__name__)
 

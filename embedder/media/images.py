@@ -3,8 +3,8 @@
 Nothing here knows about models or Qdrant. Every failure to read an image becomes an
 `ImageError` whose message is a reason a person can act on.
 
-Which files are pictures comes from `embedder.formats` (the installed decoders); camera RAW files go
-through LibRaw (`embedder.raw`): their embedded preview when it is large enough, else a half-size
+Which files are pictures comes from `embedder.media.formats` (the installed decoders); camera RAW files go
+through LibRaw (`embedder.media.raw`): their embedded preview when it is large enough, else a half-size
 develop. Files are opened only if they are regular files, without ever blocking (`open_regular`), and
 the indexer decodes exactly the bytes it hashed (`decode(..., sha256=…)`). Decoding has a bounded
 cost: the pixel limit caps each image, large images are converted tile by tile, all decodes of the
@@ -34,10 +34,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from PIL.ExifTags import IFD, Base
 
-from embedder import raw as rawfile
+from embedder.media import raw as rawfile
 from embedder.errors import ImageError
-from embedder.excludes import Excludes
-from embedder.formats import (  # IMAGE_EXTENSIONS, is_image_name: used from here by the pages and uploads
+from embedder.media.excludes import Excludes
+from embedder.media.formats import (  # IMAGE_EXTENSIONS, is_image_name: used from here by the pages and uploads
     FORMATS, IMAGE_EXTENSIONS, NOT_AN_IMAGE, RAW_FORMATS, Skip, is_image_name, is_raw_name, skipped,  # noqa: F401
 )
 
@@ -111,7 +111,7 @@ def discover(
     Files of a kind left out on purpose (videos, SVG, PDF, …: `formats.skipped`) go to `on_skip`,
     as does a file named as a root that is no picture; other files (sidecars, notes) are ignored.
 
-    Hidden files and folders, and those `exclude` matches (see `embedder.excludes`), are skipped:
+    Hidden files and folders, and those `exclude` matches (see `embedder.media.excludes`), are skipped:
     a skipped folder is never listed nor entered. Symlinked folders are followed, but a folder
     already walked (by device and inode) is never entered again, so symlink loops cannot hang the
     walk. What cannot be reached (a folder that cannot be read, a path longer than the system

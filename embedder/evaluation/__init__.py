@@ -1,0 +1,1 @@
+"""Measuring (and improving) retrieval quality on labelled pictures."""

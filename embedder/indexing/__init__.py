@@ -1,0 +1,1 @@
+"""Sources to points: identity, copies and renames, prune, tags, the report."""
