@@ -540,7 +540,7 @@ def _visual_layout(settings: Settings) -> Any:
     """`backfill-visual`, before the store opens: load the visual model and give an embedded
     collection made without the VISUAL vector a copy that has it (the folder lock is held)."""
     from embedder.errors import ConfigError
-    from embedder.models.visual import load_visual
+    from embedder.models import load_visual
 
     visual = load_visual(settings)
     if visual is None:

@@ -17,7 +17,8 @@ from PIL import Image
 
 from embedder import cli
 from embedder.config import Settings
-from embedder.models.encoder import Encoder, load_encoder
+from embedder.models.base import Encoder
+from embedder.models import load_encoder
 from embedder.engine import Engine
 from embedder.errors import CollectionMismatchError, ModelLoadError
 from embedder.query.searcher import Query

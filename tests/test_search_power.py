@@ -13,7 +13,7 @@ from PIL import Image
 from embedder import cli
 from embedder.query.duplicates import near_duplicate_groups
 from embedder.engine import Engine
-from embedder.models.encoder import normalise
+from embedder.models.vectors import normalise
 from embedder.errors import QueryError
 from embedder.query.searcher import Query, Term, describe_query, folder_choices, make_filter, parse_term
 from embedder.evaluation.synthetic import write_dataset

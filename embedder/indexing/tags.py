@@ -91,7 +91,7 @@ def load_vocabulary(tags_file: Path | None) -> list[str]:
 
 def logit_scale(encoder: Any) -> float:
     """The model's learned logit scale (exp of its `logit_scale` parameter), else DEFAULT_SCALE."""
-    model = getattr(encoder, "_model", None)
+    model = getattr(encoder, "model", None)
     try:
         for name, parameter in model.named_parameters():
             if name.rsplit(".", 1)[-1] == "logit_scale":
