@@ -55,6 +55,7 @@ from embedder.store.contract import (
     pick_vector,
     visual_mismatch_message,
 )
+from embedder.store.conditions import AnyOf, Condition, Equals, conditions
 from embedder.store.lock import FolderLock
 from embedder.store.policy import POLICY, SearchPolicy
 from embedder.store.schema import KEYWORD_FIELDS, NUMBER_FIELDS
@@ -785,26 +786,21 @@ def search_params(policy: SearchPolicy, exact: bool):
 
 
 def to_edge_filter(where: SearchFilter | None):
-    """The Qdrant Edge form of a `SearchFilter` (the same conditions as `to_qdrant_filter`)."""
-    if where is None or where.is_empty():
+    """The Qdrant Edge form of a `SearchFilter`'s neutral conditions (embedder/store/conditions.py)."""
+    found = conditions(where)
+    if found is None:
         return None
     from qdrant_edge import FieldCondition, Filter, HasIdCondition, MatchAny, MatchValue, RangeFloat
 
-    must: list[Any] = []
-    if where.folder:
-        must.append(FieldCondition(key="folders", match=MatchValue(value=where.folder.rstrip("/") or "/")))
-    if where.formats:
-        must.append(FieldCondition(key="format", match=MatchAny(any=list(where.formats))))
-    if where.paths:
-        must.append(FieldCondition(key="paths", match=MatchAny(any=list(where.paths))))
-    must += [FieldCondition(key="tags", match=MatchValue(value=tag)) for tag in dict.fromkeys(where.tags)]
-    if where.date_from is not None or where.date_to is not None:
-        must.append(FieldCondition(key="date", range=RangeFloat(gte=where.date_from, lte=where.date_to)))
-    if where.min_width:
-        must.append(FieldCondition(key="width", range=RangeFloat(gte=float(where.min_width))))
-    if where.min_height:
-        must.append(FieldCondition(key="height", range=RangeFloat(gte=float(where.min_height))))
-    must_not = [HasIdCondition(point_ids=set(where.exclude_ids))] if where.exclude_ids else []
+    def field(condition: Condition) -> Any:
+        if isinstance(condition, Equals):
+            return FieldCondition(key=condition.key, match=MatchValue(value=condition.value))
+        if isinstance(condition, AnyOf):
+            return FieldCondition(key=condition.key, match=MatchAny(any=list(condition.values)))
+        return FieldCondition(key=condition.key, range=RangeFloat(gte=condition.gte, lte=condition.lte))
+
+    must = [field(c) for c in found.must]
+    must_not = [HasIdCondition(point_ids=set(found.exclude_ids))] if found.exclude_ids else []
     return Filter(must=must or None, must_not=must_not or None)
 
 
