@@ -239,7 +239,8 @@ def query(engine: str, n: int, folder: Path, queries: int, e2e: bool = True) -> 
 
     from embedder.models.base import Encoder
     from embedder.models.sentence_transformers import SentenceTransformersEncoder
-    from embedder.query.searcher import Query, Searcher
+    from embedder.query.terms import Query
+    from embedder.query.searcher import Searcher
 
     encoder = SentenceTransformersEncoder(str(common.MODEL_DIR), device="cpu")
     searcher = Searcher(encoder, store)

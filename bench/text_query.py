@@ -191,7 +191,8 @@ def end_to_end(points: int, rounds: int) -> dict:
     import search_latency as sl  # the bench's clustered vectors and payloads
 
     from embedder.models.base import Encoder
-    from embedder.query.searcher import Query, Searcher
+    from embedder.query.terms import Query
+    from embedder.query.searcher import Searcher
     from embedder.store import Point
 
     folder = Path(tempfile.mkdtemp(prefix="text-e2e-"))
