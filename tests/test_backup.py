@@ -25,7 +25,8 @@ from embedder.config import Settings
 from embedder.models.base import Encoder
 from embedder.engine import Engine
 from embedder.store import FolderLock
-from embedder.store.backup import MANIFEST_NAME, expected_model_id
+from embedder.store.archive import MANIFEST_NAME
+from embedder.models.ids import expected_model_id
 from embedder.store.edge import EdgeStore
 from faultkit import ROOT, cli_env, distinct_folder
 from test_faults_server import one_error_line, run
@@ -289,9 +290,9 @@ def test_backup_with_nothing_to_back_up_is_one_line(env, tmp_path: Path, capsys)
 def test_an_interrupted_backup_leaves_nothing_that_looks_like_a_backup(
     indexed, env, settings: Settings, tmp_path: Path, capsys, monkeypatch, fault
 ) -> None:
-    from embedder.store import backup
+    from embedder.store import archive
 
-    real_read = backup._Hashing.read
+    real_read = archive.HashingReader.read
     calls = []
 
     def failing(self, size=-1):
@@ -300,7 +301,7 @@ def test_an_interrupted_backup_leaves_nothing_that_looks_like_a_backup(
             raise KeyboardInterrupt if fault is KeyboardInterrupt else OSError(28, "No space left on device")
         return real_read(self, size)
 
-    monkeypatch.setattr(backup._Hashing, "read", failing)
+    monkeypatch.setattr(archive.HashingReader, "read", failing)
     folder = tmp_path / "backups"
     folder.mkdir()
     dest = folder / "b.tar.gz"
@@ -313,7 +314,7 @@ def test_an_interrupted_backup_leaves_nothing_that_looks_like_a_backup(
     assert list(folder.iterdir()) == []  # no DEST, and no partial file left behind
     assert len(calls) == 5
 
-    monkeypatch.setattr(backup._Hashing, "read", real_read)
+    monkeypatch.setattr(archive.HashingReader, "read", real_read)
     assert run(capsys, "backup", str(dest))[0] == 0  # the store is fine: the next run works
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from embedder.durable import write_json
 from embedder.errors import EmbedderError
 from embedder.media.excludes import Excludes
 from embedder.indexing.indexer import Failure, Indexer, IndexReport, Progress
@@ -328,9 +329,7 @@ class JobRunner:
         document = {"format": JOURNAL_FORMAT, "pid": os.getpid(), "jobs": [r.as_dict() for r in requests]}
         try:
             self.journal.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.journal.with_name(self.journal.name + ".tmp")
-            tmp.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
-            os.replace(tmp, self.journal)
+            write_json(self.journal, document, indent=None)
         except OSError as exc:  # the journal is a convenience: indexing goes on without it
             log.warning("cannot write the job journal %s: %s", self.journal, exc.strerror or exc)
 
