@@ -134,9 +134,9 @@ def _file_types(text: str) -> list[str]:
 
 
 def _collection_name(text: str) -> str:
-    from embedder.config import _collection
+    from embedder.config import collection_name
 
-    return _collection("--collection", text)
+    return collection_name("--collection", text)
 
 
 def _threshold_arg(text: str) -> float:

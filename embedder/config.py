@@ -64,7 +64,8 @@ def _url(var: str, raw: str) -> str:
     return value
 
 
-def _collection(var: str, raw: str) -> str:
+def collection_name(var: str, raw: str) -> str:
+    """A collection name (QDRANT_COLLECTION, `--collection`): short, and no part of a path."""
     value = raw.strip()
     if not value or any(c in value for c in "/\\:*?\"<>| ") or len(value) > 128:
         raise ConfigError(f"{var} must be a short name without spaces or /\\:*?\"<>|, got {raw!r}")
@@ -161,7 +162,7 @@ class Settings:
     qdrant_api_key: str | None = setting("QDRANT_API_KEY", None, _text, "server key; never logged or shown", repr=False)
     qdrant_path: Path = setting("QDRANT_PATH", DATA_DIR / "qdrant", _path, "embedded storage folder (one process)")
     qdrant_timeout: int = setting("QDRANT_TIMEOUT", 10, _positive_int, "seconds a server request may take, in all")
-    collection: str = setting("QDRANT_COLLECTION", "images", _collection, "collection; another name for another model")
+    collection: str = setting("QDRANT_COLLECTION", "images", collection_name, "collection; another name for another model")
     shard_number: int = setting("QDRANT_SHARD_NUMBER", 1, _positive_int, "shards of a new server collection")
     replication_factor: int = setting("QDRANT_REPLICATION_FACTOR", 1, _positive_int, "copies of each shard")
     write_consistency_factor: int = setting(
