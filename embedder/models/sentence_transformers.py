@@ -121,8 +121,9 @@ class SentenceTransformersEncoder(Encoder):
             )
         except OSError as exc:
             log.warning(
-                "could not keep the exported text tower in %s (%s): queries take the torch path",
-                self._tower_root, first_line(exc),
+                "could not keep the exported text tower in %s (%s): queries take the torch path; set "
+                "MODEL_CACHE_DIR to a folder this user can write (or EMBEDDER_TEXT_SPEEDUP=torch)",
+                self._tower_root, exc.strerror or first_line(exc),
             )
             return None
         except Exception as exc:  # noqa: BLE001 - any exporter or runtime failure: the torch path answers
