@@ -17,6 +17,7 @@ import pytest
 from embedder import cli
 from embedder.models import text_onnx
 from imagefiles import solid
+from test_cli import env  # noqa: F401 - a fixture, shared
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "transformers", "sentence_transformers")
@@ -31,15 +32,9 @@ RUN = (
 
 
 @pytest.fixture
-def env(tmp_path: Path, model_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    values = {
-        "EMBEDDER_MODEL": str(model_path),
-        "EMBEDDER_DEVICE": "cpu",
-        "QDRANT_PATH": str(tmp_path / "qdrant"),
-        "UPLOAD_DIR": str(tmp_path / "uploads"),
-        "MODEL_CACHE_DIR": str(tmp_path / "model-cache"),  # clean: nothing exported yet
-        "TAGS": "false",
-    }
+def indexed(env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """test_cli's settings, a clean model cache (nothing exported yet), and a few images indexed."""
+    values = {**env, "MODEL_CACHE_DIR": str(tmp_path / "model-cache"), "TAGS": "false"}
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     for i, (name, colour) in enumerate({"red": "red", "blue": "blue", "green": "green", "purple": (200, 40, 200)}.items()):
@@ -82,9 +77,9 @@ SEARCHES = [
 
 
 def test_a_text_search_exports_once_then_answers_without_torch(
-    env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+    indexed: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cache = Path(env["MODEL_CACHE_DIR"])
+    cache = Path(indexed["MODEL_CACHE_DIR"])
     wants = [json.loads(here(capsys, monkeypatch, *argv, EMBEDDER_TEXT_SPEEDUP="off")) for argv in SEARCHES]
     assert all(wants) and not cache.exists()  # sentence-transformers' own path writes nothing
     first, imported = run(tmp_path, *SEARCHES[0])
@@ -98,7 +93,7 @@ def test_a_text_search_exports_once_then_answers_without_torch(
 
 
 def test_duplicates_answer_without_a_model_once_the_text_tower_is_exported(
-    env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+    indexed: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     here(capsys, monkeypatch, "search", "anything")  # exports the tower
     want = json.loads(here(capsys, monkeypatch, "duplicates", "--json", "--threshold", "0.9", EMBEDDER_TEXT_SPEEDUP="off"))
@@ -108,7 +103,7 @@ def test_duplicates_answer_without_a_model_once_the_text_tower_is_exported(
 
 
 def test_an_image_term_still_loads_the_whole_model(
-    env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+    indexed: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     here(capsys, monkeypatch, "search", "anything")
     picture = str(tmp_path / "pics" / "red.jpg")
@@ -119,7 +114,7 @@ def test_an_image_term_still_loads_the_whole_model(
 
 
 def test_a_model_cache_that_cannot_be_written_falls_back_with_one_line(
-    env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+    indexed: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")  # nothing can be made below it, whoever runs this
