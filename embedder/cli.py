@@ -333,7 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from embedder.engine import Engine  # after the lock: torch and the model load only now
 
             visual = _visual_layout(settings) if args.command == "backfill-visual" else None
-            engine = Engine.open(settings, shard=getattr(args, "shard", None), lock=lock, visual=visual)
+            encoder = _query_encoder(settings, args)  # text-only searches and duplicates: no torch
+            engine = Engine.open(settings, shard=getattr(args, "shard", None), encoder=encoder, lock=lock, visual=visual)
             stack.callback(engine.close)
             return COMMANDS[args.command](engine, args)
     except EmbedderError as exc:
@@ -345,6 +346,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
         print("interrupted: run the same command again to finish (nothing is indexed twice)", file=sys.stderr)
         return 130
+
+
+def _query_encoder(settings: Settings, args: argparse.Namespace) -> Any:
+    """For a search without pictures, and for `duplicates`, the exported text tower alone when it is
+    on disk (`embedder.models.load_query_encoder`); None: the full model loads as usual."""
+    if settings.visual_model or not (args.command == "duplicates" or (args.command == "search" and not args.image)):
+        return None
+    from embedder.models import load_query_encoder
+
+    return load_query_encoder(settings)
 
 
 def _folder_lock(settings: Settings) -> Any:

@@ -1,24 +1,27 @@
-"""The product's working parts, opened once and wired together: model, store, indexer, searcher, jobs."""
+"""The product's working parts, opened once and wired together: model, store, indexer, searcher, jobs.
+
+The model and the store open first; the indexer (with its tagger and thumbnails) and the job runner
+are built on first use, so a command that only searches or reads imports and loads nothing more.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from embedder.config import Settings
-from embedder.models.base import Encoder
-from embedder.models import load_encoder
-from embedder.media.excludes import Excludes
-from embedder.indexing.indexer import Indexer
-from embedder.jobs.runner import Job, JobRunner
+from embedder.models import load_encoder, load_visual
 from embedder.query.searcher import Searcher
 from embedder.store import FolderLock, ImageStore, open_store
-from embedder.models import load_visual
-from embedder.media.thumbnails import shared_cache
-from embedder.indexing.tags import open_tagger
+
+if TYPE_CHECKING:
+    from embedder.indexing.indexer import Indexer
+    from embedder.jobs.runner import Job, JobRunner
+    from embedder.models.base import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +31,13 @@ class Engine:
     settings: Settings
     encoder: Encoder
     store: ImageStore
-    indexer: Indexer
     searcher: Searcher
-    jobs: JobRunner  # background indexing for this store; started by whoever wants it (the app, `watch`)
     watcher: Any = field(default=None)  # a FolderWatcher once `watch` is called
     visual: Encoder | None = None  # the image-only model (EMBEDDER_VISUAL_MODEL), when set
+    shard: tuple[int, int] | None = None  # (index, count): this worker indexes only its share
+    _indexer: Indexer | None = field(default=None, repr=False)
+    _jobs: JobRunner | None = field(default=None, repr=False)
+    _parts: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def open(
@@ -46,7 +51,8 @@ class Engine:
     ) -> Engine:
         """Load the model, then open the store for its dimension (either may raise an EmbedderError).
 
-        `encoder` and `store` may be given (tests, benchmarks, a second collection): they are used as they are.
+        `encoder` and `store` may be given (tests, benchmarks, a second collection, the CLI's text-only
+        `embedder.models.load_query_encoder`): they are used as they are.
         `lock`: the embedded folder's lock, when the caller took it before loading the model.
         `visual`: the image-only model, else the one EMBEDDER_VISUAL_MODEL names (if set).
         """
@@ -54,20 +60,46 @@ class Engine:
         visual = visual or load_visual(settings)
         looks = (visual.model_id, visual.dim) if visual else None
         store = store or open_store(settings, encoder.model_id, encoder.dim, lock, visual=looks)
-        indexer = Indexer(
-            encoder, store, settings.max_image_pixels, settings.workers, shard, settings.max_upload_mb * 2**20,
-            exclude=Excludes(settings.exclude),
-            visual=visual,
-            thumbnails=shared_cache(settings),
-            tagger=open_tagger(settings, encoder),
-        )
-        jobs = JobRunner(indexer, journal=settings.jobs_journal)
-        return cls(settings, encoder, store, indexer, Searcher(encoder, store, visual), jobs, visual=visual)
+        return cls(settings, encoder, store, Searcher(encoder, store, visual), visual=visual, shard=shard)
+
+    @property
+    def indexer(self) -> Indexer:
+        """The indexer for this store (with the tagger TAGS asks for), built on first use."""
+        with self._parts:
+            if self._indexer is None:
+                from embedder.indexing.indexer import Indexer
+                from embedder.indexing.tags import open_tagger
+                from embedder.media.excludes import Excludes
+                from embedder.media.thumbnails import shared_cache
+
+                settings = self.settings
+                self._indexer = Indexer(
+                    self.encoder, self.store, settings.max_image_pixels, settings.workers, self.shard,
+                    settings.max_upload_mb * 2**20,
+                    exclude=Excludes(settings.exclude),
+                    visual=self.visual,
+                    thumbnails=shared_cache(settings),
+                    tagger=open_tagger(settings, self.encoder),
+                )
+            return self._indexer
+
+    @property
+    def jobs(self) -> JobRunner:
+        """Background indexing for this store, built on first use; started by whoever wants it (the
+        app, `watch`)."""
+        indexer = self.indexer
+        with self._parts:
+            if self._jobs is None:
+                from embedder.jobs.runner import JobRunner
+
+                self._jobs = JobRunner(indexer, journal=self.settings.jobs_journal)
+            return self._jobs
 
     def watch(self, roots: Iterable[Path | str], catch_up: bool = True) -> list[Job]:
         """Watch folders for changes (starting the job runner and the watcher if needed); the
         catch-up jobs queued for folders not watched before."""
         from embedder.jobs.watch import FolderWatcher  # watchdog only for those who watch
+        from embedder.media.excludes import Excludes
 
         self.jobs.start()
         if self.watcher is None:
@@ -110,5 +142,6 @@ class Engine:
     def close(self) -> None:
         if self.watcher is not None:
             self.watcher.stop()
-        self.jobs.close()
+        if self._jobs is not None:
+            self._jobs.close()
         self.store.close()
