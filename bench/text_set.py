@@ -421,9 +421,13 @@ def write_set(folder: Path | str, per_kind: int, seed: int, kinds: Sequence[str]
 
 
 def load_records(folder: Path | str) -> list[Record]:
-    """The set's records (image path relative to `folder`, lines, words, queries, split)."""
+    """The set's records (image path relative to `folder`, lines, words, queries, split). The words are
+    made again from the lines, so a set drawn before `embedder.words` changed counts today's words."""
     with open(Path(folder) / LABELS, encoding="utf-8") as fh:
-        return [Record(**json.loads(line)) for line in fh if line.strip()]
+        records = [Record(**json.loads(line)) for line in fh if line.strip()]
+    for record in records:
+        record.words = truth_words(record.lines)
+    return records
 
 
 def queries(records: Sequence[Record], split: str | None = None) -> list[Query]:

@@ -7,8 +7,9 @@ and a confidence, lines under `min_confidence` or without a letter or digit left
 
 How a picture is read, and what each step costs, on two CPU cores (bench/ocr_quality.py):
 
-1. **Pixel budget.** A picture above `max_pixels` is scaled down first; recognition crops its lines
-   from that copy. One with a side under `MIN_TEXT_SIDE` pixels cannot hold text and is not looked at.
+1. **Pixel budgets.** Detection never sees more than `DETECT_MAX_PIXELS` (below), and recognition
+   crops its lines from a copy of at most `max_pixels`. A picture with a side under `MIN_TEXT_SIDE`
+   pixels cannot hold text and is not looked at (`TextReading.skipped` says so).
 2. **First look.** Detection alone on a small copy (shorter side `first_look_side`, with lower
    thresholds than the real detection, so it errs towards "maybe text"). Nothing found: the
    reading ends here, with no recognition — most photos hold no text, and this is what they cost.
@@ -23,11 +24,12 @@ How a picture is read, and what each step costs, on two CPU cores (bench/ocr_qua
    (about 1 ms a line).
 
 **Time budget.** Every ONNX Runtime run of a reading stops at the reading's deadline
-(`RunOptions.terminate`, set by a timer), so a reading ends within `time_budget_s` plus the numpy
-work in between (resizing, cropping: milliseconds). Lines already recognised are kept and
-`TextReading.stopped` says why the rest is missing. A picture whose pixels cannot be read, or
-that the models fail on, raises `TextReadError`: it fails alone, and its picture vector is not
-touched.
+(`RunOptions.terminate`, set by a timer), and the deadline is checked before each step, so a reading
+ends within `time_budget_s` plus the one step of numpy work under way (resizing and normalising the
+detection's input, cropping: bench/ocr_quality.py measured 30-80 ms past the budget, up to 0.24 s
+for a 2 MP detection on busy cores). Lines already recognised are kept and `TextReading.stopped`
+says why the rest is missing. A picture whose pixels cannot be read, or that the models fail on,
+raises `TextReadError`: it fails alone, and its picture vector is not touched.
 
 Importing this module loads nothing: ONNX Runtime and RapidOCR are imported when a reader is made.
 It never imports torch. A reader can be shared by threads (each reading keeps its own deadline).
@@ -54,7 +56,9 @@ log = logging.getLogger(__name__)
 DEVICES = ("auto", "cpu", "cuda")  # cuda:N picks a GPU
 # Defaults, chosen on bench/ocr_quality.py's tuning split (BENCHMARKS.md, "Text in pictures").
 DETECT_SIDE = 736  # the detection input's shorter side (Immich's and RapidOCR's 736)
-DETECT_MAX_PIXELS = 4_000_000  # …and its area at most (long screenshots, panoramas)
+# …and its area at most (long screenshots, panoramas). Detecting holds about a quarter of a GB a
+# megapixel (measured: 0.5 GB at 2 MP, 0.9 GB at 4 MP); at 2 MP a 1080×5000 screenshot's 40-px text is 24 px.
+DETECT_MAX_PIXELS = 2_000_000
 FIRST_LOOK_SIDE = 448  # the first look's shorter side; 0: no first look (320 missed signs across the street)
 MAX_PIXELS = 16_000_000  # larger pictures are scaled down to this before anything else
 # The shorter side the text pass should decode pictures at (`decode(..., min_side=DECODE_SIDE)`: a JPEG
@@ -275,6 +279,10 @@ class TextReader:
         self._rec_input = TextRecInput
         self._crop = get_rotate_crop_image
         self.device = self._detect.session.session.get_providers()[0]
+        # Each session's first run sets itself up (not interruptible, ~0.5 s): do it now, not in a reading.
+        blank = np.full((64, 256, 3), 255, np.uint8)
+        self._detect(blank)
+        self._recognise(TextRecInput(img=[self._classify([blank[:48]]).img_list[0]]))
         log.info("text reader on %s, %s intra-op threads", self.device, threads or "all")
 
     # --- reading ---------------------------------------------------------------------------------
@@ -314,8 +322,6 @@ class TextReader:
 
     def _read(self, image: Image.Image, progress: _Progress, lines: list[TextLine]) -> None:
         width, height = image.size
-        source_scale = min(1.0, math.sqrt(self.max_pixels / (width * height)))
-        source = _resized(image, source_scale)
         detect_scale = _detect_scale(image.size, self.detect_side)
         look_scale = min(1.0, self.first_look_side / min(width, height)) if self.first_look_side else 0.0
         if look_scale and look_scale**2 * 2 < detect_scale**2:  # worth a look first: under half the pixels
@@ -329,10 +335,17 @@ class TextReader:
         progress.detected = len(boxes)
         if not len(boxes):
             return
-        self._recognise_lines(_bgr(source), boxes, source_scale / detect_scale, 1 / detect_scale, (width, height), progress, lines)
+        source_scale = min(1.0, math.sqrt(self.max_pixels / (width * height)))  # crops come from this copy
+        source = _bgr(_resized(image, source_scale))
+        self._recognise_lines(source, boxes, source_scale / detect_scale, 1 / detect_scale, (width, height), progress, lines)
+
+    def _check_deadline(self) -> None:
+        if time.perf_counter() >= getattr(self._deadlines, "at", math.inf):
+            raise _OutOfTime
 
     def _boxes(self, detector: Any, image: Image.Image, scale: float) -> np.ndarray:
         """The detector's boxes (N×4×2, float32) on `image` scaled by `scale`, in that scaled image's pixels."""
+        self._check_deadline()
         scaled = _bgr(_resized(image, scale))
         height, width = scaled.shape[:2]
         if height < PAD_TO or width < PAD_TO:  # padded at the bottom and right: box coordinates stay put
@@ -351,6 +364,7 @@ class TextReader:
         size: tuple[int, int], progress: _Progress, lines: list[TextLine],
     ) -> None:
         """Crop each box from `source`, recognise the crops a chunk at a time, keep the lines worth keeping."""
+        self._check_deadline()
         crops: list[tuple[np.ndarray, np.ndarray, bool]] = []  # (crop, box in picture pixels, turned a quarter)
         for box in boxes:
             crop = self._crop(source, (box * to_source).astype(np.float32))  # turns a tall crop a quarter
