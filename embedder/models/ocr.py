@@ -10,9 +10,11 @@ How a picture is read, and what each step costs, on two CPU cores (bench/ocr_qua
 1. **Pixel budgets.** Detection never sees more than `DETECT_MAX_PIXELS` (below), and recognition
    crops its lines from a copy of at most `max_pixels`. A picture with a side under `MIN_TEXT_SIDE`
    pixels cannot hold text and is not looked at (`TextReading.skipped` says so).
-2. **First look.** Detection alone on a small copy (shorter side `first_look_side`, with lower
-   thresholds than the real detection, so it errs towards "maybe text"). Nothing found: the
-   reading ends here, with no recognition — most photos hold no text, and this is what they cost.
+2. **First look.** Detection alone on a small copy (shorter side `first_look_side`). Only boxes
+   that look like lines count: a box score of at least 0.6 (the detection keeps 0.5) and no thicker
+   than 40 % of the picture (grain and texture light the detector up over whole photos). None: the
+   reading ends here, with no recognition — most photos hold no text, and this is what they cost. A
+   picture so small that the look would cost over half the detection goes straight to detection.
 3. **Detection** at `detect_side` on the shorter side (smaller pictures at their own size; at most
    `DETECT_MAX_PIXELS`, for long screenshots and panoramas): the DB detector's rotated boxes, so text
    at small angles is boxed along its slant and straightened when it is cropped.
@@ -25,11 +27,12 @@ How a picture is read, and what each step costs, on two CPU cores (bench/ocr_qua
 
 **Time budget.** Every ONNX Runtime run of a reading stops at the reading's deadline
 (`RunOptions.terminate`, set by a timer), and the deadline is checked before each step, so a reading
-ends within `time_budget_s` plus the one step of numpy work under way (resizing and normalising the
-detection's input, cropping: bench/ocr_quality.py measured 30-80 ms past the budget, up to 0.24 s
-for a 2 MP detection on busy cores). Lines already recognised are kept and `TextReading.stopped`
-says why the rest is missing. A picture whose pixels cannot be read, or that the models fail on,
-raises `TextReadError`: it fails alone, and its picture vector is not touched.
+ends within `time_budget_s` plus the one step of numpy work under way: resizing and normalising the
+detection's input, or cropping. bench/ocr_quality.py measured up to 0.15 s past budgets of 0.2-2 s and
+0.25 s past a 0.05 s one (the resizing of a 2 MP detection input), at load 8-11. Lines already
+recognised are kept and `TextReading.stopped` says why the rest is missing. A picture whose pixels
+cannot be read, or that the models fail on, raises `TextReadError`: it fails alone, and its picture
+vector is not touched.
 
 Importing this module loads nothing: ONNX Runtime and RapidOCR are imported when a reader is made.
 It never imports torch. A reader can be shared by threads (each reading keeps its own deadline).
@@ -55,17 +58,17 @@ log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")  # cuda:N picks a GPU
 # Defaults, chosen on bench/ocr_quality.py's tuning split (BENCHMARKS.md, "Text in pictures").
-DETECT_SIDE = 736  # the detection input's shorter side (Immich's and RapidOCR's 736)
+DETECT_SIDE = 736  # the detection input's shorter side (Immich's and RapidOCR's 736; 640 read as well, 7 % cheaper)
 # …and its area at most (long screenshots, panoramas). Detecting holds about a quarter of a GB a
 # megapixel (measured: 0.5 GB at 2 MP, 0.9 GB at 4 MP); at 2 MP a 1080×5000 screenshot's 40-px text is 24 px.
 DETECT_MAX_PIXELS = 2_000_000
 FIRST_LOOK_SIDE = 448  # the first look's shorter side; 0: no first look (320 missed signs across the street)
-MAX_PIXELS = 16_000_000  # larger pictures are scaled down to this before anything else
+MAX_PIXELS = 16_000_000  # recognition crops lines from a copy of larger pictures scaled down to this
 # The shorter side the text pass should decode pictures at (`decode(..., min_side=DECODE_SIDE)`: a JPEG
 # is then decoded at a reduced scale, much faster than whole): about twice the detection's, so the
 # lines recognition crops keep the detail the detection could not see.
 DECODE_SIDE = 1440
-MIN_CONFIDENCE = 0.8  # recognised lines below this are left out
+MIN_CONFIDENCE = 0.8  # recognised lines below this are left out (0.5-0.7 kept junk on photos, 0.9 lost words)
 TIME_BUDGET_S = 10.0  # per picture; 0: none
 MIN_TEXT_SIDE = 8  # pixels: a picture narrower than this holds no readable text
 # Detection thresholds (RapidOCR's DB post-processing: pixel probability, mean box score). The
@@ -232,7 +235,6 @@ class TextReader:
             from rapidocr.main import DEFAULT_CFG_PATH
             from rapidocr.utils.parse_parameters import ParseParams
             from rapidocr.utils.process_img import get_rotate_crop_image
-            from omegaconf import OmegaConf
         except ImportError as exc:
             raise ModelLoadError(f"the text reader needs rapidocr and onnxruntime ({exc}): pip install -r requirements.txt") from None
         logging.getLogger("RapidOCR").setLevel(logging.WARNING)  # its own handler: an INFO line per model
@@ -249,7 +251,7 @@ class TextReader:
         models = Path(DEFAULT_CFG_PATH).parent / "models"
 
         def section(name: str) -> Any:
-            part = _Config(OmegaConf.to_container(cfg[name]))
+            part = _Config(ParseParams.to_container(cfg[name]))  # ParseParams is RapidOCR's OmegaConf
             info = FileInfo(
                 engine_type=part.engine_type, ocr_version=part.ocr_version, task_type=part.task_type,
                 lang_type=part.lang_type, model_type=part.model_type,
@@ -272,6 +274,9 @@ class TextReader:
         self._first_look = TextDetector(det_cfg)
         for detector, (pixel, box) in ((self._first_look, self.first_look_thresholds), (self._detect, DETECT_THRESHOLDS)):
             detector.postprocess_op.thresh, detector.postprocess_op.box_thresh = pixel, box
+            # float32 mean and std: RapidOCR's float64 lists made normalising the input take twice as long
+            detector.mean = np.asarray(det_cfg["mean"], np.float32)
+            detector.std = np.asarray(det_cfg["std"], np.float32)
         self._classify = TextClassifier(section("Cls"))
         self._recognise = TextRecognizer(section("Rec"))
         for stage in (self._detect, self._first_look, self._classify, self._recognise):
