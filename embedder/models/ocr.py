@@ -77,7 +77,7 @@ MIN_TEXT_SIDE = 8  # pixels: a picture narrower than this holds no readable text
 FIRST_LOOK_THRESHOLDS = (0.3, 0.6)
 DETECT_THRESHOLDS = (0.3, 0.5)
 # A first-look box thicker than this share of the picture's shorter side is no line of text: grain and
-# texture can light up the detector over most of a photo (bench/ocr_quality.py's photos did, at 0.7-0.8).
+# texture can light up the detector over most of a photo (half of bench/ocr_quality.py's photos, at 0.67-0.84).
 FIRST_LOOK_MAX_THICKNESS = 0.4
 RECOGNISE_CHUNK = 24  # lines recognised per step (in RapidOCR's batches of 6), sorted by width
 TALL = 1.5  # a crop this many times taller than wide is turned a quarter before recognition
