@@ -14,7 +14,11 @@ class ImageError(EmbedderError):
 
 
 class ModelLoadError(EmbedderError):
-    """The CLIP model could not be loaded."""
+    """A model (CLIP, the text reader's) could not be loaded."""
+
+
+class TextReadError(EmbedderError):
+    """The text in one picture could not be read; the picture itself (and its vector) is unaffected."""
 
 
 class StoreError(EmbedderError):
