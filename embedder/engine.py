@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from embedder.about import describe
 from embedder.config import Settings
 from embedder.models import load_encoder, load_visual
 from embedder.query.searcher import Searcher
@@ -121,18 +122,10 @@ class Engine:
 
     def info(self) -> dict[str, Any]:
         """What a person wants to know about the index (and the query model, when one is paired)."""
-        info = {
-            "storage": self.store.mode,
-            "location": self.store.location,
-            "collection": self.store.collection,
-            "model": self.encoder.model_id,
-            "dimension": self.encoder.dim,
-            "device": self.encoder.device,
-            "images": self.store.count(),
-            "settings": str(self.settings.env_file or "none: defaults and the environment"),
-            "uploads": str(self.settings.upload_dir),
-            "watching": ", ".join(self.watcher.roots) if self.watcher else "",
-        }
+        info = describe(
+            self.settings, self.store, self.encoder.model_id, self.encoder.dim, self.encoder.device,
+            watching=self.watcher.roots if self.watcher else (),
+        )
         if self.encoder.text_model is not None:
             info["queries by"] = self.encoder.text_model.model_id
         if self.visual is not None:
