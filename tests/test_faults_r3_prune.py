@@ -18,7 +18,7 @@ import pytest
 from faultkit import distinct_image
 
 from embedder.engine import Engine
-from embedder.query.searcher import Query
+from embedder.query.terms import Query
 
 
 def _folder(path: Path) -> None:
