@@ -29,7 +29,6 @@ def describe(
     `dim`, `device`: the loaded model's, else what the settings and the collection say.
     `watching`: the folders this process watches now (the app's watcher)."""
     model = model or _configured_model(settings.model)
-    recorded = getattr(store, "model_id", None) if store is not None else None
     info: dict[str, Any] = {
         "storage": store.mode if store is not None else settings.storage_mode,
         "location": store.location if store is not None else settings.storage_location,
@@ -48,11 +47,6 @@ def describe(
     }
     if watching:
         info["watching"] = ", ".join(watching)
-    if recorded is not None and recorded != expected_model_id(settings.model) and recorded != model:
-        info["indexed by"] = (
-            f"{recorded}: not EMBEDDER_MODEL's {model}, so searches are refused until the two agree "
-            "(or QDRANT_COLLECTION names another collection)"
-        )
     return info
 
 

@@ -28,6 +28,7 @@ from embedder.store.contract import (
     mismatch_message,
     visual_mismatch_message,
 )
+from embedder.models.ids import expected_model_id
 from embedder.store.lock import LOCK_NAME, FolderLock
 from embedder.store.schema import KEYWORD_FIELDS, NUMBER_FIELDS, PAYLOAD_INDEXES
 
@@ -89,11 +90,11 @@ def recorded_model(settings: Settings) -> Recorded:
 def open_recorded(settings: Settings, lock: FolderLock | None = None) -> ImageStore | None:
     """The configured collection opened with the model and size it records (every check of a
     normal open runs), None when there is none yet; raises `LookupError` when only the model
-    EMBEDDER_MODEL names can tell (an unlabelled or unreadable collection: open it the usual way).
-    Nothing is created; `lock` is released when there is nothing to open."""
+    EMBEDDER_MODEL names can tell (an unlabelled or unreadable collection, or one another model
+    made: open it the usual way). Nothing is created; `lock` is released when there is nothing to open."""
     recorded = recorded_model(settings)
-    if not recorded.known:
-        raise LookupError(settings.collection)
+    if not recorded.known or (recorded.exists and recorded.model != expected_model_id(settings.model)):
+        raise LookupError(settings.collection)  # another model's collection: the usual open refuses it, saying how
     if not recorded.exists:
         if lock is not None:
             lock.release()

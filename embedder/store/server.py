@@ -435,6 +435,7 @@ def recorded_on_server(settings: Settings) -> Recorded:
         client = server_client(settings.qdrant_url, location, settings.qdrant_api_key, settings.qdrant_timeout)
         try:
             if not client.collection_exists(settings.collection):
+                check_version(client, location)  # nothing else talks to this server: say it here
                 return Recorded(exists=False)
             config = client.get_collection(settings.collection).config
         finally:
