@@ -12,6 +12,7 @@ Nothing here imports Streamlit.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -158,6 +159,10 @@ class JobRunner:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="embedder-jobs", daemon=True)
                 self._thread.start()
+                # A process that ends without closing the runner (the app stopped by Ctrl-C or SIGTERM)
+                # waits here for the batch in flight: a job left running in native code (the model,
+                # the store) while Python tears itself down aborts the process.
+                atexit.register(self.close)
         return resumed
 
     def close(self, timeout: float | None = 30.0) -> None:
@@ -169,6 +174,7 @@ class JobRunner:
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+        atexit.unregister(self.close)
 
     # --- asking ----------------------------------------------------------------------------------
 
