@@ -366,7 +366,20 @@ def _check_paths(args: argparse.Namespace) -> None:
                 raise EmbedderError(f"{path_to_text(path)}: {what}; watch takes folders")
 
 
+def _app_args(words: Sequence[str]) -> list[str] | None:
+    """For `embedder [-v] app ARGS`: ARGS as they are (Streamlit's own options, which argparse would
+    take for unknown options of ours); None for any other command, and for `app -h`."""
+    for i, word in enumerate(words):
+        if word not in ("-v", "--verbose"):
+            rest = list(words[i + 1 :])
+            return rest if word == "app" and rest[:1] not in (["-h"], ["--help"]) else None
+    return None
+
+
 def _main(argv: Sequence[str] | None) -> int:
+    streamlit_args = _app_args(sys.argv[1:] if argv is None else argv)
+    if streamlit_args is not None:
+        return app_main(streamlit_args)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:

@@ -300,3 +300,38 @@ def test_the_app_stopped_mid_job_resumes_it_when_started_again(
         assert stored_paths(engine) == {str(p) for p in files}
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_embedder_app_lets_the_app_stop_cleanly_and_leaves_nothing_running(env: dict[str, str], signum: int) -> None:
+    """`embedder app` runs Streamlit as a child: Ctrl-C reaches both (a terminal signals the whole
+    group), SIGTERM only the command, which passes it on. Either way the command waits for the app
+    to stop by itself (it used to kill it mid-stop, or die and leave it running) and exits with its status."""
+    import urllib.request
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "embedder", "app", "--server.port", str(port), "--server.headless", "true",
+         "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
+                return response.read().strip() == b"ok"
+        except OSError:
+            return False
+
+    try:
+        wait_until(answers, "the app to answer", deadline_s=120, step_s=0.1)
+        if signum == signal.SIGINT:
+            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in its terminal
+        else:
+            proc.send_signal(signal.SIGTERM)  # a service manager stopping the command
+        assert proc.wait(120) == 0
+        assert not answers()  # the app stopped before the command returned: nothing left running
+        assert "Traceback" not in proc.stderr.read().decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
