@@ -454,7 +454,7 @@ def _read_only(settings: Settings, args: argparse.Namespace, lock: Any, stack: E
     if store is not None:
         stack.callback(store.close)
     if args.command == "info":
-        from embedder.about import describe
+        from embedder.engine import describe  # the engine module imports no model library
 
         return show_info(describe(settings, store), args)
     from embedder.indexing.tags import tag_counts
