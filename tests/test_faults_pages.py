@@ -17,7 +17,7 @@ import pytest
 import streamlit as st
 
 from embedder.media.uploads import display_name
-from appkit import finish_jobs, goto
+from appkit import finish_jobs, goto, unescape
 from faultkit import distinct_image, encode_png
 
 pytestmark = pytest.mark.slow
@@ -68,10 +68,6 @@ def open_app(page: str | None = None):
         goto(at, page)
     assert not at.exception, [e.proto.message for e in at.exception]
     return at
-
-
-def unescape(markdown: str) -> str:
-    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def no_html_anywhere(at) -> None:

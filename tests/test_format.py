@@ -1,0 +1,77 @@
+"""The pages' text helpers: user text is made literal Markdown, and the module stands alone.
+
+What each widget kind does with the result is checked in a real browser in test_browser_privacy.py.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from embedder_ui.format import WORD_JOINER, literal
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_literal_escapes_every_punctuation_mark_and_keeps_the_text() -> None:
+    hostile = "![a](http:127.0.0.1:9) <img src=x> :material/home: :red[hot] $x^2$ [l](y) **b** `c` ~~d~~ #1 | e |"
+    shown = literal(hostile)
+    assert re.sub(r"\\(.)", r"\1", shown) == hostile
+    assert not re.search(r"[!-/:-@\[-`{-~]", re.sub(r"\\.", "", shown))  # every ASCII punctuation mark escaped
+
+
+def test_literal_breaks_the_links_gfm_makes_of_plain_text() -> None:
+    for text, where in [
+        ("see http://127.0.0.1:9/x.png", "http:" + WORD_JOINER),
+        ("HTTPS://host.test", "HTTPS:" + WORD_JOINER),
+        ("www.photos.test.jpg", "www" + WORD_JOINER),
+        ("WWW.photos.test.jpg", "WWW" + WORD_JOINER),
+        ("me@mail.test.png", "@" + WORD_JOINER),
+    ]:
+        shown = literal(text)
+        assert where in re.sub(r"\\(.)", r"\1", shown), (text, shown)
+        assert re.sub(r"\\(.)", r"\1", shown).replace(WORD_JOINER, "") == text
+    assert WORD_JOINER not in literal("14:03 +02:00 a.b wwwx.test")  # only where a link would form
+
+
+def test_literal_puts_a_name_on_one_line() -> None:
+    assert literal("two\nlines\tand  spaces") == "two lines and spaces"
+
+
+def test_format_imports_neither_streamlit_nor_torch() -> None:
+    code = "import sys, embedder_ui.format; print(sorted({'streamlit', 'torch'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def _module_imports(path: Path, package: str) -> set[str]:
+    """The `embedder_ui` modules a module imports, inside functions too (a late import is still a cycle)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(package):
+            base = node.module
+            found |= {f"{base}.{a.name}" if (ROOT / base.replace(".", "/") / f"{a.name}.py").exists() else base
+                      for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith(package)}
+    return found
+
+
+def test_the_pages_package_has_no_import_cycle() -> None:
+    modules = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts): p for p in (ROOT / "embedder_ui").rglob("*.py")
+    }
+    graph = {name: _module_imports(path, "embedder_ui") & set(modules) for name, path in modules.items()}
+
+    def reaches(start: str, target: str, seen: set[str]) -> bool:
+        for nxt in graph[start]:
+            if nxt == target or (nxt not in seen and (seen.add(nxt) or reaches(nxt, target, seen))):
+                return True
+        return False
+
+    assert graph["embedder_ui.navigation"] >= {"embedder_ui.links", "embedder_ui.pages.search"}
+    cyclic = sorted(name for name in graph if reaches(name, name, set()))
+    assert not cyclic, cyclic
