@@ -18,6 +18,7 @@ import platformdirs
 from dotenv import dotenv_values
 
 from embedder.errors import ConfigError
+from embedder.terminal import printable
 from embedder.media.excludes import DEFAULT_EXCLUDES, NONE, split_globs
 
 APP_NAME = "embedder"
@@ -64,11 +65,26 @@ def _url(var: str, raw: str) -> str:
     return value
 
 
+_NOT_IN_NAMES = frozenset("/\\:*?\"<>| ")
+MAX_NAME_CHARS = 128
+
+
 def collection_name(var: str, raw: str) -> str:
-    """A collection name (QDRANT_COLLECTION, `--collection`): short, and no part of a path."""
+    """A collection's name, which becomes a folder (`QDRANT_PATH/<name>`) and part of file names:
+    a short name, not `.`/`..` or hidden, without separators, spaces, `:*?"<>|`, control characters
+    or bytes that are not UTF-8; else a `ConfigError` naming `var`."""
     value = raw.strip()
-    if not value or any(c in value for c in "/\\:*?\"<>| ") or len(value) > 128:
-        raise ConfigError(f"{var} must be a short name without spaces or /\\:*?\"<>|, got {raw!r}")
+    bad = (
+        not value
+        or len(value) > MAX_NAME_CHARS
+        or value.startswith(".")
+        or any(c in _NOT_IN_NAMES or not c.isprintable() for c in value)
+    )
+    if bad:
+        raise ConfigError(
+            f"{var} must be a short name that can be a folder's: no spaces, control characters or /\\:*?\"<>|, "
+            f"not starting with a dot (so not . or ..), got '{printable(raw)}'"
+        )
     return value
 
 
@@ -210,8 +226,9 @@ class Settings:
 
     @property
     def jobs_journal(self) -> Path:
-        """Where unfinished background jobs are kept across restarts (beside the index)."""
-        base = self.upload_dir.parent if self.qdrant_url else self.qdrant_path
+        """Where unfinished background jobs are kept across restarts: beside the index, or with a server
+        in UPLOAD_DIR (the app's own folder; never a folder no setting names)."""
+        base = self.upload_dir if self.qdrant_url else self.qdrant_path
         return base / f".jobs-{self.collection}.json"
 
     @classmethod
