@@ -128,6 +128,15 @@ def day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"must be a date like 2024-05-31, got {text!r}") from None
 
 
+def folder_to_watch(text: str) -> Path:
+    """An argparse type: a folder that is there now (once watched, one that goes away is waited for)."""
+    path = typed_path(text)
+    if not path.is_dir():
+        why = "is not a folder" if path.exists() else "does not exist"
+        raise argparse.ArgumentTypeError(f"{printable(path_to_text(path))} {why}: nothing to watch")
+    return path
+
+
 def checked(convert: Callable[[str], T]) -> Callable[[str], T]:
     """An argparse type from a converter that raises an `EmbedderError` people can act on."""
 
@@ -205,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="New, changed, moved and deleted files are indexed in batches after a quiet moment. "
         "With the embedded store only one process may use it: the app watches IMAGE_DIRS itself.",
     )
-    watch.add_argument("paths", nargs="+", type=typed_path, metavar="FOLDER", help="a folder to watch")
+    watch.add_argument("paths", nargs="+", type=folder_to_watch, metavar="FOLDER", help="a folder to watch")
     watch.add_argument(
         "--poll", type=finite_number, default=None, metavar="SECONDS",
         help="look for changes every SECONDS instead of file events (network shares); default WATCH_POLL_S",

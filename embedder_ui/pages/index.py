@@ -11,7 +11,7 @@ import streamlit as st
 from embedder.engine import Engine
 from embedder.indexing.indexer import IndexReport
 from embedder.jobs.runner import Job, JobRequest
-from embedder.paths import typed_path
+from embedder.paths import path_to_text, typed_path
 from embedder_ui import resources, widgets
 from embedder_ui.format import job_progress, literal
 
@@ -203,8 +203,10 @@ def render() -> None:
             st.rerun()
 
     if engine.watcher is not None and engine.watcher.roots:
+        missing = engine.watcher.missing
         st.caption(
             f"Watching ({literal(engine.watcher.mode)}): "
-            + " · ".join(literal(root) for root in engine.watcher.roots)
+            + " · ".join(literal(path_to_text(root)) + (" (not there now)" if root in missing else "")
+                         for root in engine.watcher.roots)
         )
     _jobs_panel(engine)
