@@ -130,3 +130,150 @@ def test_user_text_reads_back_exactly_in_every_kind_of_element(chromium: Path, l
             pg.wait_for_function("() => [...document.images].every(i => i.complete)")
     assert elsewhere(requests, url) == []
     assert listener.received() == before
+
+
+# --------------------------------------------------------------------------------------------
+# The app with a hostile library: every page, every request
+
+
+def _picture(shape: str, colour: str, seed: int) -> Image.Image:
+    return synthetic.render(shape, colour, "large", np.random.default_rng([31, seed]), image_size=320)
+
+
+def _hostile_library(root: Path, port: int) -> tuple[Path, list[str], list[Path]]:
+    """A folder with a hostile name holding hostile file names (and a near-duplicate), hostile uploads;
+    returns the folder, the names to look for on the pages and the files to upload."""
+    at = f"https:127.0.0.1:{port}"  # no slashes: a file name cannot hold one, and the browser still goes there
+    folder = root / f"![f]({at}) folder"
+    folder.mkdir(parents=True)
+    names = [
+        f"![a]({at}) red circle.png",
+        f"[l]({at}) :red[blue] square.jpg",
+        f"$x^2$ <img src={at}> green triangle.png",
+        "www.example.test me@mail.test :material/home: yellow star.jpg",
+    ]
+    for i, (name, (shape, colour)) in enumerate(zip(names, [("circle", "red"), ("square", "blue"),
+                                                             ("triangle", "green"), ("star", "yellow")])):
+        _picture(shape, colour, i).save(folder / name, quality=92)
+    copy = f"![c]({at}) copy.jpg"
+    with Image.open(folder / names[0]) as original:
+        (folder / "copies").mkdir()
+        original.resize((240, 240)).save(folder / "copies" / copy, quality=60)
+    uploads = root / "to-upload"
+    uploads.mkdir()
+    sent = [uploads / f"![u]({at}) purple cross.png", uploads / f"<b>{at}</b> orange circle.jpg"]
+    _picture("cross", "purple", 7).save(sent[0])
+    _picture("circle", "orange", 8).save(sent[1], quality=92)
+    broken = uploads / f"![b]({at}) broken.jpg"
+    broken.write_bytes(sent[1].read_bytes()[:500])
+    return folder, [*names, copy, sent[0].name, sent[1].name], [*sent, broken]
+
+
+def _links_elsewhere(pg: Page, app_url: str) -> list[str]:
+    hrefs = pg.evaluate("() => [...document.querySelectorAll('a[href]')].map(a => a.href)")
+    return sorted(h for h in hrefs if elsewhere([h], app_url))
+
+
+def _shown_text(pg: Page) -> str:
+    return _seen(pg.locator('[data-testid="stApp"]').inner_text())
+
+
+def _visit(pg: Page, link: str, ready) -> None:
+    pg.locator('[data-testid="stSidebarNavLink"]', has_text=link).click()
+    ready.wait_for()
+    idle(pg)
+
+
+def test_nothing_leaves_the_machine_with_a_hostile_library(
+    chromium: Path, listener: Listener, tmp_path: Path, model_path: Path
+) -> None:
+    folder, names, uploads = _hostile_library(tmp_path / "library", listener.port)
+    tags = tmp_path / "tags.txt"
+    tags.write_text(
+        f"![t](https:127.0.0.1:{listener.port}) red\n<img src=https:127.0.0.1:{listener.port}> blue\n"
+        ":material/home: www.tag.test green\n"
+    )
+    env = {**app_environment(tmp_path, model_path), "TAGS_FILE": str(tags), "THUMB_DIR": str(tmp_path / "thumbs")}
+    requests: list[str] = []
+    with streamlit_app("main_app.py", env, tmp_path / "streamlit.log") as url, \
+            browser_page(chromium, url, requests) as pg:
+        seen_links: list[str] = []
+
+        # Index: the uploads, then the folder; the report open.
+        _visit(pg, "Index", pg.get_by_role("heading", name="Index images"))
+        pg.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files([str(f) for f in uploads])
+        pg.wait_for_function(
+            "n => document.querySelectorAll('[data-testid=\"stFileChip\"]').length === n"
+            " && !document.querySelector('[data-testid=\"stFileChipIconSpinner\"]')", arg=len(uploads),
+        )
+        idle(pg)
+        pg.get_by_role("button", name="Index", exact=True).click()
+        pg.get_by_text("Last run").wait_for()
+        idle(pg)
+        pg.get_by_label("Folder path", exact=True).fill(str(folder))
+        pg.get_by_role("button", name="Index", exact=True).click()
+        pg.get_by_text(re.compile(r"5 added")).wait_for()
+        idle(pg)
+        pg.locator('[data-testid="stExpander"]').filter(has_text="Every file in this run").locator("summary").click()
+        idle(pg)
+        seen_links += _links_elsewhere(pg, url)
+
+        # Search, with a hostile query; the viewer, stepped through.
+        _visit(pg, "Search", pg.get_by_label("What are you looking for?"))
+        query = f"![q](https:127.0.0.1:{listener.port}) a red circle"
+        box = pg.get_by_label("What are you looking for?")
+        box.fill(query)
+        box.press("Enter")
+        pg.get_by_text(re.compile(r"results? for")).wait_for()
+        idle(pg)
+        shown = _shown_text(pg)
+        assert query in shown and all(name in shown for name in names[:4]), shown[:2000]
+        assert "![t](https:" in shown or "<img src=https:" in shown  # a hostile tag, as text
+        pg.get_by_role("button", name="View").first.click()
+        dialog = pg.get_by_role("dialog")
+        dialog.get_by_text(re.compile(r"1 of \d+")).wait_for()
+        for step in ("Next", "Next", "Previous"):
+            dialog.get_by_role("button", name=step).click()
+            idle(pg)
+        seen_links += _links_elsewhere(pg, url)
+        pg.keyboard.press("Escape")
+        dialog.wait_for(state="hidden")
+        idle(pg)
+
+        # Browse every image.
+        pg.get_by_role("button", name="Clear", exact=True).click()
+        idle(pg)
+        pg.get_by_role("button", name="Browse all images").click()
+        pg.wait_for_function("() => document.querySelectorAll('[data-testid=\"stImage\"]').length >= 7")
+        idle(pg)
+        seen_links += _links_elsewhere(pg, url)
+
+        # Duplicates: the copy and its original, their names in the keep-which choice as text.
+        _visit(pg, "Duplicates", pg.get_by_role("heading", name="Near-duplicates"))
+        pg.get_by_role("button", name="Find near-duplicates").click()
+        pg.get_by_text(re.compile(r"^\d+ groups?$")).wait_for()
+        idle(pg)
+        keep = _seen(pg.locator('[data-testid="stRadio"]').first.inner_text())
+        assert names[0] in keep and names[4] in keep, keep
+        seen_links += _links_elsewhere(pg, url)
+
+        # Hand-made addresses: one sentence each, the page settles and still searches.
+        pg.goto(url + "/?q=inf:y&q=nan:x&filter-min-width=1e400&filter-dates=2024-13-45&q=" + "x" * 100_000)
+        pg.get_by_text("the weight inf is not a finite number").wait_for()
+        idle(pg)
+        alerts = _seen(" ".join(pg.locator('[data-testid="stAlert"]').all_inner_texts()))
+        for says in ("the weight nan", "minimum width “1e400”", "dates “2024-13-45”", "100,000 characters long"):
+            assert says in alerts, alerts
+        assert pg.locator('[data-testid="stException"]').count() == 0
+        box = pg.get_by_label("What are you looking for?")
+        box.fill("a red circle")
+        box.press("Enter")
+        pg.get_by_text(re.compile(r"results? for “a red circle”")).wait_for()
+        idle(pg)
+        pg.wait_for_function("() => [...document.images].every(i => i.complete)")
+        assert pg.locator('[data-testid="stException"]').count() == 0
+
+    assert seen_links == [], seen_links
+    assert elsewhere(requests, url) == [], elsewhere(requests, url)
+    assert any("/_stcore/stream" in r for r in requests)  # the premise: the requests were recorded
+    assert listener.received() == 0

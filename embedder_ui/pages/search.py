@@ -16,12 +16,13 @@ import streamlit as st
 from embedder.engine import Engine
 from embedder.errors import ImageError, QueryError
 from embedder.media.images import bytes_hash, decode
-from embedder.query.terms import DEFAULT_TEMPLATE, Term, apply_template, describe_query, parse_term
+from embedder.query.terms import DEFAULT_TEMPLATE, Term, apply_template, describe_query
 from embedder.query.pager import Result
 from embedder.query.filters import file_types, make_filter
 from embedder.store import SearchFilter
 from embedder.media.thumbnails import shared_cache
 from embedder_ui import links, resources, widgets
+from embedder_ui.pages import search_url
 from embedder_ui.format import distinct_tails, literal, month_taken, shorten
 from embedder_ui.pages.search_state import Options, SearchState
 
@@ -44,16 +45,25 @@ QUERY_THUMB_SIDE = 160  # the query's own images, above the results
 KEEP = "session"  # inputs keep their values while the person is on another page
 URL = "query-params"  # filters live in the URL too (shareable searches)
 URL_TERMS = "q"  # the URL parameter holding each text term as `weight:text`
+MAX_SIDE_PX = 100_000  # the size filters' upper bound
+ADDRESS_PROBLEMS = "search_address_problems"  # what was left out of the address, said after the rerun
+# What the filters bound to the URL accept from it (search_url.py); the rest is left out and said.
+URL_CHECKS = {
+    "filter-folder": search_url.folder(),
+    "filter-types": search_url.one_of("the file type", file_types()),
+    "filter-tags": search_url.tags(),
+    "filter-dates": search_url.days(),
+    "filter-min-width": search_url.whole_number("minimum width", 0, MAX_SIDE_PX),
+    "filter-min-height": search_url.whole_number("minimum height", 0, MAX_SIDE_PX),
+}
 
 
 def state() -> SearchState:
     """The session's SearchState; a new session starts from the text terms in the URL (a bookmark)."""
     if STATE not in st.session_state:
         search = SearchState()
-        for raw in st.query_params.get_all(URL_TERMS):
-            term = parse_term(raw)
-            if term.text:
-                search.add(term)
+        for term in search_url.terms_from_url(st.query_params.get_all(URL_TERMS))[0]:
+            search.add(term)
         st.session_state[STATE] = search
     return st.session_state[STATE]
 
@@ -284,10 +294,10 @@ def _filters(engine: Engine, count: int) -> SearchFilter:
         )
         width_col, height_col = st.columns(2)
         min_width = width_col.number_input(
-            "Min width (px)", 0, 100_000, 0, 100, key="filter-min-width", persist_state=KEEP, bind=URL
+            "Min width (px)", 0, MAX_SIDE_PX, 0, 100, key="filter-min-width", persist_state=KEEP, bind=URL
         )
         min_height = height_col.number_input(
-            "Min height (px)", 0, 100_000, 0, 100, key="filter-min-height", persist_state=KEEP, bind=URL
+            "Min height (px)", 0, MAX_SIDE_PX, 0, 100, key="filter-min-height", persist_state=KEEP, bind=URL
         )
         after, before = (*dates, None, None)[:2]  # a range: no date, only a start, or both
         where = make_filter(folder, types, after, before, int(min_width), int(min_height), tags)
@@ -396,8 +406,28 @@ def _nothing_found(min_score: float | None, where: SearchFilter) -> None:
         st.info("No images found.", icon=":material/search_off:")
 
 
+def _check_address() -> None:
+    """Before any widget reads the address: what it asks for that cannot be used is left out of
+    it, with one sentence each. Widgets seed themselves from the address the run started with, so
+    a corrected address is run again (once) before any widget reads it."""
+    params = {key: st.query_params.get_all(key) for key in st.query_params}
+    address = search_url.read_address(params, URL_TERMS, URL_CHECKS)
+    problems = st.session_state.pop(ADDRESS_PROBLEMS, None)
+    if address.changes and problems is None:
+        for key, keep in address.changes.items():
+            if keep is None:
+                del st.query_params[key]
+            else:
+                st.query_params[key] = keep
+        st.session_state[ADDRESS_PROBLEMS] = address.problems
+        st.rerun()
+    for problem in address.problems if problems is None else problems:
+        st.warning(problem, icon=":material/link_off:")
+
+
 def render() -> None:
     st.title("Search your images", anchor=False)
+    _check_address()
     # The page first, the model behind it: the browser shows the search box and the sidebar while
     # the first run of the process loads the model (a query typed meanwhile is kept).
     by_image = _query_inputs()
