@@ -150,7 +150,7 @@ def _hostile_library(root: Path, port: int) -> tuple[Path, list[str], list[Path]
         f"![a]({at}) red circle.png",
         f"[l]({at}) :red[blue] square.jpg",
         f"$x^2$ <img src={at}> green triangle.png",
-        "www.example.test me@mail.test :material/home: yellow star.jpg",
+        "www.example.test me@mail.test :smile: yellow star.jpg",  # no :material/…: here: a name has no slash
     ]
     for i, (name, (shape, colour)) in enumerate(zip(names, [("circle", "red"), ("square", "blue"),
                                                              ("triangle", "green"), ("star", "yellow")])):
@@ -161,7 +161,7 @@ def _hostile_library(root: Path, port: int) -> tuple[Path, list[str], list[Path]
         original.resize((240, 240)).save(folder / "copies" / copy, quality=60)
     uploads = root / "to-upload"
     uploads.mkdir()
-    sent = [uploads / f"![u]({at}) purple cross.png", uploads / f"<b>{at}</b> orange circle.jpg"]
+    sent = [uploads / f"![u]({at}) purple cross.png", uploads / f"<b>{at}<\\b> orange circle.jpg"]
     _picture("cross", "purple", 7).save(sent[0])
     _picture("circle", "orange", 8).save(sent[1], quality=92)
     broken = uploads / f"![b]({at}) broken.jpg"
@@ -248,6 +248,8 @@ def test_nothing_leaves_the_machine_with_a_hostile_library(
         idle(pg)
         seen_links += _links_elsewhere(pg, url)
 
+        expect(pg.get_by_role("dialog")).to_have_count(0)  # the viewer stays closed while browsing
+
         # Duplicates: the copy and its original, their names in the keep-which choice as text.
         _visit(pg, "Duplicates", pg.get_by_role("heading", name="Near-duplicates"))
         pg.get_by_role("button", name="Find near-duplicates").click()
@@ -257,12 +259,14 @@ def test_nothing_leaves_the_machine_with_a_hostile_library(
         assert names[0] in keep and names[4] in keep, keep
         seen_links += _links_elsewhere(pg, url)
 
-        # Hand-made addresses: one sentence each, the page settles and still searches.
-        pg.goto(url + "/?q=inf:y&q=nan:x&filter-min-width=1e400&filter-dates=2024-13-45&q=" + "x" * 100_000)
+        # Hand-made addresses: one sentence each, the page settles and still searches. (Past about
+        # 16 KB the web server itself may refuse an address, before the app sees it: AppTest takes
+        # the 100,000-character ones, in test_faults_r3_url.py.)
+        pg.goto(url + "/?q=inf:y&q=nan:x&filter-min-width=1e400&filter-dates=2024-13-45&q=" + "x" * 12_000)
         pg.get_by_text("the weight inf is not a finite number").wait_for()
         idle(pg)
         alerts = _seen(" ".join(pg.locator('[data-testid="stAlert"]').all_inner_texts()))
-        for says in ("the weight nan", "minimum width “1e400”", "dates “2024-13-45”", "100,000 characters long"):
+        for says in ("the weight nan", "minimum width “1e400”", "dates “2024-13-45”", "12,000 characters long"):
             assert says in alerts, alerts
         assert pg.locator('[data-testid="stException"]').count() == 0
         box = pg.get_by_label("What are you looking for?")

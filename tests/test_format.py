@@ -5,7 +5,6 @@ What each widget kind does with the result is checked in a real browser in test_
 
 from __future__ import annotations
 
-import ast
 import re
 import subprocess
 import sys
@@ -45,33 +44,3 @@ def test_format_imports_neither_streamlit_nor_torch() -> None:
     code = "import sys, embedder_ui.format; print(sorted({'streamlit', 'torch'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
-
-
-def _module_imports(path: Path, package: str) -> set[str]:
-    """The `embedder_ui` modules a module imports, inside functions too (a late import is still a cycle)."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(package):
-            base = node.module
-            found |= {f"{base}.{a.name}" if (ROOT / base.replace(".", "/") / f"{a.name}.py").exists() else base
-                      for a in node.names}
-        elif isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.startswith(package)}
-    return found
-
-
-def test_the_pages_package_has_no_import_cycle() -> None:
-    modules = {
-        ".".join(p.relative_to(ROOT).with_suffix("").parts): p for p in (ROOT / "embedder_ui").rglob("*.py")
-    }
-    graph = {name: _module_imports(path, "embedder_ui") & set(modules) for name, path in modules.items()}
-
-    def reaches(start: str, target: str, seen: set[str]) -> bool:
-        for nxt in graph[start]:
-            if nxt == target or (nxt not in seen and (seen.add(nxt) or reaches(nxt, target, seen))):
-                return True
-        return False
-
-    assert graph["embedder_ui.navigation"] >= {"embedder_ui.links", "embedder_ui.pages.search"}
-    cyclic = sorted(name for name in graph if reaches(name, name, set()))
-    assert not cyclic, cyclic
