@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from embedder.indexing.tags import tag_list
+from embedder.terminal import printable
 
 if TYPE_CHECKING:
     from embedder.jobs.runner import Job
@@ -43,8 +44,10 @@ WORD_JOINER = "\u2060"
 
 def literal(text: object) -> str:
     """`text` as Markdown that shows it as typed, on one line: no images, links, emphasis, icons,
-    colours, emoji codes or maths. For every label, caption and message that holds user text."""
-    flat = " ".join(str(text).split())
+    colours, emoji codes or maths. For every label, caption and message that holds user text.
+    A byte that is not UTF-8 (a file name's) and a control character show as `\\xNN`, as the CLI
+    shows them (they cannot reach the browser otherwise)."""
+    flat = printable(" ".join(str(text).split()))
     return _MARKDOWN_SPECIAL.sub(r"\\\1", _AUTOLINK.sub(WORD_JOINER, flat))
 
 

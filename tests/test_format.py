@@ -40,6 +40,11 @@ def test_literal_puts_a_name_on_one_line() -> None:
     assert literal("two\nlines\tand  spaces") == "two lines and spaces"
 
 
+def test_literal_shows_bytes_that_are_not_utf8_and_control_characters_as_the_cli_does() -> None:
+    assert literal("D\udcfcsseldorf") == "D\\\\xfcsseldorf"  # the browser gets valid text: D\xfcsseldorf
+    assert literal("red\x1b[31m \u202eevil") == "red\\\\x1b\\[31m \\\\xe2\\\\x80\\\\xaeevil"
+
+
 def test_format_imports_neither_streamlit_nor_torch() -> None:
     code = "import sys, embedder_ui.format; print(sorted({'streamlit', 'torch'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
