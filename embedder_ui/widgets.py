@@ -56,7 +56,7 @@ def page_config(title: str) -> None:
     """The page's title, its icon (served by the app) and a menu without links to other sites."""
     st.set_page_config(
         page_title=title, page_icon=str(APP_ICON), layout="wide",
-        menu_items={"Get help": None, "Report a bug": None, "About": f"{APP_TITLE}: private, local image search."},
+        menu_items={"Get help": None, "Report a bug": None},  # both link to streamlit.io and GitHub
     )
 
 
