@@ -71,7 +71,9 @@ def state() -> SearchState:
 def _terms_to_url() -> None:
     """Keep the query's text terms in the URL as `weight:text` (the CLI's syntax), so a reload or a
     bookmark brings the search back; filters are bound to the URL by their widgets. Pictures stay out."""
-    shared = [f"{t.weight:g}:{t.text}" for _, t in state().terms if t.text is not None]
+    shared = [  # no more than the page reads back (a longer address may not even reach the app)
+        f"{t.weight:g}:{t.text[:search_url.MAX_TERM_CHARS]}" for _, t in state().terms if t.text is not None
+    ][: search_url.MAX_URL_TERMS]
     if shared:
         st.query_params[URL_TERMS] = shared
     elif URL_TERMS in st.query_params:
@@ -411,6 +413,8 @@ def _check_address() -> None:
     it, with one sentence each. Widgets seed themselves from the address the run started with, so
     a corrected address is run again (once) before any widget reads it."""
     params = {key: st.query_params.get_all(key) for key in st.query_params}
+    if STATE in st.session_state:  # the terms are read when a session starts; after that the page writes them
+        params.pop(URL_TERMS, None)
     address = search_url.read_address(params, URL_TERMS, URL_CHECKS)
     problems = st.session_state.pop(ADDRESS_PROBLEMS, None)
     if address.changes and problems is None:
