@@ -55,10 +55,10 @@ from embedder.store.contract import (
     pick_vector,
     visual_mismatch_message,
 )
-from embedder.store.conditions import AnyOf, Condition, Equals, conditions
+from embedder.store.conditions import AnyOf, Condition, Equals, OnDays, conditions
 from embedder.store.lock import FolderLock
 from embedder.store.policy import POLICY, SearchPolicy
-from embedder.store.schema import KEYWORD_FIELDS, NUMBER_FIELDS
+from embedder.store.schema import DAY_FIELD, INTEGER_FIELDS, KEYWORD_FIELDS, NUMBER_FIELDS, PRINCIPAL_FIELDS, day_of, with_day
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,8 @@ MIGRATION_JOURNAL = ".migration.json"
 VISUAL_COMMAND = "embedder backfill-visual"
 VISUAL_JOURNAL = ".visual-migration.json"  # in <collection>/: the copy is complete, finish the swap
 LOCAL_MODE_FILES = ("meta.json", "collection", ".lock")
+# Giving old points their `day` (fill_days): points per scroll page, each page one write.
+FILL_PAGE = 4_096
 
 
 def edge_available() -> bool:
@@ -173,6 +175,7 @@ class EdgeStore(ImageStore):
         self._last_flush = time.monotonic()
         self._dirty = False
         self._new_since_optimize = 0
+        self._days_complete = False  # every point with a date has its `day`: the date filter asks for days
         self._recorded: dict[str, Any] | None = None  # the state last written to collection.json
         self._opened = False  # the open passed its checks: a close may record a clean close
         self._lock = lock or FolderLock(Path(settings.qdrant_path))  # before Edge touches the folder
@@ -240,6 +243,7 @@ class EdgeStore(ImageStore):
             self._write_meta(self._state(0, []))
         self._check_loaded(state)
         self._ensure_payload_indexes()
+        self._days_complete = self._count(lacking_days()) == 0
         self._opened = True
 
     def _check_visual(self, meta: dict[str, Any]) -> None:
@@ -271,6 +275,7 @@ class EdgeStore(ImageStore):
         with _edge_errors(self.location):
             self._shard = EdgeShard.create(str(self.shard_path), edge_config(self.dim, self.visual_dim))
         self._ensure_payload_indexes()
+        self._days_complete = True
         self._write_meta(self._state(0, []))
         self._opened = True
 
@@ -408,8 +413,12 @@ class EdgeStore(ImageStore):
 
     def _ensure_payload_indexes(self) -> None:
         with self._edge() as shard:
-            if create_payload_indexes(shard, present=shard.info().payload_schema):
+            info = shard.info()
+            if create_payload_indexes(shard, present=info.payload_schema, points=info.points_count):
                 shard.flush()
+
+    def _filter(self, where: SearchFilter | None) -> Any:
+        return to_edge_filter(where, days_complete=self._days_complete)
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -452,16 +461,20 @@ class EdgeStore(ImageStore):
     # --- ImageStore ----------------------------------------------------------------------------
 
     def count(self) -> int:
+        return self._count()
+
+    def _count(self, where: Any = None) -> int:
+        """Points in the shard (matching an Edge filter, when given)."""
         from qdrant_edge import CountRequest
 
         with self._edge() as shard:
-            return int(shard.count(CountRequest(exact=True)))
+            return int(shard.count(CountRequest(exact=True, filter=where)))
 
     def retrieve(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         if not ids:
             return {}
         with self._edge() as shard:
-            records = shard.retrieve(list(ids), True, False)
+            records = shard.retrieve(list(ids), shown_payload(), False)
         return {str(r.id): r.payload or {} for r in records}
 
     def upsert(self, points: Sequence[Point]) -> None:
@@ -475,7 +488,7 @@ class EdgeStore(ImageStore):
         matrix = np.asarray([p.vector for p in points], dtype=np.float32)
         visual = sum(p.visual.nbytes for p in points if p.visual is not None)
         self._check_space(matrix.nbytes + visual + sum(_payload_bytes(p.payload) for p in points))
-        edge_points = [EdgePoint(p.id, self._vectors(p, v), p.payload) for p, v in zip(points, matrix.tolist())]
+        edge_points = [EdgePoint(p.id, self._vectors(p, v), with_day(p.payload)) for p, v in zip(points, matrix.tolist())]
         with self._edge() as shard:
             shard.update(UpdateOperation.upsert_points(edge_points))
             self._new_since_optimize += len(points)
@@ -516,7 +529,7 @@ class EdgeStore(ImageStore):
         offset = None
         while True:
             request = ScrollRequest(
-                offset=offset, limit=SCROLL_PAGE, filter=lacking, with_payload=True, with_vector=False
+                offset=offset, limit=SCROLL_PAGE, filter=lacking, with_payload=shown_payload(), with_vector=False
             )
             with self._edge() as shard:
                 records, offset = shard.scroll(request)
@@ -529,7 +542,7 @@ class EdgeStore(ImageStore):
 
         self._check_space(_payload_bytes(payload))
         with self._edge() as shard:
-            shard.update(UpdateOperation.overwrite_payload([point_id], payload))
+            shard.update(UpdateOperation.overwrite_payload([point_id], with_day(payload)))
             self._maybe_flush(shard)
 
     def delete(self, ids: Sequence[str]) -> None:
@@ -562,9 +575,9 @@ class EdgeStore(ImageStore):
             limit=limit,
             offset=offset or None,
             query=Query.Nearest(np.asarray(vector, dtype=np.float32).tolist(), using=using or None),
-            filter=to_edge_filter(where),
+            filter=self._filter(where),
             score_threshold=score_threshold,
-            with_payload=True,
+            with_payload=shown_payload(),
             with_vector=[using or ""] if with_vectors else False,
             params=search_params(POLICY, exact),
         )
@@ -590,8 +603,8 @@ class EdgeStore(ImageStore):
             request = ScrollRequest(
                 offset=offset,
                 limit=SCROLL_PAGE,
-                filter=to_edge_filter(where),
-                with_payload=True,
+                filter=self._filter(where),
+                with_payload=shown_payload(),
                 with_vector=[using or ""] if with_vectors else False,
             )
             with self._edge() as shard:
@@ -609,7 +622,8 @@ class EdgeStore(ImageStore):
         with self._edge() as shard:
             records, _ = shard.scroll(
                 ScrollRequest(
-                    limit=limit, filter=to_edge_filter(where), with_payload=True, with_vector=False, order_by=order
+                    limit=limit, filter=self._filter(where), with_payload=shown_payload(), with_vector=False,
+                    order_by=order,
                 )
             )
         return [Hit(str(r.id), 0.0, r.payload or {}) for r in records]
@@ -618,8 +632,51 @@ class EdgeStore(ImageStore):
         from qdrant_edge import FacetRequest
 
         with self._edge() as shard:
-            response = shard.facet(FacetRequest(key=key, limit=FACET_LIMIT, exact=True, filter=to_edge_filter(where)))
+            response = shard.facet(FacetRequest(key=key, limit=FACET_LIMIT, exact=True, filter=self._filter(where)))
         return facet_counts((hit.value, hit.count) for hit in response.hits)
+
+    def fill_days(self) -> int:
+        """Give every point stored without `day` (a store made before the field) its day, from its
+        stored `date`; nothing is re-encoded. Until then the date filter asks for `date` ranges.
+
+        Each changed point moves out of its optimized segment (Edge rewrites such points), so their
+        graph is built again, in the store's usual steps: at 1M images this is one rebuild of the
+        graph. Returns how many points were given their day.
+        """
+        if self._days_complete:
+            return 0
+        from qdrant_edge import PayloadSelector, ScrollRequest, UpdateOperation
+
+        lacking = lacking_days()
+        total = self._count(lacking)
+        if total:
+            log.warning("Giving %d stored images the day number the date filter searches by, once: nothing is "
+                        "re-encoded, but their search graph is built again (1M images: about as long as indexing "
+                        "them took to build).", total)
+        filled, offset = 0, None
+        while total:
+            request = ScrollRequest(offset=offset, limit=FILL_PAGE, filter=lacking,
+                                    with_payload=PayloadSelector.Include(["date"]), with_vector=False)
+            with self._edge() as shard:
+                records, offset = shard.scroll(request)
+            by_day: dict[int, list[Any]] = {}
+            for record in records:
+                day = day_of((record.payload or {}).get("date"))
+                if day is not None:
+                    by_day.setdefault(day, []).append(record.id)
+            self._check_space(len(records) * (4 * self.dim + 1024))  # each point moves with its vector
+            with self._edge() as shard:
+                for day, ids in by_day.items():
+                    shard.update(UpdateOperation.set_payload(ids, {DAY_FIELD: day}))
+                self._new_since_optimize += sum(map(len, by_day.values()))
+                self._maybe_flush(shard)
+            filled += sum(map(len, by_day.values()))
+            if self._new_since_optimize >= POLICY.build_step_points:
+                self.optimize(force=True)
+            if offset is None:
+                break
+        self._days_complete = self._count(lacking) == 0
+        return filled
 
     def optimize(self, force: bool = False) -> bool:
         """Flush, merge segments and build the HNSW graph and quantised vectors for segments above
@@ -699,34 +756,54 @@ def read_ahead(shard: Path, chunk: int = 4 * 2**20) -> int:
     return read
 
 
-def create_payload_indexes(shard: Any, present: dict[str, Any] | None = None, policy: SearchPolicy | None = None) -> int:
+def create_payload_indexes(
+    shard: Any, present: dict[str, Any] | None = None, policy: SearchPolicy | None = None, points: int = 0
+) -> int:
     """Give `shard` the indexer's payload indexes (embedder/store/schema.py), placed as the policy says.
 
-    `present` is the shard's `info().payload_schema`. An index placed otherwise (a store made before
-    payload indexes were memory-mapped) is made again: only the index is rebuilt, no data changes, and
-    a crash in between leaves a missing index that the next open creates. Returns how many were made.
+    `present` is the shard's `info().payload_schema`, `points` how many points it holds. An index
+    placed otherwise (a store made before payload indexes were memory-mapped, or before `day` ordered
+    the segments) is made again: only the index is rebuilt, no data changes, and a crash in between
+    leaves a missing index that the next open creates. Returns how many were made.
     """
-    from qdrant_edge import FloatIndexParams, KeywordIndexParams, Memory, UpdateOperation
+    from qdrant_edge import FloatIndexParams, IntegerIndexParams, KeywordIndexParams, Memory, UpdateOperation
 
     memory = Memory.Cached if (policy or POLICY).payload_indexes_on_disk else Memory.Pinned
-    wanted = [(f, KeywordIndexParams(memory=memory)) for f in KEYWORD_FIELDS] + [
-        (f, FloatIndexParams(memory=memory)) for f in NUMBER_FIELDS
-    ]
+    wanted = (
+        [(f, KeywordIndexParams(memory=memory)) for f in KEYWORD_FIELDS]
+        + [(f, FloatIndexParams(memory=memory)) for f in NUMBER_FIELDS]
+        + [(f, IntegerIndexParams(lookup=False, range=True, is_principal=f in PRINCIPAL_FIELDS or None, memory=memory))
+           for f in INTEGER_FIELDS]
+    )
     present = present or {}
     made = 0
     for name, params in wanted:
         info = present.get(name)
-        if info is not None and getattr(info.params, "memory", Memory.Pinned) == memory:
+        if info is not None and _placed_as(info.params, params):
             continue
+        if made == 0 and info is not None:
+            log.warning("Re-making the store's search-filter indexes as %s, once: a large library takes "
+                        "a few minutes (1M images: 2-3 min); no data changes.",
+                        "memory-mapped files" if memory == Memory.Cached else "in-memory indexes")
+        elif made == 0 and points:
+            log.warning("Adding to the store's search-filter indexes, once: a large library takes a while "
+                        "(1M images: up to a minute an index); no data changes.")
         if info is not None:
-            if made == 0:
-                log.warning("Re-making the store's search-filter indexes as %s, once: a large library takes "
-                            "a few minutes (1M images: 2-3 min); no data changes.",
-                            "memory-mapped files" if memory == Memory.Cached else "in-memory indexes")
             shard.update(UpdateOperation.delete_field_index(name))
         shard.update(UpdateOperation.create_field_index(name, params))
         made += 1
     return made
+
+
+def _placed_as(present: Any, wanted: Any) -> bool:
+    """An index's params as the policy wants them: its memory placement, and whether it orders segments."""
+    from qdrant_edge import Memory
+
+    return (
+        type(present) is type(wanted)
+        and getattr(present, "memory", Memory.Pinned) == wanted.memory
+        and bool(getattr(present, "is_principal", None)) == bool(getattr(wanted, "is_principal", None))
+    )
 
 
 def edge_config(dim: int, visual_dim: int | None = None, policy: SearchPolicy | None = None):
@@ -785,8 +862,12 @@ def search_params(policy: SearchPolicy, exact: bool):
     )
 
 
-def to_edge_filter(where: SearchFilter | None):
-    """The Qdrant Edge form of a `SearchFilter`'s neutral conditions (embedder/store/conditions.py)."""
+def to_edge_filter(where: SearchFilter | None, days_complete: bool = False):
+    """The Qdrant Edge form of a `SearchFilter`'s neutral conditions (embedder/store/conditions.py).
+
+    `days_complete`: every point with a date has its `day`, so a range of days is asked of `day`
+    (one integer range, segments in day order); otherwise of `date`, which every point has.
+    """
     found = conditions(where)
     if found is None:
         return None
@@ -797,11 +878,30 @@ def to_edge_filter(where: SearchFilter | None):
             return FieldCondition(key=condition.key, match=MatchValue(value=condition.value))
         if isinstance(condition, AnyOf):
             return FieldCondition(key=condition.key, match=MatchAny(any=list(condition.values)))
+        if isinstance(condition, OnDays):
+            if days_complete:
+                return FieldCondition(key=DAY_FIELD, range=RangeFloat(gte=condition.first, lte=condition.last))
+            gte, lt = condition.date_bounds()
+            return FieldCondition(key="date", range=RangeFloat(gte=gte, lt=lt))
         return FieldCondition(key=condition.key, range=RangeFloat(gte=condition.gte, lte=condition.lte))
 
     must = [field(c) for c in found.must]
     must_not = [HasIdCondition(point_ids=set(found.exclude_ids))] if found.exclude_ids else []
     return Filter(must=must or None, must_not=must_not or None)
+
+
+def shown_payload():
+    """What reads return of a payload: all of it but the derived `day`, which is the store's own."""
+    from qdrant_edge import PayloadSelector
+
+    return PayloadSelector.Exclude([DAY_FIELD])
+
+
+def lacking_days():
+    """Edge's filter for points that have a date but no `day`: stored before the field existed."""
+    from qdrant_edge import Filter, IsEmptyCondition
+
+    return Filter(must=[IsEmptyCondition(key=DAY_FIELD)], must_not=[IsEmptyCondition(key="date")])
 
 
 # --- shared with the migration (migrate.py) -------------------------------------------------------
