@@ -35,6 +35,7 @@ from embedder.store.edge import (
     is_local_mode_folder,
     meta_document,
     migration_pending,
+    settle_shard_folders,
 )
 from embedder.store.lock import FolderLock
 from embedder.store.schema import with_day
@@ -191,6 +192,7 @@ def add_visual_vector(
     folder = Path(settings.qdrant_path) / settings.collection
     journal = _read_visual_journal(folder / VISUAL_JOURNAL)
     if journal is None:
+        settle_shard_folders(folder)  # the live shard under SHARD_DIR, even after a crash mid-build
         config = folder / SHARD_DIR / "edge_config.json"
         if not config.is_file() or VISUAL in _shard_vectors(config, settings):
             return None
