@@ -17,12 +17,14 @@ import sys
 import textwrap
 import threading
 import time
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from embedder.config import Settings
+from embedder.query.filters import make_filter
 from embedder.store import Point, SearchFilter
 from embedder.store import aside
 from embedder.store import edge as store_edge
@@ -65,6 +67,34 @@ DATA = vectors(1_000)
 def points(start: int, stop: int) -> list[Point]:
     return [Point(pid(i), DATA[i], {"paths": [f"/p/{i}.jpg"], "format": "JPEG", "date": 1.6e9 + 3_600.0 * i})
             for i in range(start, stop)]
+
+
+def varied(start: int, stop: int) -> list[Point]:
+    """Points whose payloads differ (formats, days, folders), for filtered searches."""
+    return [Point(pid(i), DATA[i], {"paths": [f"/p/{i % 7}/{i}.jpg"], "folders": ["/p", f"/p/{i % 7}"],
+                                    "format": "PNG" if i % 3 == 0 else "JPEG",
+                                    "date": 1.6e9 + 86_400.0 * (i % 40) + 3_600.0 * (i % 24) + i})  # no two alike
+            for i in range(start, stop)]
+
+
+QUERIES = vectors(12, seed=5)
+FILTERS = [
+    None,
+    SearchFilter(formats=("PNG",)),
+    make_filter(after=date(2020, 9, 20), before=date(2020, 9, 30)),  # days 18525-18535 of the 40 stored
+    make_filter(folder="/p/3", types=("jpg",)),
+]
+
+
+def answers(store: EdgeStore) -> list[list[tuple[str, float]]]:
+    """Every query's top 10 under every filter (ids in order, scores to 5 places), and browsing by date."""
+    found = [[(h.id, round(h.score, 5)) for h in store.query(q, 10, where=f)] for q in QUERIES for f in FILTERS]
+    return found + [[(h.id, 0.0) for h in store.newest(20, f)] for f in FILTERS]
+
+
+def contents(store: EdgeStore) -> dict[str, tuple[dict, list[float]]]:
+    """Every point's payload and vector."""
+    return {i: (payload, vector.tolist()) for i, payload, vector in store.scroll(with_vectors=True)}
 
 
 def wait_for(condition, what: str) -> None:
@@ -145,22 +175,45 @@ def test_searches_and_writes_go_on_while_the_graph_builds_and_no_write_is_lost(s
         assert store.query(DATA[710], 1)[0].id == pid(710)
 
 
+def test_searches_find_the_same_before_during_and_after_a_build_aside(settings, gate) -> None:
+    with EdgeStore(settings, "m", DIM) as store:
+        store.upsert(varied(0, 600))
+        assert store.stats()["indexed"] == 0  # every segment is searched exactly: the reference
+        before = answers(store)
+        assert all(before[:len(FILTERS)]) and sum(map(len, before)) > 300  # every filter finds something
+        thread, result = building(store, gate)
+        assert answers(store) == before  # answered while the child holds its copy
+        (gate / "go").touch()
+        thread.join(DEADLINE_S)
+        assert result == [True] and store.stats()["indexed"] == 600  # the graph and int8 vectors in use
+        assert answers(store) == before
+    with EdgeStore(settings, "m", DIM) as store:
+        assert store.stats()["indexed"] == 600 and answers(store) == before
+
+
 def test_a_killed_child_leaves_the_store_as_it_was_with_the_writes_made_meanwhile(settings, gate, caplog) -> None:
     with EdgeStore(settings, "m", DIM) as store:
-        store.upsert(points(0, 400))
+        store.upsert(varied(0, 400))
         thread, result = building(store, gate)
-        store.upsert(points(400, 450))
+        store.upsert(varied(400, 450))
+        store.delete([pid(9)])
+        store.set_payload(pid(10), {"paths": ["/moved/10.jpg"], "format": "PNG", "date": 1.7e9})
+        as_it_was, found = contents(store), answers(store)
         os.kill(int((gate / "started").read_text()), signal.SIGKILL)
         thread.join(DEADLINE_S)
         assert result == [False]
         warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
         assert len(warnings) == 1 and warnings[0].startswith("Building the search graph aside failed")
         assert folders(settings) == ["collection.json", SHARD_DIR]  # its copy is gone
-        assert store.count() == 450 and store.stats()["indexed"] == 0
-        (gate / "go").touch()  # the next build goes through
-        assert store.optimize(force=True) and store.stats()["indexed"] > 0 and store.count() == 450
-    with EdgeStore(settings, "m", DIM) as store:
-        assert store.count() == 450
+        assert store.stats()["indexed"] == 0 and contents(store) == as_it_was and answers(store) == found
+        store.upsert(varied(450, 460))  # and it takes writes
+    with EdgeStore(settings, "m", DIM) as store:  # reopened: as it was, with the write made after
+        assert store.count() == 459 and answers(store) != found
+        store.delete([pid(i) for i in range(450, 460)])
+        assert contents(store) == as_it_was and answers(store) == found
+        (gate / "go").touch()  # the next build goes through and finds the same
+        assert store.optimize(force=True) and store.stats()["indexed"] > 0
+        assert contents(store) == as_it_was and answers(store) == found
 
 
 def test_the_child_dies_with_the_app_and_the_store_opens_after(settings, gate, tmp_path) -> None:
