@@ -826,13 +826,17 @@ class EdgeStore(ImageStore):
             raise
         finally:
             self._child = None
+        self._retire(old, previous)
+        return True
+
+    def _retire(self, old: Any, name: str) -> None:
+        """Close the shard a build replaced and remove its folder (the next open does, if this cannot)."""
         try:
             with _edge_errors(self.location):
                 old.close()
-            aside.remove_tree(self.folder / previous)
-        except (OSError, StoreError) as exc:  # the next open removes it
-            log.warning("could not remove the replaced shard %s: %s", self.folder / previous, exc)
-        return True
+            aside.remove_tree(self.folder / name)
+        except (OSError, StoreError) as exc:
+            log.warning("could not remove the replaced shard %s: %s", self.folder / name, exc)
 
     def _load_built(self, staging: Path) -> Any:
         """The copy the child built, loaded here (its files read ahead first: the child's close evicted them)."""
