@@ -38,20 +38,6 @@ from search_latency import BATCH, payload, point_id  # noqa: E402
 SEED = 11
 
 
-def timed(owner: object, name: str, into: list[dict], label: str) -> None:
-    """Wrap `owner.name` to append {label: seconds} to `into` on every call."""
-    real = getattr(owner, name)
-
-    def wrapper(*args, **kwargs):
-        started = time.perf_counter()
-        try:
-            return real(*args, **kwargs)
-        finally:
-            into.append({"what": label, "s": time.perf_counter() - started, "at": time.perf_counter()})
-
-    setattr(owner, name, wrapper)
-
-
 def run(mode: str, n: int, kind: str, folder: Path, step: int | None) -> dict:
     """One mode, in this process: fill a store while searching; the timings."""
     from dataclasses import replace
@@ -65,13 +51,13 @@ def run(mode: str, n: int, kind: str, folder: Path, step: int | None) -> dict:
     if step:
         store_edge.POLICY = replace(store_edge.POLICY, build_step_points=step)
     events: list[dict] = []
-    timed(store_edge.EdgeStore, "_optimize", events, "graph step (the caller waits)")
-    timed(aside, "copy_tree", events, "copy (writes wait)")
-    timed(aside.Child, "run", events, "child build")
-    timed(store_edge.EdgeStore, "_load_built", events, "load the built copy")
-    timed(store_edge.EdgeStore, "_swap_in", events, "replay and swap")
-    timed(store_edge.EdgeStore, "_retire", events, "close the replaced shard")
-    timed(store_edge.EdgeStore, "_flushed", events, "flush (a write's fsyncs)")
+    common.timed(store_edge.EdgeStore, "_optimize", events, "graph step (the caller waits)")
+    common.timed(aside, "copy_tree", events, "copy (writes wait)")
+    common.timed(aside.Child, "run", events, "child build")
+    common.timed(store_edge.EdgeStore, "_load_built", events, "load the built copy")
+    common.timed(store_edge.EdgeStore, "_swap_in", events, "replay and swap")
+    common.timed(store_edge.EdgeStore, "_retire", events, "close the replaced shard")
+    common.timed(store_edge.EdgeStore, "_flushed", events, "flush (a write's fsyncs)")
     shutil.rmtree(folder, ignore_errors=True)
     vecs = V.vectors(kind, n, SEED)
     queries = V.queries(kind, n, 200, SEED)
