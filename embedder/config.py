@@ -52,8 +52,8 @@ def _device(var: str, raw: str) -> str:
 
 def _speedup(var: str, raw: str) -> str:
     value = raw.strip().lower()
-    if value not in ("auto", "off"):
-        raise ConfigError(f"{var} must be auto or off, got {raw!r}")
+    if value not in ("auto", "torch", "off"):
+        raise ConfigError(f"{var} must be auto, torch or off, got {raw!r}")
     return value
 
 
@@ -155,7 +155,8 @@ class Settings:
     device: str = setting("EMBEDDER_DEVICE", "auto", _device, "auto (cuda → mps → cpu), cpu, cuda, cuda:N, mps")
     batch_size: int = setting("EMBEDDER_BATCH_SIZE", 0, _non_negative_int, "images per model call; 0: the device's choice")
     text_speedup: str = setting(
-        "EMBEDDER_TEXT_SPEEDUP", "auto", _speedup, "auto: CLIP text queries on a leaner CPU path (same vectors); off"
+        "EMBEDDER_TEXT_SPEEDUP", "auto", _speedup,
+        "auto: CLIP text queries on the CPU by ONNX Runtime, else a leaner torch path (same vectors); torch: that one; off"
     )
     workers: int = setting("EMBEDDER_WORKERS", 0, _non_negative_int, "image-decoding threads; 0: one per core")
     qdrant_url: str | None = setting("QDRANT_URL", None, _url, "Qdrant server or cluster; unset: the embedded store")
@@ -171,6 +172,9 @@ class Settings:
     upload_dir: Path = setting("UPLOAD_DIR", DATA_DIR / "uploads", _path, "uploads, content-addressed")
     thumb_dir: Path = setting("THUMB_DIR", DATA_DIR / "thumbnails", _path, "result thumbnails, by content hash (a cache)")
     thumb_cache_mb: int = setting("THUMB_CACHE_MB", 500, _non_negative_int, "most THUMB_DIR may hold; 0: no disk cache")
+    model_cache_dir: Path = setting(
+        "MODEL_CACHE_DIR", DATA_DIR / "model-cache", _path, "what is derived from a model (its text tower for ONNX Runtime): a cache"
+    )
     image_dirs: tuple[Path, ...] = setting("IMAGE_DIRS", (), _paths, "folders offered and watched")
     exclude: tuple[str, ...] = setting(
         "EXCLUDE", DEFAULT_EXCLUDES, _globs, "folders and files never indexed (globs); `none`: only hidden ones"

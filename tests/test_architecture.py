@@ -18,7 +18,8 @@ STAGES = ("media", "models", "indexing", "jobs", "query", "store", "evaluation")
 # without torch (the CLI answers at once; the pages draw before the model has loaded).
 LIGHT = (
     "embedder.config", "embedder.paths", "embedder.terminal", "embedder.durable", "embedder.errors",
-    "embedder.models", "embedder.models.ids", "embedder.models.vectors",
+    "embedder.models", "embedder.models.ids", "embedder.models.vectors", "embedder.models.text_onnx",
+    "embedder.engine",  # a search or `duplicates` from the CLI opens it before any model (or none at all)
     "embedder.query.terms", "embedder.query.filters", "embedder.query.pager", "embedder.query.searcher",
     "embedder.query.duplicates", "embedder.store.contract", "embedder.store.conditions", "embedder.store.schema",
     "embedder.evaluation.evaluate", "embedder_ui.pages.search_state",

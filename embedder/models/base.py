@@ -22,14 +22,11 @@ import torch
 from PIL import Image
 
 from embedder.errors import ModelLoadError
-from embedder.models.vectors import normalise
+from embedder.models.vectors import SMALL_TEXT_BATCH, normalise
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = {"cuda": 256, "mps": 64, "cpu": 32}
-# A query is a handful of tokens: on the CPU one intra-op thread encodes it as fast as two, and
-# stays fast when the other cores are busy (two threads then wait on each other: 5-10× slower).
-SMALL_TEXT_BATCH = 8
 MAX_ASPECT = 2.0
 # Models that squash the whole image into their square (SigLIP, no centre crop): only slivers are cut.
 MAX_ASPECT_UNCROPPED = 8.0

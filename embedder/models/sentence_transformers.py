@@ -14,13 +14,13 @@ import torch
 from PIL import Image
 
 from embedder.errors import ModelLoadError
-from embedder.models.base import (
-    SMALL_TEXT_BATCH, Encoder, PreparedImage, crop_to_aspect, intra_op_threads, pick_device,
-)
+from embedder.models.base import Encoder, PreparedImage, crop_to_aspect, intra_op_threads, pick_device
+from embedder.models import text_onnx
 from embedder.models.hub import first_line, hub_available, looks_like_path
 from embedder.models.ids import model_id_of
 from embedder.models.text_fast import FastClipText, clip_model_of
-from embedder.models.vectors import normalise
+from embedder.models.text_onnx import OnnxClipText
+from embedder.models.vectors import SMALL_TEXT_BATCH, normalise
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +32,16 @@ KNOWN_TEXT_PAIRS = {
 
 
 class SentenceTransformersEncoder(Encoder):
-    """A sentence-transformers CLIP: its own `encode` takes PIL images and texts; short CPU queries
-    may take the leaner `FastClipText` path (EMBEDDER_TEXT_SPEEDUP)."""
+    """A sentence-transformers CLIP: its own `encode` takes PIL images and texts. Short CPU queries
+    (EMBEDDER_TEXT_SPEEDUP=auto) take the text tower exported to ONNX (`text_onnx`, kept below
+    `text_cache`), else, or with `torch`, the leaner `FastClipText` path; `off`: the library's own."""
 
-    def __init__(self, model: str, device: str = "auto", batch_size: int = 0, text_speedup: str = "auto") -> None:
+    def __init__(
+        self, model: str, device: str = "auto", batch_size: int = 0, text_speedup: str = "auto",
+        text_cache: Path | None = None,
+    ) -> None:
         self.device = pick_device(device)
+        self.model_setting = model
         self.model_id = model_id_of(model)
         self.model = load_sentence_transformer(model, self.device)
         missing = {"text", "image"} - set(getattr(self.model, "modalities", ()))
@@ -49,8 +54,12 @@ class SentenceTransformersEncoder(Encoder):
             self.model.half()
         self.model.max_seq_length = _text_max_tokens(self.model)  # longer queries are cut, not fatal
         self._ready(int(self.model.get_embedding_dimension()), _image_input_size(self.model), batch_size)
-        self._text_speedup = text_speedup == "auto" and self.device == "cpu"
+        self._text_speedup = text_speedup in ("auto", "torch") and self.device == "cpu"
         self._fast_text: FastClipText | None | bool = None  # built on the first query; False: not possible
+        use_onnx = self._text_speedup and text_speedup == "auto" and text_cache is not None
+        self._tower_root = text_cache if use_onnx and text_onnx.runtime_available() else None
+        self._onnx_text: OnnxClipText | None = None
+        self._onnx_tried = self._tower_root is None
 
     def encode_images(self, images: Sequence[Image.Image | PreparedImage]) -> np.ndarray:
         items = list(images)
@@ -68,10 +77,59 @@ class SentenceTransformersEncoder(Encoder):
 
     def _encode_texts(self, items: list[str], threads: int) -> np.ndarray:
         if self._text_speedup and len(items) <= SMALL_TEXT_BATCH:
+            tower = self.text_tower()
+            if tower is not None:
+                return tower.encode_texts(items)
             vectors = self._encode_fast(items)
             if vectors is not None:
                 return vectors
         return self._encode(items, threads)
+
+    def text_tower(self) -> OnnxClipText | None:
+        """The exported text tower that short queries take: opened, or exported and checked, on
+        first use (once per process); None where it is off, impossible, rejected or not writable."""
+        if not self._onnx_tried:
+            with self._lock:
+                if not self._onnx_tried:
+                    self._onnx_text = self._open_or_export()
+                    self._onnx_tried = True
+        return self._onnx_text
+
+    def _open_or_export(self) -> OnnxClipText | None:
+        """(The model lock is held.) The current adopted export, else a new one if none was tried
+        for these weights; a folder that cannot be written is one log line, and the torch path."""
+        assert self._tower_root is not None
+        clip = clip_model_of(self.model)
+        if clip is None:
+            return None
+        tower, manifest = text_onnx.open_tower(self._tower_root, self.model_setting)
+        if tower is not None or manifest is not None:
+            return tower
+        if not text_onnx.exporter_available():
+            log.info("the onnx package is not installed: %s's queries take the torch path", self.model_id)
+            return None
+        log.info("exporting %s's text tower for faster queries (once per model)", self.model_id)
+
+        def reference(texts: list[str]) -> np.ndarray:  # the library's own pipeline, a query at a time
+            with torch.inference_mode(), intra_op_threads(1):
+                rows = [self.model.encode([text], convert_to_numpy=True, show_progress_bar=False)[0] for text in texts]
+            return normalise(np.stack(rows))
+
+        try:
+            tower, _ = text_onnx.export(
+                self.model, clip, self._tower_root, self.model_setting, self.model_id, self.image_size, reference
+            )
+        except OSError as exc:
+            log.warning(
+                "could not keep the exported text tower in %s (%s): queries take the torch path; set "
+                "MODEL_CACHE_DIR to a folder this user can write (or EMBEDDER_TEXT_SPEEDUP=torch)",
+                self._tower_root, exc.strerror or first_line(exc),
+            )
+            return None
+        except Exception as exc:  # noqa: BLE001 - any exporter or runtime failure: the torch path answers
+            log.warning("could not export %s's text tower (%s): queries take the torch path", self.model_id, first_line(exc))
+            return None
+        return tower
 
     def _encode_fast(self, items: list[str]) -> np.ndarray | None:
         """A few queries through `FastClipText` (one intra-op thread), or None where it cannot run."""
@@ -153,13 +211,17 @@ def load_sentence_transformer(model: str, device: str, what: str = "CLIP model",
     hf_logging.disable_progress_bar()  # no "Loading weights" bars on a user's terminal
 
     path = Path(model).expanduser()
-    hint = (
+    if looks_like_path(model) and not path.is_dir():
+        raise ModelLoadError(
+            f"Model folder {model!r} does not exist. Set {variable} to the folder that holds the "
+            f"sentence-transformers {what} (saved with SentenceTransformer.save), or to a model name such as "
+            "clip-ViT-B-32 (downloaded once)."
+        )
+    hint = (  # a hub name: where a copy of it could live
         f"Set {variable} to a local folder that holds a sentence-transformers {what} "
-        f"(e.g. {variable}=/models/{model_id_of(model)}, saved with SentenceTransformer.save), "
+        f"(e.g. {variable}=/models/{model_id_of(model).rsplit('/', 1)[-1]}, saved with SentenceTransformer.save), "
         "or connect to the internet once so the model can be downloaded."
     )
-    if looks_like_path(model) and not path.is_dir():
-        raise ModelLoadError(f"Model folder {model!r} does not exist. {hint}")
     try:
         if path.is_dir():
             return SentenceTransformer(str(path), device=device, local_files_only=True)
