@@ -139,7 +139,10 @@ def run_ours(paths: list[Path], store_dir: Path, workers: int, batch: int, torch
     from embedder.engine import Engine
 
     folder = common.photo_folder(paths, f"ours-{os.getpid()}")
-    settings = Settings(model=str(common.MODEL_DIR), device="cpu", qdrant_path=store_dir, workers=workers, batch_size=batch)
+    thumbs = store_dir.with_name(store_dir.name + "-thumbnails")  # fresh: every run makes its thumbnails
+    shutil.rmtree(thumbs, ignore_errors=True)
+    settings = Settings(model=str(common.MODEL_DIR), device="cpu", qdrant_path=store_dir, workers=workers,
+                        batch_size=batch, thumb_dir=thumbs)
     opening = time.perf_counter()
     engine = Engine.open(settings)
     start_up_s = time.perf_counter() - opening
@@ -155,6 +158,7 @@ def run_ours(paths: list[Path], store_dir: Path, workers: int, batch: int, torch
     count = engine.store.count()
     engine.close()
     shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(thumbs, ignore_errors=True)
     assert not report.failed, report.failed[:3]
     return {
         "images": count,
