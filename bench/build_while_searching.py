@@ -118,7 +118,8 @@ def run(mode: str, n: int, kind: str, folder: Path, step: int | None) -> dict:
     step_took = during(took, asked)
 
     def overlapping(a: float, b: float) -> list[str]:
-        return sorted({e["what"] for e in events if e["at"] - e["s"] < b and e["at"] > a and not e["what"].startswith("graph")})
+        return sorted({e["what"] for e in events
+                       if e["at"] - e["s"] < b and e["at"] > a and not e["what"].startswith("graph")})
 
     slowest = [{"took_s": round(float(took[i]), 3), "at_s": round(float(asked[i] - started), 1),
                 "while": overlapping(float(asked[i]), float(asked[i] + took[i]))}

@@ -149,13 +149,16 @@ def main() -> None:
     args = parser.parse_args()
     work = common.CACHE / "runs" / f"date-filter-{args.n}-{args.vectors}"
     if args.child:
-        result = build(work, args.n, args.vectors) if args.child == "build" else phase(args.child, work, args.n, args.vectors)
+        if args.child == "build":
+            result = build(work, args.n, args.vectors)
+        else:
+            result = phase(args.child, work, args.n, args.vectors)
         print("RESULT " + json.dumps(result), flush=True)
         return
 
     def spawn(child: str) -> dict:
-        done = subprocess.run([sys.executable, __file__, "--n", str(args.n), "--vectors", args.vectors, "--child", child],
-                              stdout=subprocess.PIPE, text=True, check=True)
+        command = [sys.executable, __file__, "--n", str(args.n), "--vectors", args.vectors, "--child", child]
+        done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
         return json.loads([line for line in done.stdout.splitlines() if line.startswith("RESULT ")][-1][7:])
 
     result: dict = {"machine": common.machine(), "load_before": os.getloadavg(), "n": args.n}
