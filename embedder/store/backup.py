@@ -40,9 +40,9 @@ from typing import IO, Any
 
 from embedder import __version__
 from embedder.config import Settings
+from embedder.durable import fsync_folder, written_whole
 from embedder.errors import StoreError
 from embedder.models.ids import expected_model_id
-from embedder.store.edge import _fsync_folder
 from embedder.store.lock import FolderLock
 
 log = logging.getLogger(__name__)
@@ -112,21 +112,6 @@ class _Hashing:
         self.sha.update(data)
         self.size += len(data)
         return data
-
-
-@contextmanager
-def written_whole(target: Path) -> Iterator[Path]:
-    """A temporary name beside `target`, renamed to it only if the block completes (else removed)."""
-    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    try:
-        yield tmp
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-        _fsync_folder(target.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def compressed(target: Path) -> bool:
@@ -503,7 +488,7 @@ def _restore_embedded(
             else:
                 shutil.rmtree(folder)  # folders only, no file: nothing to keep
         (staging / COLLECTION_DIR).rename(folder)
-        _fsync_folder(root)
+        fsync_folder(root)
     except OSError as exc:
         if exc.errno is None:  # the archive's own (gzip) errors
             raise

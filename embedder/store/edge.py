@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import shutil
 import threading
@@ -40,6 +39,7 @@ import numpy as np
 
 from embedder.store import check as store_check
 from embedder.config import Settings
+from embedder.durable import write_json
 from embedder.errors import CollectionMismatchError, StoreError
 from embedder.store.contract import (
     FACET_LIMIT,
@@ -385,7 +385,7 @@ class EdgeStore(ImageStore):
 
     def _write_meta(self, state: dict[str, Any]) -> None:
         document = meta_document(self.model_id, self.dim, self._recorded_visual)
-        write_json_durably(self.meta_path, {**document, "state": state})
+        write_json(self.meta_path, {**document, "state": state})
         self._recorded = state
 
     def _shard_size(self, name: str = "") -> int | None:
@@ -814,26 +814,6 @@ def to_edge_filter(where: SearchFilter | None):
 def migration_pending(folder: Path) -> bool:
     """A migration stopped after its copies were complete, with files still to move."""
     return (folder / MIGRATION_JOURNAL).is_file()
-
-
-def write_json_durably(path: Path, document: dict[str, Any]) -> None:
-    """Write `document` so that a crash leaves the old file or the new one, never a part."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(document, fh, indent=2)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_folder(path.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make renames in `folder` survive a power cut."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def meta_document(model: str | None, dim: int, visual: tuple[str, int] | None = None) -> dict[str, Any]:

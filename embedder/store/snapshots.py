@@ -23,6 +23,7 @@ from urllib.parse import quote
 import httpx
 
 from embedder.config import Settings
+from embedder.durable import written_whole
 from embedder.errors import StoreError
 from embedder.store.backup import (
     SNAPSHOT_DIR,
@@ -31,7 +32,6 @@ from embedder.store.backup import (
     compressed,
     new_manifest,
     write_archive,
-    written_whole,
 )
 from embedder.store.http import proxy_for
 
