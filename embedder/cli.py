@@ -37,6 +37,7 @@ T = TypeVar("T")
 # have panicked on huge limits, and the sum can overflow); a million is more than a person pages.
 MAX_RESULTS = 1_000_000
 MAX_SIDE_PX = 2**31 - 1  # PNG and TIFF store sizes in 31-32 bits: no image file is wider
+SPLIT_NAMES = ("train", "validation", "test")  # embedder.evaluation.splits.SPLITS, without importing it for --help
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -248,7 +249,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--compare-templates", action="store_true", help="text→image without and with the template side by side"
     )
     evaluate.add_argument("--live", action="store_true", help="index into and search the configured collection")
-    evaluate.add_argument("--per-query", action="store_true", help="also list every text query, worst first")
+    evaluate.add_argument(
+        "--per-query", action="store_true",
+        help="also list every text query, worst first, and the groups of paraphrases whose wording matters most",
+    )
+    evaluate.add_argument(
+        "--split", choices=SPLIT_NAMES,
+        help="measure only this part of the dataset's split (made beside the dataset on first use and shared "
+        "with `tune`): test holds pictures a tuned model never trained on",
+    )
+    evaluate.add_argument("--seed", type=int, default=0, help="the seed a new split is made with (0)")
+    evaluate.add_argument(
+        "--plot", type=Path, metavar="DIR",
+        help="also write PNGs into DIR: the leaderboard, P@K and R@K curves, AP per query, paraphrase spread",
+    )
     evaluate.add_argument("--json", action="store_true", help="print the measures as JSON")
 
     backup = commands.add_parser(
@@ -480,12 +494,14 @@ def run_duplicates(engine: Any, args: argparse.Namespace) -> int:
 
 def _eval_settings(settings: Settings, args: argparse.Namespace, stack: ExitStack) -> Settings:
     """The first model to evaluate, in a throw-away store unless --live; the text model stays only
-    with the model it was set for."""
+    with the model it was set for. The dataset (and its split) are read first: a dataset that cannot
+    be used says so before any model loads."""
     args.models = list(dict.fromkeys(args.models))
     if args.live and args.models:
         raise EmbedderError("eval --live measures the configured collection's model: leave out --model")
     if args.ensemble and len(args.templates) < 2:
         raise EmbedderError('--ensemble needs two or more --template, e.g. --template "{}" --template "a photo of {}"')
+    args.labelled = _labelled(args.dataset, args.split, args.seed)
     if args.models and args.models[0] != settings.model:
         settings = replace(settings, model=args.models[0], text_model=None)
     if args.live:
@@ -494,45 +510,87 @@ def _eval_settings(settings: Settings, args: argparse.Namespace, stack: ExitStac
     return replace(settings, qdrant_url=None, qdrant_path=scratch, collection="eval")
 
 
-def run_eval(engine: Any, args: argparse.Namespace) -> int:
-    from embedder.engine import Engine
-    from embedder.evaluation.evaluate import evaluate_model, format_per_query, format_table, load_dataset
-    from embedder.query.searcher import DEFAULT_TEMPLATE
+def _labelled(source: Path, split: str | None, seed: int) -> Any:
+    """The dataset at `source`, or only its `split` part (the split made beside it on first use)."""
+    from embedder.evaluation.datasets import load_dataset
+    from embedder.evaluation.splits import dataset_split
 
     try:
-        dataset = load_dataset(args.dataset)
+        dataset = load_dataset(source)
     except OSError as exc:
-        raise EmbedderError(f"{args.dataset}: {exc.strerror or exc}") from None
+        raise EmbedderError(f"{source}: {exc.strerror or exc}") from None
+    if split is None:
+        return dataset
+    parts = dataset_split(dataset, seed)
+    print(printable(f"split {parts.path}: {', '.join(f'{n} {c}' for n, c in parts.counts().items())}"), file=sys.stderr)
+    return dataset.subset(parts.of(split))
+
+
+def run_eval(engine: Any, args: argparse.Namespace) -> int:
+    from embedder.engine import Engine
+    from embedder.evaluation.evaluate import evaluate_model, overlap_k
+    from embedder.evaluation.leaderboard import evaluation_document, format_per_query, format_robustness, format_table
+    from embedder.evaluation.robustness import summary
+    from embedder.query.searcher import DEFAULT_TEMPLATE
+
+    dataset = args.labelled
     templates = args.templates or [None]
     if args.compare_templates:
         templates = [None, templates[0] or DEFAULT_TEMPLATE]
-    evaluations, report = evaluate_model(engine, dataset, args.k, templates, args.ensemble)
-    failures = list(report.failed)
+    measured = [evaluate_model(engine, dataset, args.k, templates, args.ensemble, args.split)]
+    failures = list(measured[0].report.failed)
     for model in args.models[1:]:  # each further model in its own scratch store, one loaded at a time
         with tempfile.TemporaryDirectory(prefix="embedder-eval-") as scratch:
             settings = replace(engine.settings, model=model, text_model=None, qdrant_path=Path(scratch))
             other = Engine.open(settings)
             try:
-                more, report = evaluate_model(other, dataset, args.k, templates, args.ensemble)
+                measured.append(evaluate_model(other, dataset, args.k, templates, args.ensemble, args.split))
             finally:
                 other.close()
-        evaluations += more
-        failures += [f for f in report.failed if f.path not in {g.path for g in failures}]
+        failures += [f for f in measured[-1].report.failed if f.path not in {g.path for g in failures}]
+    evaluations = [e for m in measured for e in m.evaluations]
+    by_template = {m.evaluations[0].model: m.templates for m in measured if m.templates}
     for failure in failures:
         print(printable(f"skipped: {failure.path}: {failure.reason}"), file=sys.stderr)
+    if args.plot:
+        from embedder.evaluation.plots import write_plots
+
+        written = write_plots(evaluations, args.plot, measured[0].templates)
+        print(printable(f"wrote {len(written)} plots to {args.plot}: {', '.join(p.name for p in written)}"), file=sys.stderr)
     if args.json:
-        _print_json({"dataset": str(dataset.root), "images": len(dataset.labels), "evaluations": [
-            e.as_dict(per_query=args.per_query) for e in evaluations
-        ]})
+        _print_json({
+            "dataset": str(dataset.root), "split": args.split, "images": len(dataset.labels),
+            "evaluations": [evaluation_document(e, per_query=args.per_query) for e in evaluations],
+            "template_robustness": {
+                model: {**summary(groups), **({"groups_detail": [g.as_dict() for g in groups]} if args.per_query else {})}
+                for model, groups in by_template.items()
+            },
+        })
         return 0
     models = ", ".join(dict.fromkeys(e.model for e in evaluations))
-    print(printable(f"{len(dataset.labels)} images, {len(dataset.queries)} text queries, model {models}"))
+    part = f" ({args.split} split)" if args.split else ""
+    print(printable(f"{len(dataset.labels)} images{part}, {len(dataset.queries)} text queries, model {models}"))
     print(format_table(evaluations))
+    k = overlap_k(args.k)
+    for model, groups in by_template.items():
+        figures = summary(groups)
+        print(printable(
+            f"templates as paraphrases, {model}: AP spread {figures['AP spread']:.3f}, "
+            f"overlap@{k} {figures[f'overlap@{k}']:.3f} over {figures['groups']} labels"
+        ))
     if args.per_query:
         for evaluation in (e for e in evaluations if e.mode == "text→image"):
             print()
             print(printable(f"text queries, {evaluation.model}, template {evaluation.template or '—'}, worst first:"))
-            print(format_per_query(evaluation, args.k[min(1, len(args.k) - 1)]))
+            print(format_per_query(evaluation, k))
+            if evaluation.paraphrases:
+                print()
+                print(printable(f"least robust groups of paraphrases, {evaluation.model}, template {evaluation.template or '—'}:"))
+                print(format_robustness(evaluation.paraphrases))
+        for model, groups in by_template.items():
+            print()
+            print(printable(f"labels whose template matters most, {model}:"))
+            print(format_robustness(groups))
     return 0
 
 
