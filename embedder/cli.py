@@ -311,6 +311,63 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tags.add_argument("--json", action="store_true", help="print {tag: count} as JSON")
 
+    label = commands.add_parser(
+        "label",
+        help="draft a label CSV (path,caption,group) for a folder's pictures, to correct and then eval or tune on",
+        description="Each picture's captions are drafted from what the index knows about it: its tags, the "
+        "text recognised in it and the words of its file name (a picture not indexed yet: its name only). "
+        "Several captions of one picture are several rows; give captions that paraphrase one another the "
+        "same group. Nothing is encoded: the index is only read.",
+    )
+    label.add_argument("folder", type=typed_path, metavar="FOLDER", help="the folder of pictures to label")
+    label.add_argument("--out", type=Path, required=True, metavar="CSV", help="the label file to write")
+    label.add_argument("--force", action="store_true", help="replace CSV if it exists")
+    _exclude_option(label)
+
+    tune = commands.add_parser(
+        "tune",
+        help="fine-tune the model on a labelled dataset's train split into a new model folder",
+        description="Contrastive fine-tuning of EMBEDDER_MODEL on the dataset's train split (made beside it "
+        "on first use and shared with `eval --split`), the best epoch and the mix of old and new weights "
+        "chosen on the validation split; what the model knew is kept by distillation on unlabelled "
+        "pictures (--keep, default a sample of the index) and on the tag vocabulary. Writes a model "
+        "folder loadable as EMBEDDER_MODEL=DIR with a model card (README.md) comparing base and tuned "
+        "on the test split. Index with it into a collection of its own (`embedder use`).",
+    )
+    tune.add_argument("dataset", type=Path, help="a label CSV (path,caption[,group]) or a folder of class folders")
+    tune.add_argument("--out", type=Path, required=True, metavar="DIR", help="the model folder to write (must not exist)")
+    tune.add_argument("--epochs", type=whole_number(1, 1000), default=5, help="passes over the train split (5)")
+    tune.add_argument("--batch-size", type=whole_number(2, 4096), default=32, help="pictures per step (32)")
+    tune.add_argument("--lr", type=finite_number, default=None, help="learning rate (default: by what is trained)")
+    tune.add_argument(
+        "--train", dest="trainable", choices=("auto", "last", "lora", "all"), default="auto",
+        help="what is trained: the last blocks and projections, LoRA adapters, or everything (auto: "
+        "all on CUDA, the last blocks on the CPU)",
+    )
+    tune.add_argument("--keep", type=typed_path, metavar="FOLDER", help="unlabelled pictures whose vectors should stay as they were (default: a sample of the index)")
+    tune.add_argument("--keep-weight", type=finite_number, default=3.0, help="how much keeping what the model knew matters against learning (3.0)")
+    tune.add_argument("--seed", type=int, default=0, help="the seed of the split (when made) and of training (0)")
+    tune.add_argument("--resume", action="store_true", help="continue an interrupted run with the same settings from its last epoch")
+    tune.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    collections = commands.add_parser(
+        "collections",
+        help="the collections in the store, the model that made each and how many images it holds",
+        description="A tuned model indexes into a collection of its own; `embedder use` switches between them. "
+        "Embedded counts are the ones recorded when a collection was last opened or closed.",
+    )
+    collections.add_argument("--json", action="store_true", help="print them as JSON")
+    use = commands.add_parser(
+        "use",
+        help="switch the settings file to a collection and the model that made it (and back)",
+        description="Writes QDRANT_COLLECTION and EMBEDDER_MODEL (and the text and visual models that go with "
+        "them) into the settings file in use (or a new one in your config folder). Nothing is deleted; "
+        "switching back is `embedder use` with the old name. A collection that does not exist yet needs "
+        "--model; indexing with it then fills it.",
+    )
+    use.add_argument("collection", type=checked(_collection_name), metavar="COLLECTION")
+    use.add_argument("--model", metavar="MODEL", help="the model that made (or will fill) the collection: a name or folder")
+
     commands.add_parser("migrate", help="convert an old qdrant-client local-mode folder (QDRANT_PATH) to Qdrant Edge")
     backfill = commands.add_parser(
         "backfill-visual",
@@ -335,15 +392,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return app_main(args.streamlit_args)
     try:
         settings = Settings.from_env()
+        if args.command in ("collections", "use"):  # records and the settings file only: no lock, no model
+            return run_collections(settings, args) if args.command == "collections" else run_use(settings, args)
         with ExitStack() as stack:
             if args.command == "eval":
                 settings = _eval_settings(settings, args, stack)
+            if args.command == "tune":  # a dataset or output that cannot be used says so before the model loads
+                _tune_inputs(args)
             lock = None
             if not settings.qdrant_url:  # one process per folder: say "in use" now, not after loading the model
                 lock = _folder_lock(settings)
                 stack.callback(lock.release)  # the store releases it on close; this covers a failed open
             if args.command in ("backup", "restore"):  # no model: torch is never imported
                 return run_backup(settings, args, lock)
+            if args.command == "label":  # reads the index as recorded: no model either
+                return run_label(settings, args, lock)
             from embedder.engine import Engine  # after the lock: torch and the model load only now
 
             visual = _visual_layout(settings) if args.command == "backfill-visual" else None
@@ -356,6 +419,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.command in ("backup", "restore"):
             print(f"interrupted: nothing was changed; run `{args.command}` again", file=sys.stderr)
+            return 130
+        if args.command == "tune":
+            print("interrupted: run the same command with --resume to continue after the last finished epoch",
+                  file=sys.stderr)
             return 130
         print("interrupted: run the same command again to finish (nothing is indexed twice)", file=sys.stderr)
         return 130
@@ -522,7 +589,7 @@ def _labelled(source: Path, split: str | None, seed: int) -> Any:
     if split is None:
         return dataset
     parts = dataset_split(dataset, seed)
-    print(printable(f"split {parts.path}: {', '.join(f'{n} {c}' for n, c in parts.counts().items())}"), file=sys.stderr)
+    log.info("split %s: %s", parts.path, parts.counts())
     return dataset.subset(parts.of(split))
 
 
@@ -592,6 +659,129 @@ def run_eval(engine: Any, args: argparse.Namespace) -> int:
             print(printable(f"labels whose template matters most, {model}:"))
             print(format_robustness(groups))
     return 0
+
+
+def run_label(settings: Settings, args: argparse.Namespace, lock: Any) -> int:
+    """`label`: a draft label CSV for a folder, from what the index knows (nothing is encoded)."""
+    from embedder.evaluation.datasets import write_labels
+    from embedder.evaluation.labels import draft_labels, draft_rows
+    from embedder.store.catalog import open_as_recorded
+
+    if not args.folder.is_dir():
+        raise EmbedderError(printable(f"{path_to_text(args.folder)} is not a folder: name the folder of pictures to label"))
+    if args.out.exists() and not args.force:  # before reading anything
+        raise EmbedderError(printable(f"{path_to_text(args.out)} exists already; choose another name, or add --force to replace it"))
+    store = open_as_recorded(settings, lock)
+    try:
+        drafts = draft_labels(args.folder, store, _excludes(settings, args))
+    finally:
+        if store is not None:
+            store.close()
+    if not drafts:
+        raise EmbedderError(printable(f"{path_to_text(args.folder)} holds no pictures to label"))
+    rows = draft_rows(drafts)
+    written = write_labels(args.out, rows, force=args.force)
+    unknown = sum(not d.indexed for d in drafts)
+    empty = sum(not d.captions for d in drafts)
+    print(printable(f"wrote {written}: {len(drafts)} pictures, {len(rows) - empty} drafted captions"))
+    if unknown:
+        print(printable(
+            f"{unknown} of them are not in the index ({settings.collection}): drafted from their file names only; "
+            f"`embedder index {path_to_text(args.folder)}` tags them"
+        ), file=sys.stderr)
+    if empty:
+        print(f"{empty} pictures have no caption yet: fill them in (or leave them empty: then no query finds them)", file=sys.stderr)
+    print(printable(f"correct the captions (same group = paraphrases), then: embedder eval {written}"), file=sys.stderr)
+    return 0
+
+
+def run_collections(settings: Settings, args: argparse.Namespace) -> int:
+    """`collections`: every collection of the store with its model and image count; * marks the one in use."""
+    from embedder.store.catalog import list_collections
+
+    found = list_collections(settings)
+    if args.json:
+        _print_json([c.as_dict() for c in found])
+        return 0
+    if not found:
+        print(printable(f"no collections yet in {settings.storage_location}: `embedder index FOLDER` makes {settings.collection!r}"))
+        return 0
+    width = max(10, *(len(c.name) for c in found))
+    print(f"  {'collection':<{width}} {'images':>9}  model")
+    for c in found:
+        model = f"{c.model or '— (empty)'}" + (f" ({c.dim}-d)" if c.dim else "")
+        visual = f", visual {c.visual_model}" if c.visual_model else ""
+        print(printable(f"{'*' if c.current else ' '} {c.name:<{width}} {c.images:>9,}  {model}{visual}"))
+    return 0
+
+
+def run_use(settings: Settings, args: argparse.Namespace) -> int:
+    """`use`: point the settings file at a collection and the model that made it."""
+    from embedder.switching import switch_collection
+
+    done = switch_collection(settings, args.collection, args.model)
+    what = f"{done.images:,} images" if done.exists else "empty until you index into it"
+    print(printable(f"now using collection {done.collection} ({what}) with model {done.model}: written to {done.settings_file}"))
+    if done.previous != done.collection:
+        print(printable(f"switch back with: embedder use {done.previous}"))
+    for var in done.overridden:
+        print(printable(f"warning: {var} is set in the environment, which wins over the settings file: unset it"), file=sys.stderr)
+    return 0
+
+
+def _tune_inputs(args: argparse.Namespace) -> None:
+    """`tune`'s dataset, its split and the output folder, checked before any model loads."""
+    from embedder.evaluation.splits import dataset_split
+    from embedder.evaluation.tune import check_output
+
+    if args.keep_weight < 0:
+        raise EmbedderError(f"--keep-weight must be 0 or more, got {args.keep_weight:g}")
+    if args.lr is not None and args.lr <= 0:
+        raise EmbedderError(f"--lr must be above 0, got {args.lr:g}")
+    args.out = args.out.expanduser().absolute()
+    check_output(args.out, args.resume)
+    args.labelled = _labelled(args.dataset, None, args.seed)
+    args.parts = dataset_split(args.labelled, args.seed)
+
+
+def run_tune(engine: Any, args: argparse.Namespace) -> int:
+    """`tune`: fine-tune EMBEDDER_MODEL on the dataset's train split into a new model folder."""
+    from embedder.evaluation.tune import TuneOptions, tune
+
+    options = TuneOptions(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, trainable=args.trainable, keep=args.keep,
+        keep_weight=args.keep_weight, seed=args.seed, resume=args.resume, ks=(1, 5, 10),
+    )
+    counts = ", ".join(f"{n} {c}" for n, c in args.parts.counts().items())
+
+    def progress(step: Any) -> None:
+        if step.phase == "preparing":  # the model took the dataset: say which split it learns from
+            print(printable(f"split {args.parts.path}: {counts} pictures"), file=sys.stderr)
+        _show_tune_progress(step)
+
+    result = tune(engine, args.labelled, args.parts, args.out, options, None if args.json else progress)
+    if sys.stderr.isatty() and not args.json:
+        print(file=sys.stderr)
+    if args.json:
+        _print_json({"folder": str(result.folder), **result.card})
+        return 0
+    print(printable(f"tuned model written to {result.folder}: {result.summary()}"))
+    name = result.folder.name
+    print(printable(
+        f"next: index with it into a collection of its own (EMBEDDER_MODEL={result.folder} QDRANT_COLLECTION={name} "
+        f"embedder index FOLDER), compare (embedder eval {args.dataset} --split test --model {result.folder}), "
+        f"then switch: embedder use {name} --model {result.folder}"
+    ), file=sys.stderr)
+    return 0
+
+
+def _show_tune_progress(progress: Any) -> None:
+    if not sys.stderr.isatty():
+        if progress.phase == "epoch":  # a log of epochs, not of every step
+            print(progress.words(), file=sys.stderr)
+        return
+    end = "\n" if progress.phase == "epoch" else ""
+    print(f"\r{progress.words()}   ", end=end, file=sys.stderr, flush=True)
 
 
 def _visual_layout(settings: Settings) -> Any:
@@ -730,6 +920,7 @@ COMMANDS = {
     "search": run_search,
     "duplicates": run_duplicates,
     "eval": run_eval,
+    "tune": run_tune,
     "info": run_info,
     "tags": run_tags,
     "watch": run_watch,

@@ -39,3 +39,7 @@ class UploadError(EmbedderError):
 
 class DatasetError(EmbedderError):
     """A labelled dataset for `eval` that cannot be read; the message names the file and line."""
+
+
+class TuneError(EmbedderError):
+    """A model or dataset that cannot be tuned, or a tuned model that could not be written."""

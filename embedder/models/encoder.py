@@ -190,6 +190,12 @@ class Encoder:
         return normalise(vectors.numpy())
 
     @property
+    def model(self) -> torch.nn.Module:
+        """The library's model this backend runs (a SentenceTransformer, a transformers model): what
+        tuning trains and saves in that library's own format."""
+        return self._model
+
+    @property
     def max_text_tokens(self) -> int:
         """How many tokens of a text the model reads (77 for CLIP); the rest is cut off."""
         return int(self._model.max_seq_length)
