@@ -4,8 +4,8 @@ correct: the label CSV that `eval` and `tune` read (`embedder label`, the Label 
 A picture's drafts, each one caption (a row of the CSV): its tags (`dog, beach`: the labels of the
 tag vocabulary the model sees in it), the text recognised in it (the payload's `text`, when the
 index read any), and the words of its file name (`rex-at-the-beach-03.jpg` → `rex at the beach`;
-camera names such as `IMG_0001` give none). Drafts that say the same thing (case and spacing aside)
-are kept once. A picture the index does not know yet is drafted from its name alone; one with
+camera names such as `IMG_0001` give none). Drafts with the same words are kept once (case, spacing
+and punctuation aside). A picture the index does not know yet is drafted from its name alone; one with
 nothing to go on gets an empty caption to fill in. No torch: the index is read, nothing is encoded.
 """
 
@@ -72,8 +72,8 @@ def draft_captions(path: str | Path, payload: Mapping[str, Any] | None) -> tuple
     unique: dict[str, str] = {}
     for caption in drafts:
         caption = caption.replace("|", " ").strip()  # `|` separates captions in the CSV
-        if caption:
-            unique.setdefault(normalised(caption), caption)
+        if caption:  # the same words (case and punctuation aside) are one draft
+            unique.setdefault(" ".join(re.findall(r"\w+", normalised(caption))), caption)
     return tuple(unique.values())
 
 
