@@ -4,29 +4,18 @@ the settings file at one of them and back; nothing deleted, no model loaded, the
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from faultkit import run_main as run
 
-from embedder import cli
 from embedder.config import Settings
 from embedder.errors import ConfigError
 from embedder.settings_file import update_settings_file
 from embedder.store import FolderLock, Point, open_store
 from embedder.store.catalog import list_collections
 from embedder.switching import switch_collection
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    saved, sys.argv = sys.argv, [str(Path(cli.__file__).with_name("__main__.py")), *argv]
-    try:
-        code = cli.main(list(argv))
-    finally:
-        sys.argv = saved
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def fill(settings: Settings, collection: str, model: str, images: int, dim: int = 8) -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from faultkit import run_main as run
 
-from embedder import cli
 from embedder.engine import Engine
 from embedder.evaluation import synthetic
 from embedder.evaluation.datasets import load_dataset
@@ -18,16 +17,6 @@ from embedder.evaluation.labels import draft_captions, name_caption
 from embedder.store import SearchFilter
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    saved, sys.argv = sys.argv, [str(Path(cli.__file__).with_name("__main__.py")), *argv]
-    try:
-        code = cli.main(list(argv))
-    finally:
-        sys.argv = saved
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import errno
 import json
-import os
-import sys
 from pathlib import Path
 
 import pytest
+from faultkit import run_main as run
 from safetensors.torch import load_file
 
 from embedder import cli
@@ -18,16 +17,6 @@ from embedder.evaluation import synthetic
 from modelkit import tiny_siglip, tiny_vit
 
 EPOCHS = ("--epochs", "2", "--batch-size", "8", "--lr", "1e-3")
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    saved, sys.argv = sys.argv, [str(Path(cli.__file__).with_name("__main__.py")), *argv]
-    try:
-        code = cli.main(list(argv))
-    finally:
-        sys.argv = saved
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from embedder.evaluation.datasets import Dataset, load_dataset  # noqa: F401 - load_dataset used from here too
+from embedder.evaluation.datasets import Dataset
 from embedder.evaluation.metrics import IMAGE_TO_IMAGE, TEXT_TO_IMAGE, Evaluation, GroupRobustness, score_ranking
 from embedder.evaluation.robustness import caption_groups, template_groups
 from embedder.models.encoder import normalise

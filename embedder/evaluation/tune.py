@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import heapq
 import json
 import logging
 import math
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
@@ -181,15 +182,90 @@ def tune(
     progress = on_progress or (lambda p: None)
     out = out.expanduser().absolute()
     check_output(out, options.resume)
-    settings = engine.settings
     device = engine.encoder.device
     choice = DEFAULT_TRAINABLE.get(device.split(":")[0], "last") if options.trainable == "auto" else options.trainable
     lr = options.lr if options.lr is not None else DEFAULT_LR[choice]
-    train, validation = dataset.subset(split.of(TRAIN)), dataset.subset(split.of(VALIDATION))
-    if not train.queries:
+    if not dataset.subset(split.of(TRAIN)).queries:
         raise TuneError(f"{dataset.source}: no picture of the train split has a caption: nothing to learn from")
 
-    student = Trainable(load_encoder(replace(settings, text_model=None)))
+    student = Trainable(load_encoder(replace(engine.settings, text_model=None)))
+    data = _prepare_data(engine, dataset, split, options, student, progress)
+    trained_count = student.select(choice, options.seed)
+    base_weights = student.weights()  # the base's values of what training changes: WiSE-FT mixes from them
+    work = work_folder(out)
+    fingerprint = _fingerprint(engine.encoder.model_id, dataset, split, options, choice, lr, data.kept.paths)
+    state = _train(student, data, options, lr, work, fingerprint, progress)
+
+    progress(TuneProgress("choosing"))
+    improved = state["best"]["state"] is not None
+    if improved:
+        student.load_trained(state["best"]["state"])
+    student.merge()
+    tuned_weights = student.weights()
+    alphas = _choose_alpha(student, base_weights, tuned_weights, data, options, improved)
+    student.load_weights(_mix(base_weights, tuned_weights, alphas["chosen"]))
+    card = {
+        "kind": "embedder-tuned-model",
+        "format": 1,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "product_version": __version__,
+        "base_model": engine.encoder.model_id,
+        "base_setting": engine.settings.model,
+        "loss": "sigmoid (SigLIP)" if student.kind == "siglip" else "InfoNCE, same-caption pictures positive (CLIP)",
+        "dataset": str(dataset.source),
+        "split": {"file": str(split.path), "seed": split.seed, **split.counts()},
+        "settings": {
+            **{k: v for k, v in asdict(options).items() if k not in ("resume", "keep")},
+            "keep": str(options.keep) if options.keep else "a sample of the indexed library",
+            "trainable": choice, "trained_parameters": trained_count, "lr": lr, "device": device,
+            "kept_pictures": len(data.kept.paths), "kept_held_out": len(data.held_out),
+            "vocabulary": len(data.vocabulary),
+        },
+        "history": [{"epoch": 0, "validation_mAP": state["base_validation_mAP"], "loss": None}, *state["history"]],
+        "best_epoch": state["best"]["epoch"],
+        "alphas": alphas["table"],
+        "alpha": alphas["chosen"],
+    }
+    try:
+        with folder_written_whole(out) as tmp:
+            progress(TuneProgress("saving"))
+            student.save(tmp)
+            held_out = data.held_out
+            del student, data, base_weights, tuned_weights  # measuring loads the saved model: free this one
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            progress(TuneProgress("measuring"))
+            card |= _before_after(engine, tmp, dataset.subset(split.of(TEST)), held_out, options)
+            (tmp / RESULT_NAME).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            (tmp / CARD_NAME).write_text(model_card(card, out.name), encoding="utf-8")
+    except OSError as exc:
+        raise _disk_error(exc, f"writing the tuned model to {out}", f"nothing was written to {out}; the "
+                          f"training is kept in {work}: run the same command with --resume") from None
+    shutil.rmtree(work, ignore_errors=True)
+    log.info("tuned model written to %s", out)
+    return TuneResult(out, card)
+
+
+@dataclass
+class _Data:
+    """Everything a run learns and chooses from, read once."""
+
+    train: _Pictures
+    validation: _Pictures
+    kept: _Pictures  # every kept picture: the first `held_out` are measured, never distilled on
+    held_out: list[str]
+    distilled: _Pictures
+    vocabulary: list[str]  # prompts, "a photo of {label}"
+    teacher_images: torch.Tensor  # the base model's vectors of `distilled` and of `vocabulary`
+    teacher_texts: torch.Tensor
+    base_validation_map: float
+
+
+def _prepare_data(engine: Any, dataset: Dataset, split: Split, options: TuneOptions, student: Trainable,
+                  progress: ProgressCallback) -> _Data:
+    """The pictures decoded and prepared, the captions checked, the base model's vectors to keep."""
+    settings = engine.settings
+    train, validation = dataset.subset(split.of(TRAIN)), dataset.subset(split.of(VALIDATION))
     _check_captions(student, sorted(set(train.queries) | set(validation.queries)), dataset)
     progress(TuneProgress("preparing"))
     train_pictures = _read(student, train, settings)
@@ -200,77 +276,34 @@ def tune(
     held_out = max(1, round(len(kept.paths) * KEEP_HELD_OUT)) if len(kept.paths) >= 5 else 0
     distilled = _Pictures(kept.paths[held_out:], kept.inputs[held_out:])
     vocabulary = [TEMPLATE.format(label) for label in load_vocabulary(settings.tags_file)]
-
     student.model.eval()
     with torch.no_grad():  # the base model's vectors: what distillation holds the student to
         teacher_images = _image_vectors(student, distilled.inputs, options.batch_size)
         teacher_texts = _text_vectors(student, vocabulary, options.batch_size)
-        base_map = _validation_map(student, validation_pictures, validation, options.batch_size)
-    trained_count = student.select(choice, options.seed)
-    base_weights = student.weights()  # the base's values of what training changes: WiSE-FT mixes from them
-    fingerprint = _fingerprint(engine.encoder.model_id, dataset, split, options, choice, lr, kept.paths)
+        base_map = _validation_map(student, validation_pictures, options.batch_size)
+    return _Data(train_pictures, validation_pictures, kept, kept.paths[:held_out], distilled, vocabulary,
+                 teacher_images, teacher_texts, base_map)
 
-    work = work_folder(out)
-    state = _start(student, work, fingerprint, options, lr, train_pictures, base_map)
-    run = _Run(student, options, lr, train_pictures, distilled, teacher_images, vocabulary, teacher_texts, state)
+
+def _train(student: Trainable, data: _Data, options: TuneOptions, lr: float, work: Path,
+           fingerprint: dict[str, Any], progress: ProgressCallback) -> dict[str, Any]:
+    """The epochs still to run (all, or after the checkpoint's with `resume`), each measured on
+    validation and checkpointed; the state: history, best epoch and its trained weights."""
+    state = _start(student, work, fingerprint, options, data.base_validation_map)
+    run = _Run(student, options, lr, data, state)
     started = time.perf_counter()
     for epoch in range(state["epoch"] + 1, options.epochs + 1):
         run.epoch(epoch, started, progress)
         student.model.eval()
         with torch.no_grad():
-            score = _validation_map(student, validation_pictures, validation, options.batch_size)
+            score = _validation_map(student, data.validation, options.batch_size)
         state["history"].append({"epoch": epoch, "validation_mAP": score, "loss": run.last_loss})
         if score > state["best"]["validation_mAP"]:
             state["best"] = {"epoch": epoch, "validation_mAP": score, "state": student.trained_state()}
         state["epoch"] = epoch
         _save_checkpoint(work, run.checkpoint(state, fingerprint))
         progress(TuneProgress("epoch", epoch, options.epochs, validation_map=score))
-
-    progress(TuneProgress("choosing"))
-    if state["best"]["state"] is not None:
-        student.load_trained(state["best"]["state"])
-    student.merge()
-    tuned_weights = student.weights()
-    alphas = _choose_alpha(student, base_weights, tuned_weights, validation_pictures, validation, options,
-                           state["best"]["state"] is not None)
-    alpha = alphas["chosen"]
-    student.load_weights(_mix(base_weights, tuned_weights, alpha))
-
-    card = {
-        "kind": "embedder-tuned-model",
-        "format": 1,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "product_version": __version__,
-        "base_model": engine.encoder.model_id,
-        "base_setting": settings.model,
-        "loss": "sigmoid (SigLIP)" if student.kind == "siglip" else "InfoNCE, same-caption pictures positive (CLIP)",
-        "dataset": str(dataset.source),
-        "split": {"file": str(split.path), "seed": split.seed, **split.counts()},
-        "settings": {
-            **{k: v for k, v in asdict(options).items() if k not in ("resume", "keep")},
-            "keep": str(options.keep) if options.keep else "a sample of the indexed library",
-            "trainable": choice, "trained_parameters": trained_count, "lr": lr, "device": device,
-            "kept_pictures": len(kept.paths), "kept_held_out": held_out, "vocabulary": len(vocabulary),
-        },
-        "history": [{"epoch": 0, "validation_mAP": base_map, "loss": None}, *state["history"]],
-        "best_epoch": state["best"]["epoch"],
-        "alphas": alphas["table"],
-        "alpha": alpha,
-    }
-    try:
-        with folder_written_whole(out) as tmp:
-            progress(TuneProgress("saving"))
-            student.save(tmp)
-            progress(TuneProgress("measuring"))
-            card |= _before_after(engine, tmp, dataset.subset(split.of(TEST)), kept.paths[:held_out], options)
-            (tmp / RESULT_NAME).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-            (tmp / CARD_NAME).write_text(model_card(card, out.name), encoding="utf-8")
-    except OSError as exc:
-        raise _disk_error(exc, f"writing the tuned model to {out}", f"nothing was written to {out}; the "
-                          f"training is kept in {work}: run the same command with --resume") from None
-    shutil.rmtree(work, ignore_errors=True)
-    log.info("tuned model written to %s", out)
-    return TuneResult(out, card)
+    return state
 
 
 def _disk_error(exc: OSError, doing: str, then: str) -> TuneError:
@@ -328,20 +361,20 @@ def _kept_pictures(engine: Any, dataset: Dataset, options: TuneOptions, student:
         folder = options.keep.expanduser()
         if not folder.is_dir():
             raise TuneError(f"--keep {folder}: not a folder of pictures")
-        candidates = [str(p) for p in discover([folder]) if str(p) not in own]
+        candidates: Iterable[str] = (str(p) for p in discover([folder]))
     else:
-        candidates = sorted({
-            payload["paths"][0] for _, payload, _ in engine.store.scroll()
-            if payload.get("paths") and payload["paths"][0] not in own
-        })
-    rng = np.random.default_rng([options.seed, 7])
-    chosen = [candidates[i] for i in sorted(rng.permutation(len(candidates))[:KEEP_SAMPLE])]
-    rng.shuffle(chosen)  # the held-out part is the first few: not all from one folder
-    pictures = _prepare(student, chosen, settings)
+        candidates = (payload["paths"][0] for _, payload, _ in engine.store.scroll() if payload.get("paths"))
+    pictures = _prepare(student, sample((p for p in candidates if p not in own), options.seed, KEEP_SAMPLE), settings)
     if not pictures.paths:
         log.warning("no unlabelled pictures to keep (%s): only the vocabulary holds the model to what it knew",
                     options.keep or "the index is empty")
     return pictures
+
+
+def sample(paths: Iterable[str], seed: int, k: int) -> list[str]:
+    """`k` of `paths`, uniformly, the same whatever order they come in: those with the smallest hash
+    of (seed, path), in that (random) order."""
+    return heapq.nsmallest(k, paths, key=lambda p: hashlib.sha256(f"{seed}\0{p}".encode("utf-8", "surrogateescape")).digest())
 
 
 def _batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
@@ -366,7 +399,7 @@ def _text_vectors(student: Trainable, texts: Sequence[str], batch: int) -> torch
     return torch.cat([student.text_features(chunk).float() for chunk in _batches(list(texts), batch)])
 
 
-def _validation_map(student: Trainable, pictures: _Pictures, dataset: Dataset, batch: int) -> float:
+def _validation_map(student: Trainable, pictures: _Pictures, batch: int) -> float:
     """Text→image mAP on the validation pictures (every caption one of them has as a query)."""
     queries = sorted({c for captions in pictures.captions for c in captions})
     if not queries or not pictures.paths:
@@ -383,11 +416,11 @@ def _validation_map(student: Trainable, pictures: _Pictures, dataset: Dataset, b
 class _Run:
     """The training loop's state: optimizer, schedule, random generator; one epoch at a time."""
 
-    def __init__(self, student: Trainable, options: TuneOptions, lr: float, train: _Pictures, kept: _Pictures,
-                 teacher_images: torch.Tensor, vocabulary: list[str], teacher_texts: torch.Tensor,
-                 state: dict[str, Any]) -> None:
-        self.student, self.options, self.train, self.kept = student, options, train, kept
-        self.teacher_images, self.vocabulary, self.teacher_texts = teacher_images, vocabulary, teacher_texts
+    def __init__(self, student: Trainable, options: TuneOptions, lr: float, data: _Data, state: dict[str, Any]) -> None:
+        self.student, self.options = student, options
+        self.train, self.kept = data.train, data.distilled
+        self.teacher_images, self.vocabulary, self.teacher_texts = data.teacher_images, data.vocabulary, data.teacher_texts
+        train = data.train
         self.generator = torch.Generator().manual_seed(options.seed)
         full, rest = divmod(len(train.paths), options.batch_size)
         self.steps_per_epoch = full + (rest > 1)  # as `_order` makes them
@@ -526,8 +559,8 @@ def _fingerprint(model_id: str, dataset: Dataset, split: Split, options: TuneOpt
     }
 
 
-def _start(student: Trainable, work: Path, fingerprint: dict[str, Any], options: TuneOptions, lr: float,
-           train: _Pictures, base_map: float) -> dict[str, Any]:
+def _start(student: Trainable, work: Path, fingerprint: dict[str, Any], options: TuneOptions,
+           base_map: float) -> dict[str, Any]:
     """A fresh state, or the checkpoint's (its trained weights put back) when resuming."""
     fresh = {"epoch": 0, "history": [], "base_validation_mAP": base_map,
              "best": {"epoch": 0, "validation_mAP": base_map, "state": None}}
@@ -577,14 +610,14 @@ def _mix(base: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor], alpha: f
 
 
 def _choose_alpha(student: Trainable, base: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor],
-                  pictures: _Pictures, dataset: Dataset, options: TuneOptions, improved: bool) -> dict[str, Any]:
+                  data: _Data, options: TuneOptions, improved: bool) -> dict[str, Any]:
     """Validation mAP at each α; the smallest α within ALPHA_TOLERANCE of the best (0 when no epoch improved)."""
     table = []
     student.model.eval()
     for alpha in ALPHAS if improved else (0.0,):
         student.load_weights(_mix(base, tuned, alpha))
         with torch.no_grad():
-            table.append({"alpha": alpha, "validation_mAP": _validation_map(student, pictures, dataset, options.batch_size)})
+            table.append({"alpha": alpha, "validation_mAP": _validation_map(student, data.validation, options.batch_size)})
     best = max(row["validation_mAP"] for row in table)
     chosen = min(row["alpha"] for row in table if row["validation_mAP"] >= best - ALPHA_TOLERANCE)
     return {"table": table, "chosen": chosen}
