@@ -100,7 +100,7 @@ def interleaved(choices: list[str], batch: int, rounds: int, device: str) -> lis
     from embedder.evaluation import synthetic
     from embedder.evaluation.trainable import Trainable
     from embedder.indexing.tags import TEMPLATE, load_vocabulary
-    from embedder.models.encoder import Encoder
+    from embedder.models.sentence_transformers import SentenceTransformersEncoder as Encoder
 
     model = str(common.build_model())
     students = {c: Trainable(Encoder(model, device)) for c in choices}

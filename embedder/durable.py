@@ -1,8 +1,9 @@
-"""Writing files so that a crash, a kill or a full disk leaves the old version or the new one, never a part.
+"""Writing files so that a crash at any moment leaves the old file or the new one, never a part.
 
-One way for the whole product: write under a temporary name beside the target, flush it to the disk,
-rename it over the target, then flush the folder so the rename survives a power cut. A temporary
-left by a failure is removed; the target is never touched until the new version is complete.
+One helper for every file the product writes whole (settings, journals, the store's record, uploads,
+thumbnails, caches, backups): write under a temporary name beside the target, then rename over it.
+`durable=True` also flushes the data and the rename to the disk (a power cut keeps it); caches can
+do without.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,37 +27,50 @@ def fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def partial_name(target: Path) -> Path:
-    """The temporary name a new version of `target` is written under (hidden, beside it, per process)."""
-    return target.with_name(f".{target.name}.partial-{os.getpid()}")
-
-
 @contextmanager
-def written_whole(target: Path) -> Iterator[Path]:
-    """A temporary file name beside `target`, renamed to it only if the block completes (else removed)."""
-    tmp = partial_name(target)
+def written_whole(target: Path, durable: bool = True, prefix: str | None = None, suffix: str = "") -> Iterator[Path]:
+    """A new temporary file beside `target` for the block to fill; renamed to `target` only if the
+    block completes, else removed. `prefix` names the temporary file (default `.NAME.partial-`)."""
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=prefix or f".{target.name}.partial-", suffix=suffix)
+    os.close(fd)
+    tmp = Path(name)
     try:
         yield tmp
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
+        if durable:
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
         os.replace(tmp, target)
-        fsync_folder(target.parent)
+        if durable:
+            fsync_folder(target.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
+def write_bytes(target: Path, data: bytes, durable: bool = True, prefix: str | None = None, suffix: str = "") -> None:
+    """`data` as the whole of `target` (see `written_whole`)."""
+    with written_whole(target, durable, prefix, suffix) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+
+
+def write_text(target: Path, text: str, durable: bool = True) -> None:
+    """`text` (UTF-8) as the whole of `target`."""
+    write_bytes(target, text.encode("utf-8"), durable)
+
+
+def write_json(target: Path, document: Any, durable: bool = True, indent: int | None = 2) -> None:
+    """`document` as JSON (UTF-8, non-ASCII kept) as the whole of `target`."""
+    write_bytes(target, json.dumps(document, ensure_ascii=False, indent=indent).encode("utf-8"), durable)
+
+
 @contextmanager
 def folder_written_whole(target: Path) -> Iterator[Path]:
-    """A temporary folder beside `target` to fill; renamed to `target` only if the block completes
-    (every file in it flushed first), else removed with everything in it. `target` must not exist:
-    a folder is never replaced (FileExistsError)."""
+    """A new temporary folder beside `target` for the block to fill; renamed to `target` only if the
+    block completes (every file in it flushed first), else removed with everything in it. `target`
+    must not exist: a folder is never replaced (FileExistsError)."""
     if target.exists():
         raise FileExistsError(target)
-    tmp = partial_name(target)
-    if tmp.exists():  # left by an earlier run of this process id that died: not a version of anything
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))
     try:
         yield tmp
         for path in sorted(tmp.rglob("*")):
@@ -70,19 +85,3 @@ def folder_written_whole(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    """Replace `path` with `data`, whole or not at all."""
-    with written_whole(path) as tmp:
-        tmp.write_bytes(data)
-
-
-def write_text(path: Path, text: str) -> None:
-    """Replace `path` with `text` (UTF-8), whole or not at all."""
-    write_bytes(path, text.encode("utf-8"))
-
-
-def write_json(path: Path, document: Any) -> None:
-    """Replace `path` with `document` as indented JSON, whole or not at all."""
-    write_text(path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")

@@ -12,10 +12,10 @@ from faultkit import run_main as run
 
 from embedder.config import Settings
 from embedder.errors import ConfigError
-from embedder.settings_file import update_settings_file
+from embedder.store.settings_file import update_settings_file
 from embedder.store import FolderLock, Point, open_store
 from embedder.store.catalog import list_collections
-from embedder.switching import switch_collection
+from embedder.store.switching import switch_collection
 
 
 def fill(settings: Settings, collection: str, model: str, images: int, dim: int = 8) -> None:

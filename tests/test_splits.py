@@ -198,5 +198,5 @@ def test_a_label_csv_is_written_whole_and_never_over_another(tmp_path: Path) -> 
 def test_the_data_layer_imports_no_torch() -> None:
     modules = "datasets splits metrics robustness leaderboard plots labels".split()
     code = "import sys\n" + "".join(f"import embedder.evaluation.{m}\n" for m in modules)
-    code += "import embedder.switching, embedder.store.catalog\nassert 'torch' not in sys.modules, 'torch'\n"
+    code += "import embedder.store.switching, embedder.store.catalog\nassert 'torch' not in sys.modules, 'torch'\n"
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})

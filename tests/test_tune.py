@@ -70,7 +70,7 @@ def tuned(world: Path, tmp_path_factory: pytest.TempPathFactory, model_path: Pat
 @pytest.mark.slow
 def test_a_tuned_model_is_a_model_folder_the_product_loads_and_searches_with(tuned, world: Path, tmp_path: Path) -> None:
     from embedder.engine import Engine
-    from embedder.query.searcher import Query
+    from embedder.query.terms import Query
 
     folder, card, csv_file = tuned
     assert {"README.md", "tuning.json", "model.safetensors", "modules.json"} <= {p.name for p in folder.iterdir()}

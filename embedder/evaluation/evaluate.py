@@ -18,9 +18,9 @@ from typing import Any
 from embedder.evaluation.datasets import Dataset
 from embedder.evaluation.metrics import IMAGE_TO_IMAGE, TEXT_TO_IMAGE, Evaluation, GroupRobustness, score_ranking
 from embedder.evaluation.robustness import caption_groups, template_groups
-from embedder.models.encoder import normalise
+from embedder.models.vectors import normalise
 from embedder.paths import path_to_text
-from embedder.query.searcher import apply_template
+from embedder.query.terms import apply_template
 from embedder.store import SearchFilter
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from embedder.errors import TuneError
-from embedder.models.encoder import Encoder, PreparedImage
+from embedder.models.base import Encoder, PreparedImage
 from embedder.models.hf import TEXT_INPUTS, pooled_output
 from embedder.models.text_fast import clip_model_of
 

@@ -57,7 +57,8 @@ from embedder.evaluation.splits import TEST, TRAIN, VALIDATION, Split
 from embedder.evaluation.trainable import Trainable
 from embedder.indexing.tags import TEMPLATE, Tagger, load_vocabulary
 from embedder.media.images import decode, discover
-from embedder.models.encoder import PreparedImage, load_encoder
+from embedder.models import load_encoder
+from embedder.models.base import PreparedImage
 from embedder.paths import text_to_path
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from embedder.config import Settings, setting_fields
 from embedder.durable import write_json
 from embedder.errors import ConfigError
 from embedder.models.ids import HF_PREFIX, OPEN_CLIP_PREFIX, expected_model_id, model_id_of
-from embedder.settings_file import settings_file, update_settings_file
+from embedder.store.settings_file import settings_file, update_settings_file
 from embedder.store.catalog import CollectionInfo, find_collection
 
 log = logging.getLogger(__name__)
