@@ -706,24 +706,14 @@ def _eval_settings(settings: Settings, args: argparse.Namespace, stack: ExitStac
 
 
 def _labelled(source: Path, split: str | None, seed: int) -> Any:
-    """The dataset at `source`, or only its `split` part (the split made beside it on first use)."""
-    from embedder.evaluation.datasets import load_dataset
-    from embedder.evaluation.splits import dataset_split
+    """The dataset at `source`, or only its `split` part (see `evaluation.splits.labelled`)."""
+    from embedder.evaluation.splits import labelled
 
-    try:
-        dataset = load_dataset(source)
-    except OSError as exc:
-        raise EmbedderError(f"{source}: {exc.strerror or exc}") from None
-    if split is None:
-        return dataset
-    parts = dataset_split(dataset, seed)
-    log.info("split %s: %s", parts.path, parts.counts())
-    return dataset.subset(parts.of(split))
+    return labelled(source, split, seed)
 
 
 def run_eval(engine: Any, args: argparse.Namespace) -> int:
-    from embedder.engine import Engine
-    from embedder.evaluation.evaluate import evaluate_model, overlap_k
+    from embedder.evaluation.evaluate import evaluate_in_scratch, evaluate_model, overlap_k
     from embedder.evaluation.leaderboard import evaluation_document, format_per_query, format_robustness, format_table
     from embedder.evaluation.robustness import summary
     from embedder.query.terms import DEFAULT_TEMPLATE
@@ -735,13 +725,8 @@ def run_eval(engine: Any, args: argparse.Namespace) -> int:
     measured = [evaluate_model(engine, dataset, args.k, templates, args.ensemble, args.split)]
     failures = list(measured[0].report.failed)
     for model in args.models[1:]:  # each further model in its own scratch store, one loaded at a time
-        with tempfile.TemporaryDirectory(prefix="embedder-eval-") as scratch:
-            settings = replace(engine.settings, model=model, text_model=None, qdrant_path=Path(scratch))
-            other = Engine.open(settings)
-            try:
-                measured.append(evaluate_model(other, dataset, args.k, templates, args.ensemble, args.split))
-            finally:
-                other.close()
+        other = replace(engine.settings, model=model)
+        measured.append(evaluate_in_scratch(other, dataset, args.k, templates, args.ensemble, args.split))
         failures += [f for f in measured[-1].report.failed if f.path not in {g.path for g in failures}]
     evaluations = [e for m in measured for e in m.evaluations]
     by_template = {m.evaluations[0].model: m.templates for m in measured if m.templates}

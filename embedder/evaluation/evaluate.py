@@ -114,3 +114,31 @@ def evaluate_model(
 
 def _labels_of(payload: dict[str, Any], dataset: Dataset) -> set[str]:
     return set().union(*(dataset.labels.get(p, set()) for p in payload.get("paths", [])))
+
+
+def evaluate_in_scratch(
+    settings: Any,
+    dataset: Dataset,
+    ks: Sequence[int],
+    templates: Sequence[str | None],
+    ensemble: bool = False,
+    split: str | None = None,
+    encoder: Any = None,
+) -> ModelEvaluation:
+    """`evaluate_model` for `settings.model` (or the loaded `encoder`, when given) in a throw-away
+    embedded store of its own, removed afterwards: the configured collection is never touched."""
+    import tempfile
+    from dataclasses import replace
+    from pathlib import Path
+
+    from embedder.engine import Engine
+
+    with tempfile.TemporaryDirectory(prefix="embedder-eval-") as scratch:
+        scratch_settings = replace(settings, qdrant_url=None, qdrant_path=Path(scratch), collection="eval")
+        if encoder is None:
+            scratch_settings = replace(scratch_settings, text_model=None)
+        engine = Engine.open(scratch_settings, encoder=encoder)
+        try:
+            return evaluate_model(engine, dataset, ks, templates, ensemble, split)
+        finally:
+            engine.close()

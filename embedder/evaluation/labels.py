@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embedder.evaluation.datasets import LabelRow, normalised
+from embedder.errors import DatasetError
+from embedder.evaluation.datasets import CAPTION_SEPARATOR, LabelRow, check_spellings, normalised
 from embedder.media.excludes import Excludes
 from embedder.media.images import discover
 from embedder.paths import path_to_text
@@ -103,3 +104,39 @@ def _payloads(store: ImageStore, folder: Path) -> dict[str, Mapping[str, Any]]:
 def draft_rows(drafts: Iterable[Draft]) -> list[LabelRow]:
     """The label CSV's rows: one per picture and caption, an empty caption for a picture with none."""
     return [LabelRow(d.path, caption) for d in drafts for caption in (d.captions or ("",))]
+
+
+@dataclass(frozen=True)
+class Edited:
+    """One picture as a person left it on the Label page: its captions, one a line, and the group of
+    paraphrases they belong to ('' for none)."""
+
+    path: str
+    captions: str
+    group: str = ""
+
+
+def edited_rows(pictures: Sequence[Edited], source: Path) -> list[LabelRow]:
+    """The label CSV's rows for what a person typed (`source`: the CSV, named in errors): each line a
+    caption (spaces collapsed, empty lines dropped), a picture with none an empty caption. The same
+    DatasetError `eval` would give later comes now, before anything is written: a caption holding
+    the separator, a caption in two groups, labels that differ only in case or spacing."""
+    rows: list[LabelRow] = []
+    groups: dict[str, str] = {}
+    for picture in pictures:
+        group = " ".join(picture.group.split())
+        captions = list(dict.fromkeys(" ".join(line.split()) for line in picture.captions.splitlines() if line.strip()))
+        for caption in captions:
+            if CAPTION_SEPARATOR in caption:
+                raise DatasetError(
+                    f"{Path(picture.path).name}: the caption {caption!r} holds {CAPTION_SEPARATOR!r}; "
+                    "put each caption on a line of its own instead"
+                )
+            if group and groups.setdefault(caption, group) != group:
+                raise DatasetError(
+                    f"{Path(picture.path).name}: the caption {caption!r} is in group {groups[caption]!r} "
+                    f"already, not {group!r}; a caption paraphrases one group of captions"
+                )
+        rows += [LabelRow(picture.path, caption, group) for caption in captions or [""]]
+    check_spellings(source, {row.caption for row in rows if row.caption})
+    return rows

@@ -98,3 +98,18 @@ def evaluation_document(evaluation: Evaluation, per_query: bool = True) -> dict[
         ]
         document["paraphrase_groups"] = [g.as_dict() for g in least_robust(evaluation.paraphrases)]
     return document
+
+
+def leaderboard_rows(evaluations: Sequence[Evaluation]) -> list[dict[str, Any]]:
+    """The leaderboard as rows (the Evaluate page's table): what `format_table` prints, with the
+    paraphrase robustness of each row (mean and min AP, spread, top-K overlap) where it has groups."""
+    rows = []
+    for ev in evaluations:
+        robustness = summary(ev.paraphrases) if ev.paraphrases else {}
+        rows.append({
+            "model": ev.model, "mode": ev.mode, "template": ev.template or "—", "queries": len(ev.queries),
+            **ev.overall(),
+            **{f"paraphrase {name}": value for name, value in robustness.items() if name != "groups"},
+            "images/s": ev.images_per_s, "ms/query": ev.query_ms,
+        })
+    return rows

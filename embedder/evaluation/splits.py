@@ -30,7 +30,7 @@ import numpy as np
 
 from embedder.durable import write_json
 from embedder.errors import DatasetError
-from embedder.evaluation.datasets import Dataset
+from embedder.evaluation.datasets import Dataset, load_dataset
 
 log = logging.getLogger(__name__)
 
@@ -178,3 +178,17 @@ def dataset_split(dataset: Dataset, seed: int = 0) -> Split:
         )
     present = set(dataset.labels)
     return Split({name: tuple(p for p in split.of(name) if p in present) for name in SPLITS}, split.seed, path)
+
+
+def labelled(source: Path, split: str | None = None, seed: int = 0) -> Dataset:
+    """The dataset at `source`, or only its `split` part (the split made beside it on first use):
+    what `eval` and the Evaluate page measure."""
+    try:
+        dataset = load_dataset(source)
+    except OSError as exc:
+        raise DatasetError(f"{source}: {exc.strerror or exc}") from None
+    if split is None:
+        return dataset
+    parts = dataset_split(dataset, seed)
+    log.info("split %s: %s", parts.path, parts.counts())
+    return dataset.subset(parts.of(split))
