@@ -13,6 +13,7 @@ from embedder.indexing.indexer import IndexReport
 from embedder.jobs.runner import Job, JobRequest
 from embedder.paths import typed_path
 from embedder_ui import resources, widgets
+from embedder_ui.switcher import collections_panel
 
 SUBMITTED = "index_submitted"  # ids of the jobs this session's last click queued
 UPLOADER_GENERATION = "index_uploader_generation"
@@ -206,4 +207,6 @@ def render() -> None:
             f"Watching ({widgets.literal(engine.watcher.mode)}): "
             + " · ".join(widgets.literal(root) for root in engine.watcher.roots)
         )
+    with st.expander("Collections: use a tuned model's collection, and switch back", icon=":material/swap_horiz:"):
+        collections_panel(engine)  # before the job panel: elements after a self-redrawing fragment can shift
     _jobs_panel(engine)
