@@ -26,15 +26,14 @@ def _switch(engine: Engine, collection: str, model: str | None) -> None:
 
 
 def collections_panel(engine: Engine) -> None:
-    """The store's collections (model, images, the one in use), a switch to another one, and back."""
+    """The store's collections (name · model · images, the one in use marked), a switch to another
+    one, and back."""
     settings = engine.settings
     with widgets.errors_as_messages(settings):
         found = list_collections(settings, engine.store)
-    st.dataframe(
-        [{"in use": "●" if c.current else "", "collection": c.name, "model": c.model or "—", "images": c.images}
-         for c in found],
-        hide_index=True, width="stretch",
-    )
+    for c in found:  # lines, not a table: the Index page's tables are its reports
+        line = f"{widgets.literal(c.name)} · {widgets.literal(c.model or '—')} · {c.images:,} images"
+        st.caption(line + " · **in use**" if c.current else line)
     last = st.session_state.get(SWITCHED)
     if last and last["collection"] == settings.collection and last["previous"] != settings.collection:
         st.success(

@@ -134,10 +134,14 @@ def test_a_split_measures_only_its_pictures_and_is_written_beside_the_dataset(ap
     assert any("nowhere.csv" in e for e in errors(at))
 
 
-def collections_table(at) -> dict[str, int]:
-    """The Index page's collections: name → images."""
-    table = next(d.value for d in at.dataframe if "collection" in d.value.columns)
-    return {r["collection"]: r["images"] for r in table.to_dict("records")}
+def collections_table(at) -> dict[str, tuple[int, bool]]:
+    """The Index page's collections: name → (images, in use)."""
+    found = {}
+    for caption in at.caption:
+        parts = unescape(caption.value).split(" · ")
+        if len(parts) >= 3 and parts[2].endswith(" images"):
+            found[parts[0]] = (int(parts[2].removesuffix(" images").replace(",", "")), parts[-1] == "**in use**")
+    return found
 
 
 def test_the_index_page_switches_to_a_new_collection_and_back(app_env: Path, model_path: Path, monkeypatch) -> None:
@@ -160,13 +164,11 @@ def test_the_index_page_switches_to_a_new_collection_and_back(app_env: Path, mod
     write_images(app_env / "new", CLASSES[3:5])
     at = index_folder(app_env / "new", at=at)
     assert at.sidebar.metric[0].value == "2"
-    table = collections_table(at)
-    assert table == {first: 3, "tuned": 2}
+    assert collections_table(at) == {first: (3, False), "tuned": (2, True)}
 
     at.button(key="switch-back").click().run()
     assert_clean(at)
     assert f"QDRANT_COLLECTION={first}" in env_file.read_text()
     assert at.sidebar.metric[0].value == "3"  # nothing was deleted either way
     at = goto(at, "index")
-    table = collections_table(at)
-    assert table == {first: 3, "tuned": 2}
+    assert collections_table(at) == {first: (3, True), "tuned": (2, False)}
