@@ -55,7 +55,12 @@ def _show(result: dict) -> None:
     part = f", {result['split']} split" if result["split"] else ""
     st.subheader("Leaderboard", anchor=False)
     st.caption(f"{result['images']} pictures{part} of {widgets.literal(result['dataset'])}")
-    st.dataframe(leaderboard_rows(evaluations), hide_index=True, width="stretch")
+    rows = leaderboard_rows(evaluations)
+    figures = {name for row in rows for name, value in row.items() if isinstance(value, float)}
+    st.dataframe(rows, hide_index=True, width="stretch", column_config={
+        name: st.column_config.NumberColumn(format="%.1f" if name in ("images/s", "ms/query") else "%.3f")
+        for name in figures
+    })
     for path, reason in result["failed"].items():
         st.warning(widgets.literal(f"skipped: {path}: {reason}"), icon=":material/warning:")
     k = overlap_k(KS)
