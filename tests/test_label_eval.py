@@ -13,7 +13,9 @@ from faultkit import run_main as run
 from embedder.engine import Engine
 from embedder.evaluation import synthetic
 from embedder.evaluation.datasets import load_dataset
-from embedder.evaluation.labels import draft_captions, name_caption
+from embedder.errors import DatasetError
+from embedder.evaluation.datasets import labels_csv
+from embedder.evaluation.labels import Edited, draft_captions, edited_rows, name_caption
 from embedder.store import SearchFilter
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -106,3 +108,26 @@ def test_eval_measures_paraphrases_and_templates_and_draws_plots(tmp_path: Path,
     assert first["robustness"]["groups"] == 4 and set(first["robustness"]) >= {"AP spread", "min AP", "overlap@5"}
     assert [g["group"] for g in first["paraphrase_groups"]] and len(first["paraphrase_groups"][0]["queries"]) == 3
     assert document["template_robustness"]["tiny-clip"]["groups"] == 12  # each caption under two templates
+
+
+def test_captions_typed_on_the_label_page_become_the_rows_eval_reads(tmp_path: Path) -> None:
+    pictures = [
+        Edited(str(tmp_path / "a.jpg"), "a black cat\n\n  a  black cat on a sofa  \na black cat", "cat"),
+        Edited(str(tmp_path / "b.jpg"), "   \n"),  # nothing typed: one empty caption, the picture stays
+    ]
+    rows = edited_rows(pictures, tmp_path / "labels.csv")
+    (tmp_path / "labels.csv").write_text(labels_csv(rows, tmp_path), encoding="utf-8")
+    dataset = load_dataset(tmp_path / "labels.csv")
+    assert dataset.labels == {str(tmp_path / "a.jpg"): {"a black cat", "a black cat on a sofa"}, str(tmp_path / "b.jpg"): set()}
+    assert dataset.paraphrases() == {"cat": ["a black cat", "a black cat on a sofa"]}
+
+
+@pytest.mark.parametrize(("typed", "message"), [
+    ([("a black cat", "cat"), ("a black cat", "pets")], "is in group 'cat' already, not 'pets'"),
+    ([("a black | cat", "")], "put each caption on a line of its own"),
+    ([("A Black Cat", ""), ("a black cat", "")], "differ only in case or spacing"),
+])
+def test_captions_eval_would_refuse_are_one_line_before_anything_is_written(tmp_path: Path, typed, message) -> None:
+    pictures = [Edited(str(tmp_path / f"{i}.jpg"), captions, group) for i, (captions, group) in enumerate(typed)]
+    with pytest.raises(DatasetError, match=message.replace("|", r"\|")):
+        edited_rows(pictures, tmp_path / "labels.csv")
