@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/tune_quality.py                       # ~5-10 min on 2 busy cores
     .venv/bin/python bench/tune_quality.py --per-class 12 --epochs 3   # a quick look
+    .venv/bin/python bench/tune_quality.py --epochs 20 --name tune_quality-e20   # the run that meets the goal
 
 The tiny CLIP (tests/fixtures/tiny-clip) knows coloured circles, squares, triangles, stars and crosses.
 It is tuned, through `embedder tune` itself, on shapes it never saw (synthetic.NEW_SHAPES: hearts,
