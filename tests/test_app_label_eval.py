@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from appkit import CLASSES, app_env, assert_clean, errors, goto, index_folder, open_page, texts, unescape, write_images  # noqa: F401 - app_env is a fixture
+from modelkit import tiny_siglip
 
 from embedder.config import Settings
 from embedder.evaluation.datasets import load_dataset
@@ -111,7 +112,10 @@ def test_the_evaluate_page_shows_the_leaderboard_with_robustness_and_the_plots(a
     assert at.sidebar.metric[0].value == "0"  # measured in a store of its own: the app's index is untouched
 
 
-def test_a_split_measures_only_its_pictures_and_is_written_beside_the_dataset(app_env: Path) -> None:
+def test_a_split_measures_only_its_pictures_against_another_model_and_is_written_beside_the_dataset(
+    app_env: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    other = f"hf:{tiny_siglip(tmp_path_factory.mktemp('other') / 'other-siglip')}"  # as a tuned folder would be named
     folder = app_env / "labelled"
     dataset = folder / "labels.csv"
     rows = [["path", "caption"]]
@@ -123,8 +127,11 @@ def test_a_split_measures_only_its_pictures_and_is_written_beside_the_dataset(ap
     at = open_page("evaluate")
     at.text_input(key="evaluate-dataset").input(str(dataset))
     at.selectbox(key="evaluate-split").select("test")
+    at.text_area(key="evaluate-models").input(other)
     at.button(key="evaluate-button").click().run()
     assert_clean(at)
+    board = at.dataframe[0].value
+    assert list(board["model"]) == ["tiny-clip", "tiny-clip", "hf:other-siglip", "hf:other-siglip"]
     split = json.loads((folder / "labels.splits.json").read_text())
     tested = len(split["pictures"]["test"]) if "pictures" in split else None
     assert f"{tested} pictures, test split" in texts(at)

@@ -43,10 +43,11 @@ def _measure(engine, source: str, split: str | None, seed: int, models: list[str
         measured.append(evaluate_in_scratch(replace(engine.settings, model=model), dataset, KS, wordings, split=split))
     evaluations = [e for m in measured for e in m.evaluations]
     failed = {f.path: f.reason for m in measured for f in m.report.failed}
+    figures = evaluation_figures(evaluations, measured[0].templates)  # drawn once, not on every rerun
     return {
         "dataset": str(dataset.source or dataset.root), "split": split, "images": len(dataset.labels),
         "evaluations": evaluations, "templates": {m.evaluations[0].model: m.templates for m in measured if m.templates},
-        "failed": failed,
+        "failed": failed, "plots": {name: png(figure) for name, figure in figures.items()},
     }
 
 
@@ -56,19 +57,19 @@ def _show(result: dict) -> None:
     st.subheader("Leaderboard", anchor=False)
     st.caption(f"{result['images']} pictures{part} of {widgets.literal(result['dataset'])}")
     rows = leaderboard_rows(evaluations)
-    figures = {name for row in rows for name, value in row.items() if isinstance(value, float)}
+    numeric = {name for row in rows for name, value in row.items() if isinstance(value, float)}
     st.dataframe(rows, hide_index=True, width="stretch", column_config={
         name: st.column_config.NumberColumn(format="%.1f" if name in ("images/s", "ms/query") else "%.3f")
-        for name in figures
+        for name in numeric
     })
     for path, reason in result["failed"].items():
         st.warning(widgets.literal(f"skipped: {path}: {reason}"), icon=":material/warning:")
     k = overlap_k(KS)
     for model, groups in result["templates"].items():
-        figures = summary(groups)
+        robustness = summary(groups)
         st.caption(
-            f"Prompt templates as paraphrases, {widgets.literal(model)}: AP spread {figures['AP spread']:.3f}, "
-            f"top-{k} overlap {figures[f'overlap@{k}']:.3f} over {figures['groups']} labels"
+            f"Prompt templates as paraphrases, {widgets.literal(model)}: AP spread {robustness['AP spread']:.3f}, "
+            f"top-{k} overlap {robustness[f'overlap@{k}']:.3f} over {robustness['groups']} labels"
         )
     robust = [e for e in evaluations if e.paraphrases]
     if robust:
@@ -81,11 +82,10 @@ def _show(result: dict) -> None:
                 hide_index=True, width="stretch",
             )
     st.subheader("Plots", anchor=False)
-    first = next(iter(result["templates"].values()), [])
-    figures = evaluation_figures(evaluations, first)
-    for column, (name, figure) in zip(st.columns(2) * len(figures), figures.items()):
-        with column:
-            st.image(png(figure), caption=PLOT_TITLES.get(name, name), width="stretch")
+    plots = list(result["plots"].items())
+    for start in range(0, len(plots), 2):
+        for column, (name, picture) in zip(st.columns(2), plots[start : start + 2]):
+            column.image(picture, caption=PLOT_TITLES.get(name, name), width="stretch")
 
 
 def render() -> None:
