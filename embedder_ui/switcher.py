@@ -10,6 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from embedder.engine import Engine
+from embedder.errors import EmbedderError
 from embedder.store.catalog import list_collections
 from embedder.store.switching import switch_collection
 from embedder_ui import widgets
@@ -25,12 +26,25 @@ def _switch(engine: Engine, collection: str, model: str | None) -> None:
     }
 
 
+def _switched(engine: Engine, collection: str, model: str | None) -> bool:
+    """Switch, or say in one line why not (the rest of the Index page is still drawn)."""
+    try:
+        _switch(engine, collection, model)
+    except EmbedderError as exc:
+        st.error(widgets.literal(str(exc)), icon=":material/error:")
+        return False
+    return True
+
+
 def collections_panel(engine: Engine) -> None:
     """The store's collections (name · model · images, the one in use marked), a switch to another
     one, and back."""
     settings = engine.settings
-    with widgets.errors_as_messages(settings):
+    try:
         found = list_collections(settings, engine.store)
+    except EmbedderError as exc:  # the Index page goes on: its jobs panel comes after this section
+        st.warning(widgets.literal(str(exc)), icon=":material/warning:")
+        return
     for c in found:  # lines, not a table: the Index page's tables are its reports
         line = f"{widgets.literal(c.name)} · {widgets.literal(c.model or '—')} · {c.images:,} images"
         st.caption(line + " · **in use**" if c.current else line)
@@ -43,9 +57,7 @@ def collections_panel(engine: Engine) -> None:
         )
         for var in last["overridden"]:
             st.warning(f"{var} is set in the environment, which wins over the settings file: unset it.")
-        if st.button("Switch back", key="switch-back", icon=":material/undo:"):
-            with widgets.errors_as_messages(settings):
-                _switch(engine, last["previous"], None)
+        if st.button("Switch back", key="switch-back", icon=":material/undo:") and _switched(engine, last["previous"], None):
             st.rerun()
     others = [c.name for c in found if not c.current]
     with st.form("switch-form", border=False):
@@ -67,7 +79,5 @@ def collections_panel(engine: Engine) -> None:
     if go:
         if not choice:
             st.warning("Choose the collection to use first.")
-        else:
-            with widgets.errors_as_messages(settings):
-                _switch(engine, choice, model.strip() or None)
+        elif _switched(engine, choice, model.strip() or None):
             st.rerun()

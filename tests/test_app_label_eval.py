@@ -161,6 +161,13 @@ def test_the_index_page_switches_to_a_new_collection_and_back(app_env: Path, mod
     at = index_folder(app_env / "old")
     assert at.sidebar.metric[0].value == "3"
 
+    at.text_input(key="switch-new").input("nowhere")  # no such collection, and no model to start one
+    at.button(key="switch-button").click().run()
+    assert not at.exception
+    assert any("There is no collection 'nowhere'" in unescape(e.value) for e in at.error)
+    assert env_file.read_text() == "# mine\nTAGS=false\n"  # nothing written
+    assert "Last run" in [h.value for h in at.subheader]  # the rest of the Index page (below it) is still drawn
+
     at.text_input(key="switch-new").input("tuned")
     at.text_input(key="switch-model").input(str(model_path))
     at.button(key="switch-button").click().run()
