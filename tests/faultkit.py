@@ -129,6 +129,19 @@ def server_mode(
     return lambda url: monkeypatch.setenv("QDRANT_URL", url)
 
 
+def run_main(capsys: Any, *argv: str) -> tuple[int, str, str]:
+    """`python -m embedder ARGV` in this process: (exit code, stdout, stderr), with sys.argv as `python -m` sets it."""
+    from embedder import cli
+
+    saved, sys.argv = sys.argv, [str(Path(cli.__file__).with_name("__main__.py")), *argv]
+    try:
+        code = cli.main(list(argv))
+    finally:
+        sys.argv = saved
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def run_cli(env: dict[str, str], *argv: str, timeout: float = DEADLINE_S) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "embedder", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
