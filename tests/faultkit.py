@@ -521,6 +521,7 @@ class _QdrantHandler(_Quiet):
         ("POST", re.compile(r"^/collections/([^/]+)/points$"), "retrieve"),
         ("PUT", re.compile(r"^/collections/([^/]+)/points$"), "upsert"),
         ("PUT", re.compile(r"^/collections/([^/]+)/points/payload$"), "overwrite"),
+        ("POST", re.compile(r"^/collections/([^/]+)/points/payload$"), "merge"),
         ("POST", re.compile(r"^/collections/([^/]+)/points/delete$"), "delete"),
         ("POST", re.compile(r"^/collections/([^/]+)/points/query$"), "query"),
         ("POST", re.compile(r"^/collections/([^/]+)/points/scroll$"), "scroll"),
@@ -667,6 +668,16 @@ class _QdrantHandler(_Quiet):
         for pid in map(_pid, body.get("points", [])):
             if pid in col.points:
                 col.points[pid] = (col.points[pid][0], dict(body["payload"]))
+        return {"operation_id": 0, "status": "completed"}
+
+    def _merge(self, body: dict, name: str):
+        """set_payload: the given keys over each point's payload, the rest kept."""
+        col = self._col(name)
+        if col is None:
+            return (404, "no collection")
+        for pid in map(_pid, body.get("points", [])):
+            if pid in col.points:
+                col.points[pid] = (col.points[pid][0], {**col.points[pid][1], **body["payload"]})
         return {"operation_id": 0, "status": "completed"}
 
     def _delete(self, body: dict, name: str):
