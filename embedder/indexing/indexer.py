@@ -31,6 +31,7 @@ from embedder.media.formats import SKIP_SUFFIX
 from embedder.media.images import ImageMeta, decode, discover, hash_file, point_id, read_meta
 from embedder.paths import path_to_text, text_to_path
 from embedder.store import ImageStore, Point, SearchFilter
+from embedder.indexing.lexicon import TEXT_FIELDS, needs_words, rewrite, with_words
 from embedder.indexing.tags import Tagged, Tagger, needs_tags, retag, stored_vectors
 from embedder.media.uploads import save_upload
 from embedder.media.thumbnails import ThumbnailCache
@@ -66,6 +67,8 @@ class IndexReport:
     removed: list[str] = field(default_factory=list)  # paths pruned because their files are gone
     failed: list[Failure] = field(default_factory=list)
     skipped: list[Failure] = field(default_factory=list)  # left out on purpose (videos, SVG, …): why, in `reason`
+    read: list[str] = field(default_factory=list)  # pictures whose text was read (embedder/indexing/text_pass.py)
+    with_text: list[str] = field(default_factory=list)  # of those, the ones holding text
     seconds: float = 0.0
     names: dict[str, str] = field(default_factory=dict)  # stored path → the name it was uploaded as
 
@@ -79,9 +82,10 @@ class IndexReport:
         Files left out on purpose are counted by kind: `…, 40 skipped (videos: 38, SVG drawings: 2) in 2.0 s`."""
         took = f"{self.seconds:.1f} s"
         skipped = f"{len(self.skipped):,} skipped ({self.skipped_kinds()})" if self.skipped else ""
+        read = f"read for text ({len(self.with_text):,} with text)"
         changes = [(self.added, "added"), (self.renamed, "renamed"), (self.copies, "already indexed (another copy)"),
                    (self.updated, "updated"),
-                   (self.removed, "removed"), (self.failed, "failed")]
+                   (self.removed, "removed"), (self.read, read), (self.failed, "failed")]
         if not any(items for items, _ in changes):
             also = f"; {skipped}" if skipped else ""
             if not self.unchanged:
@@ -105,7 +109,7 @@ class IndexReport:
         """One report for several runs (uploads and folders in one go, a job's parts)."""
         merged = cls()
         for report in reports:
-            for name in ("added", "unchanged", "renamed", "copies", "updated", "removed", "failed", "skipped"):
+            for name in ("added", "unchanged", "renamed", "copies", "updated", "removed", "failed", "skipped", "read", "with_text"):
                 getattr(merged, name).extend(getattr(report, name))
             merged.seconds += report.seconds
             merged.names.update(report.names)
@@ -121,6 +125,8 @@ class IndexReport:
             "removed": self.removed,
             "failed": [{"path": f.path, "reason": f.reason} for f in self.failed],
             "skipped": [{"path": f.path, "reason": f.reason} for f in self.skipped],
+            "read": self.read,
+            "with_text": self.with_text,
             "seconds": round(self.seconds, 3),
         }
 
@@ -209,6 +215,11 @@ class Indexer:
         # Runs in one process (two browser sessions) may meet on the same images: every
         # read-merge-write of a point's payload happens under this lock, so no path is lost.
         self._payload_lock = threading.Lock()
+
+    @property
+    def payload_lock(self) -> threading.Lock:
+        """What every read-merge-write of a payload holds (the text pass too)."""
+        return self._payload_lock
 
     def index(
         self,
@@ -327,7 +338,7 @@ class Indexer:
                 doomed.append(pid)
         self.store.delete(doomed)
         for pid, payload in shrunk:
-            self.store.set_payload(pid, payload)
+            rewrite(self.store, pid, payload)
         return removed
 
     def _update_point(
@@ -360,8 +371,8 @@ class Indexer:
                 payload = backfilled(payload, new_payload(img, meta, names, self.encoder.model_id, time.time()))
             if tagged is not None and stored and "tags" not in payload:  # another run may have tagged it meanwhile
                 payload = {**payload, **tagged.payload()}
-            if payload != stored:
-                self.store.set_payload(img.id, payload)
+            if stored and (payload != stored or needs_words(stored)):  # names, tags, words: a point's words
+                rewrite(self.store, img.id, payload)
         return filled
 
     def _read_meta(self, img: _Image) -> ImageMeta | None:
@@ -398,6 +409,10 @@ class Indexer:
         """Whether this worker indexes the point `pid` (its id holds the start of its content hash)."""
         return not self.shard or shard_of(pid.replace("-", ""), self.shard[1]) == self.shard[0]
 
+    def owns(self, pid: str) -> bool:
+        """Whether this worker indexes (and reads the text of) the point `pid`."""
+        return self._owns(pid)
+
     def _release_paths(self, owners: Mapping[str, str]) -> None:
         """A path belongs to one point, the one of its bytes now (`owners`: path → content hash): points
         not found in this run leave the paths found under another hash, and go when none is left.
@@ -420,7 +435,7 @@ class Indexer:
                         log.info("dropping %s: its paths %s now hold other pictures", pid, payload["paths"])
                         self.store.delete([pid])
                     elif kept != payload["paths"]:
-                        self.store.set_payload(pid, relocated(payload, kept, []))
+                        rewrite(self.store, pid, relocated(payload, kept, []))
 
     def _sort_known(
         self,
@@ -450,7 +465,7 @@ class Indexer:
                 taken = any(owners.get(p, img.digest) != img.digest for p in known_paths)  # found under another hash
                 meta = None if PAYLOAD_FIELDS <= payload.keys() else self._read_meta(img)
                 tagged = tags.get(img.id)
-                changed = fresh or meta or taken or tagged
+                changed = fresh or meta or taken or tagged or needs_words(payload)
                 filled = self._update_point(img, fresh, names, meta, owners, tagged) if changed else False
                 elsewhere = known_paths - {path_to_text(p) for p in img.paths}  # a copy if those files all remain
                 copied = bool(elsewhere) and all(  # still there, holding these bytes (not another's now)
@@ -553,18 +568,23 @@ class Indexer:
                 report.failed.extend(Failure(path_to_text(p), refusal) for p in img.paths)
             else:
                 points.append(Point(img.id, vector, payload, look))
-        with self._payload_lock:  # another run may have stored some of these meanwhile: keep its paths
+        with self._payload_lock:  # another run may have stored some of these meanwhile: keep its paths and text
             stored = self.store.retrieve([p.id for p in points])
-            points = [
-                replace(p, payload={**p.payload, **_locations(*_merged(stored[p.id], p.payload))})
-                if p.id in stored
-                else p
-                for p in points
-            ]
+            points = [_worded(p, stored.get(p.id)) for p in points]
             self.store.upsert(points)
         stored_ids = {p.id for p in points}
         report.added.extend(path_to_text(p) for img, _ in batch if img.id in stored_ids for p in img.paths)
         tracker.encoded(len(points), sum(len(img.paths) for img, _ in batch))
+
+
+def _worded(point: Point, stored: dict[str, Any] | None) -> Point:
+    """A new point with its words (and, if another run stored it meanwhile, that run's paths and text)."""
+    payload = point.payload
+    if stored is not None:
+        kept = {k: v for k, v in stored.items() if k in TEXT_FIELDS}
+        payload = {**kept, **payload, **_locations(*_merged(stored, payload))}
+    payload, words = with_words(payload)
+    return replace(point, payload=payload, words=words)
 
 
 def _hash_and_stat(path: Path) -> tuple[str, int, float] | ImageError:
