@@ -170,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--prune", action="store_true", help="forget images under PATHS whose files are gone")
     index.add_argument("--shard", type=parse_shard, help="I/N: index only this worker's share (by content hash)")
     index.add_argument("--json", action="store_true", help="print the report as JSON")
+    index.add_argument(
+        "--no-text", action="store_true",
+        help="do not read the text in the pictures now (TEXT_IN_IMAGES=false never does; the next run reads it)",
+    )
     _exclude_option(index)
 
     watch = commands.add_parser(
@@ -404,10 +408,18 @@ def _busy_with(settings: Settings) -> str:
 
 
 def run_index(engine: Any, args: argparse.Namespace) -> int:
+    """Index the paths (the picture pass), then read the text in what they hold (the text pass)."""
+    from embedder.indexing.indexer import IndexReport
+
     report = engine.indexer.index(
         args.paths, prune=args.prune, on_progress=None if args.json else _show_progress,
         exclude=_excludes(engine.settings, args),
     )
+    text_pass = None if args.no_text else engine.text_pass
+    if text_pass is not None:
+        present = [p for p in args.paths if os.path.lexists(p)]
+        read = text_pass.run(present, on_progress=None if args.json else _show_reading)
+        report = IndexReport.merge([report, read])
     if args.json:
         _print_json(report.as_dict())
         return 0
@@ -425,6 +437,11 @@ def _show_progress(p: Progress) -> None:
     if not sys.stderr.isatty():
         return
     print(f"\r{p.words()}   ", end="", file=sys.stderr)
+
+
+def _show_reading(p: Progress) -> None:
+    if sys.stderr.isatty():
+        print(f"\rreading text: {p.words().replace(' files', ' pictures')}   ", end="", file=sys.stderr)
 
 
 def run_search(engine: Any, args: argparse.Namespace) -> int:
