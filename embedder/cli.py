@@ -217,12 +217,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--tag", dest="tags", action="append", default=[], metavar="TAG",
         help="only images tagged TAG (repeat: all of them); `embedder tags` lists the tags",
     )
+    search.add_argument(
+        "--sort", choices=("relevance", "newest", "oldest"), default="relevance",
+        help="order of the results that stand out: best first (default), or by the date taken",
+    )
+    search.add_argument(
+        "--only", choices=("picture", "text", "name"),
+        help="only results found by their looks, by the text in them, or by their file or folder names",
+    )
+    search.add_argument(
+        "--all", action="store_true",
+        help="also the weaker results: those that only look a little like the query, past where its scores fall off",
+    )
+    search.add_argument(
+        "--no-dates", action="store_true",
+        help="read dates typed in the query (2019, july 2023, last year) as words only, not as a date filter",
+    )
     search.add_argument("--collapse", action="store_true", help="show one of each set of near-duplicates")
     search.add_argument(
         "--threshold", type=checked(_threshold_arg), help="near-duplicate cosine, default DUPLICATE_THRESHOLD"
     )
     output = search.add_mutually_exclusive_group()
-    output.add_argument("--json", action="store_true", help="print score, path, name and id of each result as JSON")
+    output.add_argument(
+        "--json", action="store_true",
+        help="print each result as JSON: score, path, name, id, taken, matched (picture/text/name/tag) and text",
+    )
     output.add_argument("--paths", action="store_true", help="print only paths, one per line (for xargs)")
 
     dupes = commands.add_parser("duplicates", help="list groups of near-duplicate images")
@@ -460,20 +479,36 @@ def run_search(engine: Any, args: argparse.Namespace) -> int:
         where=make_filter(folder, args.types, args.after, args.before, args.min_width, args.min_height, args.tags),
         min_score=args.min_score,
         collapse=_threshold(engine, args) if args.collapse else None,
+        only=args.only,
+        cut=not args.all,
+        sort=args.sort,
     )
-    results = engine.searcher.search(query, args.limit, args.offset)
+    if not args.no_dates:
+        query = query.with_typed_dates()
+    pages = engine.searcher.pages(query, args.offset)
+    results = pages.first(args.limit)[0]
+    if query.dates and not args.json and not args.paths:
+        print(printable(f"taken: {query.dates.label} (--no-dates reads it as words)"), file=sys.stderr)
+    if pages.note:
+        print(printable(pages.note), file=sys.stderr)
     if args.paths:  # the files themselves, byte for byte, whatever their names
         for r in results:
             sys.stdout.buffer.write(os.fsencode(text_to_path(r.path)) + b"\n")
         sys.stdout.flush()
         return 0
     if args.json:
-        _print_json([{"score": r.score, "path": r.path, "name": r.name, "id": r.id} for r in results])
+        _print_json([r.as_dict() for r in results])
         return 0
     if not results:
         print("no matches" if engine.store.count() else "nothing indexed yet: run `python -m embedder index FOLDER`")
     for r in results:
-        print(printable(f"{r.score:.3f}  {r.path}"))
+        why = f"  [{', '.join(r.matched)}]" if r.matched and r.matched != ("picture",) else ""
+        print(printable(f"{r.score:.3f}  {r.path}{why}"))
+        if r.line is not None:
+            print(printable(f"       “{r.line}”"))
+    if pages.weaker:
+        weaker = f"{pages.weaker} weaker result{'s' if pages.weaker != 1 else ''}"
+        print(f"{weaker} left out (they only look a little like the query): --all shows them", file=sys.stderr)
     return 0
 
 

@@ -7,18 +7,23 @@ loads a model or talks to a store.
 from __future__ import annotations
 
 import math
+import unicodedata
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import date
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from embedder.errors import QueryError
+from embedder.query.dates import DateRange, find_dates, span
 from embedder.store.contract import SearchFilter
 
 DEFAULT_TEMPLATE = "a photo of {}"
+MAX_TEXT_CHARS = 1000  # a longer search text is refused where it is typed (the CLI): CLIP reads ~300 characters
+ONLY = ("picture", "text", "name")  # what `Query.only` may keep: results that matched that way
 
 
 @dataclass(frozen=True)
@@ -68,11 +73,25 @@ def describe_query(terms: Sequence[Term]) -> str:
     return " ".join(parts)
 
 
+def check_text(text: str) -> str:
+    """`text` as a search text, or a QueryError saying why it cannot be one: without a letter, digit or
+    symbol (only punctuation), or longer than MAX_TEXT_CHARS."""
+    if len(text) > MAX_TEXT_CHARS:
+        raise QueryError(
+            f"a search text of {len(text):,} characters is longer than the {MAX_TEXT_CHARS:,} a search reads: "
+            "shorten it to the words that matter (the picture model reads only about the first 300 characters)"
+        )
+    if not any(unicodedata.category(c)[0] in "LNS" for c in text):
+        raise QueryError(f"{text!r} holds no letters or digits to search for: type words, e.g. beach")
+    return text
+
+
 def parse_term(raw: str) -> Term:
     """Query syntax: `beach` (weight 1), `-people` (weight -1), `2:sunset`, `-0.5:crowd`."""
     text = raw.strip()
     if not text:
         raise QueryError("a search term is empty: give words, e.g. beach, or remove the empty argument")
+    check_text(text)
     head, sep, rest = text.partition(":")
     if sep and rest.strip():
         try:
@@ -84,9 +103,9 @@ def parse_term(raw: str) -> Term:
                 raise QueryError(
                     f"{text!r}: the weight {head.strip()} is not a finite number; use one like 2:{rest.strip()}"
                 )
-            return Term(text=rest.strip(), weight=weight)
+            return Term(text=check_text(rest.strip()), weight=weight)
     if text.startswith("-") and len(text) > 1:
-        return Term(text=text[1:].strip(), weight=-1.0)
+        return Term(text=check_text(text[1:].strip()), weight=-1.0)
     return Term(text=text)
 
 
@@ -107,6 +126,10 @@ class Query:
 
     `template` wraps text terms (`a photo of {}`); `where` filters inside the store; `min_score`
     drops weaker matches; `collapse` (a cosine) keeps only the best of each set of near-duplicates.
+    `dates`: the dates typed in the text (`with_typed_dates`), applied as a date filter beside `where`'s;
+    `only`: results that matched by their "picture", "text" or "name" only; `cut`: leave out the long
+    tail of results that only look like the query, where its score curve bends (embedder/query/cutoff.py);
+    `sort`: "relevance", "newest" or "oldest" (what passed the cut, by the date taken).
     """
 
     terms: tuple[Term, ...]
@@ -114,6 +137,19 @@ class Query:
     where: SearchFilter = field(default_factory=SearchFilter)
     min_score: float | None = None
     collapse: float | None = None
+    dates: DateRange | None = None
+    only: str | None = None
+    cut: bool = False
+    sort: str = "relevance"
+
+    def __post_init__(self) -> None:
+        if self.only is not None and self.only not in ONLY:
+            raise QueryError(f"only must be one of {', '.join(ONLY)}, not {self.only!r}")
+
+    def with_typed_dates(self, today: date | None = None) -> Query:
+        """This query with the dates typed in its text terms as its `dates` (None when none is typed)."""
+        found = [r for t in self.terms if t.text is not None and t.weight > 0 for r in find_dates(t.text, today).ranges]
+        return replace(self, dates=span(found))
 
     @classmethod
     def text(cls, text: str, **options: Any) -> Query:
