@@ -43,3 +43,8 @@ class UploadError(EmbedderError):
 
 class DatasetError(EmbedderError):
     """A labelled dataset for `eval` that cannot be read; the message names the file and line."""
+
+
+class Interrupted(EmbedderError):
+    """Work stopped because its process is stopping (Ctrl-C, SIGTERM, the app shutting down): what
+    was stored stays, and the next run or start finishes it. Never a failure of the work itself."""

@@ -99,7 +99,8 @@ class TextPass:
 
     def run(self, roots: Sequence[Path | str], on_progress: ProgressCallback | None = None) -> IndexReport:
         """Read the text of every picture under `roots` not read by this reader yet; the report lists
-        each picture read (`read`, those holding text in `with_text`), failed or skipped, by path."""
+        each picture read (`read`, those holding text in `with_text`) and each not read, with why
+        (`text_failed`), by path."""
         from embedder.models.ocr import DECODE_SIDE, VERSION
 
         started = time.perf_counter()
@@ -124,7 +125,7 @@ class TextPass:
         first = (payload.get("paths") or [pid])[0]
         _name(report, first, payload)
         if isinstance(decoded, ImageError):
-            report.skipped.append(Failure(first, f"{NOT_READ}{decoded}"))
+            report.text_failed.append(Failure(first, f"{NOT_READ}{decoded}"))
             return
         path, image = decoded
         try:
@@ -138,7 +139,7 @@ class TextPass:
             fresh = rewrite(self.store, pid, text_payload(current, reading, reader.version, failed))
         _name(report, path, current)
         if failed:
-            report.failed.append(Failure(path, f"{NOT_READ}{failed}"))
+            report.text_failed.append(Failure(path, f"{NOT_READ}{failed}"))
             return
         report.read.append(path)
         if fresh["text"]:

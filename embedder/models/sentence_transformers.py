@@ -211,13 +211,17 @@ def load_sentence_transformer(model: str, device: str, what: str = "CLIP model",
     hf_logging.disable_progress_bar()  # no "Loading weights" bars on a user's terminal
 
     path = Path(model).expanduser()
-    hint = (
+    if looks_like_path(model) and not path.is_dir():
+        raise ModelLoadError(
+            f"Model folder {model!r} does not exist. Set {variable} to the folder that holds the "
+            f"sentence-transformers {what} (saved with SentenceTransformer.save), or to a model name such as "
+            "clip-ViT-B-32 (downloaded once)."
+        )
+    hint = (  # a hub name: where a copy of it could live
         f"Set {variable} to a local folder that holds a sentence-transformers {what} "
-        f"(e.g. {variable}=/models/{model_id_of(model)}, saved with SentenceTransformer.save), "
+        f"(e.g. {variable}=/models/{model_id_of(model).rsplit('/', 1)[-1]}, saved with SentenceTransformer.save), "
         "or connect to the internet once so the model can be downloaded."
     )
-    if looks_like_path(model) and not path.is_dir():
-        raise ModelLoadError(f"Model folder {model!r} does not exist. {hint}")
     try:
         if path.is_dir():
             return SentenceTransformer(str(path), device=device, local_files_only=True)

@@ -20,7 +20,10 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from embedder import __version__
+from embedder.config import Settings
 from embedder.errors import StoreError
+from embedder.models.hub import looks_like_path
+from embedder.models.ids import HF_PREFIX, expected_model_id
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +54,32 @@ class RestoreResult:
     points: int
     location: str  # the folder or server restored into
     aside: str | None  # where the previous store was kept (a folder, or a snapshot on the server)
+    model_setting: str = ""  # what EMBEDDER_MODEL must say to search it (see `model_to_set`)
 
 
 # --- the model id, without loading the model ----------------------------------------------------
+
+
+def loading_setting(settings: Settings, model: str) -> dict[str, str]:
+    """For a manifest: the EMBEDDER_MODEL that loads the backup's `model` (a local folder by its
+    path, where the id records only its name), when the settings name that model."""
+    return {"model_setting": settings.model} if expected_model_id(settings.model) == model else {}
+
+
+def model_to_set(manifest: dict[str, Any], settings: Settings) -> str:
+    """What EMBEDDER_MODEL must say to search a backup's images: the current setting when it names
+    the backup's model, else the one the backup was made with; a model folder that is not on this
+    machine is described, not given as a value that cannot load."""
+    model = str(manifest["model"])
+    if expected_model_id(settings.model) == model:
+        return settings.model
+    made_with = manifest.get("model_setting")
+    if not isinstance(made_with, str) or not made_with:
+        return model  # an older backup: the id is all it says
+    folder = made_with.removeprefix(HF_PREFIX)
+    if looks_like_path(folder) and not Path(folder).expanduser().exists():
+        return f"<the folder holding {model}, {made_with} where the backup was made>"
+    return made_with
 
 
 # --- the archive ---------------------------------------------------------------------------------

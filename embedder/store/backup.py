@@ -38,7 +38,8 @@ from embedder.errors import StoreError
 from embedder.models.ids import expected_model_id
 from embedder.store.archive import (
     COLLECTION_DIR, SNAPSHOT_DIR, BackupResult, RestoreResult, archive_errors, compressed, destination,
-    new_manifest, read_manifest, refuse_existing, sha256_of, verify_members, write_archive,
+    loading_setting, model_to_set, new_manifest, read_manifest, refuse_existing, sha256_of, verify_members,
+    write_archive,
 )
 from embedder.store.lock import FolderLock
 
@@ -106,7 +107,10 @@ def _backup_embedded(settings: Settings, target: Path, lock: FolderLock | None) 
         files = {f"{COLLECTION_DIR}/{p.relative_to(folder).as_posix()}": p for p in found if p.is_file()}
         dirs = [COLLECTION_DIR] + [f"{COLLECTION_DIR}/{p.relative_to(folder).as_posix()}" for p in found if p.is_dir()]
         more = {k: meta[k] for k in ("visual_model", "visual_dim", "engine_version") if k in meta}
-        manifest = new_manifest("embedded", settings.collection, model, dim, points, engine="qdrant-edge", **more)
+        manifest = new_manifest(
+            "embedded", settings.collection, model, dim, points, engine="qdrant-edge", **more,
+            **loading_setting(settings, model),
+        )
         for name, path in files.items():
             manifest["files"][name] = {"size": path.stat().st_size, "sha256": sha256_of(path)}
         with written_whole(target) as tmp:
@@ -138,9 +142,9 @@ def check_model(manifest: dict[str, Any], settings: Settings, target: str) -> No
     if manifest["model"] != expected and target == settings.collection:
         raise StoreError(
             f"This backup holds images indexed with model {manifest['model']!r} ({manifest['dim']}-d), but "
-            f"EMBEDDER_MODEL is {expected!r}. Set EMBEDDER_MODEL={manifest['model']} and run again, or restore it "
-            f"into a collection of its own with --collection NAME (then search it with QDRANT_COLLECTION=NAME "
-            f"and EMBEDDER_MODEL={manifest['model']})."
+            f"EMBEDDER_MODEL is {expected!r}. Set EMBEDDER_MODEL={model_to_set(manifest, settings)} and run again, "
+            f"or restore it into a collection of its own with --collection NAME (then search it with "
+            f"QDRANT_COLLECTION=NAME and that EMBEDDER_MODEL)."
         )
 
 
@@ -251,4 +255,4 @@ def _restore_embedded(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log.info("restored %d images into %s from %s", points, folder, source)
-    return RestoreResult(target, manifest["model"], points, str(root), aside)
+    return RestoreResult(target, manifest["model"], points, str(root), aside, model_to_set(manifest, settings))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import threading
@@ -49,6 +50,7 @@ from embedder.store.contract import (
     Hit,
     ImageStore,
     Point,
+    Recorded,
     SearchFilter,
     SparseWords,
     damaged_message,
@@ -955,6 +957,23 @@ def edge_fusion(fusion: Fusion) -> Any:
 def migration_pending(folder: Path) -> bool:
     """A migration stopped after its copies were complete, with files still to move."""
     return (folder / MIGRATION_JOURNAL).is_file()
+
+
+def recorded_in_folder(settings: Settings) -> Recorded:
+    """What QDRANT_PATH's collection records in its collection.json (model and vector size); a
+    folder without a readable one is left to the store's own checks (model and size unknown)."""
+    root = Path(settings.qdrant_path)
+    folder = root / settings.collection
+    if not os.path.lexists(root) or (root.is_dir() and not os.path.lexists(folder)):
+        return Recorded(exists=False)
+    try:
+        meta = json.loads((folder / META_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return Recorded(exists=True)
+    model, dim = (meta.get("model"), meta.get("dim")) if isinstance(meta, dict) else (None, None)
+    if not isinstance(model, str) or not isinstance(dim, int):
+        return Recorded(exists=True)
+    return Recorded(exists=True, model=model, dim=dim)
 
 
 def meta_document(model: str | None, dim: int, visual: tuple[str, int] | None = None) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from qdrant_client import QdrantClient, models
 from embedder.config import Settings
 from embedder.errors import CollectionMismatchError, StoreError, StoreInUseError
 from embedder.store.contract import (
-    FACET_LIMIT, SCROLL_PAGE, VISUAL, WORDS, Hit, ImageStore, Point, SearchFilter, SparseWords, damaged,
-    facet_counts, mismatch_message, pick_vector, visual_mismatch_message,
+    FACET_LIMIT, SCROLL_PAGE, VISUAL, WORDS, Hit, ImageStore, Point, Recorded, SearchFilter, SparseWords,
+    damaged, facet_counts, mismatch_message, pick_vector, visual_mismatch_message,
 )
 from embedder.store.fusion import Boost, Dbsf, Fusion, Nearest, Rrf
 from embedder.store.http import NotQdrantAnswer, check_version, server_client
@@ -535,3 +535,24 @@ def to_qdrant_filter(where: SearchFilter | None, extra: tuple[Condition, ...] = 
     must = [field(c) for c in found.must]
     must_not: list[models.Condition] = [models.HasIdCondition(has_id=list(found.exclude_ids))] if found.exclude_ids else []
     return models.Filter(must=must or None, must_not=must_not or None)
+
+
+def recorded_on_server(settings: Settings) -> Recorded:
+    """What the server's collection records in its metadata (model and vector size), asked without
+    creating anything; one without them is left to the store's own checks (model and size unknown)."""
+    location = settings.storage_location
+    with _qdrant_errors(location, settings.qdrant_timeout):
+        client = server_client(settings.qdrant_url, location, settings.qdrant_api_key, settings.qdrant_timeout)
+        try:
+            if not client.collection_exists(settings.collection):
+                check_version(client, location)  # nothing else talks to this server: say it here
+                return Recorded(exists=False)
+            config = client.get_collection(settings.collection).config
+        finally:
+            client.close()
+    vectors = config.params.vectors
+    model = (config.metadata or {}).get("model")
+    dim = getattr(vectors.get("") if isinstance(vectors, dict) else vectors, "size", None)
+    if not isinstance(model, str) or not isinstance(dim, int):
+        return Recorded(exists=True)
+    return Recorded(exists=True, model=model, dim=dim)
