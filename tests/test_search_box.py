@@ -185,4 +185,5 @@ def test_the_cutoff_leaves_out_weaker_results_and_says_how_many(library, indexed
 def test_a_query_of_only_punctuation_or_far_too_long_gets_one_clear_line(library, indexed, query: str, says: str) -> None:
     code, out = run(["search", query, "--json"], library[2])
     lines = run.stderr.strip().splitlines()  # type: ignore[attr-defined]
-    assert code != 0 and out == "" and len(lines) == 1 and says in lines[0]
+    assert code == 2 and out == "" and "Traceback" not in run.stderr  # type: ignore[attr-defined]
+    assert lines[-1].startswith("python -m embedder search: error: argument terms: ") and says in lines[-1]
