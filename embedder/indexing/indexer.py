@@ -155,21 +155,34 @@ class IndexReport:
     def summary(self) -> str:
         """The run in words, leaving out what did not happen: `3 added, 240 unchanged, 1 failed in 2.0 s`;
         a run that changed nothing says so: `Nothing new: all 240 files were already indexed (0.3 s)`.
-        Files left out on purpose are counted by kind: `…, 40 skipped (videos: 38, SVG drawings: 2) in 2.0 s`."""
+        Files left out on purpose are counted by kind: `…, 40 skipped (videos: 38, SVG drawings: 2) in 2.0 s`.
+        The text pass's part follows: `…; text read in 3 pictures (2 with text), 1 not read`."""
         took = f"{self.seconds:.1f} s"
         counts = self.counts()
         skipped = f"{counts['skipped']:,} skipped ({self.skipped_kinds()})" if counts["skipped"] else ""
-        changes = ["added", "renamed", "copy", "updated", "removed", "failed", "read", "text not read"]
+        reading = self.reading()
+        changes = ["added", "renamed", "copy", "updated", "removed", "failed"]
         if not any(counts[k] for k in changes):
             also = f"; {skipped}" if skipped else ""
+            if reading and not counts["unchanged"]:  # a text pass alone
+                return f"{reading[0].upper()}{reading[1:]}{also} in {took}"
             if not counts["unchanged"]:
                 return f"Nothing to index: no image files were found{also} ({took})"
             files = _plural(counts["unchanged"], "file")
+            if reading:
+                return f"{files} already indexed{also}; {reading} in {took}"
             return f"Nothing new: {'all ' if counts['unchanged'] > 1 else ''}{files} already indexed{also} ({took})"
-        order = ["added", "unchanged", "renamed", "copy", "updated", "removed", "failed", "read", "text not read"]
-        words = {**OUTCOMES, "read": f"read for text ({len(self.with_text):,} with text)"}
-        parts = [f"{counts[k]:,} {words.get(k, k)}" for k in order if counts[k]] + ([skipped] if skipped else [])
-        return ", ".join(parts) + f" in {took}"
+        order = ["added", "unchanged", "renamed", "copy", "updated", "removed", "failed"]
+        parts = [f"{counts[k]:,} {OUTCOMES.get(k, k)}" for k in order if counts[k]] + ([skipped] if skipped else [])
+        return ", ".join(parts) + f" in {took}" + (f"; {reading}" if reading else "")
+
+    def reading(self) -> str:
+        """The text pass's part of the run: `text read in 3 pictures (2 with text), 1 not read`; "" if none."""
+        if not self.read and not self.text_failed:
+            return ""
+        pictures = f"{len(self.read):,} picture{'' if len(self.read) == 1 else 's'}"
+        said = f"text read in {pictures} ({len(self.with_text):,} with text)"
+        return said + (f", {len(self.text_failed):,} not read" if self.text_failed else "")
 
     def skipped_by_reason(self) -> dict[str, int]:
         """How many files were left out for each reason, most first."""
