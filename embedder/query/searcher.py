@@ -34,7 +34,7 @@ from embedder.query.dates import DateRange, find_dates
 from embedder.query.filters import within
 from embedder.query.lexical import WordsPart, words_part
 from embedder.query.pager import CANDIDATES, Collapser, Result, ResultPages, Reviewed
-from embedder.query.terms import Query, Term, apply_template, check_text
+from embedder.query.terms import Query, Term, apply_template, check_text, long_text
 from embedder.query.why import explain
 from embedder.store.contract import VISUAL, WORDS, ImageStore, SearchFilter
 from embedder.store.fusion import Boost, Nearest
@@ -137,7 +137,8 @@ class Searcher:
                 return [replace(Result.from_hit(h), matched=("picture",)) for h in hits]
 
             plain = not query.cut and query.sort == "relevance"
-            return ResultPages(fetch, collapser, start, None if plain else _Review(None), query.cut, query.sort)
+            review = None if plain else _Review(None)
+            return ResultPages(fetch, collapser, start, review, query.cut, query.sort, long_text(query.terms))
         parts = fused_parts(vector, words, max(CANDIDATES, start), query.only)
 
         def fused(limit: int, offset: int) -> list[Result]:
@@ -145,7 +146,7 @@ class Searcher:
             hits = self.store.fused(deeper, FUSION, limit, offset, where, with_vectors, query.min_score)
             return [Result.from_hit(h) for h in hits]
 
-        return ResultPages(fused, collapser, start, _Review(words), query.cut, query.sort)
+        return ResultPages(fused, collapser, start, _Review(words), query.cut, query.sort, long_text(query.terms))
 
     def _dated(self, where: SearchFilter, dates: DateRange, order: str) -> ResultPages:
         """A query of nothing but dates: the pictures of that time, newest (or oldest) first."""

@@ -22,7 +22,7 @@ from embedder.query.dates import DateRange, find_dates, span
 from embedder.store.contract import SearchFilter
 
 DEFAULT_TEMPLATE = "a photo of {}"
-MAX_TEXT_CHARS = 1000  # a longer search text is refused where it is typed (the CLI): CLIP reads ~300 characters
+MAX_TEXT_CHARS = 1000  # a longer search text is searched by the picture part alone, and says so (`long_text`)
 ONLY = ("picture", "text", "name")  # what `Query.only` may keep: results that matched that way
 
 
@@ -75,15 +75,21 @@ def describe_query(terms: Sequence[Term]) -> str:
 
 def check_text(text: str) -> str:
     """`text` as a search text, or a QueryError saying why it cannot be one: without a letter, digit or
-    symbol (only punctuation), or longer than MAX_TEXT_CHARS."""
-    if len(text) > MAX_TEXT_CHARS:
-        raise QueryError(
-            f"a search text of {len(text):,} characters is longer than the {MAX_TEXT_CHARS:,} a search reads: "
-            "shorten it to the words that matter (the picture model reads only about the first 300 characters)"
-        )
+    symbol (only punctuation)."""
     if not any(unicodedata.category(c)[0] in "LNS" for c in text):
         raise QueryError(f"{text!r} holds no letters or digits to search for: type words, e.g. beach")
     return text
+
+
+def long_text(terms: Sequence[Term]) -> str:
+    """What to tell people about a search text longer than MAX_TEXT_CHARS ("" when there is none)."""
+    longest = max((len(t.text) for t in terms if t.text is not None and t.weight), default=0)
+    if longest <= MAX_TEXT_CHARS:
+        return ""
+    return (
+        f"a search text of {longest:,} characters: the picture model reads only its start (about 300 characters) "
+        "and its words are not looked for one by one; shorten it to the words that matter"
+    )
 
 
 def parse_term(raw: str) -> Term:
@@ -91,7 +97,6 @@ def parse_term(raw: str) -> Term:
     text = raw.strip()
     if not text:
         raise QueryError("a search term is empty: give words, e.g. beach, or remove the empty argument")
-    check_text(text)
     head, sep, rest = text.partition(":")
     if sep and rest.strip():
         try:
@@ -103,9 +108,9 @@ def parse_term(raw: str) -> Term:
                 raise QueryError(
                     f"{text!r}: the weight {head.strip()} is not a finite number; use one like 2:{rest.strip()}"
                 )
-            return Term(text=check_text(rest.strip()), weight=weight)
+            return Term(text=rest.strip(), weight=weight)
     if text.startswith("-") and len(text) > 1:
-        return Term(text=check_text(text[1:].strip()), weight=-1.0)
+        return Term(text=text[1:].strip(), weight=-1.0)
     return Term(text=text)
 
 
