@@ -65,7 +65,7 @@ def words_part(terms: Sequence[Term], only: str = "all", read_dates: bool = True
     needed: list[tuple[tuple[str, ...], ...]] = []
     for term in positive:
         optional = _date_pieces(term.text or "") if read_dates else set()
-        pieces = [(piece, tuple(words(piece))) for piece in (term.text or "").split()]
+        pieces = [(piece, forms_of(piece)) for piece in (term.text or "").split()]
         pieces = [(piece, forms) for piece, forms in pieces if forms]
         need = tuple(forms for piece, forms in pieces if piece not in optional and not set(forms) <= STOPWORDS)
         if len(need) > MAX_PIECES:
@@ -82,6 +82,15 @@ def words_part(terms: Sequence[Term], only: str = "all", read_dates: bool = True
     fields = FIELDS[only]
     condition = Either(tuple(Every(tuple(_any_word(forms, fields) for forms in need)) for need in needed))
     return WordsPart(bm25.query(weights), condition, frozenset(weights), tuple(needed))
+
+
+def forms_of(piece: str) -> tuple[str, ...]:
+    """The words a piece of a query may be found as (`embedder.words.words`: ``Wi-Fi`` → wi, fi, wifi),
+    without single letters where it has longer ones: ``cITY`` typed with the wrong case splits into c
+    and ity, and a picture holding a lone "c" is no match for it (city, and ity, still are)."""
+    found = tuple(words(piece))
+    longer = tuple(w for w in found if len(w) > 1)
+    return longer or found
 
 
 def _any_word(forms: Iterable[str], fields: Sequence[str]) -> Condition:
