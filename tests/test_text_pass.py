@@ -186,3 +186,29 @@ def test_points_stored_before_they_had_words_get_them_on_the_next_run_without_en
     assert encoded == [] and report.added == []
     hits = engine.searcher.search(Query.text("birthday candles"), 3)
     assert hits[0].name == "cakeAndCandles_01.jpg" and "name" in hits[0].matched
+
+
+def test_odd_pictures_go_through_the_text_pass_alone_and_keep_their_picture_vectors(
+    engine: Engine, tmp_path: Path, counting: Counting
+) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    text_set.card(["FOXTROT"], width=640).convert("CMYK").save(folder / "cmyk.jpg", quality=92)
+    sixteen = (np.asarray(text_set.card(["GOLF"], width=640).convert("L"), dtype=np.uint16) * 257)
+    Image.fromarray(sixteen).save(folder / "sixteen.png")
+    frames = [text_set.card(["HOTEL"], width=480), photo(3, (480, 200))]
+    frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:], duration=100)
+    Image.new("RGB", (1, 20000), "white").save(folder / "strip.png")
+    Image.new("RGB", (12, 9), "white").save(folder / "tiny.png")
+    engine.indexer.index([folder])
+    vectors = {pid: engine.store.vector(pid) for pid, _, _ in engine.store.scroll()}
+    assert len(vectors) == 5
+    report = text_pass(engine, counting).run([folder])
+    assert len(report.read) + len(report.text_failed) == 5
+    assert all(f.reason.startswith(NOT_READ) for f in report.text_failed)
+    assert found_by(engine, "foxtrot") == ["cmyk.jpg"] and found_by(engine, "golf") == ["sixteen.png"]
+    assert found_by(engine, "hotel") == ["animated.gif"]
+    for pid, vector in vectors.items():
+        np.testing.assert_array_equal(engine.store.vector(pid), vector)
