@@ -175,10 +175,13 @@ class Searcher:
 
     def match_margins(self, results: Sequence[Result]) -> dict[str, float]:
         """How much better each result fits the query than generic captions (`a photo`, …) fit it:
-        comparable across queries, unlike raw cosines (a vague query scores high everywhere)."""
+        comparable across queries, unlike raw cosines (a vague query scores high everywhere). Results
+        whose words matched (fused scores above EXACT_ABOVE, not cosines) are left out: they match."""
         generic = np.stack([self.text_vector(p) for p in GENERIC_PROMPTS])
         margins: dict[str, float] = {}
         for result in results:
+            if result.score > EXACT_ABOVE:
+                continue
             vector = result.vector if result.vector is not None else self.store.vector(result.id)
             if vector is not None:
                 margins[result.id] = result.score - float(np.max(generic @ vector))
