@@ -86,8 +86,11 @@ def test_an_index_job_is_followed_by_a_reading_text_job_and_words_find_the_cards
     assert len(reading[0].report.with_text) == len(WORDS_ON_CARDS)
     assert found_by(engine, "charlie") == ["card-2.png"]
     stored = engine.store.retrieve([r.id for r in engine.searcher.search(Query.text("charlie", only="text"), 1)])
-    line = next(iter(stored.values()))["text_lines"][0]
+    payload = next(iter(stored.values()))
+    line = payload["text_lines"][0]
     assert line["text"] == "CHARLIE" and len(line["box"]) == 4 and 0 < line["confidence"] <= 1
+    width, height = payload["text_size"]  # what the boxes are in: the picture as the reader saw it
+    assert all(0 <= x <= width and 0 <= y <= height for x, y in line["box"])
 
 
 def test_every_kind_of_job_is_one_entry_of_the_table() -> None:

@@ -27,7 +27,7 @@ from embedder.words import name_words, words
 
 WORDS_BY = 1  # raise when the words of a point are made differently: every point gets them again
 FIELDS = frozenset({"name_text", "words", "words_by"})  # what word_fields writes
-TEXT_FIELDS = frozenset({"text_lines", "text", "text_reader", "text_failed"})  # what reading its text writes
+TEXT_FIELDS = frozenset({"text_lines", "text", "text_size", "text_reader", "text_failed"})  # what reading its text writes
 
 
 def names_of(payload: Mapping[str, Any]) -> list[str]:

@@ -6,7 +6,7 @@ reader has not read yet (`embedder.models.ocr.VERSION`, stored as `text_reader`:
 reads everything again) and adds to its point, keeping everything else:
 
 * `text_lines`: the recognised lines, each ``{"text", "box": [[x, y] ×4], "confidence"}`` (the box in
-  the pixels of the picture as decoded upright);
+  the pixels of the picture as decoded upright, whose size is `text_size`: [width, height]);
 * `text`: their words (`embedder.words.searchable` of each line, line after line), full-text indexed;
 * `text_reader`: the reader's version; `text_failed`: why the reader failed on this picture, if it did;
 * its word fields and WORDS vector again, now with the words of its text (embedder/indexing/lexicon.py).
@@ -70,6 +70,8 @@ def text_payload(payload: dict[str, Any], reading: TextReading | None, version: 
         "text": " ".join(w for w in (searchable(line["text"]) for line in lines) if w),
         "text_reader": version,
     }
+    if reading is not None:
+        fields["text_size"] = list(reading.size)
     kept = {k: v for k, v in payload.items() if k not in TEXT_FIELDS}
     if failed:
         fields["text_failed"] = failed
