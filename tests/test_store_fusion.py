@@ -156,3 +156,17 @@ def test_names_folders_and_tags_are_words_of_a_point() -> None:
     assert {"grandmas", "birthday", "cake", "2019", "june", "party"} <= set(payload["words"].split())
     assert {"grandmas", "birthday", "cake", "june"} <= set(payload["name_text"].split())
     assert words and not needs_words(payload)
+
+
+@pytest.mark.parametrize("backend", ["edge", "local", "memory"])
+def test_a_prefetch_leaves_out_its_own_ids_and_the_requests(backend: str, settings: Settings) -> None:
+    store = open_backend(backend, settings)
+    store.upsert(worded_points())
+    part = words_part([Term(text="birthday")])
+    dense = np.random.default_rng(5).normal(size=DIM)
+    parts = [Nearest(dense, 10), Nearest(part.vector, 10, using=WORDS, must=(part.need,), exclude_ids=(pid(1),))]
+    hits = store.fused(parts, FUSIONS[0], 10, where=SearchFilter(exclude_ids=(pid(3),)))
+    scores = {h.id: h.score for h in hits}
+    assert scores[pid(4)] > 1 and scores[pid(1)] < 1  # 1 is found by its looks alone; 4 by its words
+    assert pid(3) not in scores
+    store.close()

@@ -139,7 +139,8 @@ class Searcher:
             plain = not query.cut and query.sort == "relevance"
             review = None if plain else _Review(None)
             return ResultPages(fetch, collapser, start, review, query.cut, query.sort, long_text(query.terms))
-        parts = fused_parts(vector, words, max(CANDIDATES, start), query.only)
+        pushed = tuple(t.point_id for t in terms if t.point_id and t.weight < 0)
+        parts = fused_parts(vector, words, max(CANDIDATES, start), query.only, pushed)
 
         def fused(limit: int, offset: int) -> list[Result]:
             deeper = [replace(p, limit=max(p.limit, offset + limit)) for p in parts]
@@ -232,14 +233,17 @@ class Searcher:
         raise QueryError("a query term needs an image or a stored image")
 
 
-def fused_parts(vector: np.ndarray, words: WordsPart, depth: int, only: str | None) -> list[Nearest]:
+def fused_parts(
+    vector: np.ndarray, words: WordsPart, depth: int, only: str | None, pushed: tuple[str, ...] = ()
+) -> list[Nearest]:
     """The two prefetches of a fused request: the picture part's nearest and the points whose words
     the query's are (at least FUSION.floor: a word most pictures hold is no match); with `only` text
-    or name, the picture part too keeps to the points whose text or names hold the words."""
+    or name, the picture part too keeps to the points whose text or names hold the words. Stored
+    images the query pushes away (`pushed`) are not found by their words: only their looks count."""
     looks = (words.need,) if only in ("text", "name") else ()
     return [
         Nearest(vector, depth, must=looks),
-        Nearest(words.vector, depth, using=WORDS, must=(words.need,), score_threshold=FUSION.floor),
+        Nearest(words.vector, depth, using=WORDS, must=(words.need,), score_threshold=FUSION.floor, exclude_ids=pushed),
     ]
 
 

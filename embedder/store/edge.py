@@ -659,7 +659,7 @@ class EdgeStore(ImageStore):
                 query = Query.Nearest(np.asarray(part.vector, dtype=np.float32).tolist(), using=part.using or None)
             params = None if part.sparse else search_params(POLICY, False)
             return Prefetch(
-                limit=part.limit, query=query, filter=to_edge_filter(where, part.must), params=params,
+                limit=part.limit, query=query, filter=to_edge_filter(part.within(where), part.must), params=params,
                 score_threshold=part.score_threshold,
             )
 

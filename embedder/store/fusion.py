@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from embedder.store.conditions import Condition
-from embedder.store.contract import SparseWords
+from embedder.store.contract import SearchFilter, SparseWords
 
 
 @dataclass(frozen=True)
@@ -40,10 +40,18 @@ class Nearest:
     using: str | None = None  # None: the CLIP vector; VISUAL; WORDS for a sparse vector
     must: tuple[Condition, ...] = ()
     score_threshold: float | None = None
+    exclude_ids: tuple[str, ...] = ()  # points this prefetch does not bring (an image pushed away by the query)
 
     @property
     def sparse(self) -> bool:
         return isinstance(self.vector, SparseWords)
+
+    def within(self, where: SearchFilter | None) -> SearchFilter | None:
+        """The request's filter for this prefetch: `where`, and its own `exclude_ids` left out."""
+        if not self.exclude_ids:
+            return where
+        base = where or SearchFilter()
+        return replace(base, exclude_ids=(*base.exclude_ids, *self.exclude_ids))
 
 
 @dataclass(frozen=True)

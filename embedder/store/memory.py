@@ -138,7 +138,7 @@ class MemoryStore(ImageStore):
                 query = query / (float(np.linalg.norm(query)) or 1.0)
                 name = part.using or ""
                 found = [(i, float(vs[name] @ query)) for i, (vs, _) in self._points.items() if name in vs]
-            found = [(i, s) for i, s in found if matches(self._points[i][1], i, where, extra)]
+            found = [(i, s) for i, s in found if matches(self._points[i][1], i, part.within(where), extra)]
         if part.score_threshold is not None:
             found = [(i, s) for i, s in found if s >= part.score_threshold]
         found.sort(key=lambda row: (-row[1], row[0]))

@@ -359,7 +359,7 @@ class QdrantStore(ImageStore):
                 query=qdrant_sparse(part.vector) if sparse else np.asarray(part.vector, dtype=np.float32).tolist(),  # type: ignore[arg-type]
                 using=WORDS if sparse else part.using or None,
                 limit=part.limit,
-                filter=to_qdrant_filter(where, part.must),
+                filter=to_qdrant_filter(part.within(where), part.must),
                 score_threshold=part.score_threshold,
                 # local mode always searches exactly (and warns about search params on every query)
                 params=search_params(POLICY, False) if self.mode == "server" and not sparse else None,
