@@ -13,7 +13,9 @@ Three parts, each on a real Edge store and the trained tiny CLIP (tests/fixtures
    whose words hold all the query's words) first / in the first five. Goal: fused R@1 >= 0.95.
 2. Picture queries (embedder/evaluation/synthetic.py: --per-class images of each colour and shape,
    stored under neutral names so no name gives the answer away): each class's caption ("a red
-   circle") with CLIP only and fused. Goal: fused R@K within 0.01 of CLIP only.
+   circle") with CLIP only and fused. Goal: fused R@K within 0.01 of CLIP only. And the cutoff
+   (embedder/query/cutoff.py) as the CLI runs it: how many results it keeps, and the share of them
+   that show the class (precision) and of the class it keeps (recall).
 3. Latency: --points random clustered vectors with random word vectors on an Edge store; CLIP-only
    requests (`store.query`) against fused ones (`store.fused`, two prefetches and Boost),
    interleaved, --rounds each. Goal: fused p50 within 1.5x of CLIP only at 100k points.
@@ -42,7 +44,7 @@ from embedder.evaluation.synthetic import class_names, generate_classes  # noqa:
 from embedder.indexing.lexicon import with_words  # noqa: E402
 from embedder.query.lexical import words_part  # noqa: E402
 from embedder.query.searcher import FUSION, fused_parts  # noqa: E402
-from embedder.query.terms import DEFAULT_TEMPLATE, Term  # noqa: E402
+from embedder.query.terms import DEFAULT_TEMPLATE, Query, Term  # noqa: E402
 from embedder.store import Point  # noqa: E402
 from embedder.store.contract import WORDS  # noqa: E402
 from embedder.store.edge import EdgeStore  # noqa: E402
@@ -127,13 +129,25 @@ def picture_queries(root: Path, per_class: int, seed: int) -> dict:
         engine.text_pass.run([folder])
         label_of = {pid: labels[p["paths"][0]] for pid, p, _ in engine.store.scroll()}
         marks: dict[str, list[list[bool]]] = {}
+        kept, right, weaker, wanted = [], [], [], []
         for label in class_names():
             for name, ids in rankings(engine, f"a {label}").items():
                 if name != "text":
                     marks.setdefault(name, []).append([label_of.get(i) == label for i in ids])
+            pages = engine.searcher.pages(Query.text(f"a {label}", cut=True))  # the cutoff, as the CLI runs it
+            shown = pages.first(len(labels))[0]
+            kept.append(len(shown))
+            right.append(sum(label_of.get(r.id) == label for r in shown))
+            weaker.append(pages.weaker)
+            wanted.append(sum(v == label for v in label_of.values()))
     finally:
         engine.close()
-    return {"images": len(labels), "queries": len(class_names()),
+    cutoff = {
+        "kept_mean": round(statistics.mean(kept), 2), "weaker_mean": round(statistics.mean(weaker), 2),
+        "precision_of_kept": round(sum(right) / max(sum(kept), 1), 4),
+        "recall_of_kept": round(sum(right) / max(sum(wanted), 1), 4),
+    }
+    return {"images": len(labels), "queries": len(class_names()), "cutoff": cutoff,
             **{name: {"R@1": recall(rows, 1), "R@5": recall(rows, 5)} for name, rows in marks.items()}}
 
 
