@@ -7,6 +7,7 @@ your config folder); `embedder info` shows which one is used and every path in u
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from embedder import __version__
-from embedder.config import Settings, checked_cosine
+from embedder.config import Settings, checked_cosine, collection_name
 from embedder.errors import EmbedderError, ImageError, StoreInUseError
 from embedder.paths import missing, path_to_text, text_to_path, typed_path
 from embedder.terminal import printable
@@ -39,8 +40,29 @@ T = TypeVar("T")
 # have panicked on huge limits, and the sum can overflow); a million is more than a person pages.
 MAX_RESULTS = 1_000_000
 MAX_SIDE_PX = 2**31 - 1  # PNG and TIFF store sizes in 31-32 bits: no image file is wider
+SPLIT_NAMES = ("train", "validation", "test")  # embedder.evaluation.splits.SPLITS, without importing it for --help
 
 
+def not_utf8(text: str) -> bool:
+    """Whether an argument held bytes that are not UTF-8 (Python keeps them as lone surrogates)."""
+    return any("\udc80" <= char <= "\udcff" for char in text)
+
+
+def utf8_only(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type that refuses text that is not UTF-8, showing its bytes as `\\xNN`, before
+    `parse` sees it. Every option but the paths takes text; paths take `typed_path`, which opens
+    any name the system has."""
+
+    @functools.wraps(parse)
+    def parse_text(text: str) -> T:
+        if not_utf8(text):
+            raise argparse.ArgumentTypeError(f"{printable(text)} is not UTF-8 text (\\xNN: a byte that is not); type it in UTF-8")
+        return parse(text)
+
+    return parse_text
+
+
+@utf8_only
 def parse_shard(text: str) -> tuple[int, int]:
     """`I/N` (0 ≤ I < N) → (I, N)."""
     try:
@@ -52,6 +74,7 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
+@utf8_only
 def parse_ks(text: str) -> tuple[int, ...]:
     """`1,5,10` → (1, 5, 10)."""
     try:
@@ -66,6 +89,7 @@ def parse_ks(text: str) -> tuple[int, ...]:
 def whole_number(low: int, high: int) -> Callable[[str], int]:
     """An argparse type: a whole number from `low` to `high`."""
 
+    @utf8_only
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -78,6 +102,7 @@ def whole_number(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+@utf8_only
 def finite_number(text: str) -> float:
     """An argparse type: a number, not inf or nan."""
     try:
@@ -97,6 +122,7 @@ def cosine_score(text: str) -> float:
     return value
 
 
+@utf8_only
 def day(text: str) -> date:
     """An argparse type: YYYY-MM-DD."""
     try:
@@ -105,9 +131,19 @@ def day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"must be a date like 2024-05-31, got {text!r}") from None
 
 
+def folder_to_watch(text: str) -> Path:
+    """An argparse type: a folder that is there now (once watched, one that goes away is waited for)."""
+    path = typed_path(text)
+    if not path.is_dir():
+        why = "is not a folder" if path.exists() else "does not exist"
+        raise argparse.ArgumentTypeError(f"{printable(path_to_text(path))} {why}: nothing to watch")
+    return path
+
+
 def checked(convert: Callable[[str], T]) -> Callable[[str], T]:
     """An argparse type from a converter that raises an `EmbedderError` people can act on."""
 
+    @utf8_only
     def parse(text: str) -> T:
         try:
             return convert(text)
@@ -118,6 +154,7 @@ def checked(convert: Callable[[str], T]) -> Callable[[str], T]:
 
 
 SEARCH_OPTIONS: set[str] = set()  # every option string of `search`, filled by build_parser
+text = checked(str)  # an argparse type: any UTF-8 text
 
 
 def _term(text: str) -> Any:
@@ -144,8 +181,6 @@ def _file_types(text: str) -> list[str]:
 
 
 def _collection_name(text: str) -> str:
-    from embedder.config import collection_name
-
     return collection_name("--collection", text)
 
 
@@ -155,7 +190,7 @@ def _threshold_arg(text: str) -> float:
 
 def _exclude_option(command: argparse.ArgumentParser) -> None:
     command.add_argument(
-        "--exclude", action="append", default=[], metavar="GLOB",
+        "--exclude", action="append", default=[], type=text, metavar="GLOB",
         help="also skip folders and files matching GLOB (repeat it; on top of EXCLUDE): a name like "
         "'@eaDir' anywhere, or a path below the folder like '2019/private'",
     )
@@ -192,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="New, changed, moved and deleted files are indexed in batches after a quiet moment. "
         "With the embedded store only one process may use it: the app watches IMAGE_DIRS itself.",
     )
-    watch.add_argument("paths", nargs="+", type=typed_path, metavar="FOLDER", help="a folder to watch")
+    watch.add_argument("paths", nargs="+", type=folder_to_watch, metavar="FOLDER", help="a folder to watch")
     watch.add_argument(
         "--poll", type=finite_number, default=None, metavar="SECONDS",
         help="look for changes every SECONDS instead of file events (network shares); default WATCH_POLL_S",
@@ -216,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("-k", "--limit", type=whole_number(1, MAX_RESULTS), default=10, help="how many results (10)")
     search.add_argument("--offset", type=whole_number(0, MAX_RESULTS), default=0, help="skip this many results first")
     search.add_argument("--min-score", type=cosine_score, default=None, help="cosine, -1 to 1")
-    search.add_argument("--template", default=None, help='e.g. "a photo of {}"')
+    search.add_argument("--template", type=text, default=None, help='e.g. "a photo of {}"')
     search.add_argument("--folder", type=typed_path, help="only images in this folder or below")
     search.add_argument("--type", dest="types", type=checked(_file_types), default=[], help="file types, e.g. jpeg,png")
     search.add_argument("--after", type=day, help="taken on or after YYYY-MM-DD")
@@ -224,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--min-width", type=whole_number(0, MAX_SIDE_PX), metavar="PX", help="at least this wide")
     search.add_argument("--min-height", type=whole_number(0, MAX_SIDE_PX), metavar="PX", help="at least this tall")
     search.add_argument(
-        "--tag", dest="tags", action="append", default=[], metavar="TAG",
+        "--tag", dest="tags", action="append", default=[], type=text, metavar="TAG",
         help="only images tagged TAG (repeat: all of them); `embedder tags` lists the tags",
     )
     search.add_argument(
@@ -270,11 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--at", "--k", dest="k", type=parse_ks, default=(1, 5, 10), metavar="K,K,…", help="cut-offs, e.g. 1,5,10"
     )
     evaluate.add_argument(
-        "--model", dest="models", action="append", default=[], metavar="MODEL",
+        "--model", dest="models", action="append", default=[], type=text, metavar="MODEL",
         help="a model to compare, each in its own scratch store (repeat for a leaderboard; default EMBEDDER_MODEL)",
     )
     evaluate.add_argument(
-        "--template", dest="templates", action="append", default=[], metavar="TEMPLATE",
+        "--template", dest="templates", action="append", default=[], type=text, metavar="TEMPLATE",
         help='prompt template for text queries, e.g. "a photo of {}" (repeat to compare; "{}" is the bare label)',
     )
     evaluate.add_argument("--ensemble", action="store_true", help="also the mean of the templates' query vectors")
@@ -282,7 +317,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--compare-templates", action="store_true", help="text→image without and with the template side by side"
     )
     evaluate.add_argument("--live", action="store_true", help="index into and search the configured collection")
-    evaluate.add_argument("--per-query", action="store_true", help="also list every text query, worst first")
+    evaluate.add_argument(
+        "--per-query", action="store_true",
+        help="also list every text query, worst first, and the groups of paraphrases whose wording matters most",
+    )
+    evaluate.add_argument(
+        "--split", choices=SPLIT_NAMES,
+        help="measure only this part of the dataset's split (made beside the dataset on first use and shared "
+        "with `tune`): test holds pictures a tuned model never trained on",
+    )
+    evaluate.add_argument("--seed", type=int, default=0, help="the seed a new split is made with (0)")
+    evaluate.add_argument(
+        "--plot", type=Path, metavar="DIR",
+        help="also write PNGs into DIR: the leaderboard, P@K and R@K curves, AP per query, paraphrase spread",
+    )
     evaluate.add_argument("--json", action="store_true", help="print the measures as JSON")
 
     backup = commands.add_parser(
@@ -331,6 +379,63 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tags.add_argument("--json", action="store_true", help="print {tag: count} as JSON")
 
+    label = commands.add_parser(
+        "label",
+        help="draft a label CSV (path,caption,group) for a folder's pictures, to correct and then eval or tune on",
+        description="Each picture's captions are drafted from what the index knows about it: its tags, the "
+        "text recognised in it and the words of its file name (a picture not indexed yet: its name only). "
+        "Several captions of one picture are several rows; give captions that paraphrase one another the "
+        "same group. Nothing is encoded: the index is only read.",
+    )
+    label.add_argument("folder", type=typed_path, metavar="FOLDER", help="the folder of pictures to label")
+    label.add_argument("--out", type=Path, required=True, metavar="CSV", help="the label file to write")
+    label.add_argument("--force", action="store_true", help="replace CSV if it exists")
+    _exclude_option(label)
+
+    tune = commands.add_parser(
+        "tune",
+        help="fine-tune the model on a labelled dataset's train split into a new model folder",
+        description="Contrastive fine-tuning of EMBEDDER_MODEL on the dataset's train split (made beside it "
+        "on first use and shared with `eval --split`), the best epoch and the mix of old and new weights "
+        "chosen on the validation split; what the model knew is kept by distillation on unlabelled "
+        "pictures (--keep, default a sample of the index) and on the tag vocabulary. Writes a model "
+        "folder loadable as EMBEDDER_MODEL=DIR with a model card (README.md) comparing base and tuned "
+        "on the test split. Index with it into a collection of its own (`embedder use`).",
+    )
+    tune.add_argument("dataset", type=Path, help="a label CSV (path,caption[,group]) or a folder of class folders")
+    tune.add_argument("--out", type=Path, required=True, metavar="DIR", help="the model folder to write (must not exist)")
+    tune.add_argument("--epochs", type=whole_number(1, 1000), default=5, help="passes over the train split (5)")
+    tune.add_argument("--batch-size", type=whole_number(2, 4096), default=32, help="pictures per step (32)")
+    tune.add_argument("--lr", type=finite_number, default=None, help="learning rate (default: by what is trained)")
+    tune.add_argument(
+        "--train", dest="trainable", choices=("auto", "last", "lora", "all"), default="auto",
+        help="what is trained: the last blocks and projections, LoRA adapters, or everything (auto: "
+        "all on CUDA, the last blocks on the CPU)",
+    )
+    tune.add_argument("--keep", type=typed_path, metavar="FOLDER", help="unlabelled pictures whose vectors should stay as they were (default: a sample of the index)")
+    tune.add_argument("--keep-weight", type=finite_number, default=3.0, help="how much keeping what the model knew matters against learning (3.0)")
+    tune.add_argument("--seed", type=int, default=0, help="the seed of the split (when made) and of training (0)")
+    tune.add_argument("--resume", action="store_true", help="continue an interrupted run with the same settings from its last epoch")
+    tune.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    collections = commands.add_parser(
+        "collections",
+        help="the collections in the store, the model that made each and how many images it holds",
+        description="A tuned model indexes into a collection of its own; `embedder use` switches between them. "
+        "Embedded counts are the ones recorded when a collection was last opened or closed.",
+    )
+    collections.add_argument("--json", action="store_true", help="print them as JSON")
+    use = commands.add_parser(
+        "use",
+        help="switch the settings file to a collection and the model that made it (and back)",
+        description="Writes QDRANT_COLLECTION and EMBEDDER_MODEL (and the text and visual models that go with "
+        "them) into the settings file in use (or a new one in your config folder). Nothing is deleted; "
+        "switching back is `embedder use` with the old name. A collection that does not exist yet needs "
+        "--model; indexing with it then fills it.",
+    )
+    use.add_argument("collection", type=checked(_collection_name), metavar="COLLECTION")
+    use.add_argument("--model", metavar="MODEL", help="the model that made (or will fill) the collection: a name or folder")
+
     commands.add_parser("migrate", help="convert an old qdrant-client local-mode folder (QDRANT_PATH) to Qdrant Edge")
     backfill = commands.add_parser(
         "backfill-visual",
@@ -378,15 +483,10 @@ def _unrecognized(parser: argparse.ArgumentParser, args: argparse.Namespace, ext
 
 
 def _check_paths(args: argparse.Namespace) -> None:
-    """Before the model loads: `index` of only missing paths, `watch` of what is no folder, is one line."""
+    """Before the model loads: `index` of only missing paths is one line (`watch` checks its folders as arguments)."""
     if args.command == "index" and all(missing(p) for p in args.paths):
         names = ", ".join(path_to_text(p) for p in args.paths)
         raise EmbedderError(f"no such file or folder: {names} (nothing was indexed)")
-    if args.command == "watch":
-        for path in args.paths:
-            if not os.path.isdir(path):
-                what = "no such folder" if missing(path) else "not a folder"
-                raise EmbedderError(f"{path_to_text(path)}: {what}; watch takes folders")
 
 
 def _app_args(words: Sequence[str]) -> list[str] | None:
@@ -433,15 +533,21 @@ def _run(args: argparse.Namespace) -> int:
     try:
         _check_paths(args)
         settings = Settings.from_env()
+        if args.command in ("collections", "use"):  # records and the settings file only: no lock, no model
+            return run_collections(settings, args) if args.command == "collections" else run_use(settings, args)
         with ExitStack() as stack:
             if args.command == "eval":
                 settings = _eval_settings(settings, args, stack)
+            if args.command == "tune":  # a dataset or output that cannot be used says so before the model loads
+                _tune_inputs(args)
             lock = None
             if not settings.qdrant_url:  # one process per folder: say "in use" now, not after loading the model
                 lock = _folder_lock(settings)
                 stack.callback(lock.release)  # the store releases it on close; this covers a failed open
             if args.command in ("backup", "restore"):  # no model: torch is never imported
                 return run_backup(settings, args, lock)
+            if args.command == "label":  # reads the index as recorded: no model either
+                return run_label(settings, args, lock)
             if args.command == "info" or (args.command == "tags" and not args.refresh):
                 answered = _read_only(settings, args, lock, stack)  # no model either, when the store allows
                 if answered is not None:
@@ -460,6 +566,10 @@ def _run(args: argparse.Namespace) -> int:
         code = 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
         if args.command in ("backup", "restore"):
             print(f"interrupted: nothing was changed; run `{args.command}` again", file=sys.stderr)
+            return code
+        if args.command == "tune":
+            print("interrupted: run the same command with --resume to continue after the last finished epoch",
+                  file=sys.stderr)
             return code
         print("interrupted: run the same command again to finish (nothing is indexed twice)", file=sys.stderr)
         return code
@@ -662,12 +772,14 @@ def run_duplicates(engine: Any, args: argparse.Namespace) -> int:
 
 def _eval_settings(settings: Settings, args: argparse.Namespace, stack: ExitStack) -> Settings:
     """The first model to evaluate, in a throw-away store unless --live; the text model stays only
-    with the model it was set for."""
+    with the model it was set for. The dataset (and its split) are read first: a dataset that cannot
+    be used says so before any model loads."""
     args.models = list(dict.fromkeys(args.models))
     if args.live and args.models:
         raise EmbedderError("eval --live measures the configured collection's model: leave out --model")
     if args.ensemble and len(args.templates) < 2:
         raise EmbedderError('--ensemble needs two or more --template, e.g. --template "{}" --template "a photo of {}"')
+    args.labelled = _labelled(args.dataset, args.split, args.seed)
     if args.models and args.models[0] != settings.model:
         settings = replace(settings, model=args.models[0], text_model=None)
     if args.live:
@@ -676,46 +788,196 @@ def _eval_settings(settings: Settings, args: argparse.Namespace, stack: ExitStac
     return replace(settings, qdrant_url=None, qdrant_path=scratch, collection="eval")
 
 
+def _labelled(source: Path, split: str | None, seed: int) -> Any:
+    """The dataset at `source`, or only its `split` part (see `evaluation.splits.labelled`)."""
+    from embedder.evaluation.splits import labelled
+
+    return labelled(source, split, seed)
+
+
 def run_eval(engine: Any, args: argparse.Namespace) -> int:
-    from embedder.engine import Engine
-    from embedder.evaluation.evaluate import evaluate_model, format_per_query, format_table, load_dataset
+    from embedder.evaluation.evaluate import evaluate_in_scratch, evaluate_model, overlap_k
+    from embedder.evaluation.leaderboard import evaluation_document, format_per_query, format_robustness, format_table
+    from embedder.evaluation.robustness import summary
     from embedder.query.terms import DEFAULT_TEMPLATE
 
-    try:
-        dataset = load_dataset(args.dataset)
-    except OSError as exc:
-        raise EmbedderError(f"{args.dataset}: {exc.strerror or exc}") from None
+    dataset = args.labelled
     templates = args.templates or [None]
     if args.compare_templates:
         templates = [None, templates[0] or DEFAULT_TEMPLATE]
-    evaluations, report = evaluate_model(engine, dataset, args.k, templates, args.ensemble)
-    failures = list(report.failed)
+    measured = [evaluate_model(engine, dataset, args.k, templates, args.ensemble, args.split)]
+    failures = list(measured[0].report.failed)
     for model in args.models[1:]:  # each further model in its own scratch store, one loaded at a time
-        with tempfile.TemporaryDirectory(prefix="embedder-eval-") as scratch:
-            settings = replace(engine.settings, model=model, text_model=None, qdrant_path=Path(scratch))
-            other = Engine.open(settings)
-            try:
-                more, report = evaluate_model(other, dataset, args.k, templates, args.ensemble)
-            finally:
-                other.close()
-        evaluations += more
-        failures += [f for f in report.failed if f.path not in {g.path for g in failures}]
+        other = replace(engine.settings, model=model)
+        measured.append(evaluate_in_scratch(other, dataset, args.k, templates, args.ensemble, args.split))
+        failures += [f for f in measured[-1].report.failed if f.path not in {g.path for g in failures}]
+    evaluations = [e for m in measured for e in m.evaluations]
+    by_template = {m.evaluations[0].model: m.templates for m in measured if m.templates}
     for failure in failures:
         print(printable(f"skipped: {failure.path}: {failure.reason}"), file=sys.stderr)
+    if args.plot:
+        from embedder.evaluation.plots import write_plots
+
+        written = write_plots(evaluations, args.plot, measured[0].templates)
+        print(printable(f"wrote {len(written)} plots to {args.plot}: {', '.join(p.name for p in written)}"), file=sys.stderr)
     if args.json:
-        _print_json({"dataset": str(dataset.root), "images": len(dataset.labels), "evaluations": [
-            e.as_dict(per_query=args.per_query) for e in evaluations
-        ]})
+        _print_json({
+            "dataset": path_to_text(dataset.root), "split": args.split, "images": len(dataset.labels),
+            "evaluations": [evaluation_document(e, per_query=args.per_query) for e in evaluations],
+            "template_robustness": {
+                model: {**summary(groups), **({"groups_detail": [g.as_dict() for g in groups]} if args.per_query else {})}
+                for model, groups in by_template.items()
+            },
+        })
         return 0
     models = ", ".join(dict.fromkeys(e.model for e in evaluations))
-    print(printable(f"{len(dataset.labels)} images, {len(dataset.queries)} text queries, model {models}"))
+    part = f" ({args.split} split)" if args.split else ""
+    print(printable(f"{len(dataset.labels)} images{part}, {len(dataset.queries)} text queries, model {models}"))
     print(format_table(evaluations))
+    k = overlap_k(args.k)
+    for model, groups in by_template.items():
+        figures = summary(groups)
+        print(printable(
+            f"templates as paraphrases, {model}: AP spread {figures['AP spread']:.3f}, "
+            f"overlap@{k} {figures[f'overlap@{k}']:.3f} over {figures['groups']} labels"
+        ))
     if args.per_query:
         for evaluation in (e for e in evaluations if e.mode == "text→image"):
             print()
             print(printable(f"text queries, {evaluation.model}, template {evaluation.template or '—'}, worst first:"))
-            print(format_per_query(evaluation, args.k[min(1, len(args.k) - 1)]))
+            print(format_per_query(evaluation, k))
+            if evaluation.paraphrases:
+                print()
+                print(printable(f"least robust groups of paraphrases, {evaluation.model}, template {evaluation.template or '—'}:"))
+                print(format_robustness(evaluation.paraphrases))
+        for model, groups in by_template.items():
+            print()
+            print(printable(f"labels whose template matters most, {model}:"))
+            print(format_robustness(groups))
     return 0
+
+
+def run_label(settings: Settings, args: argparse.Namespace, lock: Any) -> int:
+    """`label`: a draft label CSV for a folder, from what the index knows (nothing is encoded)."""
+    from embedder.evaluation.datasets import write_labels
+    from embedder.evaluation.labels import draft_labels, draft_rows
+    from embedder.store.catalog import open_as_recorded
+
+    if not args.folder.is_dir():
+        raise EmbedderError(printable(f"{path_to_text(args.folder)} is not a folder: name the folder of pictures to label"))
+    if args.out.exists() and not args.force:  # before reading anything
+        raise EmbedderError(printable(f"{path_to_text(args.out)} exists already; choose another name, or add --force to replace it"))
+    store = open_as_recorded(settings, lock)
+    try:
+        drafts = draft_labels(args.folder, store, _excludes(settings, args))
+    finally:
+        if store is not None:
+            store.close()
+    if not drafts:
+        raise EmbedderError(printable(f"{path_to_text(args.folder)} holds no pictures to label"))
+    rows = draft_rows(drafts)
+    written = write_labels(args.out, rows, force=args.force)
+    unknown = sum(not d.indexed for d in drafts)
+    empty = sum(not d.captions for d in drafts)
+    print(printable(f"wrote {written}: {len(drafts)} pictures, {len(rows) - empty} drafted captions"))
+    if unknown:
+        print(printable(
+            f"{unknown} of them are not in the index ({settings.collection}): drafted from their file names only; "
+            f"`embedder index {path_to_text(args.folder)}` tags them"
+        ), file=sys.stderr)
+    if empty:
+        print(f"{empty} pictures have no caption yet: fill them in (or leave them empty: then no query finds them)", file=sys.stderr)
+    print(printable(f"correct the captions (same group = paraphrases), then: embedder eval {written}"), file=sys.stderr)
+    return 0
+
+
+def run_collections(settings: Settings, args: argparse.Namespace) -> int:
+    """`collections`: every collection of the store with its model and image count; * marks the one in use."""
+    from embedder.store.catalog import list_collections
+
+    found = list_collections(settings)
+    if args.json:
+        _print_json([c.as_dict() for c in found])
+        return 0
+    if not found:
+        print(printable(f"no collections yet in {settings.storage_location}: `embedder index FOLDER` makes {settings.collection!r}"))
+        return 0
+    width = max(10, *(len(c.name) for c in found))
+    print(f"  {'collection':<{width}} {'images':>9}  model")
+    for c in found:
+        model = f"{c.model or '— (empty)'}" + (f" ({c.dim}-d)" if c.dim else "")
+        visual = f", visual {c.visual_model}" if c.visual_model else ""
+        print(printable(f"{'*' if c.current else ' '} {c.name:<{width}} {c.images:>9,}  {model}{visual}"))
+    return 0
+
+
+def run_use(settings: Settings, args: argparse.Namespace) -> int:
+    """`use`: point the settings file at a collection and the model that made it."""
+    from embedder.store.switching import switch_collection
+
+    done = switch_collection(settings, args.collection, args.model)
+    what = f"{done.images:,} images" if done.exists else "empty until you index into it"
+    print(printable(f"now using collection {done.collection} ({what}) with model {done.model}: written to {done.settings_file}"))
+    if done.previous != done.collection:
+        print(printable(f"switch back with: embedder use {done.previous}"))
+    for var in done.overridden:
+        print(printable(f"warning: {var} is set in the environment, which wins over the settings file: unset it"), file=sys.stderr)
+    return 0
+
+
+def _tune_inputs(args: argparse.Namespace) -> None:
+    """`tune`'s dataset, its split and the output folder, checked before any model loads."""
+    from embedder.evaluation.splits import dataset_split
+    from embedder.evaluation.tune import check_output
+
+    if args.keep_weight < 0:
+        raise EmbedderError(f"--keep-weight must be 0 or more, got {args.keep_weight:g}")
+    if args.lr is not None and args.lr <= 0:
+        raise EmbedderError(f"--lr must be above 0, got {args.lr:g}")
+    args.out = args.out.expanduser().absolute()
+    check_output(args.out, args.resume)
+    args.labelled = _labelled(args.dataset, None, args.seed)
+    args.parts = dataset_split(args.labelled, args.seed)
+
+
+def run_tune(engine: Any, args: argparse.Namespace) -> int:
+    """`tune`: fine-tune EMBEDDER_MODEL on the dataset's train split into a new model folder."""
+    from embedder.evaluation.tune import TuneOptions, tune
+
+    options = TuneOptions(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, trainable=args.trainable, keep=args.keep,
+        keep_weight=args.keep_weight, seed=args.seed, resume=args.resume, ks=(1, 5, 10),
+    )
+    counts = ", ".join(f"{n} {c}" for n, c in args.parts.counts().items())
+
+    def progress(step: Any) -> None:
+        if step.phase == "preparing":  # the model took the dataset: say which split it learns from
+            print(printable(f"split {args.parts.path}: {counts} pictures"), file=sys.stderr)
+        _show_tune_progress(step)
+
+    result = tune(engine, args.labelled, args.parts, args.out, options, None if args.json else progress)
+    if sys.stderr.isatty() and not args.json:
+        print(file=sys.stderr)
+    if args.json:
+        _print_json({"folder": str(result.folder), **result.card})
+        return 0
+    print(printable(f"tuned model written to {result.folder}: {result.summary()}"))
+    name = result.folder.name
+    print(printable(
+        f"next: index with it into a collection of its own (EMBEDDER_MODEL={result.folder} QDRANT_COLLECTION={name} "
+        f"embedder index FOLDER), compare (embedder eval {args.dataset} --split test --model {result.folder}), "
+        f"then switch: embedder use {name} --model {result.folder}"
+    ), file=sys.stderr)
+    return 0
+
+
+def _show_tune_progress(progress: Any) -> None:
+    if not sys.stderr.isatty():
+        if progress.phase == "epoch":  # a log of epochs, not of every step
+            print(progress.words(), file=sys.stderr)
+        return
+    end = "\n" if progress.phase == "epoch" else ""
+    print(f"\r{progress.words()}   ", end=end, file=sys.stderr, flush=True)
 
 
 def _visual_layout(settings: Settings) -> Any:
@@ -865,6 +1127,7 @@ COMMANDS = {
     "search": run_search,
     "duplicates": run_duplicates,
     "eval": run_eval,
+    "tune": run_tune,
     "info": run_info,
     "tags": run_tags,
     "watch": run_watch,
@@ -872,17 +1135,21 @@ COMMANDS = {
 }
 
 
+# What .streamlit/config.toml sets for a checkout, for the app started from any folder: this machine
+# only, no usage statistics sent, no "Deploy" button (and its links to Streamlit's cloud).
+APP_OPTIONS = {"server.address": "127.0.0.1", "browser.gatherUsageStats": "false", "client.toolbarMode": "viewer"}
+
+
 def app_main(argv: Sequence[str] | None = None) -> int:
     """`embedder-app` / `embedder app`: the Streamlit app from anywhere, on 127.0.0.1, usage stats off."""
     import subprocess
 
     script = Path(__file__).resolve().parent.parent / "embedder_ui" / "app.py"
-    command = [
-        sys.executable, "-m", "streamlit", "run", str(script),
-        "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", *(argv or []),
-    ]
+    options = [word for name, value in APP_OPTIONS.items() for word in (f"--{name}", value)]
+    command = [sys.executable, "-m", "streamlit", "run", str(script), *options, *(argv or [])]
     app = subprocess.Popen(command, env={**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"})
-    signal.signal(signal.SIGTERM, lambda signum, frame: app.send_signal(signum))  # the app stops as it would itself
+    # the app stops as it would itself; the caller's own handler is back once it has
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: app.send_signal(signum))
     try:
         return app.wait()
     except KeyboardInterrupt:  # the terminal's Ctrl-C reached the app as well: it stops, keeping its job
@@ -891,3 +1158,5 @@ def app_main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:  # a second Ctrl-C: now
             app.kill()
             return 130
+    finally:
+        signal.signal(signal.SIGTERM, before)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import date, datetime, timezone
+from datetime import date
 from typing import TYPE_CHECKING
 from pathlib import Path
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from embedder.query.dates import DateRange
 
 
+EPOCH = date(1970, 1, 1)
 FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF", "HEIC": "HEIF", "HIF": "HEIF"}
 # Phones write JPEGs with extra pictures inside, which Pillow calls MPO: to people they are JPEGs. Each
 # camera RAW is stored as its own format (NEF, CR3, DNG, …); RAW stands for all of them.
@@ -56,8 +57,8 @@ def make_filter(
     return SearchFilter(
         folder=os.path.abspath(os.path.expanduser(folder)) if folder else None,
         formats=formats,
-        date_from=_utc(after) if after else None,
-        date_to=_utc(before) + 86_399.999 if before else None,
+        day_from=day_number(after) if after else None,
+        day_to=day_number(before) if before else None,
         min_width=min_width or None,
         min_height=min_height or None,
         tags=tuple(dict.fromkeys(t.strip() for t in tags if t.strip())),
@@ -68,7 +69,7 @@ def within(where: SearchFilter, dates: DateRange) -> SearchFilter:
     """`where` narrowed to the pictures taken on the days of `dates`, or whose words say one of them
     as typed (every word of it, in any order: "14.07.2023" says 2023-07-14); `where`'s own dates still hold."""
     said = tuple(tuple((span.word,) for span in word_spans(phrase)) for phrase in dates.said)
-    return replace(where, typed_date=TypedDate(_utc(dates.start), _utc(dates.end) + 86_399.999, said))
+    return replace(where, typed_date=TypedDate(day_number(dates.start), day_number(dates.end), said))
 
 
 def folder_choices(store: ImageStore, upload_dir: Path | None = None) -> list[str]:
@@ -93,5 +94,6 @@ def folder_choices(store: ImageStore, upload_dir: Path | None = None) -> list[st
     return sorted(leaves | branches)
 
 
-def _utc(day: date) -> float:
-    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()
+def day_number(day: date) -> int:
+    """The stored day number of a calendar day on the camera's clock (days since 1970-01-01)."""
+    return (day - EPOCH).days

@@ -17,6 +17,7 @@ import numpy as np
 from embedder.store.conditions import Condition, matches
 from embedder.store.contract import SCROLL_PAGE, Hit, ImageStore, Point, SearchFilter, SparseWords
 from embedder.store.fusion import Fusion, Nearest, fuse
+from embedder.store.schema import shown, with_day
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:
@@ -52,7 +53,7 @@ class MemoryStore(ImageStore):
 
     def retrieve(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         with self._guard:
-            return {i: dict(self._points[i][1]) for i in ids if i in self._points}
+            return {i: shown(self._points[i][1]) for i in ids if i in self._points}
 
     def upsert(self, points: Sequence[Point]) -> None:
         with self._guard:
@@ -60,7 +61,7 @@ class MemoryStore(ImageStore):
                 vectors = {"": _unit(p.vector)}
                 if p.visual is not None:
                     vectors["visual"] = _unit(p.visual)
-                self._points[p.id] = (vectors, dict(p.payload))
+                self._points[p.id] = (vectors, dict(with_day(p.payload)))
                 self._set_words(p.id, p.words)
 
     def set_words(self, vectors: Mapping[str, SparseWords | None]) -> None:
@@ -84,7 +85,7 @@ class MemoryStore(ImageStore):
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
         with self._guard:
             if point_id in self._points:
-                self._points[point_id] = (self._points[point_id][0], dict(payload))
+                self._points[point_id] = (self._points[point_id][0], dict(with_day(payload)))
 
     def delete(self, ids: Sequence[str]) -> None:
         with self._guard:
@@ -125,7 +126,7 @@ class MemoryStore(ImageStore):
     def _hit(self, point_id: str, score: float, with_vectors: bool, using: str | None) -> Hit:
         vectors, payload = self._points[point_id]
         vector = vectors.get(using or "") if with_vectors else None
-        return Hit(point_id, score, dict(payload), None if vector is None else vector.copy())
+        return Hit(point_id, score, shown(payload), None if vector is None else vector.copy())
 
     def _nearest(self, part: Nearest, where: SearchFilter | None) -> list[tuple[str, float]]:
         """One prefetch: (id, score) of the best `part.limit` points, best first (ties by id)."""
@@ -177,7 +178,7 @@ class MemoryStore(ImageStore):
             for i, (vs, payload) in page:
                 if matches(payload, i, where):
                     v = vs.get(using or "") if with_vectors else None
-                    yield i, dict(payload), None if v is None else v.copy()
+                    yield i, shown(payload), None if v is None else v.copy()
 
     def newest(self, limit: int, where: SearchFilter | None = None, oldest: bool = False) -> list[Hit]:
         with self._guard:
@@ -185,7 +186,7 @@ class MemoryStore(ImageStore):
         if oldest:  # Qdrant's order by a field leaves out points without it
             rows = [row for row in rows if row[1].get("date") is not None]
         rows.sort(key=lambda row: row[1].get("date") if row[1].get("date") is not None else float("-inf"), reverse=not oldest)
-        return [Hit(i, 0.0, dict(payload)) for i, payload in rows[:limit]]
+        return [Hit(i, 0.0, shown(payload)) for i, payload in rows[:limit]]
 
     def close(self) -> None:
         pass

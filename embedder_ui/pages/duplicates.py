@@ -9,7 +9,8 @@ from pathlib import Path
 from embedder.query.duplicates import DuplicateGroup, copies_bytes, forget_others, keeper, move_others, near_duplicate_groups
 from embedder.engine import Engine
 from embedder.media.thumbnails import shared_cache
-from embedder_ui import navigation, resources, widgets
+from embedder_ui import links, resources, widgets
+from embedder_ui.format import file_size, literal
 
 DUPLICATES = "duplicate_groups"  # the last near-duplicate scan and what it was made for
 GROUPS_SHOWN = "duplicate_groups_shown"
@@ -30,7 +31,7 @@ def render() -> None:
     info = resources.sidebar_info(engine)
     if info["images"] == 0:
         st.info("Nothing is indexed yet. Add some images first.", icon=":material/inbox:")
-        st.page_link(navigation.page("index"), label="Go to the Index page", icon=":material/add_photo_alternate:")
+        st.page_link(links.page("index"), label="Go to the Index page", icon=":material/add_photo_alternate:")
         return
     st.caption(
         "Identical files are already one image. This finds images that look the same but are different "
@@ -58,7 +59,7 @@ def render() -> None:
     st.markdown(f"**{len(groups)} group{'s' if len(groups) != 1 else ''}** · {images} images")
     st.caption(
         f"Whole library: the copies (every image but the one each group keeps) take "
-        f"{widgets.file_size(copies_bytes(groups))}."
+        f"{file_size(copies_bytes(groups))}."
     )
     st.text_input(
         "Move the others to", key=MOVE_TO, persist_state="session", placeholder="/home/me/Pictures/duplicates",
@@ -86,12 +87,12 @@ def _group(engine: Engine, number: int, group: DuplicateGroup) -> None:
             if isinstance(picture, bytes):
                 st.image(picture, width="stretch")
             st.caption(
-                f"{widgets.literal(payload.get('name') or path)} · "
+                f"{literal(payload.get('name') or path)} · "
                 f"{payload.get('width', '?')}×{payload.get('height', '?')} · "
-                f"{widgets.file_size(payload.get('bytes'))}"
+                f"{file_size(payload.get('bytes'))}"
             )
     st.code("\n".join(p for payload in group.payloads for p in payload.get("paths", [])), language=None)
-    names = [f"{i + 1}. {p.get('name') or (p.get('paths') or ['?'])[0]}" for i, p in enumerate(group.payloads)]
+    names = [f"{i + 1}. {literal(p.get('name') or (p.get('paths') or ['?'])[0])}" for i, p in enumerate(group.payloads)]
     keep = st.radio(
         "Keep", range(len(names)), index=keeper(group), format_func=lambda i: names[i], horizontal=True,
         key=f"duplicates-keep-{group.ids[0]}",
@@ -113,7 +114,7 @@ def _group(engine: Engine, number: int, group: DuplicateGroup) -> None:
         if not target:
             st.warning("Type the folder to move them to first (above the groups).", icon=":material/folder_open:")
             return
-        st.warning(f"Move {files} file{'s' if files != 1 else ''} to {widgets.literal(target)}? Nothing is deleted.",
+        st.warning(f"Move {files} file{'s' if files != 1 else ''} to {literal(target)}? Nothing is deleted.",
                    icon=":material/drive_file_move:")
         yes, no = st.columns(2)
         yes.button("Move them", key=f"duplicates-confirm-{number}", type="primary", width="stretch",
@@ -149,7 +150,7 @@ def _last_action() -> None:
     done = st.session_state.get(DONE)
     if not done:
         return
-    st.success(widgets.literal(done["message"]), icon=":material/check_circle:")
+    st.success(literal(done["message"]), icon=":material/check_circle:")
     if done["moves"]:
         st.dataframe(
             [{"file": m.source, "moved to": m.to or "", "left because": m.reason} for m in done["moves"]],
