@@ -62,8 +62,7 @@ class OnDays:
         return gte, lt
 
 
-
-
+@dataclass(frozen=True)
 class HasWord:
     """The full-text field (words separated by spaces, as `embedder.words.searchable` writes them)
     holds `word`, a single word in the same form."""
