@@ -521,6 +521,7 @@ class _QdrantHandler(_Quiet):
         ("POST", re.compile(r"^/collections/([^/]+)/points$"), "retrieve"),
         ("PUT", re.compile(r"^/collections/([^/]+)/points$"), "upsert"),
         ("PUT", re.compile(r"^/collections/([^/]+)/points/payload$"), "overwrite"),
+        ("POST", re.compile(r"^/collections/([^/]+)/points/payload$"), "merge"),
         ("PUT", re.compile(r"^/collections/([^/]+)/points/vectors$"), "vectors"),
         ("POST", re.compile(r"^/collections/([^/]+)/points/vectors/delete$"), "vectors"),
         ("POST", re.compile(r"^/collections/([^/]+)/points/delete$"), "delete"),
@@ -677,6 +678,16 @@ class _QdrantHandler(_Quiet):
         for pid in map(_pid, body.get("points", [])):
             if pid in col.points:
                 col.points[pid] = (col.points[pid][0], dict(body["payload"]))
+        return {"operation_id": 0, "status": "completed"}
+
+    def _merge(self, body: dict, name: str):
+        """Set some payload keys of points, keeping the others (the store's `fill_days`)."""
+        col = self._col(name)
+        if col is None:
+            return (404, "no collection")
+        for pid in map(_pid, body.get("points", [])):
+            if pid in col.points:
+                col.points[pid] = (col.points[pid][0], {**col.points[pid][1], **body["payload"]})
         return {"operation_id": 0, "status": "completed"}
 
     def _delete(self, body: dict, name: str):
