@@ -40,6 +40,7 @@ import numpy as np
 
 from embedder.durable import written_whole
 from embedder.errors import ConfigError
+from embedder.indexing.lexicon import rewrite
 from embedder.store import ImageStore, SearchFilter
 
 log = logging.getLogger(__name__)
@@ -243,7 +244,7 @@ def write_tags(
     with lock or threading.Lock():
         current = store.retrieve(ids)
         for pid, payload in current.items():
-            store.set_payload(pid, {**payload, **tagged[pid].payload()})
+            rewrite(store, pid, {**payload, **tagged[pid].payload()})  # its tags are some of its words
     return len(current)
 
 
