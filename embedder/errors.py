@@ -39,3 +39,7 @@ class UploadError(EmbedderError):
 
 class DatasetError(EmbedderError):
     """A labelled dataset for `eval` that cannot be read; the message names the file and line."""
+
+
+class MoveError(EmbedderError):
+    """A folder that files cannot be moved into (relative, a file, not writable)."""
