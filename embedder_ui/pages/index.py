@@ -6,6 +6,8 @@ closing the browser does not stop it, and the report waits here for whoever come
 
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
 from embedder.engine import Engine
@@ -18,6 +20,7 @@ SUBMITTED = "index_submitted"  # ids of the jobs this session's last click queue
 UPLOADER_GENERATION = "index_uploader_generation"
 REFRESH_S = 1.0  # how often the job panel redraws while something runs
 ROW_WORDS = {"Copies": "already indexed (another copy)", "Renamed": "moved or renamed"}  # a status as people read it
+ORIGINS = {"user": "asked for on a page", "watch": "watched folder", "resumed": "resumed after a restart"}
 
 
 def _submit(engine: Engine, uploads: list, folders: list[str], prune: bool, watch: bool) -> list[Job]:
@@ -43,7 +46,20 @@ def _submit(engine: Engine, uploads: list, folders: list[str], prune: bool, watc
 
 
 def _show_report(report: IndexReport) -> None:
-    counts = {
+    """The last run: its summary, a count per outcome, and what it found file by file."""
+    counts = _outcomes(report)
+    st.subheader("Last run", anchor=False)
+    if report.failed:
+        st.warning(report.summary(), icon=":material/warning:")
+    else:
+        st.success(report.summary(), icon=":material/check_circle:")
+    for column, (name, items) in zip(st.columns(len(counts)), counts.items()):
+        column.metric(name, len(items))
+    _details(report)
+
+
+def _outcomes(report: IndexReport) -> dict[str, list]:
+    return {
         "Added": report.added,
         "Unchanged": report.unchanged,
         "Renamed": report.renamed,
@@ -53,13 +69,11 @@ def _show_report(report: IndexReport) -> None:
         "Failed": report.failed,
         "Skipped": report.skipped,
     }
-    st.subheader("Last run", anchor=False)
-    if report.failed:
-        st.warning(report.summary(), icon=":material/warning:")
-    else:
-        st.success(report.summary(), icon=":material/check_circle:")
-    for column, (name, items) in zip(st.columns(len(counts)), counts.items()):
-        column.metric(name, len(items))
+
+
+def _details(report: IndexReport, fold_files: bool = True) -> None:
+    """What a run found: the files that failed with their reasons, those left out on purpose by
+    reason, and every other file under what happened to it (folded, with `fold_files`)."""
     if report.failed:
         st.markdown("**Files that could not be indexed**")
         st.dataframe(
@@ -76,24 +90,60 @@ def _show_report(report: IndexReport) -> None:
         )
     rows = [
         {"result": ROW_WORDS.get(status, status.lower()), "file": report.label(path), "stored at": path}
-        for status, items in counts.items()
+        for status, items in _outcomes(report).items()
         if status not in ("Failed", "Skipped")
         for path in items
     ]
-    if rows:
+    if rows and fold_files:
         with st.expander(f"Every file in this run ({len(rows)})"):
             st.dataframe(rows, hide_index=True, width="stretch")
+    elif rows:
+        st.markdown(f"**Every file in this run** ({len(rows)})")
+        st.dataframe(rows, hide_index=True, width="stretch")
+
+
+def _history(engine: Engine) -> None:
+    """Every finished job's report, newest first, whoever asked (this page, another session, the
+    watched folders' catch-up, a job resumed after a restart, the Duplicates page): what it found
+    at a glance, and its failures, skips and files when unfolded."""
+    finished = [j for j in engine.jobs.jobs() if j.finished]
+    if not finished:
+        return
+    st.subheader("Every run, newest first", anchor=False)
+    for job in finished:
+        with st.container(border=True):
+            when = time.strftime("%H:%M:%S", time.localtime(job.finished_at)) if job.finished_at else ""
+            who = ORIGINS.get(job.request.origin, job.request.origin)
+            st.markdown(f"**{widgets.literal(job.request.label)}** · {widgets.literal(who)} · {when}")
+            report = job.report
+            if job.state == "failed":
+                st.caption(f":material/error: failed: {widgets.literal(job.error or 'unknown error')}")
+            elif job.state == "cancelled":
+                st.caption(":material/stop_circle: cancelled: what was stored stays")
+            if report is None:
+                continue
+            st.caption(widgets.literal(report.summary()))
+            if any(_outcomes(report).values()):
+                with st.expander(f"What it found: {_found(report)}"):
+                    _details(report, fold_files=False)
+
+
+def _found(report: IndexReport) -> str:
+    """`3 added, 1 copy, 2 failed`: what a run did, outcome by outcome, leaving out the unchanged."""
+    words = {"Added": "added", "Renamed": "moved or renamed", "Updated": "updated", "Copies": "copies",
+             "Removed": "removed", "Failed": "failed", "Skipped": "skipped", "Unchanged": "unchanged"}
+    parts = [f"{len(items):,} {words[name]}" for name, items in _outcomes(report).items() if items]
+    return ", ".join(parts) or "nothing"
 
 
 def _last_run(engine: Engine) -> tuple[list[Job], bool]:
-    """The jobs whose report this page shows (this session's last click, else the newest a person
-    asked for) and whether all of them have finished."""
+    """The jobs whose report this page shows as the last run (this session's last click, else the
+    newest job, whoever asked for it) and whether all of them have finished."""
     ids = st.session_state.get(SUBMITTED)
     if ids:
         jobs = [job for i in ids if (job := engine.jobs.get(i)) is not None]
     else:
-        finished = [j for j in engine.jobs.jobs() if j.finished and j.request.origin != "watch"]
-        jobs = finished[:1]
+        jobs = [j for j in engine.jobs.jobs() if j.finished][:1]
     return jobs, all(j.finished for j in jobs)
 
 
@@ -207,3 +257,4 @@ def render() -> None:
             + " · ".join(widgets.literal(root) for root in engine.watcher.roots)
         )
     _jobs_panel(engine)
+    _history(engine)  # outside the panel: drawn again when a job ends (the panel reruns the page), not every second
