@@ -23,6 +23,7 @@ from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
 from embedder.evaluation import synthetic
+import applog
 from faultkit import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -118,6 +119,7 @@ def app_url(chromium: Path, tmp_path: Path, model_path: Path, request: pytest.Fi
                 "--browser.gatherUsageStats", "false",
                 "--server.headless", "true",
                 "--server.fileWatcherType", "none",
+                "--logger.messageFormat", applog.LOG_FORMAT,
             ],
             cwd=ROOT,
             env=env,
@@ -138,7 +140,8 @@ def app_url(chromium: Path, tmp_path: Path, model_path: Path, request: pytest.Fi
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(15)
         text = log.read_text(errors="replace")
-        assert "Traceback" not in text, text[-3000:]
+        found = applog.problems(text)
+        assert not found, "the app's log:\n" + "\n".join(found)
 
 
 @pytest.fixture
