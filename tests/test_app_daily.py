@@ -49,6 +49,17 @@ def find_groups(at: AppTest | None = None) -> AppTest:
     return at
 
 
+def one_group(folder: Path, colour: str, shape: str, sides: tuple[int, ...] = (200,)) -> Path:
+    """`folder` holding a picture and a resized, re-encoded copy of it for each of `sides` (one
+    group of near-duplicates); the picture."""
+    folder.mkdir()
+    original = render(colour, shape)
+    original.save(picture := folder / f"{colour}-{shape}.png")
+    for i, side in enumerate(sides):
+        original.resize((side, side)).save(folder / ("copy.jpg" if len(sides) == 1 else f"copy-{i}.jpg"), quality=60 + i)
+    return picture
+
+
 def after_jobs(at: AppTest, page: str) -> AppTest:
     """Let the jobs a page queued finish (watched on the Index page), then come back to `page`."""
     finish_jobs(goto(at, "index"))
@@ -64,11 +75,7 @@ def test_forgetting_more_than_a_handful_asks_first_and_undo_adds_them_back(
 ) -> None:
     monkeypatch.setenv("DUPLICATE_THRESHOLD", NEAR)
     folder = app_env / "pictures"
-    folder.mkdir()
-    original = render("red", "circle")
-    original.save(folder / "red-circle.png")
-    for i, side in enumerate((300, 290, 280, 270, 260, 250, 240)):  # seven resized copies: one group of 8
-        original.resize((side, side)).save(folder / f"copy-{i}.jpg", quality=70 + i)
+    one_group(folder, "red", "circle", sides=(300, 290, 280, 270, 260, 250, 240))  # seven copies: a group of 8
     write_images(app_env / "others", [("blue", "square"), ("green", "triangle")])
     assert_clean(index_folder(app_env))
 
@@ -93,11 +100,7 @@ def test_forgetting_more_than_a_handful_asks_first_and_undo_adds_them_back(
 
 def test_a_handful_is_forgotten_at_once(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DUPLICATE_THRESHOLD", NEAR)
-    folder = app_env / "pictures"
-    folder.mkdir()
-    original = render("blue", "square")
-    original.save(folder / "blue-square.png")
-    original.resize((240, 240)).save(folder / "copy.jpg", quality=60)
+    one_group(app_env / "pictures", "blue", "square")
     assert_clean(index_folder(app_env))
     at = find_groups()
     at.button(key="duplicates-forget-1").click().run()
@@ -157,14 +160,10 @@ def test_moved_copies_stay_findable_uploads_keep_their_names_and_nothing_is_over
 
 def test_a_folder_that_cannot_take_the_files_is_one_message(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DUPLICATE_THRESHOLD", NEAR)
-    folder = app_env / "pictures"
-    folder.mkdir()
-    original = render("red", "square")
-    original.save(folder / "red-square.png")
-    original.resize((200, 200)).save(folder / "copy.jpg", quality=60)
+    picture = one_group(folder := app_env / "pictures", "red", "square")
     assert_clean(index_folder(folder))
     at = find_groups()
-    for typed, words in ((str(folder / "red-square.png"), "is a file, not a folder"), ("relative/folder", "is relative")):
+    for typed, words in ((str(picture), "is a file, not a folder"), ("relative/folder", "is relative")):
         at.text_input(key="duplicates-move-to").input(typed).run()
         at.button(key="duplicates-move-1").click().run()
         at.button(key="duplicates-confirm-1").click().run()
