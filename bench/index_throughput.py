@@ -98,9 +98,10 @@ def run_model_only(batch: int, n: int) -> dict:
     """The forward pass alone on ready pixel tensors: the ceiling for any pipeline on this machine."""
     import torch
 
-    from embedder.models.encoder import Encoder, PreparedImage
+    from embedder.models.base import Encoder, PreparedImage
+    from embedder.models.sentence_transformers import SentenceTransformersEncoder
 
-    encoder = Encoder(str(common.MODEL_DIR), device="cpu", batch_size=batch)
+    encoder = SentenceTransformersEncoder(str(common.MODEL_DIR), device="cpu", batch_size=batch)
     prepared = [PreparedImage(torch.randn(3, 224, 224)) for _ in range(batch)]
     encoder.encode_images(prepared)  # warm-up
     started = time.perf_counter()
@@ -116,10 +117,10 @@ def draft_fidelity(paths: list[Path]) -> dict:
     """Full-size decode vs draft decode, after the model's own preprocessing (normalised units)."""
     import numpy as np
 
-    from embedder.models.encoder import Encoder
+    from embedder.models.base import Encoder
     from embedder.media.images import decode
 
-    encoder = Encoder(str(common.MODEL_DIR), device="cpu")
+    encoder = SentenceTransformersEncoder(str(common.MODEL_DIR), device="cpu")
     size = encoder.image_size
     means, maxes, cosines, draft_s, full_s = [], [], [], [], []
     for path in paths:

@@ -237,10 +237,12 @@ def query(engine: str, n: int, folder: Path, queries: int, e2e: bool = True) -> 
         store.close()
         return out
 
-    from embedder.models.encoder import Encoder
-    from embedder.query.searcher import Query, Searcher
+    from embedder.models.base import Encoder
+    from embedder.models.sentence_transformers import SentenceTransformersEncoder
+    from embedder.query.terms import Query
+    from embedder.query.searcher import Searcher
 
-    encoder = Encoder(str(common.MODEL_DIR), device="cpu")
+    encoder = SentenceTransformersEncoder(str(common.MODEL_DIR), device="cpu")
     searcher = Searcher(encoder, store)
     words = ["dog", "beach", "mountain", "birthday", "city", "snow", "sunset", "car", "family", "forest"]
     texts = [f"{words[i % 10]} {words[(i * 7 + 3) % 10]} number {i}" for i in range(max(queries // 2, 40))]

@@ -74,11 +74,12 @@ def variants(model_dir: Path, with_ort: bool) -> tuple[dict, dict]:
     """name → (text → unnormalised or normalised vector), and build costs."""
     import torch
 
-    from embedder.models.encoder import Encoder
+    from embedder.models.base import Encoder
+    from embedder.models.sentence_transformers import SentenceTransformersEncoder
     from embedder.models.text_fast import FastClipText, clip_model_of
 
-    plain = Encoder(str(model_dir), "cpu", text_speedup="off")
-    fast = Encoder(str(model_dir), "cpu", text_speedup="auto")
+    plain = SentenceTransformersEncoder(str(model_dir), "cpu", text_speedup="off")
+    fast = SentenceTransformersEncoder(str(model_dir), "cpu", text_speedup="auto")
     st = plain._model
     clip = clip_model_of(st)
     tokens = lambda text: st.preprocess([text])  # noqa: E731
@@ -189,8 +190,9 @@ def end_to_end(points: int, rounds: int) -> dict:
     """Searcher.search(Query.text) on an Edge store: plain vs fast text path, interleaved."""
     import search_latency as sl  # the bench's clustered vectors and payloads
 
-    from embedder.models.encoder import Encoder
-    from embedder.query.searcher import Query, Searcher
+    from embedder.models.base import Encoder
+    from embedder.query.terms import Query
+    from embedder.query.searcher import Searcher
     from embedder.store import Point
 
     folder = Path(tempfile.mkdtemp(prefix="text-e2e-"))
@@ -199,7 +201,7 @@ def end_to_end(points: int, rounds: int) -> dict:
     rng = np.random.default_rng(sl.SEED + 1)
     for start in range(0, points, sl.BATCH):
         store.upsert([Point(sl.point_id(i), vecs[i], sl.payload(i, rng)) for i in range(start, min(points, start + sl.BATCH))])
-    searchers = {mode: Searcher(Encoder(str(common.MODEL_DIR), "cpu", text_speedup=mode), store) for mode in ("off", "auto")}
+    searchers = {mode: Searcher(SentenceTransformersEncoder(str(common.MODEL_DIR), "cpu", text_speedup=mode), store) for mode in ("off", "auto")}
     times: dict[str, list[float]] = {mode: [] for mode in searchers}
     loads = []
     for r in range(rounds):

@@ -116,19 +116,19 @@ def checked(convert: Callable[[str], T]) -> Callable[[str], T]:
 
 
 def _term(text: str) -> Any:
-    from embedder.query.searcher import parse_term  # loads torch: only when a search has terms
+    from embedder.query.terms import parse_term  # loads torch: only when a search has terms
 
     return parse_term(text)
 
 
 def _point_id(text: str) -> str:
-    from embedder.query.searcher import parse_point_id
+    from embedder.query.terms import parse_point_id
 
     return parse_point_id(text)
 
 
 def _file_types(text: str) -> list[str]:
-    from embedder.query.searcher import check_file_types
+    from embedder.query.filters import check_file_types
 
     return check_file_types(text.split(","))
 
@@ -417,7 +417,8 @@ def _show_progress(p: Progress) -> None:
 
 
 def run_search(engine: Any, args: argparse.Namespace) -> int:
-    from embedder.query.searcher import Query, Term, make_filter
+    from embedder.query.terms import Query, Term
+    from embedder.query.filters import make_filter
 
     terms = list(args.terms)
     terms += [_image_term(path, engine.settings.max_image_pixels) for path in args.image]
@@ -451,7 +452,7 @@ def run_search(engine: Any, args: argparse.Namespace) -> int:
 def _image_term(path: Path, max_pixels: int) -> Any:
     """An example image as a query term; one that cannot be read is an error naming it."""
     from embedder.media.images import decode
-    from embedder.query.searcher import Term
+    from embedder.query.terms import Term
 
     try:
         return Term(image=decode(path, max_pixels).image, label=path_to_text(path.name))
@@ -497,7 +498,7 @@ def _eval_settings(settings: Settings, args: argparse.Namespace, stack: ExitStac
 def run_eval(engine: Any, args: argparse.Namespace) -> int:
     from embedder.engine import Engine
     from embedder.evaluation.evaluate import evaluate_model, format_per_query, format_table, load_dataset
-    from embedder.query.searcher import DEFAULT_TEMPLATE
+    from embedder.query.terms import DEFAULT_TEMPLATE
 
     try:
         dataset = load_dataset(args.dataset)
@@ -540,7 +541,7 @@ def _visual_layout(settings: Settings) -> Any:
     """`backfill-visual`, before the store opens: load the visual model and give an embedded
     collection made without the VISUAL vector a copy that has it (the folder lock is held)."""
     from embedder.errors import ConfigError
-    from embedder.models.visual import load_visual
+    from embedder.models import load_visual
 
     visual = load_visual(settings)
     if visual is None:

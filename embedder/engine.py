@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from embedder.config import Settings
-from embedder.models.encoder import Encoder, load_encoder
+from embedder.models.base import Encoder
+from embedder.models import load_encoder
 from embedder.media.excludes import Excludes
 from embedder.indexing.indexer import Indexer
 from embedder.jobs.runner import Job, JobRunner
 from embedder.query.searcher import Searcher
 from embedder.store import FolderLock, ImageStore, open_store
-from embedder.models.visual import load_visual
+from embedder.models import load_visual
 from embedder.media.thumbnails import shared_cache
 from embedder.indexing.tags import open_tagger
 

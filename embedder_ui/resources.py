@@ -17,7 +17,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from embedder.config import Settings
 from embedder.engine import Engine
-from embedder.query.searcher import folder_choices
+from embedder.query.filters import folder_choices
 from embedder.indexing.tags import tag_counts
 from embedder_ui.widgets import errors_as_messages, job_progress, literal, show_error
 

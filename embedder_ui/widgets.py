@@ -24,7 +24,7 @@ from embedder.errors import EmbedderError, ImageError
 from embedder.media.images import CHANGED, IMAGE_EXTENSIONS, decode
 from embedder.jobs.runner import Job
 from embedder.paths import text_to_path
-from embedder.query.searcher import Result
+from embedder.query.pager import Result
 from embedder.media.thumbnails import BACKGROUND as THUMB_BACKGROUND
 from embedder.media.thumbnails import SIDE as THUMB_SIDE
 from embedder.media.thumbnails import ThumbnailCache, letterboxed, thumbnail_bytes

@@ -28,7 +28,8 @@ for _var in ("QDRANT_URL", "QDRANT_API_KEY", "QDRANT_PATH", "EMBEDDER_MODEL", "U
     os.environ.pop(_var, None)
 
 from embedder.config import Settings  # noqa: E402
-from embedder.models.encoder import Encoder  # noqa: E402
+from embedder.models.base import Encoder  # noqa: E402
+from embedder.models.sentence_transformers import SentenceTransformersEncoder
 from embedder.engine import Engine  # noqa: E402
 
 # The test model: a tiny CLIP trained offline on synthetic shapes (swap it here, in one place).
@@ -42,7 +43,7 @@ def model_path() -> Path:
 
 @pytest.fixture(scope="session")
 def encoder(model_path: Path) -> Encoder:
-    return Encoder(str(model_path), device="cpu", batch_size=16)
+    return SentenceTransformersEncoder(str(model_path), device="cpu", batch_size=16)
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ from embedder.engine import Engine
 from embedder.errors import ImageError
 from embedder.media.images import decode, read_meta
 from embedder.indexing.indexer import PAYLOAD_FIELDS
-from embedder.query.searcher import Query, make_filter
+from embedder.query.terms import Query
+from embedder.query.filters import make_filter
 from embedder.indexing.tags import FIELDS as TAG_FIELDS
 from imagefiles import png_bomb, solid
 

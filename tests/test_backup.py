@@ -22,10 +22,11 @@ import pytest
 
 from embedder import cli
 from embedder.config import Settings
-from embedder.models.encoder import Encoder
+from embedder.models.base import Encoder
 from embedder.engine import Engine
 from embedder.store import FolderLock
-from embedder.store.backup import MANIFEST_NAME, expected_model_id
+from embedder.store.archive import MANIFEST_NAME
+from embedder.models.ids import expected_model_id
 from embedder.store.edge import EdgeStore
 from faultkit import ROOT, cli_env, distinct_folder
 from test_faults_server import one_error_line, run
@@ -345,7 +346,7 @@ def test_backup_never_imports_torch(indexed, settings: Settings, tmp_path: Path,
 
 
 def test_the_expected_model_id_is_the_encoders_own(model_path: Path, encoder: Encoder, tmp_path: Path) -> None:
-    from embedder.models.encoder import HF_PREFIX, model_id_of
+    from embedder.models.ids import HF_PREFIX, model_id_of
     from embedder.models.open_clip import model_id_of_spec
 
     assert expected_model_id(str(model_path)) == encoder.model_id

@@ -18,7 +18,8 @@ from urllib.parse import parse_qsl, urlsplit
 import numpy as np
 import pytest
 
-from embedder.store.backup import MANIFEST_NAME, expected_model_id
+from embedder.store.archive import MANIFEST_NAME
+from embedder.models.ids import expected_model_id
 from faultkit import FakeCollection, FakeQdrant, FakeState, _Http, _QdrantHandler, free_port, server_mode
 from test_faults_server import one_error_line, run
 

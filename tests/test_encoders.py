@@ -17,10 +17,11 @@ from PIL import Image
 
 from embedder import cli
 from embedder.config import Settings
-from embedder.models.encoder import Encoder, load_encoder
+from embedder.models.base import Encoder
+from embedder.models import load_encoder
 from embedder.engine import Engine
 from embedder.errors import CollectionMismatchError, ModelLoadError
-from embedder.query.searcher import Query
+from embedder.query.terms import Query
 from modelkit import (
     TINY_OPEN_CLIP, cosine, import_open_clip, photo_folder,
     tiny_open_clip, tiny_siglip, tiny_text_model, word_tokenizer,

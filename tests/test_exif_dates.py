@@ -12,7 +12,7 @@ from PIL.ExifTags import IFD, Base
 
 from embedder.engine import Engine
 from embedder.media.images import decode, read_meta
-from embedder.query.searcher import make_filter
+from embedder.query.filters import make_filter
 from embedder_ui.widgets import taken_on, when_taken
 
 LIMIT = 50_000_000

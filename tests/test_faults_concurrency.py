@@ -19,7 +19,7 @@ import pytest
 from embedder.engine import Engine
 from embedder.media.images import file_hash, point_id
 from embedder.indexing.indexer import Progress
-from embedder.query.searcher import Query
+from embedder.query.terms import Query
 from faultkit import cli_env, distinct_folder, distinct_image, run_cli
 
 WAIT_S = 60.0

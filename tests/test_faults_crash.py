@@ -18,7 +18,7 @@ import pytest
 
 from embedder.engine import Engine
 from embedder.media.images import decode, file_hash, point_id
-from embedder.query.searcher import Query
+from embedder.query.terms import Query
 from faultkit import TerminalRun, cli_env, distinct_folder, run_cli
 
 pytestmark = pytest.mark.slow

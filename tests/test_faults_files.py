@@ -247,12 +247,13 @@ def test_the_memory_probe_sees_a_real_large_decode(tmp_path: Path) -> None:
 SLIVER_PROBE = """
 import json, sys
 from pathlib import Path
-from embedder.models.encoder import Encoder
+from embedder.models.base import Encoder
+from embedder.models.sentence_transformers import SentenceTransformersEncoder
 def peak_kib():
     with open("/proc/self/status") as fh:
         return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
 from embedder.media.images import decode
-encoder = Encoder(sys.argv[1], "cpu", 4)
+encoder = SentenceTransformersEncoder(sys.argv[1], "cpu", 4)
 from PIL import Image
 width = int(sys.argv[3]) // encoder.image_size
 Image.new("RGB", (width, 1), (200, 30, 30)).save(sys.argv[2])

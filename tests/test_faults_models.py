@@ -10,7 +10,7 @@ import pytest
 
 from embedder import cli
 from embedder.config import Settings
-from embedder.models.encoder import load_encoder
+from embedder.models import load_encoder
 from embedder.engine import Engine
 from embedder.errors import CollectionMismatchError
 from embedder.store import Point, open_store

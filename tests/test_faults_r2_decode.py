@@ -29,7 +29,7 @@ import embedder.indexing.indexer
 from embedder.engine import Engine
 from embedder.errors import ImageError
 from embedder.media.images import CHANGED, bytes_hash, decode, hash_file, point_id, read_meta
-from embedder.query.searcher import Query
+from embedder.query.terms import Query
 from faultkit import ROOT, distinct_image, encode_png, wait_until
 from test_faults_files import _chunk as png_chunk
 from test_faults_files import peak_growth

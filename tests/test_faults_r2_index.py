@@ -21,7 +21,7 @@ from PIL import Image
 
 from embedder import cli
 from embedder.engine import Engine
-from embedder.query.searcher import Query
+from embedder.query.terms import Query
 from embedder.store import SearchFilter
 from faultkit import DEADLINE_S, ROOT, cli_env, distinct_folder, distinct_image
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from embedder.config import Settings
-from embedder.models.encoder import Encoder
+from embedder.models.base import Encoder
 from embedder.errors import StoreError
 from embedder.store.http import proxy_for, server_client
 from embedder.store import LOCK_NAME, Point, QdrantStore, open_store

@@ -30,7 +30,7 @@ from PIL import Image
 from embedder.config import Settings
 from embedder.engine import Engine
 from embedder.errors import StoreError
-from embedder.query.searcher import Query
+from embedder.query.terms import Query
 from embedder.store import Point
 from embedder.store.edge import EdgeStore, edge_config
 from faultkit import cli_env, distinct_folder, run_cli

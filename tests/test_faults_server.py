@@ -23,7 +23,7 @@ import pytest
 
 from embedder import cli
 from embedder.config import Settings
-from embedder.models.encoder import Encoder
+from embedder.models.base import Encoder
 from embedder.errors import StoreError
 from embedder.media.images import file_hash, point_id
 from embedder.store import Point, open_store

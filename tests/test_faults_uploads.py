@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from embedder.engine import Engine
 from embedder.media.images import bytes_hash, decode, is_image_name, point_id
 from embedder.errors import UploadError
-from embedder.query.searcher import Query
+from embedder.query.terms import Query
 from embedder.media.uploads import MAX_NAME_CHARS, display_name, save_upload
 from faultkit import distinct_image, encode_png
 

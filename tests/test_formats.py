@@ -19,7 +19,8 @@ from embedder.engine import Engine
 from embedder.errors import ImageError
 from embedder.media.images import CHANGED, _raw_peak, decode, discover, read_meta
 from embedder.indexing.indexer import Failure, IndexReport
-from embedder.query.searcher import Query, check_file_types, file_types, make_filter
+from embedder.query.terms import Query
+from embedder.query.filters import check_file_types, file_types, make_filter
 from embedder.jobs.watch import _wanted
 from appkit import app_env, assert_clean, index_folder, metrics, render
 from imagefiles import COLOURS

@@ -10,7 +10,7 @@ from faultkit import distinct_folder
 
 from embedder.engine import Engine
 from embedder.jobs.runner import Job, JobRequest, JobRunner
-from embedder.query.searcher import Query
+from embedder.query.terms import Query
 
 
 def _index(*paths: Path, **kw) -> JobRequest:

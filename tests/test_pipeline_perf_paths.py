@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedder.models.encoder import Encoder, PreparedImage, crop_to_aspect, normalise
+from embedder.models.base import Encoder, PreparedImage, crop_to_aspect
+from embedder.models.sentence_transformers import SentenceTransformersEncoder
+from embedder.models.vectors import normalise
 from embedder.engine import Engine
 from embedder.media.images import decode
 from faultkit import distinct_folder, distinct_image
@@ -126,8 +128,8 @@ def test_the_store_is_optimised_after_a_run_that_added_images_only(engine: Engin
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_fp16_path_matches_fp32_on_cpu(model_path: Path) -> None:
     images = [make() for make in IMAGES]
-    cpu = Encoder(str(model_path), device="cpu")
-    gpu = Encoder(str(model_path), device="cuda")
+    cpu = SentenceTransformersEncoder(str(model_path), device="cpu")
+    gpu = SentenceTransformersEncoder(str(model_path), device="cuda")
     prepared = [gpu.prepare_image(i) for i in images]
     assert prepared[0].pixels.dtype == __import__("torch").float16
     np.testing.assert_allclose(gpu.encode_images(prepared), cpu.encode_images(images), atol=3e-2)
@@ -150,7 +152,7 @@ def test_short_text_queries_run_on_one_thread_and_give_the_same_vectors(encoder:
 def test_decode_threads_default_to_half_the_cores_on_cpu_and_all_for_a_gpu(engine: Engine) -> None:
     import os
 
-    from embedder.models.encoder import default_workers
+    from embedder.models.base import default_workers
     from embedder.indexing.indexer import Indexer
 
     cores = os.cpu_count() or 2

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from embedder.engine import Engine
-from embedder.query.searcher import Query, apply_template
+from embedder.query.terms import Query, apply_template
 from imagefiles import solid
 
 

@@ -13,9 +13,10 @@ from PIL import Image
 from embedder import cli
 from embedder.query.duplicates import near_duplicate_groups
 from embedder.engine import Engine
-from embedder.models.encoder import normalise
+from embedder.models.vectors import normalise
 from embedder.errors import QueryError
-from embedder.query.searcher import Query, Term, describe_query, folder_choices, make_filter, parse_term
+from embedder.query.terms import Query, Term, describe_query, parse_term
+from embedder.query.filters import folder_choices, make_filter
 from embedder.evaluation.synthetic import write_dataset
 
 # Measured on the synthetic set with the tiny test model (see README "Near-duplicates"):

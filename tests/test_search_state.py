@@ -8,7 +8,8 @@ import pytest
 from faultkit import distinct_folder
 
 from embedder.engine import Engine
-from embedder.query.searcher import Term, make_filter
+from embedder.query.terms import Term
+from embedder.query.filters import make_filter
 from embedder.store import SearchFilter
 from embedder_ui.pages.search_state import Options, SearchState
 

@@ -24,7 +24,7 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 
 from embedder import cli
 from embedder.config import Settings
-from embedder.models.encoder import Encoder
+from embedder.models.base import Encoder
 from embedder.indexing.indexer import Indexer, IndexReport, shard_of
 from embedder.store import KEYWORD_FIELDS, NUMBER_FIELDS, PAYLOAD_INDEXES, QdrantStore, open_store
 from embedder.store.policy import POLICY

@@ -14,7 +14,8 @@ from embedder import cli
 from embedder.evaluation import synthetic
 from embedder.config import Settings
 from embedder.errors import ConfigError
-from embedder.query.searcher import Query, make_filter
+from embedder.query.terms import Query
+from embedder.query.filters import make_filter
 from embedder.store import SearchFilter
 from embedder.indexing.tags import (
     DEFAULT_SCALE,

@@ -15,7 +15,9 @@ import pytest
 import torch
 
 from embedder.config import Settings
-from embedder.models.encoder import Encoder, load_encoder
+from embedder.models.base import Encoder
+from embedder.models.sentence_transformers import SentenceTransformersEncoder
+from embedder.models import load_encoder
 from embedder.errors import ConfigError
 from embedder.models.text_fast import FastClipText, clip_model_of
 from modelkit import cosine, photo
@@ -31,7 +33,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def encoders(model_path: Path) -> dict[str, Encoder]:
-    return {mode: Encoder(str(model_path), "cpu", 16, text_speedup=mode) for mode in ("auto", "off")}
+    return {mode: SentenceTransformersEncoder(str(model_path), "cpu", 16, text_speedup=mode) for mode in ("auto", "off")}
 
 
 def test_tiny_clip_queries_match_the_plain_path_and_take_the_fast_one(encoders: dict[str, Encoder]) -> None:

@@ -20,7 +20,7 @@ from embedder.query.duplicates import duplicate_space, near_duplicate_groups
 from embedder.engine import Engine
 from embedder.errors import CollectionMismatchError, ModelLoadError
 from embedder.media.images import decode
-from embedder.query.searcher import Query, Term
+from embedder.query.terms import Query, Term
 from embedder.store import VISUAL, Point
 from embedder.store.memory import MemoryStore
 from embedder.models.visual import VisualEncoder

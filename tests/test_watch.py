@@ -13,7 +13,7 @@ from faultkit import distinct_image, wait_until
 from embedder.engine import Engine
 from embedder.jobs.runner import JobRunner
 from embedder.jobs.watch import FolderWatcher
-from embedder.query.searcher import Query
+from embedder.query.terms import Query
 
 QUIET_S = 0.3
 

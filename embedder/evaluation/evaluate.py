@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from embedder.errors import DatasetError
-from embedder.models.encoder import normalise
+from embedder.models.vectors import normalise
 from embedder.media.images import discover
-from embedder.query.searcher import apply_template
+from embedder.query.terms import apply_template
 from embedder.store import SearchFilter
 from embedder.terminal import printable
 

@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from embedder.models.encoder import Encoder, PreparedImage, default_workers
+from embedder.models.base import Encoder, PreparedImage, default_workers
 from embedder.errors import ImageError
 from embedder.media.images import decode
 from embedder.paths import text_to_path

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from embedder.models.encoder import Encoder, PreparedImage, default_workers
+from embedder.models.base import Encoder, PreparedImage, default_workers
 from embedder.errors import ImageError, UploadError
 from embedder.media.excludes import Excludes
 from embedder.media.formats import SKIP_SUFFIX

@@ -12,8 +12,9 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from embedder.models.encoder import MAX_ASPECT_UNCROPPED, Encoder, PreparedImage, crop_to_aspect, model_id_of, pick_device
-from embedder.models.hf import load_pretrained
+from embedder.models.base import MAX_ASPECT_UNCROPPED, Encoder, PreparedImage, crop_to_aspect, pick_device
+from embedder.models.ids import model_id_of
+from embedder.models.hub import load_pretrained
 from embedder.errors import ModelLoadError
 
 VARIABLE = "EMBEDDER_VISUAL_MODEL"

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from embedder.models.encoder import Encoder, normalise
+from embedder.models.base import Encoder
+from embedder.models.vectors import normalise
 from embedder.errors import QueryError
 from embedder.media.formats import RAW, RAW_FORMATS
 from embedder.media.formats import file_types as _stored_types

@@ -24,15 +24,8 @@ import httpx
 
 from embedder.config import Settings
 from embedder.errors import StoreError
-from embedder.store.backup import (
-    SNAPSHOT_DIR,
-    BackupResult,
-    RestoreResult,
-    compressed,
-    new_manifest,
-    write_archive,
-    written_whole,
-)
+from embedder.store.archive import SNAPSHOT_DIR, BackupResult, RestoreResult, compressed, new_manifest, write_archive
+from embedder.durable import written_whole
 from embedder.store.http import proxy_for
 
 log = logging.getLogger(__name__)

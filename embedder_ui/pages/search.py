@@ -16,9 +16,9 @@ import streamlit as st
 from embedder.engine import Engine
 from embedder.errors import ImageError, QueryError
 from embedder.media.images import bytes_hash, decode
-from embedder.query.searcher import (
-    DEFAULT_TEMPLATE, Result, Term, apply_template, describe_query, file_types, make_filter, parse_term,
-)
+from embedder.query.terms import DEFAULT_TEMPLATE, Term, apply_template, describe_query, parse_term
+from embedder.query.pager import Result
+from embedder.query.filters import file_types, make_filter
 from embedder.store import SearchFilter
 from embedder.media.thumbnails import shared_cache
 from embedder_ui import navigation, resources, widgets

@@ -11,7 +11,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from embedder.query.pager import ResultPages
-from embedder.query.searcher import Query, Result, Searcher, Term
+from embedder.query.terms import Query, Term
+from embedder.query.pager import Result
+from embedder.query.searcher import Searcher
 from embedder.store import SearchFilter
 
 
