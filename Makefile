@@ -7,12 +7,12 @@ BIN    := $(VENV)/bin
 APP    := $(VENV)/.app-installed
 DEV    := $(VENV)/.dev-installed
 
-.PHONY: run test demo bench chromium clean
+.PHONY: run test demo bench chromium fonts clean
 
 run: $(APP)
 	$(BIN)/streamlit run main_app.py
 
-test: $(DEV) chromium
+test: $(DEV) chromium fonts
 	$(BIN)/python -m pytest
 
 # Offline demo: synthetic shapes indexed with the committed tiny CLIP, in a store of its own.
@@ -46,6 +46,12 @@ chromium:
 	@test -x /usr/bin/chromium || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+# The OCR tests and the text bench draw their pictures with Debian's fonts.
+fonts:
+	@test -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf -a -d /usr/share/fonts/truetype/liberation || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq fonts-dejavu-core fonts-liberation; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -255,9 +255,6 @@ def write_result(name: str, data: dict) -> Path:
     return path
 
 
-if __name__ == "__main__":
-    print(build_model())
-
 
 def _fixture_tokenizer():
     """The tiny CLIP's build script, whose CLIP byte map the bench's tokenizer shares."""
@@ -268,3 +265,7 @@ def _fixture_tokenizer():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+if __name__ == "__main__":
+    print(build_model())

@@ -9,7 +9,9 @@ vectors mean nothing) and the trained tiny CLIP (tests/fixtures/tiny-clip). Vari
 (one text) at a time on one intra-op thread, as `Encoder.encode_texts` runs queries:
 
 * plain      — `Encoder.encode_texts` with EMBEDDER_TEXT_SPEEDUP=off (sentence-transformers' encode);
-* fast       — the same with `auto` (embedder.models.text_fast.FastClipText: true length, fused qkv, oneDNN-packed);
+* onnx       — the same with `auto` and a model cache, the product's default (embedder.models.text_onnx:
+               the text tower exported once, checked, run by ONNX Runtime on one thread);
+* fast       — the same with `torch` (embedder.models.text_fast.FastClipText: true length, fused qkv, oneDNN-packed);
 * fast-nopack— FastClipText with plain F.linear (how much is packing, how much is less overhead);
 * int8       — torch.ao.quantization.quantize_dynamic on every nn.Linear of the text tower (deprecated API);
 * bf16       — the text tower cast to bfloat16;
@@ -18,7 +20,8 @@ vectors mean nothing) and the trained tiny CLIP (tests/fixtures/tiny-clip). Vari
 
 Every variant gets the same 40 new texts per round, rounds interleaved; cosine to `plain` over those
 texts. Then end to end: `Searcher.search(Query.text(...))` on an Edge store of --points clustered
-vectors, plain vs fast encoders, interleaved. Writes bench/results/text_query.json.
+vectors (100k by default: issue #29's goal is p50 <= 25 ms there), plain vs fast vs onnx encoders,
+interleaved, every text new (no cache hit). Writes bench/results/text_query.json.
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ class Tower:
         return _Tower().eval()
 
 
-def variants(model_dir: Path, with_ort: bool) -> tuple[dict, dict]:
+def variants(model_dir: Path, with_ort: bool, extras: bool = True) -> tuple[dict, dict]:
     """name → (text → unnormalised or normalised vector), and build costs."""
     import torch
 
@@ -79,8 +82,9 @@ def variants(model_dir: Path, with_ort: bool) -> tuple[dict, dict]:
     from embedder.models.text_fast import FastClipText, clip_model_of
 
     plain = SentenceTransformersEncoder(str(model_dir), "cpu", text_speedup="off")
-    fast = SentenceTransformersEncoder(str(model_dir), "cpu", text_speedup="auto")
-    st = plain._model
+    fast = SentenceTransformersEncoder(str(model_dir), "cpu", text_speedup="torch")
+    onnx = SentenceTransformersEncoder(str(model_dir), "cpu", text_speedup="auto", text_cache=onnx_cache())
+    st = plain.model
     clip = clip_model_of(st)
     tokens = lambda text: st.preprocess([text])  # noqa: E731
     costs: dict = {}
@@ -90,6 +94,7 @@ def variants(model_dir: Path, with_ort: bool) -> tuple[dict, dict]:
     costs["fast_build_s"] = round(time.perf_counter() - started, 2)
     costs["fast_extra_rss_mb"] = round(common.rss_mb() - rss0, 1)
     costs["fast_packed"] = bool(fast._fast_text and fast._fast_text.packed)
+    costs.update(onnx_costs(onnx))
     nopack = FastClipText(clip, pack=False)
     tower = Tower(clip)
     with warnings.catch_warnings():
@@ -108,14 +113,43 @@ def variants(model_dir: Path, with_ort: bool) -> tuple[dict, dict]:
 
     out = {
         "plain": lambda text: plain.encode_texts([text])[0],
+        "onnx": lambda text: onnx.encode_texts([text])[0],
         "fast": lambda text: fast.encode_texts([text])[0],
         "fast-nopack": run(lambda ids, mask: nopack(ids[0])[None]),
         "int8": run(int8),
         "bf16": run(bf16),
     }
+    if not extras:
+        return {name: out[name] for name in ("plain", "onnx", "fast")}, costs
     if with_ort:
         out.update(ort_variants(tower, tokens, costs))
     return out, costs
+
+
+def onnx_cache() -> Path:
+    """An empty model cache: every run exports again, so the export's cost is measured."""
+    return Path(tempfile.mkdtemp(prefix="text-onnx-cache-"))
+
+
+def onnx_costs(encoder) -> dict:
+    """What the product's ONNX text path costs: export (with its check), file, the session's RSS."""
+    from embedder.models import text_onnx
+
+    rss0 = common.rss_mb()
+    started = time.perf_counter()
+    tower = encoder.text_tower()  # exports, checks against the library, opens the session
+    costs = {"onnx_export_and_check_s": round(time.perf_counter() - started, 2),
+             "onnx_extra_rss_mb": round(common.rss_mb() - rss0, 1), "onnx_adopted": tower is not None}
+    if tower is not None:
+        manifest = text_onnx.read_manifest(tower.folder) or {}
+        costs.update(onnx_export_s=manifest.get("export_s"), onnx_min_cosine_in_check=manifest.get("min_cosine"),
+                     onnx_file_mb=round((tower.folder / text_onnx.MODEL_FILE).stat().st_size / 2**20, 1))
+        rss0 = common.rss_mb()
+        started = time.perf_counter()
+        text_onnx.OnnxClipText(tower.folder, manifest)  # what a later process pays: open only
+        costs["onnx_open_s"] = round(time.perf_counter() - started, 2)
+        costs["onnx_open_rss_mb"] = round(common.rss_mb() - rss0, 1)
+    return costs
 
 
 def ort_variants(tower, tokens, costs: dict) -> dict:
@@ -171,6 +205,7 @@ def speed(calls: dict, rounds: int) -> tuple[dict, list]:
     import torch
 
     times: dict[str, list[float]] = {name: [] for name in calls}
+    cpu: dict[str, list[float]] = {name: [] for name in calls}  # this thread's CPU time: what other load disturbs least
     loads = []
     with torch.inference_mode():
         for r in range(rounds):
@@ -179,18 +214,19 @@ def speed(calls: dict, rounds: int) -> tuple[dict, list]:
             for name, call in calls.items():
                 call(batch[0] + " warm")
                 for text in batch:
-                    started = time.perf_counter()
+                    started, started_cpu = time.perf_counter(), time.thread_time()
                     call(text)
                     times[name].append((time.perf_counter() - started) * 1000)
+                    cpu[name].append((time.thread_time() - started_cpu) * 1000)
     loads.append(os.getloadavg())
-    return {name: percentiles(ms) for name, ms in times.items()}, loads
+    return {name: {**percentiles(ms), "cpu": percentiles(cpu[name])} for name, ms in times.items()}, loads
 
 
 def end_to_end(points: int, rounds: int) -> dict:
     """Searcher.search(Query.text) on an Edge store: plain vs fast text path, interleaved."""
     import search_latency as sl  # the bench's clustered vectors and payloads
 
-    from embedder.models.base import Encoder
+    from embedder.models.sentence_transformers import SentenceTransformersEncoder
     from embedder.query.terms import Query
     from embedder.query.searcher import Searcher
     from embedder.store import Point
@@ -201,7 +237,11 @@ def end_to_end(points: int, rounds: int) -> dict:
     rng = np.random.default_rng(sl.SEED + 1)
     for start in range(0, points, sl.BATCH):
         store.upsert([Point(sl.point_id(i), vecs[i], sl.payload(i, rng)) for i in range(start, min(points, start + sl.BATCH))])
-    searchers = {mode: Searcher(SentenceTransformersEncoder(str(common.MODEL_DIR), "cpu", text_speedup=mode), store) for mode in ("off", "auto")}
+    cache = onnx_cache()
+    searchers = {
+        mode: Searcher(SentenceTransformersEncoder(str(common.MODEL_DIR), "cpu", text_speedup=mode, text_cache=cache), store)
+        for mode in ("off", "torch", "auto")
+    }
     times: dict[str, list[float]] = {mode: [] for mode in searchers}
     loads = []
     for r in range(rounds):
@@ -213,15 +253,19 @@ def end_to_end(points: int, rounds: int) -> dict:
                 assert len(searcher.search(Query.text(f"{mode} {text}", template="a photo of {}"), 10)) == 10
                 times[mode].append((time.perf_counter() - started) * 1000)
     store.close()
-    return {"points": points, "engine": "edge (exact)", "loadavg": loads,
+    return {"points": points, "engine": "edge (the default policy)", "loadavg": loads,
             "plain (EMBEDDER_TEXT_SPEEDUP=off)": percentiles(times["off"]),
-            "fast (auto, the default)": percentiles(times["auto"])}
+            "fast (EMBEDDER_TEXT_SPEEDUP=torch)": percentiles(times["torch"]),
+            "onnx (auto, the default)": percentiles(times["auto"]),
+            "goal_p50_ms": 25, "goal_met": percentiles(times["auto"])["p50_ms"] <= 25}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--points", type=int, default=10_000, help="store size for the end-to-end query (0: skip)")
+    parser.add_argument("--points", type=int, default=100_000, help="store size for the end-to-end query (0: skip)")
+    parser.add_argument("--out", default="text_query", help="bench/results/OUT.json")
+    parser.add_argument("--no-extras", action="store_true", help="only plain, onnx and fast (no int8, bf16, ort-*)")
     args = parser.parse_args()
     import torch
 
@@ -236,7 +280,7 @@ def main() -> None:
                     "torch_threads_for_queries": 1, "rounds": args.rounds, "onnxruntime_measured": with_ort}
     torch.set_num_threads(1)
     for name, folder in (("tiny-clip (trained)", TINY), ("clip-ViT-B-32 (random weights)", common.MODEL_DIR)):
-        calls, costs = variants(folder, with_ort)
+        calls, costs = variants(folder, with_ort, not args.no_extras)
         entry = {"cosine_to_plain": cosines(calls, texts(999)), "build": costs}
         if "random" in name:
             entry["speed_one_query"], entry["loadavg"] = speed(calls, args.rounds)
@@ -248,7 +292,7 @@ def main() -> None:
         result["end_to_end"] = end_to_end(args.points, args.rounds)
         print(result["end_to_end"], flush=True)
     result["loadavg_after"] = os.getloadavg()
-    print("wrote", common.write_result("text_query", result))
+    print("wrote", common.write_result(args.out, result))
 
 
 if __name__ == "__main__":

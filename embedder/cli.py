@@ -11,10 +11,12 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from embedder import __version__
 from embedder.config import Settings, checked_cosine
 from embedder.errors import EmbedderError, ImageError, StoreInUseError
-from embedder.paths import path_to_text, text_to_path, typed_path
+from embedder.paths import missing, path_to_text, text_to_path, typed_path
 from embedder.terminal import printable
 
 if TYPE_CHECKING:
@@ -115,7 +117,15 @@ def checked(convert: Callable[[str], T]) -> Callable[[str], T]:
     return parse
 
 
+SEARCH_OPTIONS: set[str] = set()  # every option string of `search`, filled by build_parser
+
+
 def _term(text: str) -> Any:
+    if text.split("=", 1)[0] in SEARCH_OPTIONS:  # argparse hands over an option as a term only after `--`
+        raise EmbedderError(
+            f"{text} after -- is a search term, not an option: put options before --, "
+            "e.g. search -k 3 --json -- rice -people"
+        )
     from embedder.query.terms import parse_term  # loads torch: only when a search has terms
 
     return parse_term(text)
@@ -134,9 +144,9 @@ def _file_types(text: str) -> list[str]:
 
 
 def _collection_name(text: str) -> str:
-    from embedder.config import _collection
+    from embedder.config import collection_name
 
-    return _collection("--collection", text)
+    return collection_name("--collection", text)
 
 
 def _threshold_arg(text: str) -> float:
@@ -220,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     output = search.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print score, path, name and id of each result as JSON")
     output.add_argument("--paths", action="store_true", help="print only paths, one per line (for xargs)")
+    SEARCH_OPTIONS.update(word for action in search._actions for word in action.option_strings)  # noqa: SLF001
 
     dupes = commands.add_parser("duplicates", help="list groups of near-duplicate images")
     dupes.add_argument("--threshold", type=checked(_threshold_arg), help="cosine, default DUPLICATE_THRESHOLD")
@@ -313,13 +324,91 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; its exit status. Output into a pipe that closes early (`| head`) ends the
+    command quietly, with the status of a program stopped by SIGPIPE."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a closed pipe is found here, not in a traceback at exit
+        return code
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return 128 + signal.SIGPIPE
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, taken as Ctrl-C: the command stops after the batch in flight, its job kept."""
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+def _unrecognized(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> None:
+    """Exit 2 on arguments no command takes; a search term that starts with '-' says to put -- first."""
+    dashed = [word for word in extra if word.startswith("-")]
+    if args.command == "search" and dashed:
+        parser.error(
+            f"{dashed[0]} is not an option of search; to subtract a term, put -- before the terms, "
+            "e.g. search -k 3 -- beach -people"
+        )
+    parser.error(f"unrecognized arguments: {' '.join(extra)}")
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Before the model loads: `index` of only missing paths, `watch` of what is no folder, is one line."""
+    if args.command == "index" and all(missing(p) for p in args.paths):
+        names = ", ".join(path_to_text(p) for p in args.paths)
+        raise EmbedderError(f"no such file or folder: {names} (nothing was indexed)")
+    if args.command == "watch":
+        for path in args.paths:
+            if not os.path.isdir(path):
+                what = "no such folder" if missing(path) else "not a folder"
+                raise EmbedderError(f"{path_to_text(path)}: {what}; watch takes folders")
+
+
+def _app_args(words: Sequence[str]) -> list[str] | None:
+    """For `embedder [-v] app ARGS`: ARGS as they are (Streamlit's own options, which argparse would
+    take for unknown options of ours); None for any other command, and for `app -h`."""
+    for i, word in enumerate(words):
+        if word not in ("-v", "--verbose"):
+            rest = list(words[i + 1 :])
+            return rest if word == "app" and rest[:1] not in (["-h"], ["--help"]) else None
+    return None
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    streamlit_args = _app_args(sys.argv[1:] if argv is None else argv)
+    if streamlit_args is not None:
+        return app_main(streamlit_args)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _unrecognized(parser, args, extra)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if args.command == "migrate":  # before any store is opened: the old folder is refused until converted
         return run_migrate()
     if args.command == "app":
         return app_main(args.streamlit_args)
+    with _sigterm_as_ctrl_c():
+        return _run(args)
+
+
+@contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """While a command runs, SIGTERM (a service manager, `docker stop`) stops it as Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, _terminated)
     try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        _check_paths(args)
         settings = Settings.from_env()
         with ExitStack() as stack:
             if args.command == "eval":
@@ -330,21 +419,57 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stack.callback(lock.release)  # the store releases it on close; this covers a failed open
             if args.command in ("backup", "restore"):  # no model: torch is never imported
                 return run_backup(settings, args, lock)
+            if args.command == "info" or (args.command == "tags" and not args.refresh):
+                answered = _read_only(settings, args, lock, stack)  # no model either, when the store allows
+                if answered is not None:
+                    return answered
             from embedder.engine import Engine  # after the lock: torch and the model load only now
 
             visual = _visual_layout(settings) if args.command == "backfill-visual" else None
-            engine = Engine.open(settings, shard=getattr(args, "shard", None), lock=lock, visual=visual)
+            encoder = _query_encoder(settings, args)  # text-only searches and duplicates: no torch
+            engine = Engine.open(settings, shard=getattr(args, "shard", None), encoder=encoder, lock=lock, visual=visual)
             stack.callback(engine.close)
             return COMMANDS[args.command](engine, args)
     except EmbedderError as exc:
         print(printable(f"error: {exc}"), file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        code = 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
         if args.command in ("backup", "restore"):
             print(f"interrupted: nothing was changed; run `{args.command}` again", file=sys.stderr)
-            return 130
+            return code
         print("interrupted: run the same command again to finish (nothing is indexed twice)", file=sys.stderr)
-        return 130
+        return code
+
+
+def _read_only(settings: Settings, args: argparse.Namespace, lock: Any, stack: ExitStack) -> int | None:
+    """`info` and `tags` from the store alone, opened with the model id and size its collection
+    records: no model is loaded. None when only the model can open it (then they load it)."""
+    from embedder.store import open_recorded
+
+    try:
+        store = open_recorded(settings, lock)
+    except LookupError:
+        return None
+    if store is not None:
+        stack.callback(store.close)
+    if args.command == "info":
+        from embedder.engine import describe  # the engine module imports no model library
+
+        return show_info(describe(settings, store), args)
+    from embedder.indexing.tags import tag_counts
+
+    return show_tags(tag_counts(store) if store is not None else {}, args)
+
+
+def _query_encoder(settings: Settings, args: argparse.Namespace) -> Any:
+    """For a search without pictures, and for `duplicates`, the exported text tower alone when it is
+    on disk (`embedder.models.load_query_encoder`); None: the full model loads as usual."""
+    if settings.visual_model or not (args.command == "duplicates" or (args.command == "search" and not args.image)):
+        return None
+    from embedder.models import load_query_encoder
+
+    return load_query_encoder(settings)
 
 
 def _folder_lock(settings: Settings) -> Any:
@@ -375,7 +500,7 @@ def run_backup(settings: Settings, args: argparse.Namespace, lock: Any) -> int:
         f"restored {done.points} images (model {done.model}) into collection {done.collection} at {done.location}"
     ))
     if done.collection != settings.collection:
-        print(printable(f"to search it: QDRANT_COLLECTION={done.collection} EMBEDDER_MODEL={done.model}"))
+        print(printable(f"to search it: QDRANT_COLLECTION={done.collection} EMBEDDER_MODEL={done.model_setting}"))
     return 0
 
 
@@ -393,13 +518,15 @@ def _busy_with(settings: Settings) -> str:
 
 
 def run_index(engine: Any, args: argparse.Namespace) -> int:
+    """Index PATHS; exit 1 if one of them is missing (the others are indexed, the report says which)."""
+    absent = [p for p in args.paths if missing(p)]
     report = engine.indexer.index(
         args.paths, prune=args.prune, on_progress=None if args.json else _show_progress,
         exclude=_excludes(engine.settings, args),
     )
     if args.json:
         _print_json(report.as_dict())
-        return 0
+        return 1 if absent else 0
     if sys.stderr.isatty():
         print(file=sys.stderr)
     for failure in report.failed:
@@ -407,7 +534,7 @@ def run_index(engine: Any, args: argparse.Namespace) -> int:
     for path in report.removed:
         print(printable(f"removed: {path}"))
     print(report.summary())
-    return 0
+    return 1 if absent else 0
 
 
 def _show_progress(p: Progress) -> None:
@@ -609,13 +736,12 @@ def run_migrate() -> int:
 
 
 def run_watch(engine: Any, args: argparse.Namespace) -> int:
-    """Index the folders, then follow them until Ctrl-C; one line per finished batch."""
-    import threading
-
+    """Index the folders, then follow them until Ctrl-C (or SIGTERM); one line per finished batch. A job
+    cut short stays in the journal, and the next `watch` (or the app) finishes it."""
     if args.poll is not None:
         engine.settings = replace(engine.settings, watch_poll_s=max(0.0, args.poll))
     engine.settings = replace(engine.settings, exclude=_excludes(engine.settings, args).globs)
-    engine.jobs.on_change = _print_finished
+    engine.jobs.on_change = _print_job
     engine.watch(args.paths)
     print(printable(f"watching {', '.join(engine.watcher.roots)} ({engine.watcher.mode}); Ctrl-C stops"), file=sys.stderr)
     try:
@@ -625,8 +751,13 @@ def run_watch(engine: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_finished(job: Job) -> None:
+def _print_job(job: Job) -> None:
+    """A running job's progress on a terminal (as `index` shows it); one line per finished job."""
+    if job.progress is not None and not job.finished:
+        _show_progress(job.progress)
     if job.finished:
+        if job.progress is not None and sys.stderr.isatty():
+            print(file=sys.stderr)
         outcome = job.report.summary() if job.report else job.error or job.state
         print(printable(f"{job.request.label}: {outcome}"), flush=True)
         for failure in job.report.failed if job.report else []:
@@ -642,7 +773,10 @@ def run_tags(engine: Any, args: argparse.Namespace) -> int:
             raise EmbedderError("tagging is off (TAGS=false, or TAGS_FILE has no labels): nothing to refresh with")
         done = engine.indexer.retag(refresh=True)
         print(f"re-tagged {done:,} image{'' if done == 1 else 's'}", file=sys.stderr)
-    counts = tag_counts(engine.store)
+    return show_tags(tag_counts(engine.store), args)
+
+
+def show_tags(counts: dict[str, int], args: argparse.Namespace) -> int:
     if args.json:
         _print_json(counts)
         return 0
@@ -654,12 +788,16 @@ def run_tags(engine: Any, args: argparse.Namespace) -> int:
 
 
 def run_info(engine: Any, args: argparse.Namespace) -> int:
-    info = engine.info()
+    return show_info(engine.info(), args)
+
+
+def show_info(info: dict[str, Any], args: argparse.Namespace) -> int:
     if args.json:
         _print_json(info)
     else:
+        width = max(map(len, info))
         for key, value in info.items():
-            print(printable(f"{key:>10}: {value}"))
+            print(printable(f"{key:>{width}}: {value}"))
     return 0
 
 
@@ -689,7 +827,13 @@ def app_main(argv: Sequence[str] | None = None) -> int:
         sys.executable, "-m", "streamlit", "run", str(script),
         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", *(argv or []),
     ]
+    app = subprocess.Popen(command, env={**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"})
+    signal.signal(signal.SIGTERM, lambda signum, frame: app.send_signal(signum))  # the app stops as it would itself
     try:
-        return subprocess.call(command, env={**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"})
-    except KeyboardInterrupt:
-        return 130
+        return app.wait()
+    except KeyboardInterrupt:  # the terminal's Ctrl-C reached the app as well: it stops, keeping its job
+        try:
+            return app.wait()
+        except KeyboardInterrupt:  # a second Ctrl-C: now
+            app.kill()
+            return 130

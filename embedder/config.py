@@ -52,8 +52,8 @@ def _device(var: str, raw: str) -> str:
 
 def _speedup(var: str, raw: str) -> str:
     value = raw.strip().lower()
-    if value not in ("auto", "off"):
-        raise ConfigError(f"{var} must be auto or off, got {raw!r}")
+    if value not in ("auto", "torch", "off"):
+        raise ConfigError(f"{var} must be auto, torch or off, got {raw!r}")
     return value
 
 
@@ -64,7 +64,8 @@ def _url(var: str, raw: str) -> str:
     return value
 
 
-def _collection(var: str, raw: str) -> str:
+def collection_name(var: str, raw: str) -> str:
+    """A collection name (QDRANT_COLLECTION, `--collection`): short, and no part of a path."""
     value = raw.strip()
     if not value or any(c in value for c in "/\\:*?\"<>| ") or len(value) > 128:
         raise ConfigError(f"{var} must be a short name without spaces or /\\:*?\"<>|, got {raw!r}")
@@ -154,14 +155,15 @@ class Settings:
     device: str = setting("EMBEDDER_DEVICE", "auto", _device, "auto (cuda → mps → cpu), cpu, cuda, cuda:N, mps")
     batch_size: int = setting("EMBEDDER_BATCH_SIZE", 0, _non_negative_int, "images per model call; 0: the device's choice")
     text_speedup: str = setting(
-        "EMBEDDER_TEXT_SPEEDUP", "auto", _speedup, "auto: CLIP text queries on a leaner CPU path (same vectors); off"
+        "EMBEDDER_TEXT_SPEEDUP", "auto", _speedup,
+        "auto: CLIP text queries on the CPU by ONNX Runtime, else a leaner torch path (same vectors); torch: that one; off"
     )
     workers: int = setting("EMBEDDER_WORKERS", 0, _non_negative_int, "image-decoding threads; 0: one per core")
     qdrant_url: str | None = setting("QDRANT_URL", None, _url, "Qdrant server or cluster; unset: the embedded store")
     qdrant_api_key: str | None = setting("QDRANT_API_KEY", None, _text, "server key; never logged or shown", repr=False)
     qdrant_path: Path = setting("QDRANT_PATH", DATA_DIR / "qdrant", _path, "embedded storage folder (one process)")
     qdrant_timeout: int = setting("QDRANT_TIMEOUT", 10, _positive_int, "seconds a server request may take, in all")
-    collection: str = setting("QDRANT_COLLECTION", "images", _collection, "collection; another name for another model")
+    collection: str = setting("QDRANT_COLLECTION", "images", collection_name, "collection; another name for another model")
     shard_number: int = setting("QDRANT_SHARD_NUMBER", 1, _positive_int, "shards of a new server collection")
     replication_factor: int = setting("QDRANT_REPLICATION_FACTOR", 1, _positive_int, "copies of each shard")
     write_consistency_factor: int = setting(
@@ -170,6 +172,9 @@ class Settings:
     upload_dir: Path = setting("UPLOAD_DIR", DATA_DIR / "uploads", _path, "uploads, content-addressed")
     thumb_dir: Path = setting("THUMB_DIR", DATA_DIR / "thumbnails", _path, "result thumbnails, by content hash (a cache)")
     thumb_cache_mb: int = setting("THUMB_CACHE_MB", 500, _non_negative_int, "most THUMB_DIR may hold; 0: no disk cache")
+    model_cache_dir: Path = setting(
+        "MODEL_CACHE_DIR", DATA_DIR / "model-cache", _path, "what is derived from a model (its text tower for ONNX Runtime): a cache"
+    )
     image_dirs: tuple[Path, ...] = setting("IMAGE_DIRS", (), _paths, "folders offered and watched")
     exclude: tuple[str, ...] = setting(
         "EXCLUDE", DEFAULT_EXCLUDES, _globs, "folders and files never indexed (globs); `none`: only hidden ones"

@@ -14,7 +14,11 @@ class ImageError(EmbedderError):
 
 
 class ModelLoadError(EmbedderError):
-    """The CLIP model could not be loaded."""
+    """A model (CLIP, the text reader's) could not be loaded."""
+
+
+class TextReadError(EmbedderError):
+    """The text in one picture could not be read; the picture itself (and its vector) is unaffected."""
 
 
 class StoreError(EmbedderError):
@@ -43,3 +47,8 @@ class DatasetError(EmbedderError):
 
 class MoveError(EmbedderError):
     """A folder that files cannot be moved into (relative, a file, not writable)."""
+
+
+class Interrupted(EmbedderError):
+    """Work stopped because its process is stopping (Ctrl-C, SIGTERM, the app shutting down): what
+    was stored stays, and the next run or start finishes it. Never a failure of the work itself."""

@@ -44,3 +44,13 @@ def typed_path(arg: str) -> Path:
     product (`…/M\\xe9xico.jpg`, copied from earlier output)."""
     path = Path(os.path.expanduser(arg))
     return path if os.path.lexists(path) else text_to_path(str(path))
+
+
+def missing(path: str | os.PathLike[str]) -> bool:
+    """Whether nothing is at `path` (a dangling symlink included); one that exists but cannot be
+    looked at (permission denied) is not missing."""
+    try:
+        os.stat(Path(path).expanduser())
+    except OSError as exc:
+        return isinstance(exc, (FileNotFoundError, NotADirectoryError))
+    return False

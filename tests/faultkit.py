@@ -175,6 +175,17 @@ class TerminalRun:
             self._read(0.2)
         raise AssertionError(f"no progress to {at_least} within {deadline_s} s: {self.text}")
 
+    def wait_for(self, condition: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> None:
+        """Keep reading the terminal (so the process never blocks on it) until `condition` holds."""
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            if condition():
+                return
+            if self.proc.poll() is not None and not self._read(0):
+                raise AssertionError(f"the run ended (rc {self.proc.returncode}) before {what}: {self.text}")
+            self._read(0.2)
+        raise AssertionError(f"no {what} within {deadline_s} s: {self.text}")
+
     def freeze(self) -> None:
         termios.tcflow(self.slave, termios.TCOOFF)
 

@@ -140,3 +140,26 @@ def tiny_vit(folder: Path, image_size: int = 32, seed: int = 0) -> Path:
     ViTModel(config).save_pretrained(folder)
     ViTImageProcessor(size={"height": image_size, "width": image_size}).save_pretrained(folder)
     return folder
+
+
+def clip_with_vit_b32_text(folder: Path, tokenizer_from: Path, seed: int = 7) -> Path:
+    """A sentence-transformers CLIP whose text tower is clip-ViT-B-32's (transformers' CLIPTextConfig
+    defaults: 12 layers, 512 wide, 8 heads, 49408 tokens, 77 positions; random weights) and whose
+    vision tower is tiny; the tokenizer and image processor are `tokenizer_from`'s (a saved CLIP)."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules.transformer import Transformer
+    from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTextConfig
+
+    torch.manual_seed(seed)
+    processor = CLIPProcessor.from_pretrained(str(tokenizer_from))
+    tokenizer = processor.tokenizer
+    text = CLIPTextConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                          pad_token_id=tokenizer.pad_token_id)
+    assert (text.hidden_size, text.num_hidden_layers, text.num_attention_heads, text.vocab_size) == (512, 12, 8, 49408)
+    size = processor.image_processor.crop_size["height"]
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=size, patch_size=16)
+    hf_dir = folder.parent / f"{folder.name}-hf"
+    CLIPModel(CLIPConfig(text_config=text.to_dict(), vision_config=vision)).eval().save_pretrained(str(hf_dir))
+    processor.save_pretrained(str(hf_dir))
+    SentenceTransformer(modules=[Transformer(str(hf_dir))], device="cpu").save(str(folder))
+    return folder

@@ -262,3 +262,29 @@ def test_duplicates_page_lists_the_planted_copies_with_their_paths(with_copies) 
     assert "find them again" in texts(at)
     at.button(key="duplicates-find").click().run()
     assert "No near-duplicates at similarity ≥ 1.000" in texts(at)
+
+
+def test_next_page_a_filter_change_and_another_session_make_no_model_call(
+    app_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One Engine, hence one Searcher and its cache of text vectors, per process: a page turn, a
+    filter, a weight and a second browser session asking the same thing encode nothing new."""
+    from embedder.models.base import Encoder
+
+    write_images(app_env / "pictures", [(c, s) for c in ("red", "blue", "green") for s in ("circle", "square")])
+    index_folder(app_env / "pictures")
+    encoded: list[str] = []
+    real = Encoder.encode_texts
+    monkeypatch.setattr(Encoder, "encode_texts", lambda self, texts: encoded.extend(texts) or real(self, texts))
+    at = search("a blue square", top_k=4)
+    first = results(at)
+    assert len(first) == 4 and "a photo of a blue square" in encoded
+    seen = list(encoded)
+    at.button(key="search-more").click().run()
+    assert len(results(at)) == 6
+    at.multiselect(key="filter-types").set_value(["JPEG"]).run()
+    assert_clean(at)
+    assert results(at)
+    other = search("a blue square", top_k=4)  # another browser session, the same process
+    assert results(other) == first
+    assert encoded == seen

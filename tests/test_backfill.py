@@ -209,7 +209,7 @@ def test_a_copied_image_missing_fields_is_written_once(
     monkeypatch.setattr(engine.store, "set_payload", counted)
     refuse_pixels()
     report = engine.indexer.index([album])
-    assert report.renamed == [copy]
+    assert report.copies == [copy] and report.renamed == []  # dated.jpg is still there: a copy, not a move
     assert str(album / "dated.jpg") in report.updated and len(report.updated) == 3
     assert report.unchanged == [] and sorted(writes) == sorted(set(writes)) and len(writes) == 3
     payload = by_path(engine)[str(album / "dated.jpg")][1]

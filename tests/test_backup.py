@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -202,7 +203,7 @@ def test_backup_into_a_folder_writes_a_dated_file_in_it(indexed, env, tmp_path: 
 
 
 def test_restore_refuses_a_backup_of_another_model_unless_into_another_collection(
-    indexed, env, settings: Settings, encoder: Encoder, tmp_path: Path, capsys, monkeypatch
+    indexed, env, settings: Settings, encoder: Encoder, tmp_path: Path, capsys, monkeypatch, model_path: Path
 ) -> None:
     archive = tmp_path / "b.tar.gz"
     assert run(capsys, "backup", str(archive))[0] == 0
@@ -211,12 +212,13 @@ def test_restore_refuses_a_backup_of_another_model_unless_into_another_collectio
 
     line = one_error_line(*run(capsys, "restore", str(archive), "--force"))
     assert f"indexed with model {encoder.model_id!r}" in line and "EMBEDDER_MODEL is 'clip-ViT-L-14'" in line, line
-    assert f"Set EMBEDDER_MODEL={encoder.model_id}" in line and "--collection NAME" in line, line
+    # The model came from a local folder: the fix names that folder, not its bare name (which cannot load).
+    assert f"Set EMBEDDER_MODEL={model_path} " in line and "--collection NAME" in line, line
     assert files_of(settings.qdrant_path) == before
 
     code, out, err = run(capsys, "restore", str(archive), "--collection", "tiny")
     assert code == 0, err
-    assert f"QDRANT_COLLECTION=tiny EMBEDDER_MODEL={encoder.model_id}" in out
+    assert f"QDRANT_COLLECTION=tiny EMBEDDER_MODEL={model_path}\n" in out
     assert files_of(settings.qdrant_path / "images") == {
         k.removeprefix("images/"): v for k, v in before.items() if k.startswith("images/")
     }
@@ -290,9 +292,9 @@ def test_backup_with_nothing_to_back_up_is_one_line(env, tmp_path: Path, capsys)
 def test_an_interrupted_backup_leaves_nothing_that_looks_like_a_backup(
     indexed, env, settings: Settings, tmp_path: Path, capsys, monkeypatch, fault
 ) -> None:
-    from embedder.store import backup
+    from embedder.store import archive
 
-    real_read = backup._Hashing.read
+    real_read = archive.HashingReader.read
     calls = []
 
     def failing(self, size=-1):
@@ -301,7 +303,7 @@ def test_an_interrupted_backup_leaves_nothing_that_looks_like_a_backup(
             raise KeyboardInterrupt if fault is KeyboardInterrupt else OSError(28, "No space left on device")
         return real_read(self, size)
 
-    monkeypatch.setattr(backup._Hashing, "read", failing)
+    monkeypatch.setattr(archive.HashingReader, "read", failing)
     folder = tmp_path / "backups"
     folder.mkdir()
     dest = folder / "b.tar.gz"
@@ -314,7 +316,7 @@ def test_an_interrupted_backup_leaves_nothing_that_looks_like_a_backup(
     assert list(folder.iterdir()) == []  # no DEST, and no partial file left behind
     assert len(calls) == 5
 
-    monkeypatch.setattr(backup._Hashing, "read", real_read)
+    monkeypatch.setattr(archive.HashingReader, "read", real_read)
     assert run(capsys, "backup", str(dest))[0] == 0  # the store is fine: the next run works
 
 
@@ -357,3 +359,18 @@ def test_the_expected_model_id_is_the_encoders_own(model_path: Path, encoder: En
     checkpoint.write_bytes(b"")
     for spec in ["ViT-B-32/laion2b_s34b_b79k", "hf-hub:timm/ViT-B-16-SigLIP", f"ViT-B-32/{checkpoint}", "ViT-B-32"]:
         assert expected_model_id("open_clip:" + spec) == model_id_of_spec(spec)
+
+
+def test_a_backup_of_a_model_folder_that_is_not_here_says_so_instead_of_a_name_that_cannot_load(
+    indexed, env, settings: Settings, encoder: Encoder, tmp_path: Path, capsys, monkeypatch, model_path: Path
+) -> None:
+    archive = tmp_path / "b.tar.gz"
+    moved = tmp_path / "models" / model_path.name  # the model's folder where the backup was made
+    shutil.copytree(model_path, moved)
+    monkeypatch.setenv("EMBEDDER_MODEL", str(moved))
+    assert run(capsys, "backup", str(archive))[0] == 0
+    shutil.rmtree(moved)  # restored on a machine without it
+    monkeypatch.setenv("EMBEDDER_MODEL", "clip-ViT-L-14")
+    code, out, err = run(capsys, "restore", str(archive), "--collection", "tiny")
+    assert code == 0, err
+    assert f"EMBEDDER_MODEL=<the folder holding {encoder.model_id}, {moved} where the backup was made>" in out

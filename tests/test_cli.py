@@ -69,7 +69,9 @@ def test_index_search_info_as_json(env, folder: Path, capsys) -> None:
         "images": 2,
         "settings": os.environ["EMBEDDER_ENV_FILE"],
         "uploads": env["UPLOAD_DIR"],
-        "watching": "",
+        "thumbnails": info["thumbnails"],
+        "image folders": "none (IMAGE_DIRS)",
+        "watched": "none: IMAGE_DIRS is empty",
     }
 
 
@@ -118,8 +120,12 @@ def test_default_model_without_internet_is_one_clear_message(tmp_path: Path) -> 
     assert "'clip-ViT-B-32'" in lines[0] and "EMBEDDER_MODEL" in lines[0] and "local folder" in lines[0]
 
 
-def test_missing_model_folder_is_named(env, monkeypatch, capsys, tmp_path: Path) -> None:
-    monkeypatch.setenv("EMBEDDER_MODEL", str(tmp_path / "no-such-model"))
-    assert cli.main(["info"]) == 1
+def test_missing_model_folder_is_named(env, monkeypatch, capsys, tmp_path: Path, folder: Path) -> None:
+    missing = tmp_path / "no-such-model"
+    monkeypatch.setenv("EMBEDDER_MODEL", str(missing))
+    assert cli.main(["index", str(folder)]) == 1
     err = capsys.readouterr().err
-    assert "does not exist" in err and "no-such-model" in err
+    assert err.count("\n") == 1 and f"Model folder '{missing}' does not exist" in err
+    assert "/models/" not in err  # it once suggested EMBEDDER_MODEL=/models//tmp/…/no-such-model
+    assert cli.main(["info"]) == 0  # info loads no model: it says what is wrong with it
+    assert f"model: {missing} (no such folder" in capsys.readouterr().out

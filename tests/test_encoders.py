@@ -141,7 +141,7 @@ def test_a_backend_is_part_of_the_model_id_and_another_backend_is_refused(
 )
 def test_a_model_that_cannot_load_is_one_clear_line(model: str, says: str, cli_settings_env, capsys) -> None:
     cli_settings_env.setenv("EMBEDDER_MODEL", model)
-    assert cli.main(["info"]) == 1
+    assert cli.main(["search", "a photo"]) == 1  # info loads no model (#25): a search does
     out, err = capsys.readouterr()
     assert out == "" and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert err.startswith("error: ") and says in err and "EMBEDDER_MODEL" in err
@@ -210,9 +210,10 @@ def test_a_text_model_that_does_not_match_is_refused_in_one_line(
 
 def test_a_missing_text_model_folder_names_its_variable(cli_settings_env, capsys, tmp_path: Path) -> None:
     cli_settings_env.setenv("EMBEDDER_TEXT_MODEL", str(tmp_path / "nothing-here"))
-    assert cli.main(["info"]) == 1
+    assert cli.main(["search", "a photo"]) == 1
     err = capsys.readouterr().err
-    assert "does not exist" in err and "EMBEDDER_TEXT_MODEL=" in err and len(err.strip().splitlines()) == 1
+    assert "does not exist" in err and "Set EMBEDDER_TEXT_MODEL to the folder" in err
+    assert "/models/" not in err and len(err.strip().splitlines()) == 1  # no EMBEDDER_TEXT_MODEL=/models//tmp/…
 
 
 @pytest.fixture

@@ -252,7 +252,9 @@ def test_a_full_disk_refuses_to_open_the_store_and_creates_nothing(
     folder = tmp_path / "fresh"
     cli_env_in_process(QDRANT_PATH=str(folder))
     monkeypatch.setattr(shutil, "disk_usage", FillingDisk(roomy=0, left_mb=63))
-    line = one_error_line(*run(capsys, "info"))
+    code, out, err = run(capsys, "info")  # info only reads (#25): there is nothing to open yet, and it says so
+    assert code == 0 and "images: 0" in out, err
+    line = one_error_line(*run(capsys, "index", str(tmp_path)))
     assert f"Only 63 MB free on the disk of {folder} (writing here needs 64 MB)" in line, line
     assert [p.name for p in folder.iterdir()] == [LOCK_NAME]  # no collection was begun
 

@@ -112,7 +112,7 @@ def test_a_wrong_key_on_a_qdrant_is_refused_and_the_right_one_works(server_env, 
         server_env(server.url)
         code, out, err = run(capsys, "index", str(tmp_path / "photos"))
         assert code == 0, err
-        assert "32 added" in out and "unchanged" not in out
+        assert "30 added, 2 already indexed (another copy)" in out and "unchanged" not in out
         assert len(server.state.collections["images"].points) == 30
         code, out, err = run(capsys, "search", "a photo", "-k", "3")
         assert code == 0 and len(out.strip().splitlines()) == 3, err

@@ -195,7 +195,7 @@ def test_a_full_disk_while_saving_leaves_no_partial_file_and_a_retry_works(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     upload_dir = engine.settings.upload_dir
-    real_fdopen = os.fdopen
+    real_open = open
 
     class HalfWritten:
         """A file whose disk fills up halfway through the write."""
@@ -214,13 +214,16 @@ def test_a_full_disk_while_saving_leaves_no_partial_file_and_a_retry_works(
         def __exit__(self, *exc) -> None:
             self.fh.close()
 
-    monkeypatch.setattr("embedder.media.uploads.os.fdopen", lambda fd, mode: HalfWritten(real_fdopen(fd, mode)))
+    def opened(path, mode):  # only the upload's own file: the store's record is written the same way
+        return HalfWritten(real_open(path, mode)) if Path(path).name.startswith(".upload-") else real_open(path, mode)
+
+    monkeypatch.setattr("embedder.durable.open", opened, raising=False)
     report = engine.indexer.index_uploads([("full.png", image_bytes(7))], upload_dir)
     assert [(f.path, "No space left" in f.reason) for f in report.failed] == [("full.png", True)]
     assert [p for p in upload_dir.rglob("*") if p.is_file()] == []  # no partial file, no temp file
     assert engine.store.count() == 0
 
-    monkeypatch.setattr("embedder.media.uploads.os.fdopen", real_fdopen)  # space freed
+    monkeypatch.setattr("embedder.durable.open", real_open, raising=False)  # space freed
     again = engine.indexer.index_uploads([("full.png", image_bytes(7))], upload_dir)
     assert len(again.added) == 1 and engine.store.count() == 1
     assert [p.read_bytes() for p in upload_dir.rglob("*") if p.is_file()] == [image_bytes(7)]

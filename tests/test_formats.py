@@ -13,7 +13,6 @@ import pytest
 from PIL import Image
 
 from embedder import cli
-
 from embedder.media import formats
 from embedder.engine import Engine
 from embedder.errors import ImageError

@@ -57,7 +57,9 @@ def test_reindexing_adds_nothing(engine: Engine, album: Path) -> None:
 def test_same_bytes_in_two_places_are_one_point(engine: Engine, album: Path) -> None:
     shutil.copy(album / "red.jpg", album / "trip" / "red-copy.jpg")
     report = engine.indexer.index([album])
-    assert len(report.added) == 4
+    assert len(report.added) == 3  # one file of each picture is added, the other is a copy of it
+    assert report.copies == [str(album / "trip" / "red-copy.jpg")]
+    assert report.copy_of == {str(album / "trip" / "red-copy.jpg"): str(album / "red.jpg")}
     assert engine.store.count() == 3
     red = next(p for p in payloads(engine).values() if "red.jpg" in p["names"])
     assert red["paths"] == [str(album / "red.jpg"), str(album / "trip" / "red-copy.jpg")]

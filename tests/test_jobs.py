@@ -189,3 +189,22 @@ def test_a_job_killed_with_its_process_is_resumed_and_nothing_is_encoded_twice(
         again.close()
     finally:
         del engine.encoder.encode_images
+
+
+def test_every_jobs_report_is_kept_newest_first_and_the_ones_that_found_nothing_can_be_left_out(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """#25 (4a): the watcher's catch-up did the work, and the empty job queued behind it hid its report."""
+    album = tmp_path / "album"
+    distinct_folder(album, 3)
+    runner = JobRunner(engine.indexer)
+    catch_up = runner.submit(JobRequest("index", (str(album),), f"Catch up {album}", prune=True, origin="watch"))
+    behind = runner.submit(_index(album))  # a person's click on the same folder, queued behind it
+    assert runner.submit(_index(album)).id == behind.id  # the same work asked twice is queued once
+    runner.start()
+    assert runner.wait_idle(60)
+    assert [j.id for j in runner.history()] == [behind.id, catch_up.id]  # newest first, the watcher's included
+    assert runner.get(behind.id).quiet and not runner.get(catch_up.id).quiet
+    [worked] = runner.history(quiet=False)
+    assert worked.id == catch_up.id and len(worked.report.added) == 3
+    runner.close()

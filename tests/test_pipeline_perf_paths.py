@@ -35,7 +35,7 @@ IMAGES = [
 
 def test_prepared_images_give_the_vectors_model_encode_gives(encoder: Encoder) -> None:
     images = [make() for make in IMAGES]
-    reference = normalise(encoder._model.encode([crop_to_aspect(i) for i in images], convert_to_numpy=True))
+    reference = normalise(encoder.model.encode([crop_to_aspect(i) for i in images], convert_to_numpy=True))
     prepared = [encoder.prepare_image(i) for i in images]
     assert all(isinstance(p, PreparedImage) and p.pixels.shape == prepared[0].pixels.shape for p in prepared)
     fast = encoder.encode_images(prepared)
@@ -140,8 +140,8 @@ def test_short_text_queries_run_on_one_thread_and_give_the_same_vectors(encoder:
 
     before = torch.get_num_threads()
     seen: list[int] = []
-    real = encoder._model.encode
-    monkeypatch.setattr(encoder._model, "encode", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
+    real = encoder.model.encode
+    monkeypatch.setattr(encoder.model, "encode", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
     monkeypatch.setattr(encoder, "_text_speedup", False)  # sentence-transformers' own path (the fast one: test_text_fast)
     alone = encoder.encode_texts(["a red circle"])[0]
     in_batch = encoder.encode_texts(["a red circle"] + [f"a small blue square number {i}" for i in range(12)])[0]

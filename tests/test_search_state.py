@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,31 @@ def test_clear_forgets_the_query_and_its_results(indexed: Engine) -> None:
     state.results(indexed.searcher, Options(), ALL, 10)
     state.clear()
     assert not state.active and state.terms == [] and state.pages_shown == 1
+
+
+def test_a_page_turn_a_filter_change_and_a_redraw_make_no_model_call(
+    indexed: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The searcher keeps text vectors (by the text the model reads): only a new text is encoded."""
+    encoded: list[str] = []
+    real = indexed.encoder.encode_texts
+    monkeypatch.setattr(indexed.encoder, "encode_texts", lambda texts: encoded.extend(texts) or real(texts))
+    state, options = SearchState(), Options(per_page=3, template="a photo of {}")
+    state.new_query(Term(text="red"))
+    first = state.results(indexed.searcher, options, ALL, 10)[0]
+    assert encoded == ["a photo of red"]
+    state.show_more()  # Next page
+    assert state.results(indexed.searcher, options, ALL, 10)[0][:3] == first
+    state.results(indexed.searcher, options, make_filter(types=["png"]), 10)  # a filter change: a new query
+    state.results(indexed.searcher, replace(options, per_page=5), ALL, 10)  # another page size
+    assert encoded == ["a photo of red"]
+    state.add(Term(text="blue", weight=-1))  # composed: only the new term is encoded
+    state.set_weight(1, 2.0)
+    state.results(indexed.searcher, options, ALL, 10)
+    assert encoded == ["a photo of red", "a photo of blue"]
+    state.results(indexed.searcher, replace(options, template=None), ALL, 10)  # the model reads other texts now
+    assert encoded == ["a photo of red", "a photo of blue", "red", "blue"]
+    state.clear()
+    state.new_query(Term(text="red"))  # the same query again, later
+    state.results(indexed.searcher, options, ALL, 10)
+    assert len(encoded) == 4

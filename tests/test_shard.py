@@ -96,7 +96,7 @@ def test_sharded_runs_add_up_to_one_unsharded_run(
     encoder: Encoder, settings: Settings, photos: Path, tmp_path: Path
 ) -> None:
     whole, whole_points = run(encoder, replace(settings, qdrant_path=tmp_path / "whole"), photos, None)
-    assert len(whole.added) == 16 and len(whole.failed) == 2 and len(whole_points) == 14
+    assert len(whole.added) == 14 and len(whole.copies) == 2 and len(whole.failed) == 2 and len(whole_points) == 14
 
     parts = [
         run(encoder, replace(settings, qdrant_path=tmp_path / f"shard{i}"), photos, (i, SHARDS)) for i in range(SHARDS)
@@ -115,12 +115,12 @@ def test_sharded_runs_add_up_to_one_unsharded_run(
     assert all(ids), "with 14 images every one of 3 workers gets some"
 
     # Reports: every file accounted for once: added, or failed by the one worker that owns it.
-    added = [p for report, _ in parts for p in report.added]
+    added = [p for report, _ in parts for p in report.added + report.copies]
     failed = [f.path for report, _ in parts for f in report.failed]
-    assert sorted(added) == sorted(whole.added) and len(added) == len(set(added))
+    assert sorted(added) == sorted(whole.added + whole.copies) and len(added) == len(set(added))
     assert sorted(failed) == sorted(f.path for f in whole.failed) and len(failed) == len(set(failed))
     for i, (report, _) in enumerate(parts):
-        owned = report.added + [f.path for f in report.failed]
+        owned = report.added + report.copies + [f.path for f in report.failed]
         assert all(shard_of(digest(p), SHARDS) == i for p in owned), f"worker {i} took a file of another"
 
 
@@ -142,13 +142,13 @@ def test_workers_on_one_shared_collection_through_the_cli(
         return json.loads(capsys.readouterr().out)
 
     reports = [index("--shard", f"{i}/{SHARDS}") for i in range(SHARDS)]
-    added = [p for r in reports for p in r["added"]]
+    added = [p for r in reports for p in r["added"] + r["copies"]]
     assert len(added) == len(set(added)) == 16, "every image file indexed, by one worker"
     assert all(not r["unchanged"] for r in reports), "a worker never even looks at another's files"
 
     # Running a worker again finds all of its own files done, and only those.
     again = index("--shard", f"1/{SHARDS}")
-    assert again["added"] == [] and sorted(again["unchanged"]) == sorted(reports[1]["added"])
+    assert again["added"] == [] and sorted(again["unchanged"]) == sorted(reports[1]["added"] + reports[1]["copies"])
 
     # An unsharded run afterwards finds nothing left to do.
     final = index()

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from embedder import cli
-
 from embedder.evaluation import synthetic
 from embedder.config import Settings
 from embedder.errors import ConfigError

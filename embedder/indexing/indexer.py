@@ -10,9 +10,11 @@ content hashes, which makes every re-run idempotent.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import stat
 import threading
 import time
 from collections import Counter, deque
@@ -25,11 +27,11 @@ from typing import Any
 import numpy as np
 
 from embedder.models.base import Encoder, PreparedImage, default_workers
-from embedder.errors import ImageError, UploadError
+from embedder.errors import ImageError, Interrupted, UploadError
 from embedder.media.excludes import Excludes
 from embedder.media.formats import SKIP_SUFFIX
 from embedder.media.images import ImageMeta, decode, discover, hash_file, point_id, read_meta
-from embedder.paths import path_to_text, text_to_path
+from embedder.paths import missing, path_to_text, text_to_path
 from embedder.store import ImageStore, Point, SearchFilter
 from embedder.indexing.tags import Tagged, Tagger, needs_tags, retag, stored_vectors
 from embedder.media.uploads import save_upload
@@ -54,42 +56,109 @@ class Failure:
     reason: str
 
 
+@dataclass(frozen=True)
+class FileOutcome:
+    """What one file of a run came to: each file indexed or uploaded has exactly one."""
+
+    file: str  # the file as people know it: its path, or the name it was uploaded as
+    outcome: str  # one of OUTCOMES
+    stored_at: str = ""  # the path it is indexed at (an upload's file under UPLOAD_DIR); "" if none
+    detail: str = ""  # failed or skipped: why; copy: the file it is a copy of
+
+
+# Each file's outcome, in the order a report lists them, and how a summary counts them.
+OUTCOMES = {
+    "added": "added",
+    "unchanged": "unchanged",
+    "renamed": "renamed",
+    "copy": "already indexed (another copy)",
+    "updated": "updated",
+    "failed": "failed",
+    "skipped": "skipped",
+}
+
+
 @dataclass
 class IndexReport:
-    """What a run did, file by file; `names` gives uploads the names people sent them as."""
+    """What a run did, file by file.
+
+    The lists hold paths (for uploads, the stored files); `files()` gives every input file once
+    with what it came to, uploads by the names they were sent as (`sent`). A picture found at
+    several paths is added once and its other paths are `copies` (`copy_of` says of which file).
+    `removed` is what prune forgot: paths of the index, not files of the run."""
 
     added: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
-    renamed: list[str] = field(default_factory=list)  # new paths of known images: payload only
-    copies: list[str] = field(default_factory=list)  # new paths of known images still at their old paths
+    renamed: list[str] = field(default_factory=list)  # new paths of known images no longer at their old ones
+    copies: list[str] = field(default_factory=list)  # paths of images that another file holds too
     updated: list[str] = field(default_factory=list)  # known images whose missing fields were filled in
-    removed: list[str] = field(default_factory=list)  # paths pruned because their files are gone
-    failed: list[Failure] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # paths pruned: gone, or no longer a regular file
+    failed: list[Failure] = field(default_factory=list)  # uploads by the names they were sent as
     skipped: list[Failure] = field(default_factory=list)  # left out on purpose (videos, SVG, …): why, in `reason`
     seconds: float = 0.0
-    names: dict[str, str] = field(default_factory=dict)  # stored path → the name it was uploaded as
+    names: dict[str, str] = field(default_factory=dict)  # stored path → the name it was uploaded as (the first)
+    copy_of: dict[str, str] = field(default_factory=dict)  # a path in `copies` → the file it is a copy of
+    sent: dict[str, list[str]] = field(default_factory=dict)  # stored upload → every name it was sent as, in order
 
     def label(self, path: str) -> str:
         """How people know the file at `path`: the upload's own name, else the path."""
         return self.names.get(path, path)
+
+    def files(self) -> list[FileOutcome]:
+        """Every file of the run exactly once, with what it came to (see `FileOutcome`).
+
+        An upload is listed under each name it was sent as: the same bytes sent twice are added
+        once, and the second is a copy of the first."""
+        entries: list[FileOutcome] = []
+        for outcome, paths in (("added", self.added), ("unchanged", self.unchanged), ("renamed", self.renamed),
+                               ("copy", self.copies), ("updated", self.updated)):
+            for path in paths:
+                entries += self._entries(outcome, path)
+        entries += [FileOutcome(f.path, "failed", detail=f.reason) for f in self.failed]
+        entries += [FileOutcome(f.path, "skipped", detail=f.reason) for f in self.skipped]
+        return entries
+
+    def _entries(self, outcome: str, path: str) -> list[FileOutcome]:
+        """The files behind one stored path: the path itself, or each name an upload was sent as."""
+        original = self.copy_of.get(path, "")
+        names = self.sent.get(path)
+        if not names:
+            return [FileOutcome(path, outcome, path, original if outcome == "copy" else "")]
+        if outcome == "copy":  # bytes stored before under `original`: that name again is no copy of itself
+            return [FileOutcome(n, "unchanged" if n == original else "copy", path, "" if n == original else original)
+                    for n in names]
+        first, *others = names
+        if outcome in ("unchanged", "updated"):
+            return [FileOutcome(n, outcome, path) for n in names]
+        return [FileOutcome(first, outcome, path)] + [FileOutcome(n, "copy", path, first) for n in others]
+
+    def counts(self) -> dict[str, int]:
+        """How many files came to each outcome (every key of OUTCOMES), and `removed`."""
+        counted = Counter(entry.outcome for entry in self.files())
+        return {**{outcome: counted[outcome] for outcome in OUTCOMES}, "removed": len(self.removed)}
+
+    @property
+    def quiet(self) -> bool:
+        """True when the run changed nothing and nothing failed: every file was already indexed."""
+        counts = self.counts()
+        return not any(counts[k] for k in ("added", "renamed", "copy", "updated", "failed", "removed"))
 
     def summary(self) -> str:
         """The run in words, leaving out what did not happen: `3 added, 240 unchanged, 1 failed in 2.0 s`;
         a run that changed nothing says so: `Nothing new: all 240 files were already indexed (0.3 s)`.
         Files left out on purpose are counted by kind: `…, 40 skipped (videos: 38, SVG drawings: 2) in 2.0 s`."""
         took = f"{self.seconds:.1f} s"
-        skipped = f"{len(self.skipped):,} skipped ({self.skipped_kinds()})" if self.skipped else ""
-        changes = [(self.added, "added"), (self.renamed, "renamed"), (self.copies, "already indexed (another copy)"),
-                   (self.updated, "updated"),
-                   (self.removed, "removed"), (self.failed, "failed")]
-        if not any(items for items, _ in changes):
+        counts = self.counts()
+        skipped = f"{counts['skipped']:,} skipped ({self.skipped_kinds()})" if counts["skipped"] else ""
+        changes = ["added", "renamed", "copy", "updated", "removed", "failed"]
+        if not any(counts[k] for k in changes):
             also = f"; {skipped}" if skipped else ""
-            if not self.unchanged:
+            if not counts["unchanged"]:
                 return f"Nothing to index: no image files were found{also} ({took})"
-            files = _plural(len(self.unchanged), "file")
-            return f"Nothing new: {'all ' if len(self.unchanged) > 1 else ''}{files} already indexed{also} ({took})"
-        counts = [(self.added, "added"), (self.unchanged, "unchanged"), *changes[1:]]
-        parts = [f"{len(items):,} {word}" for items, word in counts if items] + ([skipped] if skipped else [])
+            files = _plural(counts["unchanged"], "file")
+            return f"Nothing new: {'all ' if counts['unchanged'] > 1 else ''}{files} already indexed{also} ({took})"
+        order = ["added", "unchanged", "renamed", "copy", "updated", "removed", "failed"]
+        parts = [f"{counts[k]:,} {OUTCOMES.get(k, k)}" for k in order if counts[k]] + ([skipped] if skipped else [])
         return ", ".join(parts) + f" in {took}"
 
     def skipped_by_reason(self) -> dict[str, int]:
@@ -109,6 +178,8 @@ class IndexReport:
                 getattr(merged, name).extend(getattr(report, name))
             merged.seconds += report.seconds
             merged.names.update(report.names)
+            merged.copy_of.update(report.copy_of)
+            merged.sent.update(report.sent)
         return merged
 
     def as_dict(self) -> dict[str, Any]:
@@ -117,10 +188,15 @@ class IndexReport:
             "unchanged": self.unchanged,
             "renamed": self.renamed,
             "copies": self.copies,
+            "copy_of": self.copy_of,
             "updated": self.updated,
             "removed": self.removed,
             "failed": [{"path": f.path, "reason": f.reason} for f in self.failed],
             "skipped": [{"path": f.path, "reason": f.reason} for f in self.skipped],
+            "files": [
+                {"file": e.file, "outcome": e.outcome, "stored_at": e.stored_at, "detail": e.detail}
+                for e in self.files()
+            ],
             "seconds": round(self.seconds, 3),
         }
 
@@ -229,7 +305,7 @@ class Indexer:
         report = IndexReport()
         present: list[Path | str] = []
         for root in roots:
-            if _absent(root):
+            if missing(root):  # a root that exists but cannot be read is for `discover` to report
                 report.failed.append(Failure(path_to_text(root), "no such file or folder"))
             else:
                 present.append(root)
@@ -295,28 +371,31 @@ class Indexer:
                 path.unlink(missing_ok=True)
             unreadable += [Failure(name, failure.reason) for name in saved.get(path, [failure.path])]
         report.failed = list(refused) + unreadable
-        report.names = {str(path): names[0] for path, names in saved.items() if names}
+        report.names = {path_to_text(path): names[0] for path, names in saved.items() if names}
+        report.sent = {path_to_text(path): list(names) for path, names in saved.items() if names}
         return report
 
     def prune(self, roots: Sequence[Path | str], exclude: Excludes | None = None) -> list[str]:
-        """Drop paths under `roots` whose files are gone or that a walk of the root skips (hidden, or
-        matched by `exclude`); delete points left with no path. No file is touched."""
+        """Drop paths under `roots` that no longer hold their image (see `no_longer_holds`: gone, a
+        folder, a FIFO, a device, a dangling symlink, another file's size) or that a walk of the root
+        skips (hidden, or matched by `exclude`); delete points left with no path. No file is touched."""
         folders = [os.path.abspath(Path(r).expanduser()) for r in roots]
         prefixes = {os.path.join(path_to_text(folder), ""): folder for folder in folders}
 
-        def gone(path: str) -> bool:
+        def gone(path: str, size: int | None) -> bool:
             under = [folder for prefix, folder in prefixes.items() if (path + os.sep).startswith(prefix)]
             if not under:
                 return False
             if exclude is not None and all(exclude.excludes(text_to_path(path), folder) for folder in under):
                 return True  # no walk of these roots finds it
-            return not os.path.exists(text_to_path(path))
+            return no_longer_holds(text_to_path(path), size)
 
         removed: list[str] = []
         doomed: list[str] = []
         shrunk: list[tuple[str, dict[str, Any]]] = []
         for pid, payload, _ in self.store.scroll():
-            lost = [p for p in payload.get("paths", []) if gone(p)]
+            size = payload.get("bytes")
+            lost = [p for p in payload.get("paths", []) if gone(p, size if isinstance(size, int) else None)]
             if not lost:
                 continue
             removed.extend(lost)
@@ -376,7 +455,8 @@ class Indexer:
         self, files: list[Path], pool: ThreadPoolExecutor, report: IndexReport, tracker: _Tracker
     ) -> list[_Image]:
         by_digest: dict[str, _Image] = {}
-        for path, result in zip(files, pool.map(_hash_and_stat, files)):
+        hashing = [_submit(pool, _hash_and_stat, path) for path in files]
+        for path, result in zip(files, (future.result() for future in hashing)):
             if isinstance(result, ImageError):
                 report.failed.append(Failure(path_to_text(path), str(result)))
                 tracker.advance(1)
@@ -452,13 +532,7 @@ class Indexer:
                 tagged = tags.get(img.id)
                 changed = fresh or meta or taken or tagged
                 filled = self._update_point(img, fresh, names, meta, owners, tagged) if changed else False
-                elsewhere = known_paths - {path_to_text(p) for p in img.paths}  # a copy if those files all remain
-                copied = bool(elsewhere) and all(  # still there, holding these bytes (not another's now)
-                    owners.get(p, img.digest) == img.digest and os.path.exists(text_to_path(p)) for p in elsewhere
-                )
-                for p in fresh:
-                    text = path_to_text(p)
-                    (report.copies if copied and text not in known_paths else report.renamed).append(text)
+                _sort_fresh(img, fresh, payload, owners, report)
                 (report.updated if filled else report.unchanged).extend(
                     path_to_text(p) for p in img.paths if p not in fresh
                 )
@@ -515,8 +589,9 @@ class Indexer:
         visual = self.visual.prepare_image if self.visual else None
         try:
             for img in images:
-                decoding = pool.submit(
-                    _decode_first, img.paths, img.digest, self.max_pixels, min_side, prepare, visual, self.thumbnails
+                decoding = _submit(
+                    pool, _decode_first, img.paths, img.digest, self.max_pixels, min_side, prepare, visual,
+                    self.thumbnails,
                 )
                 window.append((img, decoding))
                 if len(window) >= ahead:
@@ -563,8 +638,49 @@ class Indexer:
             ]
             self.store.upsert(points)
         stored_ids = {p.id for p in points}
-        report.added.extend(path_to_text(p) for img, _ in batch if img.id in stored_ids for p in img.paths)
+        for img, _ in batch:  # one file of each new picture is added; its other files are copies of it
+            if img.id in stored_ids:
+                first, *others = (path_to_text(p) for p in img.paths)
+                report.added.append(first)
+                report.copies.extend(others)
+                report.copy_of.update(dict.fromkeys(others, first))
         tracker.encoded(len(points), sum(len(img.paths) for img, _ in batch))
+
+
+def _sort_fresh(
+    img: _Image, fresh: list[Path], payload: Mapping[str, Any], owners: Mapping[str, str], report: IndexReport
+) -> None:
+    """Report the new paths of a stored image: a copy while another file holds the same bytes (found
+    in this run or still at a stored path, inside or outside the folders of the run), else the
+    first is a rename and the others copies of it. A stored path sent again under a new name (an
+    upload) is a copy of the image as it was known."""
+    known = set(payload.get("paths", []))
+    fresh_text = [path_to_text(p) for p in fresh]
+    holders = [path_to_text(p) for p in img.paths if path_to_text(p) not in fresh_text]  # found, nothing new
+    holders += [  # stored elsewhere and still there, holding these bytes (not another picture's now)
+        p for p in payload.get("paths", [])
+        if p not in holders and p not in fresh_text
+        and owners.get(p, img.digest) == img.digest and os.path.exists(text_to_path(p))
+    ]
+    for text in fresh_text:
+        if text in known:  # only its name is new
+            report.copies.append(text)
+            report.copy_of[text] = (payload.get("names") or [text])[0]
+        elif holders:
+            report.copies.append(text)
+            report.copy_of[text] = holders[0]
+        else:
+            report.renamed.append(text)
+            holders.append(text)
+
+
+def _submit(pool: ThreadPoolExecutor, work: Callable[..., Any], *args: Any) -> Future:
+    """`pool.submit`, where a pool that takes no more work means the process is stopping (Python
+    stops every thread pool as the interpreter shuts down): `Interrupted`, never a failed run."""
+    try:
+        return pool.submit(work, *args)
+    except RuntimeError as exc:  # "cannot schedule new futures after (interpreter) shutdown"
+        raise Interrupted(f"indexing stopped because the process is stopping ({exc})") from None
 
 
 def _hash_and_stat(path: Path) -> tuple[str, int, float] | ImageError:
@@ -625,13 +741,18 @@ def _labels(path: Path, names: Mapping[Path, Sequence[str]]) -> list[str]:
     return list(names.get(path) or [path_to_text(path.name)])
 
 
-def _absent(root: Path | str) -> bool:
-    """Whether `root` does not exist (a root that exists but cannot be read is for `discover` to report)."""
+def no_longer_holds(path: Path, size: int | None = None) -> bool:
+    """Whether `path` can no longer be the stored image of `size` bytes: nothing there, a dangling
+    symlink or a loop, or (following symlinks) no regular file — a folder, a FIFO, a device, a
+    socket — or a regular file of another size. A path that cannot be looked at now (permission
+    denied, a disk error) is not taken for gone."""
     try:
-        os.stat(Path(root).expanduser())
+        st = os.stat(path)
     except OSError as exc:
-        return isinstance(exc, (FileNotFoundError, NotADirectoryError))
-    return False
+        return isinstance(exc, (FileNotFoundError, NotADirectoryError)) or exc.errno == errno.ELOOP
+    if not stat.S_ISREG(st.st_mode):
+        return True
+    return size is not None and st.st_size != size
 
 
 def _unstorable(payload: dict[str, Any]) -> str | None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from embedder.durable import written_whole
 from embedder.errors import ConfigError
 from embedder.store import ImageStore, SearchFilter
 
@@ -91,7 +91,7 @@ def load_vocabulary(tags_file: Path | None) -> list[str]:
 
 def logit_scale(encoder: Any) -> float:
     """The model's learned logit scale (exp of its `logit_scale` parameter), else DEFAULT_SCALE."""
-    model = getattr(encoder, "_model", None)
+    model = getattr(encoder, "model", None)
     try:
         for name, parameter in model.named_parameters():
             if name.rsplit(".", 1)[-1] == "logit_scale":
@@ -174,15 +174,12 @@ class Tagger:
         if self.cache_dir is None or self._vectors is None:
             return
         path = self._cache_file()
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as fh:
+            with written_whole(path, durable=False) as tmp, open(tmp, "wb") as fh:
                 np.save(fh, self._vectors, allow_pickle=False)
-            os.replace(tmp, path)
         except OSError as exc:
             log.warning("could not cache the tag labels' vectors in %s: %s", path.parent, exc)
-            tmp.unlink(missing_ok=True)
 
     def probabilities(self, vectors: np.ndarray) -> np.ndarray:
         """Each image's softmax over the vocabulary at the model's logit scale (images × labels)."""

@@ -12,18 +12,21 @@ Nothing here imports Streamlit.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from embedder.errors import EmbedderError
+from embedder.durable import write_json
+from embedder.errors import EmbedderError, Interrupted
 from embedder.media.excludes import Excludes
 from embedder.indexing.indexer import Failure, Indexer, IndexReport, Progress
 
@@ -110,6 +113,11 @@ class Job:
     def finished(self) -> bool:
         return self.state in FINISHED
 
+    @property
+    def quiet(self) -> bool:
+        """A job that ran to its end and found nothing to do: every file was already indexed."""
+        return self.state == "done" and self.report is not None and self.report.quiet
+
 
 class Cancelled(Exception):
     """Raised inside a job's progress callback to stop it between batches."""
@@ -151,18 +159,22 @@ class JobRunner:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="embedder-jobs", daemon=True)
                 self._thread.start()
+                # A process that ends without closing the runner (the app stopped by Ctrl-C or SIGTERM)
+                # waits here for the batch in flight: a job left running in native code (the model,
+                # the store) while Python tears itself down aborts the process.
+                atexit.register(self.close)
         return resumed
 
     def close(self, timeout: float | None = 30.0) -> None:
-        """Stop after the batch in flight; jobs still queued stay in the journal for the next start."""
+        """Stop after the batch in flight; the job cut short and those still queued stay in the journal
+        for the next start (a job that fails while the runner closes counts as cut short too)."""
         with self._cond:
             self._closing = True
-            for event in self._cancel.values():
-                event.set()
             self._cond.notify_all()
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+        atexit.unregister(self.close)
 
     # --- asking ----------------------------------------------------------------------------------
 
@@ -173,6 +185,9 @@ class JobRunner:
         with self._cond:
             if self._closing:
                 raise EmbedderError("The indexing runner is shutting down; try again in a moment.")
+            waiting = next((self._jobs[i] for i in self._queue if self._jobs[i].request == request), None)
+            if waiting is not None:  # the same work already waits its turn: once is enough
+                return waiting
             job = Job(self._next_id, request, queued_at=time.time())
             self._next_id += 1
             self._jobs[job.id] = job
@@ -208,6 +223,11 @@ class JobRunner:
             queued = [self._jobs[i] for i in self._queue]
             done = [self._jobs[i] for i in reversed(self._finished)]
         return active + queued + done
+
+    def history(self, quiet: bool = True) -> list[Job]:
+        """Finished jobs, newest first, whoever asked (a person, the watcher's catch-up, a resumed job);
+        with `quiet=False`, leaving out those that found nothing to do (`Job.quiet`)."""
+        return [j for j in self.jobs() if j.finished and (quiet or not j.quiet)]
 
     def active(self) -> Job | None:
         """The running job, else the first queued one, else None."""
@@ -250,20 +270,32 @@ class JobRunner:
                 cancel = self._cancel[job.id]
             self._changed(job)
             outcome: dict[str, Any] = {}
+            interrupted = False
             try:
                 outcome["report"] = self._run(job, cancel)
                 state: JobState = "cancelled" if cancel.is_set() else "done"
             except Cancelled:
                 state = "cancelled"
+            except Interrupted as exc:  # the process is stopping under the job
+                log.info("indexing job %d cut short: %s", job.id, exc)
+                state, interrupted = "cancelled", True
             except EmbedderError as exc:
                 state, outcome["error"] = "failed", str(exc)
             except Exception as exc:  # noqa: BLE001 - one job's bug must not kill the runner
-                log.exception("indexing job %d failed", job.id)
+                if not _process_stopping():
+                    log.exception("indexing job %d failed", job.id)
                 state, outcome["error"] = "failed", f"{type(exc).__name__}: {exc}"
             with self._cond:
-                if self._closing and state == "cancelled":  # stopped by shutdown: resume it next start
-                    self._set(job, state="queued")
-                    self._save_journal(extra=[job.request])
+                # Cut short by the process stopping (close, SIGINT/SIGTERM, interpreter shutdown): not a
+                # failure and not done; it goes back to the front of the queue, so the journal keeps it.
+                stopping = interrupted or _process_stopping() or self._closing
+                if stopping and state != "done" and not cancel.is_set():
+                    log.info("indexing job %d (%s) stays in the journal for the next start", job.id, job.request.label)
+                    self._closing = True  # a process going away runs nothing more
+                    self._set(self._jobs[job.id], state="queued", started_at=None, progress=None)
+                    self._queue.appendleft(job.id)
+                    self._save_journal()
+                    self._cond.notify_all()
                     return
                 job = self._finish(self._jobs[job.id], state, **outcome)
             self._changed(job)
@@ -275,7 +307,7 @@ class JobRunner:
             with self._cond:
                 snapshot = self._set(self._jobs[job.id], progress=p)
             self._changed(snapshot)
-            if cancel.is_set():
+            if cancel.is_set() or self._closing:
                 raise Cancelled
 
         if request.kind == "prune":
@@ -319,18 +351,16 @@ class JobRunner:
             except Exception:  # noqa: BLE001 - a listener's bug must not stop indexing
                 log.exception("job listener failed")
 
-    def _save_journal(self, extra: Iterable[JobRequest] = ()) -> None:
+    def _save_journal(self) -> None:
         """Write every unfinished job (running first) so the next start can pick them up."""
         if self.journal is None:
             return
         pending = [j for j in self._jobs.values() if j.state == "running"] + [self._jobs[i] for i in self._queue]
-        requests = self._leftover + list(extra) + [j.request for j in pending]
+        requests = self._leftover + [j.request for j in pending]
         document = {"format": JOURNAL_FORMAT, "pid": os.getpid(), "jobs": [r.as_dict() for r in requests]}
         try:
             self.journal.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.journal.with_name(self.journal.name + ".tmp")
-            tmp.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
-            os.replace(tmp, self.journal)
+            write_json(self.journal, document, indent=None)
         except OSError as exc:  # the journal is a convenience: indexing goes on without it
             log.warning("cannot write the job journal %s: %s", self.journal, exc.strerror or exc)
 
@@ -343,3 +373,9 @@ class JobRunner:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning("ignoring an unreadable job journal %s: %s", self.journal, exc)
             return []
+
+
+def _process_stopping() -> bool:
+    """Whether this Python process is shutting down (its main thread has ended: the app stopped by
+    SIGINT or SIGTERM, a script returning while a job runs), when failures mean nothing of the job."""
+    return sys.is_finalizing() or not threading.main_thread().is_alive()

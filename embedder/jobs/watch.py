@@ -162,7 +162,8 @@ class FolderWatcher:
     def _submit(self, changed: list[str], gone: list[str]) -> list[Job]:
         """At most two jobs: index what exists of `changed`, then forget what is still gone."""
         present = [p for p in changed if os.path.exists(p)]
-        vanished = [p for p in changed if p not in present] + [p for p in gone if not os.path.exists(p)]
+        # a file whose path now holds a folder, a FIFO or a dangling symlink is as gone as a deleted one
+        vanished = [p for p in changed if p not in present] + [p for p in gone if not os.path.isfile(p)]
         jobs = []
         try:
             if present:  # a folder moved in is walked with globs relative to the watched folder holding it

@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PIL import Image
+
+from embedder.durable import write_bytes
 
 if TYPE_CHECKING:
     from embedder.config import Settings
@@ -100,14 +101,7 @@ class ThumbnailCache:
         path = self.path(sha256)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".jpg", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                os.replace(tmp, path)
-            except BaseException:
-                _unlink(Path(tmp))
-                raise
+            write_bytes(path, data, durable=False, prefix=".tmp-", suffix=".jpg")
         except OSError as exc:
             self._read_only(exc)
             return False

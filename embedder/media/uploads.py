@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from embedder.durable import write_bytes
 from embedder.errors import UploadError
 from embedder.media.images import bytes_hash, is_image_name
 
@@ -62,13 +62,6 @@ def save_upload(raw_name: str, data: bytes, upload_dir: Path, max_bytes: int | N
     folder = path.parent
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".upload-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_bytes(path, data, durable=False, prefix=".upload-")
         log.info("saved upload %r as %s", name, path)
     return SavedUpload(path=path, name=name)

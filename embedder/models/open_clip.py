@@ -15,11 +15,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from embedder.models.encoder import (
-    MAX_ASPECT_UNCROPPED, OPEN_CLIP_PREFIX, Encoder, PreparedImage, crop_to_aspect, first_line, pick_device,
-)
 from embedder.errors import ModelLoadError
-from embedder.models.ids import model_id_of_spec, parse_spec
+from embedder.models.base import MAX_ASPECT_UNCROPPED, Encoder, PreparedImage, crop_to_aspect, pick_device
+from embedder.models.hub import first_line
+from embedder.models.ids import OPEN_CLIP_PREFIX, model_id_of_spec, parse_spec
 
 log = logging.getLogger(__name__)
 
@@ -29,22 +28,20 @@ INSTALL = "pip install open_clip_torch==3.3.0 torchvision==0.28.0 (the torchvisi
 class OpenClipEncoder(Encoder):
     """An open_clip model: `encode_image` / `encode_text`, open_clip's preprocess and tokenizer."""
 
-    _encodes_itself = False
-
     def __init__(self, spec: str, device: str = "auto", batch_size: int = 0) -> None:
         self.device = pick_device(device)
         self.model_id = model_id_of_spec(spec)
         arch, pretrained = parse_spec(spec)
         open_clip = _import_open_clip(spec)
-        self._model, self._preprocess, self._tokenizer = _load(open_clip, arch, pretrained, self.device, spec)
+        self.model, self._preprocess, self._tokenizer = _load(open_clip, arch, pretrained, self.device, spec)
         if self.device.startswith("cuda"):
-            self._model.half()
-        self._model.eval()
-        config = getattr(self._model.visual, "preprocess_cfg", {}) or {}
+            self.model.half()
+        self.model.eval()
+        config = getattr(self.model.visual, "preprocess_cfg", {}) or {}
         self._crops = config.get("resize_mode", "shortest") == "shortest"  # resize + centre crop
-        side = getattr(self._model.visual, "image_size", 224)
+        side = getattr(self.model.visual, "image_size", 224)
         with torch.inference_mode():
-            dim = int(self._model.encode_text(self._tokenizer([""]).to(self.device)).shape[-1])
+            dim = int(self.model.encode_text(self._tokenizer([""]).to(self.device)).shape[-1])
         self._ready(dim, int(side[0] if isinstance(side, (tuple, list)) else side), batch_size)
 
     def prepare_image(self, image: Image.Image) -> PreparedImage:
@@ -53,10 +50,10 @@ class OpenClipEncoder(Encoder):
         return PreparedImage(self._preprocess(image).to(self._input_dtype).contiguous())
 
     def _image_features(self, pixels: torch.Tensor, extras: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self._model.encode_image(pixels)
+        return self.model.encode_image(pixels)
 
     def _text_features(self, texts: list[str]) -> torch.Tensor:
-        return self._model.encode_text(self._tokenizer(texts).to(self.device))
+        return self.model.encode_text(self._tokenizer(texts).to(self.device))
 
 
 def _import_open_clip(spec: str):

@@ -12,10 +12,10 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from embedder.models.base import MAX_ASPECT_UNCROPPED, Encoder, PreparedImage, crop_to_aspect, pick_device
-from embedder.models.ids import model_id_of
-from embedder.models.hub import load_pretrained
 from embedder.errors import ModelLoadError
+from embedder.models.base import MAX_ASPECT_UNCROPPED, Encoder, PreparedImage, crop_to_aspect, pick_device
+from embedder.models.hub import load_pretrained
+from embedder.models.ids import model_id_of
 
 VARIABLE = "EMBEDDER_VISUAL_MODEL"
 
@@ -23,17 +23,15 @@ VARIABLE = "EMBEDDER_VISUAL_MODEL"
 class VisualEncoder(Encoder):
     """An image-only transformers model and its image processor; `encode_images` as `Encoder`'s."""
 
-    _encodes_itself = False
-
     def __init__(self, name: str, device: str = "auto", batch_size: int = 0) -> None:
         self.device = pick_device(device)
         self.model_id = model_id_of(name)
-        self._model, self._processor = _load(name)
+        self.model, self._processor = _load(name)
         if self.device.startswith("cuda"):
-            self._model.half()
-        self._model.to(self.device).eval()
+            self.model.half()
+        self.model.to(self.device).eval()
         self._crops = bool(getattr(self._processor, "do_center_crop", False))
-        self._ready(int(self._model.config.hidden_size), _input_size(self._processor), batch_size)
+        self._ready(int(self.model.config.hidden_size), _input_size(self._processor), batch_size)
 
     def prepare_image(self, image: Image.Image) -> PreparedImage:
         """transformers' image processor on one image (resize, crop if it crops, rescale, normalise)."""
@@ -42,7 +40,7 @@ class VisualEncoder(Encoder):
         return PreparedImage(pixels.to(self._input_dtype).contiguous())
 
     def _image_features(self, pixels: torch.Tensor, extras: dict[str, torch.Tensor]) -> torch.Tensor:
-        return pooled(self._model(pixel_values=pixels))
+        return pooled(self.model(pixel_values=pixels))
 
     def encode_texts(self, texts):  # noqa: ANN001, ANN201 - an image-only model has no text tower
         raise ModelLoadError(f"{VARIABLE} {self.model_id!r} embeds images only; texts go to EMBEDDER_MODEL")
@@ -52,13 +50,6 @@ def pooled(output) -> torch.Tensor:
     """The image's vector from a transformers vision model's output: its pooled output, else the CLS token."""
     pooler = getattr(output, "pooler_output", None)
     return pooler if pooler is not None else output.last_hidden_state[:, 0]
-
-
-def load_visual(settings) -> VisualEncoder | None:  # noqa: ANN001 - Settings (no import cycle)
-    """The model EMBEDDER_VISUAL_MODEL names, on EMBEDDER_DEVICE; None when it is unset."""
-    if not settings.visual_model:
-        return None
-    return VisualEncoder(settings.visual_model, settings.device, settings.batch_size)
 
 
 def _load(name: str):

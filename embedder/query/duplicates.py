@@ -30,15 +30,22 @@ BLOCK_SCORES = 16_000_000
 
 @dataclass(frozen=True)
 class DuplicateGroup:
-    """Images that are near-duplicates of each other, the most similar pair's score first."""
+    """Images that are near-duplicates of the first one, the one kept by default (see `keeper`):
+    every other member is at least the threshold similar to it, most similar first."""
 
     ids: list[str]
     payloads: list[dict[str, Any]]
-    score: float  # the lowest similarity that links the group
+    score: float  # the lowest similarity of a member to the first one
 
 
 def near_duplicate_groups(store: ImageStore, threshold: float) -> list[DuplicateGroup]:
-    """Every group of ≥ 2 images linked by cosine ≥ `threshold`, largest groups first.
+    """Groups of ≥ 2 images, each member at cosine ≥ `threshold` to its group's kept image, largest
+    groups first.
+
+    Similarity does not chain: A like B and B like C does not put A with C unless C is like A too.
+    Images linked at all are first gathered (any pair ≥ `threshold`), then taken apart around
+    keepers: the best of those left (most pixels, largest, oldest) keeps every image left that is
+    close to it, and so on, so forgetting a group's others never forgets a picture unlike the one kept.
 
     Near-duplicates are a question of looks: the image-only model's vectors answer it when the store
     holds them for every image (EMBEDDER_VISUAL_MODEL), else the CLIP vectors."""
@@ -53,8 +60,20 @@ def near_duplicate_groups(store: ImageStore, threshold: float) -> list[Duplicate
     if len(ids) < 2:
         return []
     vectors = np.stack(rows).astype(np.float32)
-    parent = list(range(len(ids)))
-    weakest: dict[int, float] = {}
+    groups = [
+        DuplicateGroup([ids[i] for i in members], [payloads[i] for i in members], score)
+        for linked in _linked(vectors, threshold)
+        for members, score in _around_keepers(linked, vectors, payloads, threshold)
+    ]
+    groups.sort(key=lambda g: (-len(g.ids), -g.score))
+    log.info("%d near-duplicate groups among %d images at cosine ≥ %.3f", len(groups), len(ids), threshold)
+    return groups
+
+
+def _linked(vectors: np.ndarray, threshold: float) -> list[list[int]]:
+    """The sets of ≥ 2 rows joined by chains of pairs at cosine ≥ `threshold` (blocks of rows at a time)."""
+    count = len(vectors)
+    parent = list(range(count))
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -62,29 +81,35 @@ def near_duplicate_groups(store: ImageStore, threshold: float) -> list[Duplicate
             i = parent[i]
         return i
 
-    block = max(1, BLOCK_SCORES // len(ids))
-    for start in range(0, len(ids), block):
-        scores = vectors[start : start + block] @ vectors.T
-        rows_, cols = np.nonzero(scores >= threshold)
-        for r, c in zip(rows_, cols):
-            i, j = start + int(r), int(c)
-            if i >= j:
-                continue
-            a, b = find(i), find(j)
-            link = float(scores[r, c])
+    block = max(1, BLOCK_SCORES // count)
+    for start in range(0, count, block):
+        rows_, cols = np.nonzero(vectors[start : start + block] @ vectors.T >= threshold)
+        for r, c in zip(rows_.tolist(), cols.tolist()):
+            a, b = find(start + r), find(c)
             if a != b:
                 parent[b] = a
-                weakest[a] = min(link, weakest.get(a, 1.0), weakest.get(b, 1.0))
     members: dict[int, list[int]] = {}
-    for i in range(len(ids)):
+    for i in range(count):
         members.setdefault(find(i), []).append(i)
-    groups = [
-        DuplicateGroup([ids[i] for i in m], [payloads[i] for i in m], weakest.get(root, 1.0))
-        for root, m in members.items()
-        if len(m) > 1
-    ]
-    groups.sort(key=lambda g: (-len(g.ids), -g.score))
-    log.info("%d near-duplicate groups among %d images at cosine ≥ %.3f", len(groups), len(ids), threshold)
+    return [m for m in members.values() if len(m) > 1]
+
+
+def _around_keepers(
+    linked: list[int], vectors: np.ndarray, payloads: list[dict[str, Any]], threshold: float
+) -> list[tuple[list[int], float]]:
+    """`linked` taken apart into groups around keepers: the best image left keeps those left at
+    cosine ≥ `threshold` to it; each group (keeper first, then most similar first) with its lowest
+    similarity to the keeper. Images close to no keeper are in no group."""
+    left = sorted(linked, key=lambda i: _keep_rank(payloads[i]))
+    groups: list[tuple[list[int], float]] = []
+    while len(left) > 1:
+        centre, rest = left[0], np.array(left[1:])
+        scores = vectors[rest] @ vectors[centre]
+        close = scores >= threshold
+        if close.any():
+            order = np.argsort(-scores[close], kind="stable")
+            groups.append(([centre, *rest[close][order].tolist()], float(scores[close].min())))
+        left = rest[~close].tolist()
     return groups
 
 
@@ -99,14 +124,21 @@ def duplicate_space(store: ImageStore) -> str | None:
 
 
 def keeper(group: DuplicateGroup) -> int:
-    """Which of a group to keep by default: the most pixels, then the largest file, then the oldest."""
+    """Which of a group to keep by default: the most pixels, then the largest file, then the oldest
+    (the image the group was gathered around, its first)."""
+    return min(range(len(group.ids)), key=lambda i: _keep_rank(group.payloads[i]))
 
-    def rank(i: int) -> tuple[float, float, float]:
-        p = group.payloads[i]
-        pixels = float(p.get("width") or 0) * float(p.get("height") or 0)
-        return (-pixels, -float(p.get("bytes") or 0), float(p.get("date") or float("inf")))
 
-    return min(range(len(group.ids)), key=rank)
+def _keep_rank(payload: dict[str, Any]) -> tuple[float, float, float]:
+    """Sorts the image to keep first: the most pixels, then the largest file, then the oldest."""
+    pixels = float(payload.get("width") or 0) * float(payload.get("height") or 0)
+    return (-pixels, -float(payload.get("bytes") or 0), float(payload.get("date") or float("inf")))
+
+
+def others_paths(group: DuplicateGroup, keep: int) -> list[str]:
+    """The paths of every image of `group` but `keep`: what "forget the others" drops from the index
+    (their files stay), and what `index` of these paths (an index job) adds back, as it was."""
+    return [p for i, payload in enumerate(group.payloads) if i != keep for p in payload.get("paths", [])]
 
 
 def copies_bytes(groups: Sequence[DuplicateGroup]) -> int:
@@ -140,15 +172,13 @@ def sent_names(payload: dict[str, Any]) -> dict[str, str]:
     return {p: display_name(sent) if sent else Path(p).name for p in uploads}
 
 
-def others_paths(group: DuplicateGroup, keep: int) -> tuple[list[str], dict[str, str]]:
-    """Every path of the images of `group` but `keep`, and the names uploads among them were sent as."""
-    paths: list[str] = []
+def others_sent_names(group: DuplicateGroup, keep: int) -> dict[str, str]:
+    """The names that uploads among the paths of every image of `group` but `keep` were sent as."""
     names: dict[str, str] = {}
     for i, payload in enumerate(group.payloads):
         if i != keep:
-            paths += payload.get("paths") or []
             names.update(sent_names(payload))
-    return paths, names
+    return names
 
 
 @dataclass(frozen=True)
@@ -167,8 +197,8 @@ def move_others(group: DuplicateGroup, keep: int, folder: Path) -> list[Move]:
     indexed at their new place (index the moved files: the index follows them, nothing is encoded
     again), so nothing leaves the index by being moved."""
     folder = _usable_folder(Path(folder).expanduser())
-    paths, names = others_paths(group, keep)
-    moves = [move_file(text_to_path(p), folder, names.get(p)) for p in paths]
+    names = others_sent_names(group, keep)
+    moves = [move_file(text_to_path(p), folder, names.get(p)) for p in others_paths(group, keep)]
     log.info("moved %d files of near-duplicates to %s", sum(1 for m in moves if m.to), folder)
     return moves
 

@@ -3,9 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
+
+from embedder.store.contract import Hit
+
+
+@dataclass(frozen=True)
+class Result:
+    """One found image: its id, cosine score, where it lives and what is stored about it."""
+
+    id: str
+    score: float
+    path: str
+    name: str
+    payload: dict[str, Any]
+    vector: np.ndarray | None = field(default=None, compare=False, repr=False)  # when collapsing
+
+    @classmethod
+    def from_hit(cls, hit: Hit) -> Result:
+        paths = hit.payload.get("paths") or [""]
+        return cls(hit.id, hit.score, paths[0], hit.payload.get("name") or paths[0], hit.payload, hit.vector)
 
 
 class Ranked(Protocol):

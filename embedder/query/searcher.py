@@ -1,241 +1,31 @@
-"""Queries: text, image or a stored point → query vector → hits from the store."""
+"""Queries → vectors → hits from the store, page by page: the one search path of the CLI and the pages.
+
+Imports no torch: the encoder is handed in (and loaded by whoever opens the engine)."""
 
 from __future__ import annotations
 
 import logging
-import math
-import os
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timezone
+from dataclasses import replace
 from functools import lru_cache
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from embedder.models.base import Encoder
-from embedder.models.vectors import normalise
 from embedder.errors import QueryError
-from embedder.media.formats import RAW, RAW_FORMATS
-from embedder.media.formats import file_types as _stored_types
-from embedder.query.pager import Collapser, ResultPages
-from embedder.store import VISUAL, Hit, ImageStore, SearchFilter
+from embedder.models.vectors import normalise
+from embedder.query.pager import Collapser, Result, ResultPages
+from embedder.query.terms import Query, Term, apply_template
+from embedder.store.contract import VISUAL, ImageStore, SearchFilter
+
+if TYPE_CHECKING:
+    from embedder.models.base import Encoder
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TEMPLATE = "a photo of {}"
 TEXT_CACHE_SIZE = 512
 GENERIC_PROMPTS = ("a photo", "a picture", "an image")  # what any picture fits: the baseline of a match
-
-
-@dataclass(frozen=True)
-class Term:
-    """One part of a composed query, with a weight (< 0 pushes results away from it).
-
-    A term is a text, an image, a stored point (more like this) or a vector already encoded
-    (an uploaded image kept across reruns: `vector` by the CLIP model, `visual` by the image-only
-    one, when there is one); `label` is how people know an image (its file name).
-    """
-
-    text: str | None = None
-    image: Image.Image | None = None
-    point_id: str | None = None
-    weight: float = 1.0
-    vector: np.ndarray | None = field(default=None, compare=False, repr=False)
-    label: str = ""
-    visual: np.ndarray | None = field(default=None, compare=False, repr=False)
-
-    def looks(self) -> bool:
-        """Whether the image-only model can answer this term: a stored image, or a picture (its
-        vector by that model at hand, or the picture itself, not only its CLIP vector)."""
-        return self.point_id is not None or self.visual is not None or (self.image is not None and self.vector is None)
-
-    def __post_init__(self) -> None:
-        if not math.isfinite(self.weight):
-            raise QueryError(f"a term's weight must be a finite number, got {self.weight}")
-
-    def describe(self) -> str:
-        """How the term reads: `“dog”`, `images like a.jpg`, `images like your picture b.png`."""
-        if self.text is not None:
-            return f"“{self.text}”"
-        if self.point_id is not None:
-            return f"images like {self.label or self.point_id}"
-        return f"images like your picture {self.label}".rstrip()
-
-
-def describe_query(terms: Sequence[Term]) -> str:
-    """A composed query as people read it: `“beach” + 2× “sunset” − “people”`."""
-    parts: list[str] = []
-    for term in terms:
-        if term.weight == 0:
-            continue
-        sign = "− " if term.weight < 0 else ("+ " if parts else "")
-        times = f"{abs(term.weight):g}× " if abs(term.weight) != 1 else ""
-        parts.append(f"{sign}{times}{term.describe()}")
-    return " ".join(parts)
-
-
-def parse_term(raw: str) -> Term:
-    """Query syntax: `beach` (weight 1), `-people` (weight -1), `2:sunset`, `-0.5:crowd`."""
-    text = raw.strip()
-    if not text:
-        raise QueryError("a search term is empty: give words, e.g. beach, or remove the empty argument")
-    head, sep, rest = text.partition(":")
-    if sep and rest.strip():
-        try:
-            weight = float(head)
-        except ValueError:
-            pass
-        else:
-            if not math.isfinite(weight):
-                raise QueryError(
-                    f"{text!r}: the weight {head.strip()} is not a finite number; use one like 2:{rest.strip()}"
-                )
-            return Term(text=rest.strip(), weight=weight)
-    if text.startswith("-") and len(text) > 1:
-        return Term(text=text[1:].strip(), weight=-1.0)
-    return Term(text=text)
-
-
-def parse_point_id(raw: str) -> str:
-    """A stored image's id as people paste it (any case, braces or no dashes) → its canonical form."""
-    try:
-        return str(uuid.UUID(raw.strip()))
-    except ValueError:
-        raise QueryError(
-            f"{raw!r} is not an image id: ids look like 1b4e28ba-2fa1-41d2-883f-0016d3cca427; "
-            "`python -m embedder search --json WORDS` prints the id of every result"
-        ) from None
-
-
-@dataclass(frozen=True)
-class Query:
-    """One search, as a value: weighted terms, how text is phrased, which images may answer.
-
-    `template` wraps text terms (`a photo of {}`); `where` filters inside the store; `min_score`
-    drops weaker matches; `collapse` (a cosine) keeps only the best of each set of near-duplicates.
-    """
-
-    terms: tuple[Term, ...]
-    template: str | None = None
-    where: SearchFilter = field(default_factory=SearchFilter)
-    min_score: float | None = None
-    collapse: float | None = None
-
-    @classmethod
-    def text(cls, text: str, **options: Any) -> Query:
-        return cls((Term(text=text),), **options)
-
-    @classmethod
-    def image(cls, image: Image.Image, label: str = "", **options: Any) -> Query:
-        return cls((Term(image=image, label=label),), **options)
-
-    @classmethod
-    def like(cls, point_id: str, label: str = "", **options: Any) -> Query:
-        """More like this stored image (which is left out of its own results)."""
-        return cls((Term(point_id=point_id, label=label),), **options)
-
-    def describe(self) -> str:
-        return describe_query(self.terms)
-
-
-@dataclass(frozen=True)
-class Result:
-    """One found image: its id, cosine score, where it lives and what is stored about it."""
-
-    id: str
-    score: float
-    path: str
-    name: str
-    payload: dict[str, Any]
-    vector: np.ndarray | None = field(default=None, compare=False, repr=False)  # when collapsing
-
-    @classmethod
-    def from_hit(cls, hit: Hit) -> Result:
-        paths = hit.payload.get("paths") or [""]
-        return cls(hit.id, hit.score, paths[0], hit.payload.get("name") or paths[0], hit.payload, hit.vector)
-
-
-def apply_template(text: str, template: str | None) -> str:
-    """`a photo of {}` + `dog` → `a photo of dog`; no `{}` in the template means it is a prefix."""
-    text = text.strip()
-    if not template:
-        return text
-    return template.replace("{}", text) if "{}" in template else f"{template} {text}"
-
-
-FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF", "HEIC": "HEIF", "HIF": "HEIF"}
-# Phones write JPEGs with extra pictures inside, which Pillow calls MPO: to people they are JPEGs. Each
-# camera RAW is stored as its own format (NEF, CR3, DNG, …); RAW stands for all of them.
-FORMAT_FAMILIES = {"JPEG": ("JPEG", "MPO"), RAW: tuple(sorted(set(RAW_FORMATS.values())))}
-
-
-def file_types() -> list[str]:
-    """The file types people can filter by: one per format the indexer reads, RAW for every camera format."""
-    return _stored_types()
-
-
-def check_file_types(types: Sequence[str]) -> list[str]:
-    """The file types people typed (`jpg`, `PNG`), each one a type the indexer reads, else a QueryError."""
-    known = set(file_types()) | set(FORMAT_ALIASES) | {f for family in FORMAT_FAMILIES.values() for f in family}
-    typed = [t.strip() for t in types if t.strip()]
-    unknown = [t for t in typed if t.upper() not in known]
-    if unknown:
-        raise QueryError(f"unknown file type {', '.join(unknown)}: use some of {', '.join(file_types()).lower()}")
-    return typed
-
-
-def make_filter(
-    folder: str | None = None,
-    types: Sequence[str] = (),
-    after: date | None = None,
-    before: date | None = None,
-    min_width: int | None = None,
-    min_height: int | None = None,
-    tags: Sequence[str] = (),
-) -> SearchFilter:
-    """A `SearchFilter` from what people type: `jpg` → JPEG, dates inclusive, folders absolute,
-    tags as stored (all of them must be on an image)."""
-    named = (FORMAT_ALIASES.get(t.strip().upper(), t.strip().upper()) for t in types if t.strip())
-    formats = tuple(dict.fromkeys(f for name in named for f in FORMAT_FAMILIES.get(name, (name,))))
-    return SearchFilter(
-        folder=os.path.abspath(os.path.expanduser(folder)) if folder else None,
-        formats=formats,
-        date_from=_utc(after) if after else None,
-        date_to=_utc(before) + 86_399.999 if before else None,
-        min_width=min_width or None,
-        min_height=min_height or None,
-        tags=tuple(dict.fromkeys(t.strip() for t in tags if t.strip())),
-    )
-
-
-def folder_choices(store: ImageStore, upload_dir: Path | None = None) -> list[str]:
-    """Folders worth offering as a filter: each folder holding images (uploads as one folder) and
-    every parent where two of them branch off, below the folder that holds them all (which, like
-    `/` or `/tmp` above it, would filter nothing), sorted."""
-    uploads = os.path.abspath(upload_dir) if upload_dir else None
-    leaves: set[str] = set()
-    for _, payload, _ in store.scroll():
-        for path in payload.get("paths", []):
-            folder = os.path.dirname(path)
-            inside_uploads = uploads and (folder + os.sep).startswith(os.path.join(uploads, ""))
-            leaves.add(uploads if inside_uploads else folder)
-    children: dict[str, set[str]] = {}
-    for leaf in leaves:
-        child = leaf
-        for parent in map(str, Path(leaf).parents):
-            children.setdefault(parent, set()).add(child)
-            child = parent
-    common = os.path.commonpath(sorted(leaves)) if leaves else ""
-    branches = {f for f, below in children.items() if len(below) > 1 and f != common and f.startswith(common)}
-    return sorted(leaves | branches)
-
-
-def _utc(day: date) -> float:
-    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()
 
 
 class Searcher:

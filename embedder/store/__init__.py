@@ -21,12 +21,14 @@ from embedder.store.contract import (
     Hit,
     ImageStore,
     Point,
+    Recorded,
     SearchFilter,
     damaged,
     damaged_message,
     mismatch_message,
     visual_mismatch_message,
 )
+from embedder.models.ids import expected_model_id
 from embedder.store.lock import LOCK_NAME, FolderLock
 from embedder.store.schema import KEYWORD_FIELDS, NUMBER_FIELDS, PAYLOAD_INDEXES
 
@@ -37,8 +39,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "KEYWORD_FIELDS", "LOCK_NAME", "NUMBER_FIELDS", "PAYLOAD_INDEXES", "SCROLL_PAGE", "FolderLock", "Hit",
-    "ImageStore", "Point", "QdrantStore", "SearchFilter", "VISUAL", "damaged", "damaged_message", "mismatch_message",
-    "open_store", "visual_mismatch_message",
+    "ImageStore", "Point", "QdrantStore", "Recorded", "SearchFilter", "VISUAL", "damaged", "damaged_message", "mismatch_message",
+    "open_recorded", "open_store", "recorded_model", "visual_mismatch_message",
 ]
 
 
@@ -69,6 +71,36 @@ def open_store(
 
     log.warning("qdrant-edge-py is not installed: falling back to qdrant-client local mode (slow past ~10k images)")
     return QdrantStore.embedded(settings, model_id, dim, lock=lock, visual=visual)
+
+
+def recorded_model(settings: Settings) -> Recorded:
+    """What the configured collection records (model id, vector size), without loading a model or
+    creating anything: commands that only read (`info`, `tags`) open the store with it."""
+    if settings.qdrant_url:
+        from embedder.store.server import recorded_on_server
+
+        return recorded_on_server(settings)
+    from embedder.store import edge
+
+    if not edge.edge_available():
+        return Recorded(exists=True)  # qdrant-client local mode: only the model can tell
+    return edge.recorded_in_folder(settings)
+
+
+def open_recorded(settings: Settings, lock: FolderLock | None = None) -> ImageStore | None:
+    """The configured collection opened with the model and size it records (every check of a
+    normal open runs), None when there is none yet; raises `LookupError` when only the model
+    EMBEDDER_MODEL names can tell (an unlabelled or unreadable collection, or one another model
+    made: open it the usual way). Nothing is created; `lock` is released when there is nothing to open."""
+    recorded = recorded_model(settings)
+    if not recorded.known or (recorded.exists and recorded.model != expected_model_id(settings.model)):
+        raise LookupError(settings.collection)  # another model's collection: the usual open refuses it, saying how
+    if not recorded.exists:
+        if lock is not None:
+            lock.release()
+        return None
+    assert recorded.model is not None and recorded.dim is not None
+    return open_store(settings, recorded.model, recorded.dim, lock)
 
 
 def __getattr__(name: str) -> Any:

@@ -41,6 +41,21 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class Recorded:
+    """What the configured collection records about its vectors, read without opening it (and so
+    without a model): whether it exists, and the model id and size of its vectors when it says so."""
+
+    exists: bool
+    model: str | None = None
+    dim: int | None = None
+
+    @property
+    def known(self) -> bool:
+        """Whether a store can be opened for it as it is (or there is nothing to open)."""
+        return not self.exists or (self.model is not None and self.dim is not None)
+
+
+@dataclass(frozen=True)
 class SearchFilter:
     """Conditions on the payload, applied inside Qdrant. Empty fields mean no condition."""
 

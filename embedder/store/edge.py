@@ -40,6 +40,7 @@ import numpy as np
 
 from embedder.store import check as store_check
 from embedder.config import Settings
+from embedder.durable import write_json
 from embedder.errors import CollectionMismatchError, StoreError
 from embedder.store.contract import (
     FACET_LIMIT,
@@ -48,6 +49,7 @@ from embedder.store.contract import (
     Hit,
     ImageStore,
     Point,
+    Recorded,
     SearchFilter,
     damaged_message,
     facet_counts,
@@ -55,6 +57,7 @@ from embedder.store.contract import (
     pick_vector,
     visual_mismatch_message,
 )
+from embedder.store.conditions import AnyOf, Condition, Equals, conditions
 from embedder.store.lock import FolderLock
 from embedder.store.policy import POLICY, SearchPolicy
 from embedder.store.schema import KEYWORD_FIELDS, NUMBER_FIELDS
@@ -385,7 +388,7 @@ class EdgeStore(ImageStore):
 
     def _write_meta(self, state: dict[str, Any]) -> None:
         document = meta_document(self.model_id, self.dim, self._recorded_visual)
-        write_json_durably(self.meta_path, {**document, "state": state})
+        write_json(self.meta_path, {**document, "state": state})
         self._recorded = state
 
     def _shard_size(self, name: str = "") -> int | None:
@@ -785,26 +788,21 @@ def search_params(policy: SearchPolicy, exact: bool):
 
 
 def to_edge_filter(where: SearchFilter | None):
-    """The Qdrant Edge form of a `SearchFilter` (the same conditions as `to_qdrant_filter`)."""
-    if where is None or where.is_empty():
+    """The Qdrant Edge form of a `SearchFilter`'s neutral conditions (embedder/store/conditions.py)."""
+    found = conditions(where)
+    if found is None:
         return None
     from qdrant_edge import FieldCondition, Filter, HasIdCondition, MatchAny, MatchValue, RangeFloat
 
-    must: list[Any] = []
-    if where.folder:
-        must.append(FieldCondition(key="folders", match=MatchValue(value=where.folder.rstrip("/") or "/")))
-    if where.formats:
-        must.append(FieldCondition(key="format", match=MatchAny(any=list(where.formats))))
-    if where.paths:
-        must.append(FieldCondition(key="paths", match=MatchAny(any=list(where.paths))))
-    must += [FieldCondition(key="tags", match=MatchValue(value=tag)) for tag in dict.fromkeys(where.tags)]
-    if where.date_from is not None or where.date_to is not None:
-        must.append(FieldCondition(key="date", range=RangeFloat(gte=where.date_from, lte=where.date_to)))
-    if where.min_width:
-        must.append(FieldCondition(key="width", range=RangeFloat(gte=float(where.min_width))))
-    if where.min_height:
-        must.append(FieldCondition(key="height", range=RangeFloat(gte=float(where.min_height))))
-    must_not = [HasIdCondition(point_ids=set(where.exclude_ids))] if where.exclude_ids else []
+    def field(condition: Condition) -> Any:
+        if isinstance(condition, Equals):
+            return FieldCondition(key=condition.key, match=MatchValue(value=condition.value))
+        if isinstance(condition, AnyOf):
+            return FieldCondition(key=condition.key, match=MatchAny(any=list(condition.values)))
+        return FieldCondition(key=condition.key, range=RangeFloat(gte=condition.gte, lte=condition.lte))
+
+    must = [field(c) for c in found.must]
+    must_not = [HasIdCondition(point_ids=set(found.exclude_ids))] if found.exclude_ids else []
     return Filter(must=must or None, must_not=must_not or None)
 
 
@@ -816,24 +814,21 @@ def migration_pending(folder: Path) -> bool:
     return (folder / MIGRATION_JOURNAL).is_file()
 
 
-def write_json_durably(path: Path, document: dict[str, Any]) -> None:
-    """Write `document` so that a crash leaves the old file or the new one, never a part."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(document, fh, indent=2)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_folder(path.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make renames in `folder` survive a power cut."""
-    fd = os.open(folder, os.O_RDONLY)
+def recorded_in_folder(settings: Settings) -> Recorded:
+    """What QDRANT_PATH's collection records in its collection.json (model and vector size); a
+    folder without a readable one is left to the store's own checks (model and size unknown)."""
+    root = Path(settings.qdrant_path)
+    folder = root / settings.collection
+    if not os.path.lexists(root) or (root.is_dir() and not os.path.lexists(folder)):
+        return Recorded(exists=False)
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        meta = json.loads((folder / META_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return Recorded(exists=True)
+    model, dim = (meta.get("model"), meta.get("dim")) if isinstance(meta, dict) else (None, None)
+    if not isinstance(model, str) or not isinstance(dim, int):
+        return Recorded(exists=True)
+    return Recorded(exists=True, model=model, dim=dim)
 
 
 def meta_document(model: str | None, dim: int, visual: tuple[str, int] | None = None) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from embedder.store.conditions import matches
 from embedder.store.contract import SCROLL_PAGE, Hit, ImageStore, Point, SearchFilter
 
 
@@ -126,27 +127,3 @@ class MemoryStore(ImageStore):
 
     def close(self) -> None:
         pass
-
-
-def matches(payload: dict[str, Any], point_id: str, where: SearchFilter | None) -> bool:
-    """Whether a point passes `where`, with the meaning the Qdrant filter builders give it."""
-    if where is None or where.is_empty():
-        return True
-    if point_id in where.exclude_ids:
-        return False
-    if where.folder and (where.folder.rstrip("/") or "/") not in payload.get("folders", []):
-        return False
-    if where.formats and payload.get("format") not in where.formats:
-        return False
-    if where.paths and not set(where.paths) & set(payload.get("paths", [])):
-        return False
-    if where.tags and not set(where.tags) <= set(payload.get("tags") or []):
-        return False
-    date = payload.get("date")
-    if where.date_from is not None and (date is None or date < where.date_from):
-        return False
-    if where.date_to is not None and (date is None or date > where.date_to):
-        return False
-    if where.min_width and (payload.get("width") or 0) < where.min_width:
-        return False
-    return not (where.min_height and (payload.get("height") or 0) < where.min_height)

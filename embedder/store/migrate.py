@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from embedder.config import Settings
+from embedder.durable import fsync_folder, write_json
 from embedder.errors import StoreError
 from embedder.store.contract import VISUAL, damaged_message
 from embedder.store.edge import (
@@ -29,13 +30,11 @@ from embedder.store.edge import (
     SHARD_DIR,
     STAGING_DIR,
     VISUAL_COMMAND,
-    _fsync_folder,
     create_payload_indexes,
     edge_config,
     is_local_mode_folder,
     meta_document,
     migration_pending,
-    write_json_durably,
 )
 from embedder.store.lock import FolderLock
 
@@ -91,7 +90,7 @@ def _copy_local_mode(folder: Path, on_progress) -> dict[str, Any]:
     finally:
         client.close()
     journal = {"backup": f"local-mode-backup-{time.strftime('%Y%m%d-%H%M%S')}", "collections": counts}
-    write_json_durably(folder / MIGRATION_JOURNAL, journal)
+    write_json(folder / MIGRATION_JOURNAL, journal)
     return journal
 
 
@@ -112,10 +111,10 @@ def _finish_migration(folder: Path, journal: dict[str, Any]) -> dict[str, int]:
                 f"{backup}: move its files back into {folder}, delete {MIGRATION_JOURNAL} and run "
                 f"`{MIGRATE_COMMAND}` again."
             )
-    _fsync_folder(folder)
+    fsync_folder(folder)
     shutil.rmtree(staging, ignore_errors=True)
     (folder / MIGRATION_JOURNAL).unlink()
-    _fsync_folder(folder)
+    fsync_folder(folder)
     return {name: int(n) for name, n in journal["collections"].items()}
 
 
@@ -156,7 +155,7 @@ def _copy_collection(client, name: str, target: Path, size: int, model: str | No
         _finish_copy(shard, copied)
     finally:
         shard.close()
-    write_json_durably(target / META_NAME, meta_document(model, size))
+    write_json(target / META_NAME, meta_document(model, size))
     return copied
 
 
@@ -254,7 +253,7 @@ def _copy_with_visual(
         "points": copied,
         "sample": sample,
     }
-    write_json_durably(folder / VISUAL_JOURNAL, journal)
+    write_json(folder / VISUAL_JOURNAL, journal)
     return journal
 
 
@@ -268,7 +267,7 @@ def _finish_visual(folder: Path, journal: dict[str, Any]) -> dict[str, Any]:
         if shard.exists() and not backup.exists():
             os.replace(shard, backup)
         os.replace(staging, shard)
-        _fsync_folder(folder)
+        fsync_folder(folder)
     elif not (shard / "edge_config.json").is_file():
         raise StoreError(
             f"The copy of collection {folder.name!r} with visual vectors is missing from {folder}. The old shard "
@@ -277,9 +276,9 @@ def _finish_visual(folder: Path, journal: dict[str, Any]) -> dict[str, Any]:
     visual = (journal["visual_model"], int(journal["visual_dim"]))
     document = meta_document(journal["model"], int(journal["dim"]), visual)
     state = {"clean_close": False, "points": int(journal["points"]), "sample": list(journal["sample"])}
-    write_json_durably(folder / META_NAME, {**document, "state": state})
+    write_json(folder / META_NAME, {**document, "state": state})
     (folder / VISUAL_JOURNAL).unlink()
-    _fsync_folder(folder)
+    fsync_folder(folder)
     return {"points": int(journal["points"]), "backup": str(backup)}
 
 

@@ -18,10 +18,11 @@ from qdrant_client import QdrantClient, models
 from embedder.config import Settings
 from embedder.errors import CollectionMismatchError, StoreError, StoreInUseError
 from embedder.store.contract import (
-    FACET_LIMIT, SCROLL_PAGE, VISUAL, Hit, ImageStore, Point, SearchFilter, damaged, facet_counts,
+    FACET_LIMIT, SCROLL_PAGE, VISUAL, Hit, ImageStore, Point, Recorded, SearchFilter, damaged, facet_counts,
     mismatch_message, pick_vector, visual_mismatch_message,
 )
 from embedder.store.http import NotQdrantAnswer, check_version, server_client
+from embedder.store.conditions import AnyOf, Condition, Equals, conditions
 from embedder.store.lock import FolderLock
 from embedder.store.policy import POLICY, SearchPolicy
 from embedder.store.schema import KEYWORD_FIELDS, NUMBER_FIELDS
@@ -409,24 +410,39 @@ def search_params(policy: SearchPolicy, exact: bool) -> models.SearchParams:
 
 
 def to_qdrant_filter(where: SearchFilter | None) -> models.Filter | None:
-    """The qdrant-client form of a `SearchFilter`."""
-    if where is None or where.is_empty():
+    """The qdrant-client form of a `SearchFilter`'s neutral conditions (embedder/store/conditions.py)."""
+    found = conditions(where)
+    if found is None:
         return None
-    must: list[models.Condition] = []
-    if where.folder:
-        must.append(models.FieldCondition(key="folders", match=models.MatchValue(value=where.folder.rstrip("/") or "/")))
-    if where.formats:
-        must.append(models.FieldCondition(key="format", match=models.MatchAny(any=list(where.formats))))
-    if where.paths:
-        must.append(models.FieldCondition(key="paths", match=models.MatchAny(any=list(where.paths))))
-    must += [models.FieldCondition(key="tags", match=models.MatchValue(value=tag)) for tag in dict.fromkeys(where.tags)]
-    if where.date_from is not None or where.date_to is not None:
-        must.append(models.FieldCondition(key="date", range=models.Range(gte=where.date_from, lte=where.date_to)))
-    if where.min_width:
-        must.append(models.FieldCondition(key="width", range=models.Range(gte=where.min_width)))
-    if where.min_height:
-        must.append(models.FieldCondition(key="height", range=models.Range(gte=where.min_height)))
-    must_not: list[models.Condition] = (
-        [models.HasIdCondition(has_id=list(where.exclude_ids))] if where.exclude_ids else []
-    )
+
+    def field(condition: Condition) -> models.Condition:
+        if isinstance(condition, Equals):
+            return models.FieldCondition(key=condition.key, match=models.MatchValue(value=condition.value))
+        if isinstance(condition, AnyOf):
+            return models.FieldCondition(key=condition.key, match=models.MatchAny(any=list(condition.values)))
+        return models.FieldCondition(key=condition.key, range=models.Range(gte=condition.gte, lte=condition.lte))
+
+    must = [field(c) for c in found.must]
+    must_not: list[models.Condition] = [models.HasIdCondition(has_id=list(found.exclude_ids))] if found.exclude_ids else []
     return models.Filter(must=must or None, must_not=must_not or None)
+
+
+def recorded_on_server(settings: Settings) -> Recorded:
+    """What the server's collection records in its metadata (model and vector size), asked without
+    creating anything; one without them is left to the store's own checks (model and size unknown)."""
+    location = settings.storage_location
+    with _qdrant_errors(location, settings.qdrant_timeout):
+        client = server_client(settings.qdrant_url, location, settings.qdrant_api_key, settings.qdrant_timeout)
+        try:
+            if not client.collection_exists(settings.collection):
+                check_version(client, location)  # nothing else talks to this server: say it here
+                return Recorded(exists=False)
+            config = client.get_collection(settings.collection).config
+        finally:
+            client.close()
+    vectors = config.params.vectors
+    model = (config.metadata or {}).get("model")
+    dim = getattr(vectors.get("") if isinstance(vectors, dict) else vectors, "size", None)
+    if not isinstance(model, str) or not isinstance(dim, int):
+        return Recorded(exists=True)
+    return Recorded(exists=True, model=model, dim=dim)

@@ -24,8 +24,10 @@ import httpx
 
 from embedder.config import Settings
 from embedder.errors import StoreError
-from embedder.store.archive import SNAPSHOT_DIR, BackupResult, RestoreResult, compressed, new_manifest, write_archive
 from embedder.durable import written_whole
+from embedder.store.archive import (
+    SNAPSHOT_DIR, BackupResult, RestoreResult, compressed, loading_setting, model_to_set, new_manifest, write_archive,
+)
 from embedder.store.http import proxy_for
 
 log = logging.getLogger(__name__)
@@ -187,7 +189,8 @@ def backup_server(settings: Settings, target: Path) -> BackupResult:
                 )
             member = f"{SNAPSHOT_DIR}/{snapshot['name']}"
             manifest = new_manifest(
-                "server", name, info["model"], info["dim"], info["points"], snapshot=snapshot["name"]
+                "server", name, info["model"], info["dim"], info["points"], snapshot=snapshot["name"],
+                **loading_setting(settings, info["model"]),
             )
             manifest["files"][member] = {"size": size, "sha256": sha}
             with written_whole(target) as tmp:
@@ -224,4 +227,6 @@ def restore_server(
         server.close()
     if restored is None:
         raise StoreError(f"Qdrant at {settings.storage_location} took the backup but shows no collection {target!r}.")
-    return RestoreResult(target, manifest["model"], restored["points"], settings.storage_location, aside)
+    return RestoreResult(
+        target, manifest["model"], restored["points"], settings.storage_location, aside, model_to_set(manifest, settings)
+    )

@@ -10,6 +10,7 @@ from embedder.jobs.runner import JobRequest
 from embedder.paths import typed_path
 from embedder.query.duplicates import (
     DuplicateGroup, Move, copies_bytes, forget_others, keeper, move_back, move_others, near_duplicate_groups, others_paths,
+    others_sent_names,
 )
 from embedder.media.thumbnails import shared_cache
 from embedder_ui import navigation, resources, widgets
@@ -148,7 +149,7 @@ def _confirmation(engine: Engine, number: int, group: DuplicateGroup, keep: int,
             st.warning("Type the folder to move them to first (above the groups).", icon=":material/folder_open:")
             st.button("Cancel", key=f"duplicates-cancel-{number}", on_click=_cancel)
             return
-        paths, sent = others_paths(group, keep)
+        paths, sent = others_paths(group, keep), others_sent_names(group, keep)
         uploads = (f" Uploads go by the names they were sent as ({widgets.literal(', '.join(sorted(set(sent.values()))[:3]))}"
                    f"{', …' if len(set(sent.values())) > 3 else ''}), not their stored hash names." if sent else "")
         st.warning(
@@ -179,7 +180,7 @@ def _settled(engine: Engine, number: int, done: dict) -> None:
 
 
 def _forget(engine: Engine, number: int, group: DuplicateGroup, keep: int) -> None:
-    paths, sent = others_paths(group, keep)
+    paths, sent = others_paths(group, keep), others_sent_names(group, keep)
     try:
         gone = forget_others(engine.store, group, keep)
     except EmbedderError as exc:
@@ -204,7 +205,7 @@ def _move(engine: Engine, number: int, group: DuplicateGroup, keep: int, target:
     _settled(engine, number, {
         "message": f"Group {number}: {len(moved)} of {len(moves)} files moved to {target}. {followed}",
         "moves": moves,
-        "undo": {"kind": "move", "moves": moved, "names": others_paths(group, keep)[1]} if moved else None,
+        "undo": {"kind": "move", "moves": moved, "names": others_sent_names(group, keep)} if moved else None,
     })
 
 

@@ -11,7 +11,7 @@ import time
 import streamlit as st
 
 from embedder.engine import Engine
-from embedder.indexing.indexer import IndexReport
+from embedder.indexing.indexer import OUTCOMES, IndexReport
 from embedder.jobs.runner import Job, JobRequest
 from embedder.paths import typed_path
 from embedder_ui import resources, widgets
@@ -19,7 +19,12 @@ from embedder_ui import resources, widgets
 SUBMITTED = "index_submitted"  # ids of the jobs this session's last click queued
 UPLOADER_GENERATION = "index_uploader_generation"
 REFRESH_S = 1.0  # how often the job panel redraws while something runs
-ROW_WORDS = {"Copies": "already indexed (another copy)", "Renamed": "moved or renamed"}  # a status as people read it
+# A report's outcomes (IndexReport.counts) under the page's headings, in a report's words, and as a run's summary.
+HEADINGS = {"added": "Added", "unchanged": "Unchanged", "renamed": "Renamed", "updated": "Updated",
+            "copy": "Copies", "removed": "Removed", "failed": "Failed", "skipped": "Skipped"}
+RESULT_WORDS = {**OUTCOMES, "renamed": "moved or renamed"}
+FOUND_WORDS = {"added": "added", "unchanged": "unchanged", "renamed": "moved or renamed", "updated": "updated",
+               "copy": "copies", "removed": "removed", "failed": "failed", "skipped": "skipped"}
 ORIGINS = {"user": "asked for on a page", "watch": "watched folder", "resumed": "resumed after a restart"}
 
 
@@ -46,34 +51,26 @@ def _submit(engine: Engine, uploads: list, folders: list[str], prune: bool, watc
 
 
 def _show_report(report: IndexReport) -> None:
-    """The last run: its summary, a count per outcome, and what it found file by file."""
-    counts = _outcomes(report)
+    """The last run: its summary, a count per outcome (each file once), and what it found file by file."""
+    counts = _counts(report)
     st.subheader("Last run", anchor=False)
     if report.failed:
         st.warning(report.summary(), icon=":material/warning:")
     else:
         st.success(report.summary(), icon=":material/check_circle:")
-    for column, (name, items) in zip(st.columns(len(counts)), counts.items()):
-        column.metric(name, len(items))
+    for column, (name, count) in zip(st.columns(len(counts)), counts.items()):
+        column.metric(name, count)
     _details(report)
 
 
-def _outcomes(report: IndexReport) -> dict[str, list]:
-    return {
-        "Added": report.added,
-        "Unchanged": report.unchanged,
-        "Renamed": report.renamed,
-        "Updated": report.updated,
-        "Copies": report.copies,
-        "Removed": report.removed,
-        "Failed": report.failed,
-        "Skipped": report.skipped,
-    }
+def _counts(report: IndexReport) -> dict[str, int]:
+    """How many files came to each outcome (`IndexReport.counts`), under the page's headings."""
+    return {heading: report.counts()[outcome] for outcome, heading in HEADINGS.items()}
 
 
 def _details(report: IndexReport, fold_files: bool = True) -> None:
     """What a run found: the files that failed with their reasons, those left out on purpose by
-    reason, and every other file under what happened to it (folded, with `fold_files`)."""
+    reason, and every other file once, under what happened to it (folded, with `fold_files`)."""
     if report.failed:
         st.markdown("**Files that could not be indexed**")
         st.dataframe(
@@ -89,11 +86,11 @@ def _details(report: IndexReport, fold_files: bool = True) -> None:
             width="stretch",
         )
     rows = [
-        {"result": ROW_WORDS.get(status, status.lower()), "file": report.label(path), "stored at": path}
-        for status, items in _outcomes(report).items()
-        if status not in ("Failed", "Skipped")
-        for path in items
-    ]
+        {"result": RESULT_WORDS.get(e.outcome, e.outcome), "file": e.file, "stored at": e.stored_at,
+         "copy of": e.detail if e.outcome == "copy" else ""}
+        for e in report.files()
+        if e.outcome not in ("failed", "skipped")
+    ] + [{"result": "removed", "file": path, "stored at": "", "copy of": ""} for path in report.removed]
     if rows and fold_files:
         with st.expander(f"Every file in this run ({len(rows)})"):
             st.dataframe(rows, hide_index=True, width="stretch")
@@ -106,7 +103,7 @@ def _history(engine: Engine) -> None:
     """Every finished job's report, newest first, whoever asked (this page, another session, the
     watched folders' catch-up, a job resumed after a restart, the Duplicates page): what it found
     at a glance, and its failures, skips and files when unfolded."""
-    finished = [j for j in engine.jobs.jobs() if j.finished]
+    finished = engine.jobs.history()
     if not finished:
         return
     st.subheader("Every run, newest first", anchor=False)
@@ -123,27 +120,27 @@ def _history(engine: Engine) -> None:
             if report is None:
                 continue
             st.caption(widgets.literal(report.summary()))
-            if any(_outcomes(report).values()):
+            if any(report.counts().values()):
                 with st.expander(f"What it found: {_found(report)}"):
                     _details(report, fold_files=False)
 
 
 def _found(report: IndexReport) -> str:
-    """`3 added, 1 copy, 2 failed`: what a run did, outcome by outcome, leaving out the unchanged."""
-    words = {"Added": "added", "Renamed": "moved or renamed", "Updated": "updated", "Copies": "copies",
-             "Removed": "removed", "Failed": "failed", "Skipped": "skipped", "Unchanged": "unchanged"}
-    parts = [f"{len(items):,} {words[name]}" for name, items in _outcomes(report).items() if items]
+    """`3 added, 1 copy, 2 failed`: what a run did, each file once, outcome by outcome."""
+    counts = report.counts()
+    parts = [f"{counts[outcome]:,} {FOUND_WORDS[outcome]}" for outcome in FOUND_WORDS if counts[outcome]]
     return ", ".join(parts) or "nothing"
 
 
 def _last_run(engine: Engine) -> tuple[list[Job], bool]:
     """The jobs whose report this page shows as the last run (this session's last click, else the
-    newest job, whoever asked for it) and whether all of them have finished."""
+    newest job that found something to do, whoever asked for it, else the newest job) and whether
+    all of them have finished."""
     ids = st.session_state.get(SUBMITTED)
     if ids:
         jobs = [job for i in ids if (job := engine.jobs.get(i)) is not None]
     else:
-        jobs = [j for j in engine.jobs.jobs() if j.finished][:1]
+        jobs = (engine.jobs.history(quiet=False) or engine.jobs.history())[:1]
     return jobs, all(j.finished for j in jobs)
 
 

@@ -1,0 +1,57 @@
+"""Writing files so that a crash at any moment leaves the old file or the new one, never a part.
+
+One helper for every file the product writes whole (settings, journals, the store's record, uploads,
+thumbnails, caches, backups): write under a temporary name beside the target, then rename over it.
+`durable=True` also flushes the data and the rename to the disk (a power cut keeps it); caches can
+do without.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make renames in `folder` survive a power cut."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def written_whole(target: Path, durable: bool = True, prefix: str | None = None, suffix: str = "") -> Iterator[Path]:
+    """A new temporary file beside `target` for the block to fill; renamed to `target` only if the
+    block completes, else removed. `prefix` names the temporary file (default `.NAME.partial-`)."""
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=prefix or f".{target.name}.partial-", suffix=suffix)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        if durable:
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        if durable:
+            fsync_folder(target.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(target: Path, data: bytes, durable: bool = True, prefix: str | None = None, suffix: str = "") -> None:
+    """`data` as the whole of `target` (see `written_whole`)."""
+    with written_whole(target, durable, prefix, suffix) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+
+
+def write_json(target: Path, document: Any, durable: bool = True, indent: int | None = 2) -> None:
+    """`document` as JSON (UTF-8, non-ASCII kept) as the whole of `target`."""
+    write_bytes(target, json.dumps(document, ensure_ascii=False, indent=indent).encode("utf-8"), durable)

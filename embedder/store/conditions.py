@@ -1,0 +1,92 @@
+"""One neutral description of a search filter, for every backend to translate.
+
+`conditions(where)` turns a `SearchFilter` into a few plain conditions on payload fields (a value,
+any of some values, a range) and the ids to leave out; Edge and the server each map those onto their
+own classes, and the in-memory store evaluates them with `holds`, so a filter means one thing
+everywhere. Nothing here imports a Qdrant library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from embedder.store.contract import SearchFilter
+
+
+@dataclass(frozen=True)
+class Equals:
+    """The field holds `value` (a keyword field that is a list: one of its items is `value`)."""
+
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """The field holds at least one of `values`."""
+
+    key: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Within:
+    """The number field lies in [gte, lte] (either end open when None); a missing field does not."""
+
+    key: str
+    gte: float | None = None
+    lte: float | None = None
+
+
+Condition = Equals | AnyOf | Within
+
+
+@dataclass(frozen=True)
+class Conditions:
+    must: tuple[Condition, ...]
+    exclude_ids: tuple[str, ...] = ()
+
+
+def conditions(where: SearchFilter | None) -> Conditions | None:
+    """What `where` asks of a point, as neutral conditions; None for no filter at all."""
+    if where is None or where.is_empty():
+        return None
+    must: list[Condition] = []
+    if where.folder:
+        must.append(Equals("folders", where.folder.rstrip("/") or "/"))
+    if where.formats:
+        must.append(AnyOf("format", tuple(where.formats)))
+    if where.paths:
+        must.append(AnyOf("paths", tuple(where.paths)))
+    must += [Equals("tags", tag) for tag in dict.fromkeys(where.tags)]
+    if where.date_from is not None or where.date_to is not None:
+        must.append(Within("date", where.date_from, where.date_to))
+    if where.min_width:
+        must.append(Within("width", float(where.min_width)))
+    if where.min_height:
+        must.append(Within("height", float(where.min_height)))
+    return Conditions(tuple(must), tuple(dict.fromkeys(where.exclude_ids)))
+
+
+def holds(condition: Condition, payload: Mapping[str, Any]) -> bool:
+    """Whether one condition holds for a payload, with the meaning Qdrant gives it."""
+    raw = payload.get(condition.key)
+    values = raw if isinstance(raw, list) else ([] if raw is None else [raw])
+    if isinstance(condition, Equals):
+        return condition.value in values
+    if isinstance(condition, AnyOf):
+        return any(value in condition.values for value in values)
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return any(
+        (condition.gte is None or v >= condition.gte) and (condition.lte is None or v <= condition.lte) for v in numbers
+    )
+
+
+def matches(payload: Mapping[str, Any], point_id: str, where: SearchFilter | None) -> bool:
+    """Whether a point passes `where` (the in-memory store's filter)."""
+    found = conditions(where)
+    if found is None:
+        return True
+    return point_id not in found.exclude_ids and all(holds(c, payload) for c in found.must)
