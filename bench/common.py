@@ -215,6 +215,21 @@ def load() -> str:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+def timed(owner: object, name: str, into: list[dict], label: str) -> None:
+    """Wrap `owner.name` to append {"what": label, "s": seconds, "at": end} to `into` on every call
+    (from any thread: list.append is atomic)."""
+    real = getattr(owner, name)
+
+    def wrapper(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            into.append({"what": label, "s": time.perf_counter() - started, "at": time.perf_counter()})
+
+    setattr(owner, name, wrapper)
+
+
 def rss_mb() -> float:
     """Current resident set size of this process, MB."""
     try:

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/index_throughput.py            # 12 MP and 640×480 photos, ~10 min on 2 cores
     .venv/bin/python bench/index_throughput.py --quick    # fewer images
+    .venv/bin/python bench/index_throughput.py --stages   # only ours and the model alone, stage by stage
 
 * baseline — what the seed project did: for each file `Image.open`, `model.encode(image)` one at a
   time, collect, upsert every 1000 points into qdrant-client local mode.
@@ -12,7 +13,11 @@
 Each run is a fresh subprocess (its own peak RSS), on the random-weight ViT-B/32 look-alike from
 bench/common.py. Also measured: how far JPEG draft decoding moves the model's input (the pixel
 tensor after the model's own preprocessing) from a full-size decode, and peak RSS of `ours` at two
-N (streaming: it must not grow with N). Writes bench/results/index_throughput.json.
+N (streaming: it must not grow with N). Every `ours` run also says where its time went: start-up
+(`Engine.open`), then per stage hash, decode, thumbnails and the model's preprocessing (in the decode
+threads), and on the model's thread the hash phase, waits for decoded images, the forward pass, the
+tag vocabulary (a store's first run encodes its labels' text vectors), tags, store reads and writes,
+and the store's end of run. Writes bench/results/index_throughput.json (`--stages`: index_stages.json).
 """
 
 from __future__ import annotations
@@ -62,6 +67,71 @@ def run_baseline(paths: list[Path], store_dir: Path) -> dict:
     return {"images": count, "seconds": seconds, "images_per_s": count / seconds, "peak_rss_mb": common.hwm_mb()}
 
 
+# Where an `ours` run spends its time. Pool stages run in the decode threads (their seconds add up
+# over threads, so they can exceed the run's); the others run on the model's thread, one after another.
+# "tag vocabulary" is the tag labels' text vectors, encoded on a store's first run (then cached beside it),
+# inside the first call of "tags"; "store reads" happen inside "sorting out known images" and writes.
+POOL_STAGES = ("hash", "decode", "thumbnails", "model preprocessing")
+MODEL_THREAD_STAGES = ("hash phase (the model waits)", "sorting out known images", "waiting for decoded images",
+                       "model forward", "tag vocabulary (once a store)", "tags", "store reads", "store writes",
+                       "store: end of run")
+
+
+def instrument(engine, events: list[dict]) -> None:
+    """Time every stage of the engine's indexing into `events` (common.timed), without changing it."""
+    from embedder.indexing import indexer as indexing
+
+    common.timed(indexing, "hash_file", events, "hash")
+    common.timed(indexing, "decode", events, "decode")
+    if engine.indexer.thumbnails is not None:
+        common.timed(engine.indexer.thumbnails, "add_from", events, "thumbnails")
+    common.timed(engine.encoder, "prepare_image", events, "model preprocessing")
+    common.timed(engine.encoder, "encode_images", events, "model forward")
+    if engine.indexer.tagger is not None:
+        common.timed(engine.indexer.tagger, "tag", events, "tags")
+        common.timed(engine.indexer.tagger, "label_vectors", events, "tag vocabulary (once a store)")
+    common.timed(engine.store, "retrieve", events, "store reads")
+    common.timed(engine.store, "upsert", events, "store writes")
+    common.timed(engine.store, "fill_days", events, "store: end of run")
+    common.timed(engine.store, "optimize", events, "store: end of run")
+    common.timed(indexing.Indexer, "_hash_all", events, "hash phase (the model waits)")
+    common.timed(indexing.Indexer, "_sort_known", events, "sorting out known images")
+    ahead = indexing.Indexer._decode_ahead
+
+    def decode_ahead(self, *args, **kwargs):  # a generator: time each wait for the next decoded image
+        items = ahead(self, *args, **kwargs)
+        while True:
+            started = time.perf_counter()
+            item = next(items, None)
+            events.append({"what": "waiting for decoded images", "s": time.perf_counter() - started,
+                           "at": time.perf_counter()})
+            if item is None:
+                return
+            yield item
+
+    indexing.Indexer._decode_ahead = decode_ahead
+
+
+def stage_summary(events: list[dict], images: int, seconds: float) -> dict:
+    """Seconds and ms per image of each stage; the share of the run the model was busy."""
+    total = {name: 0.0 for name in (*POOL_STAGES, *MODEL_THREAD_STAGES)}
+    vocabulary = "tag vocabulary (once a store)"
+    for e in events:
+        if e["what"] == vocabulary and e["s"] < 0.01:
+            continue  # the vectors already in memory: not a stage
+        total[e["what"]] = total.get(e["what"], 0.0) + e["s"]
+    total["tags"] -= total[vocabulary]  # nested in the first call of `tag`
+    model_thread = sum(total[name] for name in MODEL_THREAD_STAGES if name != "store reads")
+    steady = seconds - total[vocabulary]
+    return {
+        "seconds": {name: round(s, 3) for name, s in total.items()},
+        "ms_per_image": {name: round(1000 * s / max(images, 1), 1) for name, s in total.items()},
+        "model_busy_share": total["model forward"] / seconds if seconds else None,
+        "images_per_s_without_the_tag_vocabulary": images / steady if steady > 0 else None,
+        "model_thread_unaccounted_s": round(seconds - model_thread, 3),  # discovery, payloads, progress
+    }
+
+
 def run_ours(paths: list[Path], store_dir: Path, workers: int, batch: int, torch_threads: int = 0) -> dict:
     import torch
 
@@ -69,10 +139,17 @@ def run_ours(paths: list[Path], store_dir: Path, workers: int, batch: int, torch
     from embedder.engine import Engine
 
     folder = common.photo_folder(paths, f"ours-{os.getpid()}")
-    settings = Settings(model=str(common.MODEL_DIR), device="cpu", qdrant_path=store_dir, workers=workers, batch_size=batch)
+    thumbs = store_dir.with_name(store_dir.name + "-thumbnails")  # fresh: every run makes its thumbnails
+    shutil.rmtree(thumbs, ignore_errors=True)
+    settings = Settings(model=str(common.MODEL_DIR), device="cpu", qdrant_path=store_dir, workers=workers,
+                        batch_size=batch, thumb_dir=thumbs)
+    opening = time.perf_counter()
     engine = Engine.open(settings)
+    start_up_s = time.perf_counter() - opening
     if torch_threads:
         torch.set_num_threads(torch_threads)
+    events: list[dict] = []
+    instrument(engine, events)
     common.reset_peak_rss()
     rss_before = common.rss_mb()
     started = time.perf_counter()
@@ -81,11 +158,14 @@ def run_ours(paths: list[Path], store_dir: Path, workers: int, batch: int, torch
     count = engine.store.count()
     engine.close()
     shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(thumbs, ignore_errors=True)
     assert not report.failed, report.failed[:3]
     return {
         "images": count,
         "seconds": seconds,
         "images_per_s": count / seconds,
+        "start_up_s": start_up_s,  # Engine.open: the model, the store, the tag vocabulary (not in `seconds`)
+        "stages": stage_summary(events, count, seconds),
         "peak_rss_mb": common.hwm_mb(),
         "rss_before_run_mb": rss_before,
         "workers": engine.indexer.workers,
@@ -185,6 +265,12 @@ def spawn(run: str, images: str = "12mp", n: int = 0, workers: int = 0, batch: i
     print(f"  {run:9s} {images:5s} n={n:<4d} {result['images_per_s']:7.2f} images/s"
           + (f"  peak RSS {result['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in result else "")
           + f"   [{load.split('load average:')[-1].strip()}]", flush=True)
+    if "stages" in result:
+        per_image = result["stages"]["ms_per_image"]
+        print(f"            start-up {result['start_up_s']:.1f} s; ms an image: "
+              + ", ".join(f"{name} {ms:.0f}" for name, ms in per_image.items() if ms >= 0.5)
+              + f"; model busy {100 * result['stages']['model_busy_share']:.0f}% of the run; without the tag "
+              f"vocabulary {result['stages']['images_per_s_without_the_tag_vocabulary']:.2f} images/s", flush=True)
     return result
 
 
@@ -199,6 +285,8 @@ def main() -> None:
     parser.add_argument("--torch-threads", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--sweep", action="store_true", help="only compare decode workers × torch threads")
     parser.add_argument("--quick", action="store_true", help="fewer images (a smoke run)")
+    parser.add_argument("--stages", action="store_true",
+                        help="only `ours` and the model alone, with where each stage spends its time")
     args = parser.parse_args()
     if args.run:
         child(args)
@@ -208,9 +296,17 @@ def main() -> None:
     rounds = 1 if args.quick else 3
     common.CACHE.mkdir(parents=True, exist_ok=True)
     common.build_model()
-    common.make_photos(max(n12, n_big), *IMAGE_SETS["12mp"])
+    common.make_photos(n12 if args.stages or args.sweep else max(n12, n_big), *IMAGE_SETS["12mp"])
     common.make_photos(nvga, *IMAGE_SETS["vga"])
     print(f"machine: {common.machine()}\nload: {common.load()}", flush=True)
+    if args.stages:
+        stages = {"machine": common.machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                  "model_only": spawn("model", n=64, batch=32)}
+        for images, n in (("12mp", n12), ("vga", nvga)):
+            stages[images] = spawn("ours", images, n)
+        path = common.write_result("index_stages" + ("-quick" if args.quick else ""), stages)
+        print(f"wrote {path.relative_to(common.ROOT)}")
+        return
     if args.sweep:
         sweep = {}
         for rep in range(2):

@@ -103,7 +103,9 @@ def filters():
     return {
         "format=PNG (12%)": SearchFilter(formats=("PNG",)),
         "folder subtree (2%)": SearchFilter(folder="/photos/2019/trip"),
-        "date range + min width (~20%)": SearchFilter(date_from=1.5e9, date_to=1.6e9, min_width=4000),
+        # days 17361-18518: 2017-07-14 to 2020-09-12 on the camera's clock, as make_filter builds them
+        "date range (~30%)": SearchFilter(day_from=17_361, day_to=18_518),
+        "date range + min width (~20%)": SearchFilter(day_from=17_361, day_to=18_518, min_width=4000),
     }
 
 

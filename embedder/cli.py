@@ -7,6 +7,7 @@ your config folder); `embedder info` shows which one is used and every path in u
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from embedder import __version__
-from embedder.config import Settings, checked_cosine
+from embedder.config import Settings, checked_cosine, collection_name
 from embedder.errors import EmbedderError, ImageError, StoreInUseError
 from embedder.paths import missing, path_to_text, text_to_path, typed_path
 from embedder.terminal import printable
@@ -41,6 +42,26 @@ MAX_RESULTS = 1_000_000
 MAX_SIDE_PX = 2**31 - 1  # PNG and TIFF store sizes in 31-32 bits: no image file is wider
 
 
+def not_utf8(text: str) -> bool:
+    """Whether an argument held bytes that are not UTF-8 (Python keeps them as lone surrogates)."""
+    return any("\udc80" <= char <= "\udcff" for char in text)
+
+
+def utf8_only(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type that refuses text that is not UTF-8, showing its bytes as `\\xNN`, before
+    `parse` sees it. Every option but the paths takes text; paths take `typed_path`, which opens
+    any name the system has."""
+
+    @functools.wraps(parse)
+    def parse_text(text: str) -> T:
+        if not_utf8(text):
+            raise argparse.ArgumentTypeError(f"{printable(text)} is not UTF-8 text (\\xNN: a byte that is not); type it in UTF-8")
+        return parse(text)
+
+    return parse_text
+
+
+@utf8_only
 def parse_shard(text: str) -> tuple[int, int]:
     """`I/N` (0 ≤ I < N) → (I, N)."""
     try:
@@ -52,6 +73,7 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
+@utf8_only
 def parse_ks(text: str) -> tuple[int, ...]:
     """`1,5,10` → (1, 5, 10)."""
     try:
@@ -66,6 +88,7 @@ def parse_ks(text: str) -> tuple[int, ...]:
 def whole_number(low: int, high: int) -> Callable[[str], int]:
     """An argparse type: a whole number from `low` to `high`."""
 
+    @utf8_only
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -78,6 +101,7 @@ def whole_number(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+@utf8_only
 def finite_number(text: str) -> float:
     """An argparse type: a number, not inf or nan."""
     try:
@@ -97,6 +121,7 @@ def cosine_score(text: str) -> float:
     return value
 
 
+@utf8_only
 def day(text: str) -> date:
     """An argparse type: YYYY-MM-DD."""
     try:
@@ -105,9 +130,19 @@ def day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"must be a date like 2024-05-31, got {text!r}") from None
 
 
+def folder_to_watch(text: str) -> Path:
+    """An argparse type: a folder that is there now (once watched, one that goes away is waited for)."""
+    path = typed_path(text)
+    if not path.is_dir():
+        why = "is not a folder" if path.exists() else "does not exist"
+        raise argparse.ArgumentTypeError(f"{printable(path_to_text(path))} {why}: nothing to watch")
+    return path
+
+
 def checked(convert: Callable[[str], T]) -> Callable[[str], T]:
     """An argparse type from a converter that raises an `EmbedderError` people can act on."""
 
+    @utf8_only
     def parse(text: str) -> T:
         try:
             return convert(text)
@@ -118,6 +153,7 @@ def checked(convert: Callable[[str], T]) -> Callable[[str], T]:
 
 
 SEARCH_OPTIONS: set[str] = set()  # every option string of `search`, filled by build_parser
+text = checked(str)  # an argparse type: any UTF-8 text
 
 
 def _term(text: str) -> Any:
@@ -144,8 +180,6 @@ def _file_types(text: str) -> list[str]:
 
 
 def _collection_name(text: str) -> str:
-    from embedder.config import collection_name
-
     return collection_name("--collection", text)
 
 
@@ -155,7 +189,7 @@ def _threshold_arg(text: str) -> float:
 
 def _exclude_option(command: argparse.ArgumentParser) -> None:
     command.add_argument(
-        "--exclude", action="append", default=[], metavar="GLOB",
+        "--exclude", action="append", default=[], type=text, metavar="GLOB",
         help="also skip folders and files matching GLOB (repeat it; on top of EXCLUDE): a name like "
         "'@eaDir' anywhere, or a path below the folder like '2019/private'",
     )
@@ -188,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="New, changed, moved and deleted files are indexed in batches after a quiet moment. "
         "With the embedded store only one process may use it: the app watches IMAGE_DIRS itself.",
     )
-    watch.add_argument("paths", nargs="+", type=typed_path, metavar="FOLDER", help="a folder to watch")
+    watch.add_argument("paths", nargs="+", type=folder_to_watch, metavar="FOLDER", help="a folder to watch")
     watch.add_argument(
         "--poll", type=finite_number, default=None, metavar="SECONDS",
         help="look for changes every SECONDS instead of file events (network shares); default WATCH_POLL_S",
@@ -212,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("-k", "--limit", type=whole_number(1, MAX_RESULTS), default=10, help="how many results (10)")
     search.add_argument("--offset", type=whole_number(0, MAX_RESULTS), default=0, help="skip this many results first")
     search.add_argument("--min-score", type=cosine_score, default=None, help="cosine, -1 to 1")
-    search.add_argument("--template", default=None, help='e.g. "a photo of {}"')
+    search.add_argument("--template", type=text, default=None, help='e.g. "a photo of {}"')
     search.add_argument("--folder", type=typed_path, help="only images in this folder or below")
     search.add_argument("--type", dest="types", type=checked(_file_types), default=[], help="file types, e.g. jpeg,png")
     search.add_argument("--after", type=day, help="taken on or after YYYY-MM-DD")
@@ -220,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--min-width", type=whole_number(0, MAX_SIDE_PX), metavar="PX", help="at least this wide")
     search.add_argument("--min-height", type=whole_number(0, MAX_SIDE_PX), metavar="PX", help="at least this tall")
     search.add_argument(
-        "--tag", dest="tags", action="append", default=[], metavar="TAG",
+        "--tag", dest="tags", action="append", default=[], type=text, metavar="TAG",
         help="only images tagged TAG (repeat: all of them); `embedder tags` lists the tags",
     )
     search.add_argument("--collapse", action="store_true", help="show one of each set of near-duplicates")
@@ -247,11 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--at", "--k", dest="k", type=parse_ks, default=(1, 5, 10), metavar="K,K,…", help="cut-offs, e.g. 1,5,10"
     )
     evaluate.add_argument(
-        "--model", dest="models", action="append", default=[], metavar="MODEL",
+        "--model", dest="models", action="append", default=[], type=text, metavar="MODEL",
         help="a model to compare, each in its own scratch store (repeat for a leaderboard; default EMBEDDER_MODEL)",
     )
     evaluate.add_argument(
-        "--template", dest="templates", action="append", default=[], metavar="TEMPLATE",
+        "--template", dest="templates", action="append", default=[], type=text, metavar="TEMPLATE",
         help='prompt template for text queries, e.g. "a photo of {}" (repeat to compare; "{}" is the bare label)',
     )
     evaluate.add_argument("--ensemble", action="store_true", help="also the mean of the templates' query vectors")
@@ -355,15 +389,10 @@ def _unrecognized(parser: argparse.ArgumentParser, args: argparse.Namespace, ext
 
 
 def _check_paths(args: argparse.Namespace) -> None:
-    """Before the model loads: `index` of only missing paths, `watch` of what is no folder, is one line."""
+    """Before the model loads: `index` of only missing paths is one line (`watch` checks its folders as arguments)."""
     if args.command == "index" and all(missing(p) for p in args.paths):
         names = ", ".join(path_to_text(p) for p in args.paths)
         raise EmbedderError(f"no such file or folder: {names} (nothing was indexed)")
-    if args.command == "watch":
-        for path in args.paths:
-            if not os.path.isdir(path):
-                what = "no such folder" if missing(path) else "not a folder"
-                raise EmbedderError(f"{path_to_text(path)}: {what}; watch takes folders")
 
 
 def _app_args(words: Sequence[str]) -> list[str] | None:
@@ -649,7 +678,7 @@ def run_eval(engine: Any, args: argparse.Namespace) -> int:
     for failure in failures:
         print(printable(f"skipped: {failure.path}: {failure.reason}"), file=sys.stderr)
     if args.json:
-        _print_json({"dataset": str(dataset.root), "images": len(dataset.labels), "evaluations": [
+        _print_json({"dataset": path_to_text(dataset.root), "images": len(dataset.labels), "evaluations": [
             e.as_dict(per_query=args.per_query) for e in evaluations
         ]})
         return 0
@@ -818,17 +847,21 @@ COMMANDS = {
 }
 
 
+# What .streamlit/config.toml sets for a checkout, for the app started from any folder: this machine
+# only, no usage statistics sent, no "Deploy" button (and its links to Streamlit's cloud).
+APP_OPTIONS = {"server.address": "127.0.0.1", "browser.gatherUsageStats": "false", "client.toolbarMode": "viewer"}
+
+
 def app_main(argv: Sequence[str] | None = None) -> int:
     """`embedder-app` / `embedder app`: the Streamlit app from anywhere, on 127.0.0.1, usage stats off."""
     import subprocess
 
     script = Path(__file__).resolve().parent.parent / "embedder_ui" / "app.py"
-    command = [
-        sys.executable, "-m", "streamlit", "run", str(script),
-        "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", *(argv or []),
-    ]
+    options = [word for name, value in APP_OPTIONS.items() for word in (f"--{name}", value)]
+    command = [sys.executable, "-m", "streamlit", "run", str(script), *options, *(argv or [])]
     app = subprocess.Popen(command, env={**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"})
-    signal.signal(signal.SIGTERM, lambda signum, frame: app.send_signal(signum))  # the app stops as it would itself
+    # the app stops as it would itself; the caller's own handler is back once it has
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: app.send_signal(signum))
     try:
         return app.wait()
     except KeyboardInterrupt:  # the terminal's Ctrl-C reached the app as well: it stops, keeping its job
@@ -837,3 +870,5 @@ def app_main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:  # a second Ctrl-C: now
             app.kill()
             return 130
+    finally:
+        signal.signal(signal.SIGTERM, before)

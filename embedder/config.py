@@ -18,11 +18,13 @@ import platformdirs
 from dotenv import dotenv_values
 
 from embedder.errors import ConfigError
+from embedder.terminal import printable
 from embedder.media.excludes import DEFAULT_EXCLUDES, NONE, split_globs
 
 APP_NAME = "embedder"
 ENV_FILE_NAME = "qdrant.env"
 DATA_DIR = platformdirs.user_data_path(APP_NAME)  # store and uploads when no setting says otherwise
+DEFAULT_MODEL_CACHE = DATA_DIR / "model-cache"  # what is derived from models (MODEL_CACHE_DIR)
 CONFIG_DIR = platformdirs.user_config_path(APP_NAME)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -64,11 +66,26 @@ def _url(var: str, raw: str) -> str:
     return value
 
 
+_NOT_IN_NAMES = frozenset("/\\:*?\"<>| ")
+MAX_NAME_CHARS = 128
+
+
 def collection_name(var: str, raw: str) -> str:
-    """A collection name (QDRANT_COLLECTION, `--collection`): short, and no part of a path."""
+    """A collection's name, which becomes a folder (`QDRANT_PATH/<name>`) and part of file names:
+    a short name, not `.`/`..` or hidden, without separators, spaces, `:*?"<>|`, control characters
+    or bytes that are not UTF-8; else a `ConfigError` naming `var`."""
     value = raw.strip()
-    if not value or any(c in value for c in "/\\:*?\"<>| ") or len(value) > 128:
-        raise ConfigError(f"{var} must be a short name without spaces or /\\:*?\"<>|, got {raw!r}")
+    bad = (
+        not value
+        or len(value) > MAX_NAME_CHARS
+        or value.startswith(".")
+        or any(c in _NOT_IN_NAMES or not c.isprintable() for c in value)
+    )
+    if bad:
+        raise ConfigError(
+            f"{var} must be a short name that can be a folder's: no spaces, control characters or /\\:*?\"<>|, "
+            f"not starting with a dot (so not . or ..), got '{printable(raw)}'"
+        )
     return value
 
 
@@ -173,7 +190,7 @@ class Settings:
     thumb_dir: Path = setting("THUMB_DIR", DATA_DIR / "thumbnails", _path, "result thumbnails, by content hash (a cache)")
     thumb_cache_mb: int = setting("THUMB_CACHE_MB", 500, _non_negative_int, "most THUMB_DIR may hold; 0: no disk cache")
     model_cache_dir: Path = setting(
-        "MODEL_CACHE_DIR", DATA_DIR / "model-cache", _path, "what is derived from a model (its text tower for ONNX Runtime): a cache"
+        "MODEL_CACHE_DIR", DEFAULT_MODEL_CACHE, _path, "what is derived from a model (its text tower for ONNX Runtime): a cache"
     )
     image_dirs: tuple[Path, ...] = setting("IMAGE_DIRS", (), _paths, "folders offered and watched")
     exclude: tuple[str, ...] = setting(
@@ -210,8 +227,9 @@ class Settings:
 
     @property
     def jobs_journal(self) -> Path:
-        """Where unfinished background jobs are kept across restarts (beside the index)."""
-        base = self.upload_dir.parent if self.qdrant_url else self.qdrant_path
+        """Where unfinished background jobs are kept across restarts: beside the index, or with a server
+        in UPLOAD_DIR (the app's own folder; never a folder no setting names)."""
+        base = self.upload_dir if self.qdrant_url else self.qdrant_path
         return base / f".jobs-{self.collection}.json"
 
     @classmethod

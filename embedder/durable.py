@@ -53,5 +53,8 @@ def write_bytes(target: Path, data: bytes, durable: bool = True, prefix: str | N
 
 
 def write_json(target: Path, document: Any, durable: bool = True, indent: int | None = 2) -> None:
-    """`document` as JSON (UTF-8, non-ASCII kept) as the whole of `target`."""
-    write_bytes(target, json.dumps(document, ensure_ascii=False, indent=indent).encode("utf-8"), durable)
+    """`document` as JSON (UTF-8, non-ASCII kept) as the whole of `target`. A path that is not
+    UTF-8 (its bytes as lone surrogates, as Python reads it) is written as a JSON escape, `\\udcff`,
+    which reads back as the same path."""
+    text = json.dumps(document, ensure_ascii=False, indent=indent)
+    write_bytes(target, text.encode("utf-8", "backslashreplace"), durable)

@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import streamlit as st
-from streamlit.navigation.page import StreamlitPage
 
-from embedder_ui import widgets
-
-_PAGES: dict[str, StreamlitPage] = {}
-
-
-def page(name: str) -> StreamlitPage:
-    """A page by name ("search", "duplicates", "index"), for links between pages."""
-    return _PAGES[name]
+from embedder_ui import links, widgets
+from embedder_ui.pages import duplicates, index, search
 
 
 def run() -> None:
     """Draw the page the browser asked for; Search is the default."""
-    from embedder_ui.pages import duplicates, index, search
-
-    st.set_page_config(page_title=widgets.APP_TITLE, page_icon=":material/image_search:", layout="wide")
-    _PAGES.update(
-        search=st.Page(search.render, title="Search", icon=":material/search:", url_path="search", default=True),
-        duplicates=st.Page(duplicates.render, title="Duplicates", icon=":material/content_copy:", url_path="duplicates"),
-        index=st.Page(index.render, title="Index", icon=":material/add_photo_alternate:", url_path="index"),
-    )
-    st.navigation(list(_PAGES.values())).run()
+    widgets.page_config(widgets.APP_TITLE)
+    pages = links.register({
+        "search": st.Page(search.render, title="Search", icon=":material/search:", url_path="search", default=True),
+        "duplicates": st.Page(
+            duplicates.render, title="Duplicates", icon=":material/content_copy:", url_path="duplicates"
+        ),
+        "index": st.Page(index.render, title="Index", icon=":material/add_photo_alternate:", url_path="index"),
+    })
+    st.navigation(pages).run()

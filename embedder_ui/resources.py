@@ -19,7 +19,8 @@ from embedder.config import Settings
 from embedder.engine import Engine
 from embedder.query.filters import folder_choices
 from embedder.indexing.tags import tag_counts
-from embedder_ui.widgets import errors_as_messages, job_progress, literal, show_error
+from embedder_ui.format import job_progress, literal
+from embedder_ui.widgets import errors_as_messages, show_error
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
-"""Widgets the pages share: text shown literally, errors as messages, thumbnails, the result grid.
+"""Widgets the pages share: errors as messages, thumbnails, the viewer, the result grid.
 
-Nothing here talks to Qdrant or the model; `resources.py` holds the process's Engine.
+Nothing here talks to Qdrant or the model; `resources.py` holds the process's Engine, and
+`format.py` the text helpers (user text is always shown through `format.literal`).
 """
 
 from __future__ import annotations
@@ -8,8 +9,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import re
-from datetime import datetime, timezone
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,15 +28,19 @@ from embedder.media.thumbnails import BACKGROUND as THUMB_BACKGROUND
 from embedder.media.thumbnails import SIDE as THUMB_SIDE
 from embedder.media.thumbnails import ThumbnailCache, letterboxed, thumbnail_bytes
 from embedder.indexing.tags import tag_list
+from embedder_ui.format import (
+    file_size, is_upload, literal, score_caption, short_locations, tag_caption, when_taken, where_caption,
+)
 
 log = logging.getLogger(__name__)
 
 APP_TITLE = "Image search"
+# The browser tab's icon, from the app itself: a Material symbol or an emoji as the page icon makes
+# the browser fetch an SVG from a public host on every page load.
+APP_ICON = Path(__file__).with_name("icon.png")
 PREVIEW_SIDE = 1600  # the "full image" view: at most this many pixels on the long side
 GRID_COLUMNS = 4
 CARD_WIDTH = 170  # px: two result cards side by side at phone width (400 px less margins), more on larger screens
-SHOWN_CHARS = 120  # a query's words as shown in its row and the results' heading
-CARD_TAGS = 3  # tags shown on a result card (the viewer shows them all)
 UPLOAD_TYPES = sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
 SETTINGS_HINT = (
     "Settings come from environment variables and `qdrant.env` (EMBEDDER_MODEL, QDRANT_PATH, QDRANT_URL, …); "
@@ -46,87 +49,15 @@ SETTINGS_HINT = (
 
 
 # --------------------------------------------------------------------------------------------
-# Text shown literally
+# The page, settings, the Engine and errors
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
-
-
-def literal(text: str) -> str:
-    """`text` escaped so Markdown shows it as typed: no links, emphasis, HTML, emoji codes or maths."""
-    flat = " ".join(str(text).split())
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", flat)
-
-
-def shorten(text: str, limit: int = SHOWN_CHARS) -> str:
-    """`text` cut to `limit` characters with an ellipsis, so a pasted essay does not fill the page."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
-
-
-def score_caption(result: Result) -> str:
-    """The caption under a thumbnail: the file name, then the cosine score to 3 decimals."""
-    return f"{literal(result.name)} · {result.score:.3f}"
-
-
-def tag_caption(payload: dict, limit: int = CARD_TAGS) -> str:
-    """An image's first `limit` tags as small grey labels (Markdown badges); "" for an untagged image."""
-    return " ".join(f":gray-badge[{literal(tag)}]" for tag in tag_list(payload)[:limit])
-
-
-def distinct_tails(folders: Sequence[str]) -> list[str]:
-    """For each folder, the fewest trailing parts that tell it apart from the others:
-    `…/2019/june` and `…/2020/june` read `2019/june` and `2020/june`."""
-    split = [Path(f).parts for f in folders]
-    shown = []
-    for parts in split:
-        depth = 1
-        while depth < len(parts) and any(o != parts and o[-depth:] == parts[-depth:] for o in split):
-            depth += 1
-        shown.append(os.path.join(*parts[-depth:]) if parts else "")
-    return shown
-
-
-def short_locations(paths: Sequence[str]) -> list[str]:
-    """For each file, the fewest trailing folders that tell its folder apart from the others'
-    (`a/IMG_0001.JPG` and `b/IMG_0001.JPG` read `a` and `b`, not just the file name)."""
-    return distinct_tails([os.path.dirname(p) for p in paths])
-
-
-def is_upload(path: str, upload_dir: Path | None) -> bool:
-    """Whether `path` is a kept upload (stored under a content hash; people know it by its name)."""
-    return bool(upload_dir) and (path + os.sep).startswith(os.path.join(os.path.abspath(upload_dir), ""))
-
-
-def month_taken(result: Result) -> str:
-    """`June 2019`: the month a picture was taken (EXIF), else its file's; "Date unknown" without one."""
-    stamp = result.payload.get("date")
-    if not isinstance(stamp, (int, float)):
-        return "Date unknown"
-    return datetime.fromtimestamp(stamp, timezone.utc).strftime("%B %Y")
-
-
-def taken_on(payload: dict) -> str:
-    """The day a picture was taken (EXIF), else its file's date, as `2019-06-01`; "" if unknown."""
-    stamp = payload.get("date")
-    if not isinstance(stamp, (int, float)):
-        return ""
-    return datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%d")
-
-
-def where_caption(result: Result, location: str, upload_dir: Path | None) -> str:
-    """The card's second line: which folder (or "uploaded"), the date taken, other places it is at."""
-    paths = result.payload.get("paths") or [result.path]
-    parts = ["uploaded" if is_upload(result.path, upload_dir) else f":material/folder: {literal(location)}"]
-    if day := taken_on(result.payload):
-        parts.append(day)
-    if len(paths) > 1:
-        parts.append(f"+{len(paths) - 1} more place{'s' if len(paths) > 2 else ''}")
-    return " · ".join(parts)
-
-
-# --------------------------------------------------------------------------------------------
-# Settings, the Engine and errors
+def page_config(title: str) -> None:
+    """The page's title, its icon (served by the app) and a menu without links to other sites."""
+    st.set_page_config(
+        page_title=title, page_icon=str(APP_ICON), layout="wide",
+        menu_items={"Get help": None, "Report a bug": None},  # both link to streamlit.io and GitHub
+    )
 
 
 def redact(message: str, settings: Settings | None) -> str:
@@ -241,17 +172,6 @@ def preview(path: str, max_pixels: int, side: int = PREVIEW_SIDE) -> bytes | str
     return _preview(path, mtime, max_pixels, side)
 
 
-def file_size(num_bytes: int | None) -> str:
-    """`3.2 MB`, `512 bytes`; `?` when unknown."""
-    if not num_bytes:
-        return "?"
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if num_bytes < 1024 or unit == "GB":
-            return f"{num_bytes:.0f} {unit}" if unit == "bytes" else f"{num_bytes:.1f} {unit}"
-        num_bytes /= 1024
-    return "?"
-
-
 VIEWER = "viewer_rank"  # the rank of the result the viewer shows; absent while it is closed
 DOWNLOAD_MAX_BYTES = 200 * 2**20  # larger originals are not offered for download (read into memory)
 
@@ -268,20 +188,6 @@ def _step_viewer(step: int, count: int) -> None:
 
 def _close_viewer() -> None:
     st.session_state.pop(VIEWER, None)
-
-
-def when_taken(payload: dict) -> str:
-    """`taken 2019-06-01 14:03 (UTC+02:00)` (EXIF: the camera's own clock, with its offset when it
-    wrote one), else `file dated 2019-06-01 14:03`, else ""."""
-    taken = payload.get("taken_at")
-    stamp = taken if isinstance(taken, (int, float)) else payload.get("mtime")
-    if not isinstance(stamp, (int, float)):
-        return ""
-    when = datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%d %H:%M")
-    if stamp is not taken:
-        return f"file dated {when}"
-    offset = payload.get("taken_offset")
-    return f"taken {when}" + (f" (UTC{literal(offset)})" if isinstance(offset, str) and offset else "")
 
 
 def _original(path: str) -> bytes | None:
@@ -428,16 +334,6 @@ def result_grid(
 
 # --------------------------------------------------------------------------------------------
 # Background jobs
-
-
-def job_progress(job: Job) -> str:
-    """`340 of 802 files · 12.3 images/s · about 1 min 05 s left`, leaving out what is not known yet."""
-    p = job.progress
-    if job.state == "queued":
-        return "waiting for the job before it"
-    if p is None:
-        return "starting…"
-    return p.words()
 
 
 def job_fraction(job: Job) -> float:

@@ -20,6 +20,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from embedder.evaluation import synthetic
+from embedder_ui.format import WORD_JOINER
 from faultkit import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,7 +147,8 @@ def errors(at: AppTest) -> list[str]:
 
 
 def unescape(markdown: str) -> str:
-    return re.sub(r"\\(.)", r"\1", markdown)
+    """Markdown written by `format.literal` as the text a person reads."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace(WORD_JOINER, "")
 
 
 def results(at: AppTest) -> list[tuple[str, float]]:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
+from PIL.ExifTags import IFD, Base
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE_S = 120.0  # generous upper bound for one CLI run on a slow 2-core CI machine
@@ -47,6 +48,17 @@ def distinct_image(i: int, size: tuple[int, int] = (160, 120)) -> Image.Image:
         x1, y1 = x0 + int(rng.integers(w // 16, w * 3 // 8)), y0 + int(rng.integers(h // 12, h * 5 // 12))
         draw.rectangle([x0, y0, x1, y1], fill=tuple(int(x) for x in rng.integers(0, 256, 3)))
     return img
+
+
+def dated_jpeg(path: Path, i: int = 1, **tags: object) -> Path:
+    """A real JPEG whose EXIF holds `tags` (Pillow's names: DateTimeOriginal=…, DateTime=… in IFD0)."""
+    exif = Image.Exif()
+    details = exif.get_ifd(IFD.Exif)
+    for name, value in tags.items():
+        (exif if name == "DateTime" else details)[Base[name]] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    distinct_image(i).save(path, "JPEG", exif=exif, quality=90)
+    return path
 
 
 def distinct_folder(

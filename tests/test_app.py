@@ -42,6 +42,7 @@ from embedder.indexing.indexer import Progress, time_left
 from embedder.jobs.runner import Job, JobRequest
 from embedder.store import FolderLock, open_store
 from embedder_ui import widgets
+from embedder_ui.format import job_progress, literal
 from faultkit import FakeQdrant, StatusServer, free_port, wait_until
 
 SECRET = "s3cret-api-key-never-shown"
@@ -405,19 +406,19 @@ def test_thumbnails_are_small_and_cached(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_job_progress_shows_count_rate_and_time_left_and_nothing_unknown() -> None:
     job = Job(1, JobRequest("index", ("/pictures",), "/pictures"), state="running", progress=Progress(10, 40, 12.5, 2.4))
-    assert widgets.job_progress(job) == "10 of 40 files · 12.5 images/s · about 2 s left"
+    assert job_progress(job) == "10 of 40 files · 12.5 images/s · about 2 s left"
     assert widgets.job_fraction(job) == 0.25
     starting = replace(job, progress=Progress(0, 40, 0.0, None))
-    assert widgets.job_progress(starting) == "0 of 40 files"  # no "0.0 images/s", no "about 0 s left"
-    assert widgets.job_progress(replace(job, progress=Progress(40, 40, 9.0, 0.0))) == "40 of 40 files · 9.0 images/s"
-    assert widgets.job_progress(replace(job, state="queued", progress=None)) == "waiting for the job before it"
+    assert job_progress(starting) == "0 of 40 files"  # no "0.0 images/s", no "about 0 s left"
+    assert job_progress(replace(job, progress=Progress(40, 40, 9.0, 0.0))) == "40 of 40 files · 9.0 images/s"
+    assert job_progress(replace(job, state="queued", progress=None)) == "waiting for the job before it"
     assert time_left(None) == "estimating time left"
     assert time_left(125) == "about 2 min 05 s left"
     assert time_left(7300) == "about 2 h 01 min left"
 
 
 def test_literal_escapes_markdown() -> None:
-    assert widgets.literal("a_b*c [d](e) <f> :g: $h$ `i`") == (
+    assert literal("a_b*c [d](e) <f> :g: $h$ `i`") == (
         "a\\_b\\*c \\[d\\]\\(e\\) \\<f\\> \\:g\\: \\$h\\$ \\`i\\`"
     )
-    assert widgets.literal("two\nlines") == "two lines"
+    assert literal("two\nlines") == "two lines"

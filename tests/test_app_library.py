@@ -136,7 +136,7 @@ def test_cards_tell_same_named_files_apart_and_uploads_go_by_their_names(app_env
 
 
 def test_short_locations_use_the_fewest_folders_that_differ() -> None:
-    from embedder_ui.widgets import short_locations
+    from embedder_ui.format import short_locations
 
     paths = ["/p/2019/june/IMG_1.jpg", "/p/2020/june/IMG_1.jpg", "/p/x/other.jpg", "/top.jpg"]
     assert short_locations(paths) == ["2019/june", "2020/june", "x", "/"]

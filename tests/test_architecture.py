@@ -22,7 +22,8 @@ LIGHT = (
     "embedder.engine",  # a search or `duplicates` from the CLI opens it before any model (or none at all)
     "embedder.query.terms", "embedder.query.filters", "embedder.query.pager", "embedder.query.searcher",
     "embedder.query.duplicates", "embedder.store.contract", "embedder.store.conditions", "embedder.store.schema",
-    "embedder.evaluation.evaluate", "embedder_ui.pages.search_state",
+    "embedder.evaluation.evaluate", "embedder_ui.pages.search_state", "embedder_ui.pages.search_url",
+    "embedder_ui.format",
 )
 
 

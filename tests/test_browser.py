@@ -1,48 +1,29 @@
 """The app as a person uses it: `streamlit run main_app.py` driven in a real Chromium by Playwright.
 
 Uploads real image files through the page, indexes them, searches, checks the order and the
-captions, and saves the screenshots in docs/screenshots/. Debian's Chromium only (never
-`playwright install`): skipped where it is missing, except in CI, where it must run.
+captions, and saves the screenshots in docs/screenshots/. The browser and the app are started as
+tests/browserkit.py does it (Debian's Chromium only).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
+from browserkit import IDLE, app_environment, browser_page, chromium_path, streamlit_app
 from embedder.evaluation import synthetic
-import applog
-from faultkit import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "docs" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-START_DEADLINE_S = 60
-STEP_TIMEOUT_MS = 45_000  # one step: the first script run loads the model on a slow 2-core machine
-IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 CAPTION = re.compile(r"^(?P<name>.+) · (?P<score>-?\d+\.\d{3})$")
 CLASSES = [
     ("red", "circle", "png"),
@@ -59,13 +40,7 @@ HOSTILE_NAME = "**bold** <b>tag <i>x [link](x.test) :red[hot] $x^2$ _it_.png"
 
 @pytest.fixture
 def chromium() -> Path:
-    """Debian's Chromium: skipped where it is missing, but CI must have it."""
-    if CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK):
-        return CHROMIUM
-    message = f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium, or make chromium)"
-    if os.environ.get("CI"):
-        pytest.fail(message + " — CI must run the browser tests")
-    pytest.skip(message)
+    return chromium_path()
 
 
 def _write_images(folder: Path) -> list[Path]:
@@ -79,87 +54,19 @@ def _write_images(folder: Path) -> list[Path]:
     return paths
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + START_DEADLINE_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200 and response.read().strip() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.1)  # polling the health endpoint while the server starts
-    raise AssertionError(f"streamlit did not become healthy in {START_DEADLINE_S} s:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture
 def app_url(chromium: Path, tmp_path: Path, model_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     """`streamlit run main_app.py` on a free port, with the test model and a store of its own
     (a test module's APP_ENV adds settings)."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "EMBEDDER_MODEL": str(model_path),
-        "EMBEDDER_DEVICE": "cpu",
-        "EMBEDDER_BATCH_SIZE": "16",
-        "QDRANT_PATH": str(tmp_path / "qdrant"),
-        "UPLOAD_DIR": str(tmp_path / "uploads"),
-        "DUPLICATE_THRESHOLD": "0.994",  # measured for the tiny test model (tests/test_search_power.py)
-        "PYTHONUNBUFFERED": "1",
-        **getattr(request.module, "APP_ENV", {}),
-    }
-    log = tmp_path / "streamlit.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "streamlit", "run", "main_app.py",
-                "--server.port", str(port),
-                "--server.address", "127.0.0.1",
-                "--browser.gatherUsageStats", "false",
-                "--server.headless", "true",
-                "--server.fileWatcherType", "none",
-                "--logger.messageFormat", applog.LOG_FORMAT,
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc, log)
+    env = {**app_environment(tmp_path, model_path), **getattr(request.module, "APP_ENV", {})}
+    with streamlit_app("main_app.py", env, tmp_path / "streamlit.log") as url:
         yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(15)
-        text = log.read_text(errors="replace")
-        found = applog.problems(text)
-        assert not found, "the app's log:\n" + "\n".join(found)
 
 
 @pytest.fixture
 def page(chromium: Path, app_url: str):
-    expect.set_options(timeout=STEP_TIMEOUT_MS)
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1440, "height": 1080}, device_scale_factor=1)
-        pg = context.new_page()
-        pg.set_default_timeout(STEP_TIMEOUT_MS)
-        errors: list[str] = []
-        pg.on("pageerror", lambda exc: errors.append(str(exc)))
-        pg.goto(app_url + "/")
-        pg.wait_for_selector(IDLE)
+    with browser_page(chromium, app_url) as pg:
         yield pg
-        browser.close()
-        assert not errors, errors
 
 
 def _idle(pg) -> None:

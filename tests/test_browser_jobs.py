@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from faultkit import distinct_image
 
-from test_browser import IDLE, STEP_TIMEOUT_MS, _go_index, app_url, chromium, page  # noqa: F401 - fixtures
+from browserkit import IDLE, STEP_TIMEOUT_MS
+from test_browser import _go_index, app_url, chromium, page  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -574,6 +574,7 @@ def test_qdrant_env_holds_the_code_defaults_and_no_secret() -> None:
     repo_data = {
         "qdrant_path": ROOT / "data" / "qdrant",
         "upload_dir": ROOT / "data" / "uploads",
+        "model_cache_dir": ROOT / "data" / "model-cache",
         "thumb_dir": ROOT / "data" / "thumbnails",
     }
     assert Settings.from_env(environ={}, env_file=ROOT / "qdrant.env") == replace(Settings(), **repo_data)

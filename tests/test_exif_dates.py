@@ -6,27 +6,14 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pytest
-from faultkit import distinct_image
-from PIL import Image
-from PIL.ExifTags import IFD, Base
+from faultkit import dated_jpeg, distinct_image
 
 from embedder.engine import Engine
 from embedder.media.images import decode, read_meta
 from embedder.query.filters import make_filter
-from embedder_ui.widgets import taken_on, when_taken
+from embedder_ui.format import taken_on, when_taken
 
 LIMIT = 50_000_000
-
-
-def dated_jpeg(path: Path, i: int = 1, **tags: object) -> Path:
-    """A real JPEG whose EXIF holds `tags` (Pillow's names: DateTimeOriginal=…, DateTime=… in IFD0)."""
-    exif = Image.Exif()
-    details = exif.get_ifd(IFD.Exif)
-    for name, value in tags.items():
-        (exif if name == "DateTime" else details)[Base[name]] = value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    distinct_image(i).save(path, "JPEG", exif=exif, quality=90)
-    return path
 
 
 def wall_clock(*when: int) -> float:

@@ -17,7 +17,7 @@ import pytest
 import streamlit as st
 
 from embedder.media.uploads import display_name
-from appkit import finish_jobs, goto
+from appkit import finish_jobs, goto, unescape
 from faultkit import distinct_image, encode_png
 
 pytestmark = pytest.mark.slow
@@ -68,10 +68,6 @@ def open_app(page: str | None = None):
         goto(at, page)
     assert not at.exception, [e.proto.message for e in at.exception]
     return at
-
-
-def unescape(markdown: str) -> str:
-    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def no_html_anywhere(at) -> None:
@@ -125,3 +121,23 @@ def test_hostile_names_show_literally_on_the_index_and_search_pages(app_env: Pat
     no_html_anywhere(at)
     heading = next(m.value for m in at.markdown if "images like" in m.value)
     assert unescape(heading).endswith(f"images like {ON_DISK}")
+
+
+def test_a_folder_whose_name_is_not_utf8_is_indexed_watched_and_named_as_the_page_shows_it(app_env: Path) -> None:
+    """R3-3: typed back as the pages show it (`D\\xfcsseldorf`), the folder is indexed and watched; its
+    name in the job panel and the watch line is that text, never a crash on bytes the browser cannot take."""
+    import os
+
+    folder = os.fsencode(app_env) + b"/D\xfcsseldorf"
+    os.mkdir(folder)
+    distinct_image(91).save(os.fsdecode(folder + b"/img.png"))
+    shown = f"{app_env}/D\\xfcsseldorf"
+    at = open_app("index")
+    at.text_input(key="index-folder").input(shown)
+    at.checkbox(key="index-watch").set_value(True)
+    at.button(key="index-button").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    finish_jobs(at)
+    no_html_anywhere(at)
+    assert {m.label: m.value for m in at.metric}["Added"] == "1"
+    assert f"Watching (file events): {shown}" in [unescape(c.value) for c in at.caption]

@@ -29,7 +29,7 @@ def store_env(tmp_path: Path, model_path: Path, encoder, monkeypatch: pytest.Mon
     monkeypatch.setenv("EMBEDDER_DEVICE", "cpu")
     monkeypatch.setenv("QDRANT_PATH", str(tmp_path / "qdrant"))
     monkeypatch.setenv("UPLOAD_DIR", str(tmp_path / "uploads"))
-    monkeypatch.setattr("embedder.engine.Encoder", lambda *a, **k: encoder)
+    monkeypatch.setattr("embedder.engine.load_encoder", lambda *a, **k: encoder)
     return tmp_path / "qdrant"
 
 

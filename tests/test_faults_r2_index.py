@@ -122,7 +122,7 @@ def cli_in_process(tmp_path: Path, model_path: Path, encoder: Any, monkeypatch: 
     env = cli_env(tmp_path, model_path)
     for key in ("EMBEDDER_MODEL", "EMBEDDER_DEVICE", "QDRANT_PATH", "UPLOAD_DIR", "EMBEDDER_ENV_FILE"):
         monkeypatch.setenv(key, env[key])
-    monkeypatch.setattr("embedder.engine.Encoder", lambda *a, **k: encoder)
+    monkeypatch.setattr("embedder.engine.load_encoder", lambda *a, **k: encoder)
     return env
 
 

@@ -37,7 +37,7 @@ def cli_env_in_process(monkeypatch: pytest.MonkeyPatch, model_path: Path, tmp_pa
 
     Returns a function that sets more variables (e.g. QDRANT_PATH).
     """
-    monkeypatch.setattr("embedder.engine.Encoder", lambda *a, **k: encoder)
+    monkeypatch.setattr("embedder.engine.load_encoder", lambda *a, **k: encoder)
     monkeypatch.setattr(encoder, "batch_size", 4)
     for name, value in {
         "EMBEDDER_MODEL": str(model_path),

@@ -307,7 +307,7 @@ def built(tmp_path_factory, encoder, model_path: Path) -> Built:
     distinct_folder(root / "first", 6)
     distinct_folder(root / "second", 6, start=6)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("embedder.engine.Encoder", lambda *a, **k: encoder)
+        patch.setattr("embedder.engine.load_encoder", lambda *a, **k: encoder)
         patch.setattr("embedder.store.edge.INDEXING_THRESHOLD_KB", 1)  # a graph even for 6 images
         engine = Engine.open(settings)
         try:

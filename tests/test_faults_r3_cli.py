@@ -132,8 +132,8 @@ def test_index_of_a_folder_and_a_missing_one_indexes_the_folder_and_exits_1(env,
 
 
 def test_watch_of_something_that_is_no_folder_is_one_line(env, tmp_path: Path, capsys) -> None:
-    assert cli.main(["watch", str(tmp_path / "nonexistent")]) == 1
-    assert capsys.readouterr().err == f"error: {tmp_path / 'nonexistent'}: no such folder; watch takes folders\n"
+    line = usage_error(capsys, "watch", str(tmp_path / "nonexistent"))
+    assert line.endswith(f"argument FOLDER: {tmp_path / 'nonexistent'} does not exist: nothing to watch")
 
 
 # --------------------------------------------------------------------------------------------

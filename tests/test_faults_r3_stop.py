@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 from faultkit import ROOT, TerminalRun, cli_env, distinct_folder, free_port, wait_until
 from playwright.sync_api import sync_playwright
-from test_browser import CHROMIUM_ARGS, IDLE, STEP_TIMEOUT_MS, chromium  # noqa: F401 - chromium is a fixture
+from browserkit import CHROMIUM_ARGS, IDLE, STEP_TIMEOUT_MS
+from test_browser import chromium  # noqa: F401 - chromium is a fixture
 
 from embedder.config import Settings
 from embedder.engine import Engine

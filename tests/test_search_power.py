@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +58,9 @@ def test_filters_from_what_people_type() -> None:
     f = make_filter("/photos/2021/", ["jpg", " png", "JPEG"], date(2021, 7, 4), date(2021, 7, 4), 100, 0)
     assert f.folder == "/photos/2021"
     assert f.formats == ("JPEG", "MPO", "PNG")  # phones' multi-picture JPEGs are JPEGs
-    assert f.date_to - f.date_from == pytest.approx(86_399.999)  # one whole day, inclusive
+    # one whole day, inclusive, on the camera's clock: the stored day number of 2021-07-04
+    assert f.day_from == f.day_to == datetime(2021, 7, 4, tzinfo=timezone.utc).timestamp() // 86_400
+    assert (f.date_from, f.date_to) == (None, None)
     assert (f.min_width, f.min_height) == (100, None)
     assert make_filter().is_empty()
 

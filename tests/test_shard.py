@@ -255,6 +255,8 @@ def test_the_cluster_app_creates_its_collection_sharded_and_replicated(recorder)
     assert indexes == {
         **{name: models.PayloadSchemaType.KEYWORD for name in KEYWORD_FIELDS},
         **{name: models.PayloadSchemaType.FLOAT for name in NUMBER_FIELDS},
+        # the date filter's day: a range index whose values order the points of each segment
+        "day": models.IntegerIndexParams(type=models.IntegerIndexType.INTEGER, lookup=False, range=True, is_principal=True),
     }
     assert all(args[0] == "images" for args, _ in client.named("create_payload_index"))
 

@@ -67,6 +67,16 @@ def store(backend: str, settings: Settings):
     s.close()
 
 
+DAY = 86_400
+# Four points a day over ten days, at the day's edges: midnight, just after, noon, its last millisecond
+# (2**-10 s before midnight: exact in binary, so every backend stores the same number).
+TIMES_OF_DAY = (0.0, 1.0, 43_200.5, DAY - 2**-10)
+
+
+def sample_date(n: int) -> float:
+    return (n // 4) * DAY + TIMES_OF_DAY[n % 4]
+
+
 def sample_points() -> list[Point]:
     rng = np.random.default_rng(7)
     points = []
@@ -75,7 +85,7 @@ def sample_points() -> list[Point]:
         folders = ["/", "/p", "/p/q"] if n % 3 == 0 else ["/", "/p"]
         tags = [t for t, every in (("cat", 2), ("sofa", 5), ("red", 3)) if n % every == 0]
         extra = {"tags": tags} if n % 7 else {}  # some points were stored before tags existed
-        sizes = {"width": 50 * n, "height": 30 * n, "date": float(n * 10)}
+        sizes = {"width": 50 * n, "height": 30 * n, "date": sample_date(n)}
         points.append(point(n, rng.normal(size=4), format=fmt, folders=folders, **sizes, **extra))
     return points
 
@@ -87,8 +97,14 @@ FILTERS = [
     SearchFilter(formats=("PNG", "JPEG")),
     SearchFilter(folder="/p/q"),
     SearchFilter(folder="/p/q/"),
-    SearchFilter(date_from=100.0, date_to=250.0),
-    SearchFilter(date_to=50.0),
+    SearchFilter(date_from=DAY, date_to=3 * DAY + 43_200.5),  # seconds, as stored
+    SearchFilter(date_to=0.5),
+    SearchFilter(day_from=2, day_to=4),  # days on the camera's clock: the date filter
+    SearchFilter(day_from=3, day_to=3),  # one day, its last millisecond included
+    SearchFilter(day_to=1),
+    SearchFilter(day_from=8),
+    SearchFilter(day_from=2, day_to=6, min_width=500, formats=("JPEG",)),
+    SearchFilter(day_from=5, day_to=4),  # an empty range
     SearchFilter(min_width=1000),
     SearchFilter(min_height=600, formats=("JPEG",)),
     SearchFilter(exclude_ids=(pid(1), pid(2), pid(3))),
@@ -153,14 +169,47 @@ def test_filters_give_the_same_hits_as_qdrant_client(settings: Settings, tmp_pat
     points = sample_points()
     query = unit([0.3, -0.2, 0.9, 0.1])
     results = {}
-    for backend in ("edge", "local"):
+    for backend in ("edge", "local", "memory"):
         with opener(backend)(replace(settings, qdrant_path=tmp_path / backend), "m", 4) as store:
             store.upsert(points)
             hits = store.query(query, limit=50, where=where)
             results[backend] = [(h.id, round(h.score, 5), h.payload) for h in hits]
-    assert results["edge"] == results["local"]
+            assert [h.id for h in store.newest(50, where)] == [h.id for h in sorted(hits, key=lambda h: -h.payload["date"])]
+    assert results["edge"] == results["local"] == results["memory"]
     expected = [p for p in points if matches(p, where)]
     assert sorted(i for i, _, _ in results["edge"]) == sorted(p.id for p in expected)
+    assert all(payload == next(p.payload for p in points if p.id == i) for i, _, payload in results["edge"])
+
+
+@pytest.mark.parametrize("where", [w for w in FILTERS if w and (w.day_from is not None or w.day_to is not None)], ids=repr)
+def test_points_stored_before_the_day_field_are_found_by_their_date(settings: Settings, tmp_path: Path, where) -> None:
+    """Half the points written as an older version wrote them (no `day`): each backend still finds
+    exactly the points of those days, before and after `fill_days` gives them theirs."""
+    from qdrant_edge import Point as EdgePoint
+    from qdrant_edge import UpdateOperation
+    from qdrant_client import models
+
+    points = sample_points()
+    query = unit([0.3, -0.2, 0.9, 0.1])
+    expected = sorted(p.id for p in points if matches(p, where))
+    for backend in ("edge", "local"):
+        with opener(backend)(replace(settings, qdrant_path=tmp_path / backend), "m", 4) as store:
+            store.upsert(points[::2])
+            old = points[1::2]
+            if backend == "edge":
+                with store._edge() as shard:  # as the shard was written before the field existed
+                    shard.update(UpdateOperation.upsert_points([EdgePoint(p.id, p.vector.tolist(), p.payload) for p in old]))
+            else:
+                store._client.upsert("images", [models.PointStruct(id=p.id, vector=p.vector.tolist(), payload=p.payload)
+                                                for p in old], wait=True)
+        with opener(backend)(replace(settings, qdrant_path=tmp_path / backend), "m", 4) as store:
+            before = [(h.id, round(h.score, 5)) for h in store.query(query, limit=50, where=where)]
+            assert sorted(i for i, _ in before) == expected
+            assert store.fill_days() == len(old)
+            assert store.fill_days() == 0
+            after = [(h.id, round(h.score, 5)) for h in store.query(query, limit=50, where=where)]
+            assert after == before
+            assert store.retrieve([old[0].id])[old[0].id] == old[0].payload  # the derived field stays the store's
 
 
 def matches(p: Point, where: SearchFilter | None) -> bool:
@@ -172,6 +221,8 @@ def matches(p: Point, where: SearchFilter | None) -> bool:
         and (not where.formats or pl["format"] in where.formats)
         and (where.date_from is None or pl["date"] >= where.date_from)
         and (where.date_to is None or pl["date"] <= where.date_to)
+        and (where.day_from is None or pl["date"] >= where.day_from * DAY)
+        and (where.day_to is None or pl["date"] < (where.day_to + 1) * DAY)
         and (not where.min_width or pl["width"] >= where.min_width)
         and (not where.min_height or pl["height"] >= where.min_height)
         and p.id not in where.exclude_ids
@@ -440,10 +491,10 @@ def test_migration_refuses_a_folder_in_use_or_not_local_mode(settings: Settings)
 def test_newest_orders_by_date_inside_the_store_and_filters(store: ImageStore) -> None:
     store.upsert(sample_points())
     newest = store.newest(5)
-    assert [h.payload["date"] for h in newest] == [390.0, 380.0, 370.0, 360.0, 350.0]
+    assert [h.payload["date"] for h in newest] == [sample_date(n) for n in (39, 38, 37, 36, 35)]
     assert all(h.score == 0.0 for h in newest)
     pngs = store.newest(3, SearchFilter(formats=("PNG",)))
-    assert [h.payload["date"] for h in pngs] == [360.0, 320.0, 280.0]
+    assert [h.payload["date"] for h in pngs] == [sample_date(n) for n in (36, 32, 28)]
 
 
 # --- the optional VISUAL vector beside the unnamed CLIP one ---------------------------------------

@@ -89,13 +89,13 @@ def test_below_the_threshold_search_is_exact_and_above_it_hnsw_with_quantisation
         assert stats["points"] == 1_200
         assert stats["indexed"] > 0  # a segment above 200 points got its graph
 
-        config = shard_config(settings)
+        config = json.loads((store.shard_path / "edge_config.json").read_text())  # the live shard (a build moves it)
         assert config["hnsw_config"]["m"] == policy.m
         assert config["hnsw_config"]["ef_construct"] == policy.ef_construct
         assert config["hnsw_config"]["payload_m"] == 0
         assert "int8" in json.dumps(config["quantization_config"]).lower()
         assert config["optimizers"]["indexing_threshold"] == policy.indexing_threshold_kb(DIM)
-        segments = settings.qdrant_path / "images" / SHARD_DIR / "segments"
+        segments = store.shard_path / "segments"
         assert any("quantized" in p.name or "quantization" in p.name for p in segments.rglob("*")), "no quantised files"
 
         found = 0

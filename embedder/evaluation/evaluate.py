@@ -22,6 +22,7 @@ import numpy as np
 from embedder.errors import DatasetError
 from embedder.models.vectors import normalise
 from embedder.media.images import discover
+from embedder.paths import path_to_text, text_to_path
 from embedder.query.terms import apply_template
 from embedder.store import SearchFilter
 from embedder.terminal import printable
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Dataset:
     root: Path  # the folder whose images are indexed and searched
-    labels: dict[str, set[str]] = field(default_factory=dict)  # absolute path → captions / classes
+    labels: dict[str, set[str]] = field(default_factory=dict)  # absolute path (as stored) → captions / classes
 
     @property
     def queries(self) -> list[str]:
@@ -50,7 +51,7 @@ def load_dataset(source: Path) -> Dataset:
     for path in discover([source]):
         relative = path.relative_to(source)
         if len(relative.parts) >= 2:
-            dataset.labels[str(path)] = {relative.parts[0]}
+            dataset.labels[path_to_text(path)] = {path_to_text(relative.parts[0])}  # as paths are stored
     if not dataset.labels:
         raise DatasetError(f"{source}: no images in class folders (expected {source}/<class>/<image>)")
     return dataset
@@ -90,7 +91,7 @@ def _csv_row(path: Path, line: int, header: list[str], row: list[str]) -> tuple[
     fields = dict(zip(header, row))
     if not fields["path"].strip():
         raise DatasetError(f"{path}, line {line}: the path is empty")
-    image = os.path.normpath(path.parent / fields["path"])
+    image = path_to_text(os.path.normpath(path.parent / fields["path"]))
     return image, {c.strip() for c in fields["caption"].split("|") if c.strip()}
 
 
@@ -172,7 +173,7 @@ def evaluate_text(
     """Every label as a text query against the dataset's images; with `ensemble`, a query is the
     mean of its vectors under each of those templates (normalised)."""
     templates = list(ensemble) or [template]
-    where = SearchFilter(folder=str(dataset.root))
+    where = SearchFilter(folder=path_to_text(dataset.root))
     depth = len(dataset.labels)
     scores = []
     spent = 0.0
@@ -192,7 +193,7 @@ def evaluate_text(
 
 def evaluate_images(engine: Any, dataset: Dataset, ks: Sequence[int]) -> Evaluation:
     """Every image as a query (its stored vector, itself left out) for images sharing a label."""
-    where_root = str(dataset.root)
+    where_root = path_to_text(dataset.root)
     depth = len(dataset.labels)
     scores = []
     for pid, payload, vector in engine.store.scroll(with_vectors=True):
@@ -213,7 +214,7 @@ def evaluate_model(
     """Index the dataset (timed), then text→image per template (and their ensemble) and image→image;
     every row carries the model's indexing speed. Also returns the index report (its failures)."""
     started = time.perf_counter()
-    report = engine.indexer.index(sorted(dataset.labels))
+    report = engine.indexer.index([text_to_path(p) for p in sorted(dataset.labels)])
     elapsed = time.perf_counter() - started
     evaluations = [evaluate_text(engine, dataset, ks, t) for t in templates]
     if ensemble:

@@ -324,7 +324,8 @@ class Indexer:
             self._release_paths(owners)
             new = self._sort_known(images, names, owners, report, tracker)
             self._encode_new(new, names, pool, report, tracker)
-        if report.added:
+        filled = self.store.fill_days()  # images stored before the date filter's day field: once, from their dates
+        if report.added or filled:
             self.store.optimize()  # after a bulk load, where the engine wants it (a no-op when small)
         if prune:  # a root that is missing (an unplugged disk) is not a reason to forget its images
             report.removed = self.prune(present, exclude)

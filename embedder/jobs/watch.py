@@ -6,6 +6,9 @@ file is recognised by its content and only gets its new path), then forget what 
 each folder gets one catch-up pass (index with prune), so changes made while nothing was watching
 are found too. Events for paths that indexing skips (hidden, or matched by the exclude globs,
 relative to the watched folder) are ignored, and every job carries those globs.
+
+A watched folder that is not there (a NAS share unmounted, a disk unplugged) is said once in the
+log; nothing under it is forgotten, and when it is back it is watched again and caught up.
 """
 
 from __future__ import annotations
@@ -19,16 +22,19 @@ from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
 from embedder.media.excludes import Excludes
 from embedder.media.images import is_image_name
 from embedder.jobs.runner import Job, JobRequest, JobRunner
+from embedder.paths import path_to_text
 
 log = logging.getLogger(__name__)
 
 QUIET_S = 2.0  # a batch is handed over once no event came for this long
 MAX_WAIT_S = 30.0  # ...or once its first event is this old, however busy the folder stays
+CHECK_S = 5.0  # how often the watched folders are looked for (one gone, one back)
 
 
 class FolderWatcher:
@@ -42,16 +48,18 @@ class FolderWatcher:
         max_wait_s: float = MAX_WAIT_S,
         clock: Callable[[], float] = time.monotonic,
         exclude: Excludes | None = None,
+        check_s: float = CHECK_S,
     ) -> None:
         self.runner = runner
         self.exclude = exclude or Excludes()
         self.quiet_s = quiet_s
         self.max_wait_s = max(max_wait_s, quiet_s)
         self.poll_s = poll_s
+        self.check_s = check_s
         self._clock = clock
         self._observer = PollingObserver(timeout=poll_s) if poll_s > 0 else Observer()
         self._handler = _Handler(self._record)
-        self._roots: dict[str, object] = {}
+        self._roots: dict[str, ObservedWatch | None] = {}  # None: not there now (said once)
         self._cond = threading.Condition()
         self._changed: dict[str, None] = {}  # paths to index, in the order they came
         self._gone: dict[str, None] = {}  # paths to forget if they are still gone
@@ -69,6 +77,11 @@ class FolderWatcher:
     def roots(self) -> list[str]:
         return list(self._roots)
 
+    @property
+    def missing(self) -> list[str]:
+        """The watched folders that are not there now (watched again once they are back)."""
+        return [root for root, watch in list(self._roots.items()) if watch is None]
+
     def start(self, roots: Iterable[Path | str] = (), catch_up: bool = True) -> list[Job]:
         """Start watching `roots` (more can be added later); returns the catch-up jobs queued."""
         if not self._started:
@@ -78,20 +91,24 @@ class FolderWatcher:
         return [job for root in roots if (job := self.add(root, catch_up)) is not None]
 
     def add(self, root: Path | str, catch_up: bool = True) -> Job | None:
-        """Watch one more folder; with `catch_up`, index it once now (with prune). None if already watched."""
+        """Watch one more folder; with `catch_up`, index it once now (with prune). None if already
+        watched, or if it is not there now: then it is watched (and caught up) once it is."""
         folder = os.path.abspath(os.path.expanduser(os.fspath(root)))
         if folder in self._roots:
             return None
         if not os.path.isdir(folder):
-            log.warning("not watching %s: not a folder", folder)
+            self._roots[folder] = None
+            log.warning("%s is not there (not a folder now): watching it once it is", path_to_text(folder))
             return None
         self._roots[folder] = self._observer.schedule(self._handler, folder, recursive=True)
-        log.info("watching %s (%s)", folder, self.mode)
-        if not catch_up:
-            return None
+        log.info("watching %s (%s)", path_to_text(folder), self.mode)
+        return self._catch_up(folder) if catch_up else None
+
+    def _catch_up(self, folder: str) -> Job:
         return self.runner.submit(
             JobRequest(
-                "index", (folder,), f"Catch up {folder}", prune=True, origin="watch", exclude=self.exclude.globs
+                "index", (folder,), f"Catch up {path_to_text(folder)}", prune=True, origin="watch",
+                exclude=self.exclude.globs,
             )
         )
 
@@ -99,7 +116,37 @@ class FolderWatcher:
         folder = os.path.abspath(os.path.expanduser(os.fspath(root)))
         watch = self._roots.pop(folder, None)
         if watch is not None:
+            self._unschedule(watch)
+
+    def check_roots(self) -> list[Job]:
+        """Look for each watched folder: one gone is said once and nothing under it is forgotten;
+        one back is watched again and caught up (the catch-up jobs queued). The watcher's own
+        thread does this every `check_s` seconds."""
+        live = {emitter.watch for emitter in self._observer.emitters if emitter.is_alive()}
+        jobs = []
+        for folder, watch in list(self._roots.items()):
+            there = os.path.isdir(folder)
+            if watch is not None and there and watch in live:
+                continue
+            if watch is not None:  # gone, or its watch died with it (inotify drops a deleted folder's)
+                self._unschedule(watch)
+                self._roots[folder] = None
+                if not there:
+                    log.warning(
+                        "%s is gone (unmounted or moved?): its images stay indexed, and it is watched again "
+                        "once it is back", path_to_text(folder),
+                    )
+            if there and folder in self._roots:
+                self._roots[folder] = self._observer.schedule(self._handler, folder, recursive=True)
+                log.info("%s is there again: watching it and catching up", path_to_text(folder))
+                jobs.append(self._catch_up(folder))
+        return jobs
+
+    def _unschedule(self, watch: ObservedWatch) -> None:
+        try:
             self._observer.unschedule(watch)
+        except (KeyError, OSError):  # its emitter already stopped with the folder it watched
+            pass
 
     def stop(self) -> None:
         with self._cond:
@@ -121,9 +168,12 @@ class FolderWatcher:
 
     # --- events ----------------------------------------------------------------------------------
 
+    def _roots_holding(self, path: str) -> list[str]:
+        return [root for root in list(self._roots) if (path + os.sep).startswith(os.path.join(root, ""))]
+
     def _skipped(self, path: str) -> bool:
         """Whether a walk of the watched folder holding `path` would skip it."""
-        roots = [root for root in list(self._roots) if (path + os.sep).startswith(os.path.join(root, ""))]
+        roots = self._roots_holding(path)
         return bool(roots) and self.exclude.excludes(path, min(roots, key=len))
 
     def _record(self, changed: list[str], gone: list[str]) -> None:
@@ -144,26 +194,41 @@ class FolderWatcher:
             self._cond.notify_all()
 
     def _flush_loop(self) -> None:
+        next_check = time.monotonic() + self.check_s
         while True:
+            flush = False
             with self._cond:
                 while not self._stopping:
+                    until_check = next_check - time.monotonic()
+                    if until_check <= 0:
+                        break
                     if self._first_event is not None:
                         now = self._clock()
                         due = min(self._last_event + self.quiet_s, self._first_event + self.max_wait_s)
                         if now >= due:
+                            flush = True
                             break
-                        self._cond.wait(due - now)
+                        self._cond.wait(min(due - now, until_check))
                     else:
-                        self._cond.wait()
+                        self._cond.wait(until_check)
                 if self._stopping:
                     return
-            self.flush()
+            if flush:
+                self.flush()
+            else:
+                next_check = time.monotonic() + self.check_s
+                try:
+                    self.check_roots()
+                except Exception:  # noqa: BLE001 - the next look tries again; the thread must live on
+                    log.warning("could not look for the watched folders", exc_info=True)
 
     def _submit(self, changed: list[str], gone: list[str]) -> list[Job]:
-        """At most two jobs: index what exists of `changed`, then forget what is still gone."""
+        """At most two jobs: index what exists of `changed`, then forget what is still gone, unless
+        the watched folder holding it is gone too (unmounted: its catch-up sorts it out once back)."""
         present = [p for p in changed if os.path.exists(p)]
         # a file whose path now holds a folder, a FIFO or a dangling symlink is as gone as a deleted one
         vanished = [p for p in changed if p not in present] + [p for p in gone if not os.path.isfile(p)]
+        vanished = [p for p in vanished if self._root_is_there(p)]
         jobs = []
         try:
             if present:  # a folder moved in is walked with globs relative to the watched folder holding it
@@ -180,8 +245,15 @@ class FolderWatcher:
         return jobs
 
 
+    def _root_is_there(self, path: str) -> bool:
+        """Whether the watched folder holding `path` (the innermost) is there now."""
+        roots = self._roots_holding(path)
+        return not roots or os.path.isdir(max(roots, key=len))
+
+
 def _label(what: str, paths: list[str]) -> str:
-    return f"{what}: {paths[0]}" if len(paths) == 1 else f"{what}: {len(paths)} files in {os.path.commonpath(paths)}"
+    where = paths[0] if len(paths) == 1 else os.path.commonpath(paths)
+    return f"{what}: {path_to_text(where)}" if len(paths) == 1 else f"{what}: {len(paths)} files in {path_to_text(where)}"
 
 
 class _Handler(FileSystemEventHandler):

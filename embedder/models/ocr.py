@@ -53,6 +53,7 @@ import numpy as np
 from PIL import Image
 
 from embedder.errors import ModelLoadError, TextReadError
+from embedder.models.ort import import_onnxruntime
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +209,7 @@ class TextReader:
         time_budget_s: float = TIME_BUDGET_S,
         turn_lines: bool = True,
         first_look_thresholds: tuple[float, float] = FIRST_LOOK_THRESHOLDS,
+        cache_dir: Path | None = None,
     ) -> None:
         if threads < 0:
             raise ValueError("threads must be 0 (one per core) or more")
@@ -221,13 +223,14 @@ class TextReader:
         self.turn_lines = turn_lines
         self.first_look_thresholds = first_look_thresholds
         self._deadlines = threading.local()
+        self.cache_dir = cache_dir  # MODEL_CACHE_DIR: where ONNX Runtime keeps its own files
         self._load(device, threads)
 
     # --- loading ---------------------------------------------------------------------------------
 
     def _load(self, device: str, threads: int) -> None:
         try:
-            import onnxruntime as ort
+            ort = import_onnxruntime(self.cache_dir)  # before rapidocr, which imports it too
             from rapidocr.ch_ppocr_cls import TextClassifier
             from rapidocr.ch_ppocr_det import TextDetector
             from rapidocr.ch_ppocr_rec import TextRecInput, TextRecognizer

@@ -40,6 +40,7 @@ import numpy as np
 
 from embedder.durable import write_json, written_whole
 from embedder.models.hub import looks_like_path
+from embedder.models.ort import import_onnxruntime
 from embedder.models.vectors import SMALL_TEXT_BATCH, normalise
 
 log = logging.getLogger(__name__)
@@ -119,8 +120,9 @@ class OnnxClipText:
     """Texts → the CLIP text tower's projected vectors, by ONNX Runtime on one thread (no torch)."""
 
     def __init__(self, folder: Path, manifest: dict[str, Any]) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
+
+        ort = import_onnxruntime(folder.parent.parent)  # folder: MODEL_CACHE_DIR/text-towers/<model>
 
         self.folder = folder
         self.model_id: str = manifest["model_id"]
@@ -280,9 +282,7 @@ def export(
         "max_tokens": int(st_model.max_seq_length), "model_bytes": (folder / MODEL_FILE).stat().st_size,
         "export_s": round(export_s, 2), "torch": torch.__version__, "machine": platform.machine(),
     }
-    import onnxruntime
-
-    manifest["onnxruntime"] = onnxruntime.__version__
+    manifest["onnxruntime"] = import_onnxruntime(folder.parent.parent).__version__
     tower = OnnxClipText(folder, manifest)
     same_ids = all(tower.token_ids(t) == st_model.preprocess([t])["input_ids"][0].tolist() for t in CHECK_TEXTS)
     cosines = np.sum(tower.encode_texts(CHECK_TEXTS) * reference(list(CHECK_TEXTS)), axis=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 
 from embedder.errors import QueryError
@@ -13,6 +13,7 @@ from embedder.media.formats import file_types as stored_types
 from embedder.store.contract import ImageStore, SearchFilter
 
 
+EPOCH = date(1970, 1, 1)
 FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF", "HEIC": "HEIF", "HIF": "HEIF"}
 # Phones write JPEGs with extra pictures inside, which Pillow calls MPO: to people they are JPEGs. Each
 # camera RAW is stored as its own format (NEF, CR3, DNG, …); RAW stands for all of them.
@@ -50,8 +51,8 @@ def make_filter(
     return SearchFilter(
         folder=os.path.abspath(os.path.expanduser(folder)) if folder else None,
         formats=formats,
-        date_from=_utc(after) if after else None,
-        date_to=_utc(before) + 86_399.999 if before else None,
+        day_from=day_number(after) if after else None,
+        day_to=day_number(before) if before else None,
         min_width=min_width or None,
         min_height=min_height or None,
         tags=tuple(dict.fromkeys(t.strip() for t in tags if t.strip())),
@@ -80,5 +81,6 @@ def folder_choices(store: ImageStore, upload_dir: Path | None = None) -> list[st
     return sorted(leaves | branches)
 
 
-def _utc(day: date) -> float:
-    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()
+def day_number(day: date) -> int:
+    """The stored day number of a calendar day on the camera's clock (days since 1970-01-01)."""
+    return (day - EPOCH).days

@@ -4,6 +4,9 @@
 - `schema.py`: the payload fields that get an index, declared once
 - `lock.py`: `FolderLock`, one process per embedded folder (light: taken before torch loads)
 - `edge.py`: the embedded backend on Qdrant Edge (the default, QDRANT_PATH)
+- `aside.py` + `graph_child.py`: its search graph built in a child process on a copy, so searches never wait
+- `conditions.py`: one neutral description of a filter, which each backend translates
+- `policy.py`: when and how the store searches exactly or on a graph, one policy for every backend
 - `server.py` + `http.py`: a Qdrant server or cluster through qdrant-client (QDRANT_URL)
 - `migrate.py`: converting an old qdrant-client local-mode folder to Edge
 

@@ -32,7 +32,7 @@ ID_TRACKER_PREFIXES = ("mutable_id_tracker.", "id_tracker.")
 VERSION_FILE = "version.info"
 
 
-def _extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
+def extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
     """(start, end) of the parts of a file that hold data, widened to whole BLOCKs.
 
     Holes of sparse files (Edge preallocates 32 MB pages that hold a few KB) are left out without
@@ -55,13 +55,13 @@ def _extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
 def data_bytes(path: Path, size: int) -> int:
     """How many bytes `digest` reads for this file."""
     with open(path, "rb") as fh:
-        return sum(end - start for start, end in _extents(fh.fileno(), size))
+        return sum(end - start for start, end in extents(fh.fileno(), size))
 
 
 def _blocks(path: Path, size: int) -> Iterator[tuple[int, bytes]]:
     """(offset, bytes) of every BLOCK of the file's extents, zeros included."""
     with open(path, "rb") as fh:
-        for start, end in _extents(fh.fileno(), size):
+        for start, end in extents(fh.fileno(), size):
             fh.seek(start)
             while start < end:
                 block = fh.read(min(BLOCK, end - start))

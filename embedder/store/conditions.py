@@ -1,9 +1,9 @@
 """One neutral description of a search filter, for every backend to translate.
 
 `conditions(where)` turns a `SearchFilter` into a few plain conditions on payload fields (a value,
-any of some values, a range) and the ids to leave out; Edge and the server each map those onto their
-own classes, and the in-memory store evaluates them with `holds`, so a filter means one thing
-everywhere. Nothing here imports a Qdrant library.
+any of some values, a range, a range of days) and the ids to leave out; Edge and the server each map
+those onto their own classes, and the in-memory store evaluates them with `holds`, so a filter means
+one thing everywhere. Nothing here imports a Qdrant library.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from embedder.store.contract import SearchFilter
+from embedder.store.schema import DAY_FIELD, SECONDS_PER_DAY
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,27 @@ class Within:
     lte: float | None = None
 
 
-Condition = Equals | AnyOf | Within
+@dataclass(frozen=True)
+class OnDays:
+    """The point's day lies in [first, last] (inclusive days; either end open when None).
+
+    A point's day is its `day` field where it has one; a point stored before that field existed is
+    judged by its `date`: first * 86400 <= date < (last + 1) * 86400 (`date_bounds`). Both give the
+    same points, as every backend derives `day` as `date // 86400` (store/schema.py), so a backend
+    asks Qdrant for `day` alone (one integer range, fast) when every point with a date has it, for
+    `date` alone when it cannot tell, or for either per point."""
+
+    first: int | None = None
+    last: int | None = None
+
+    def date_bounds(self) -> tuple[float | None, float | None]:
+        """[gte, lt) on `date` seconds that hold exactly the points of these days."""
+        gte = None if self.first is None else float(self.first * SECONDS_PER_DAY)
+        lt = None if self.last is None else float((self.last + 1) * SECONDS_PER_DAY)
+        return gte, lt
+
+
+Condition = Equals | AnyOf | Within | OnDays
 
 
 @dataclass(frozen=True)
@@ -63,6 +84,8 @@ def conditions(where: SearchFilter | None) -> Conditions | None:
     must += [Equals("tags", tag) for tag in dict.fromkeys(where.tags)]
     if where.date_from is not None or where.date_to is not None:
         must.append(Within("date", where.date_from, where.date_to))
+    if where.day_from is not None or where.day_to is not None:
+        must.append(OnDays(where.day_from, where.day_to))
     if where.min_width:
         must.append(Within("width", float(where.min_width)))
     if where.min_height:
@@ -72,6 +95,8 @@ def conditions(where: SearchFilter | None) -> Conditions | None:
 
 def holds(condition: Condition, payload: Mapping[str, Any]) -> bool:
     """Whether one condition holds for a payload, with the meaning Qdrant gives it."""
+    if isinstance(condition, OnDays):
+        return _on_days(condition, payload)
     raw = payload.get(condition.key)
     values = raw if isinstance(raw, list) else ([] if raw is None else [raw])
     if isinstance(condition, Equals):
@@ -82,6 +107,16 @@ def holds(condition: Condition, payload: Mapping[str, Any]) -> bool:
     return any(
         (condition.gte is None or v >= condition.gte) and (condition.lte is None or v <= condition.lte) for v in numbers
     )
+
+
+def _on_days(condition: OnDays, payload: Mapping[str, Any]) -> bool:
+    day = payload.get(DAY_FIELD)
+    if isinstance(day, int) and not isinstance(day, bool):
+        return (condition.first is None or day >= condition.first) and (condition.last is None or day <= condition.last)
+    date, (gte, lt) = payload.get("date"), condition.date_bounds()
+    if isinstance(date, bool) or not isinstance(date, (int, float)):
+        return False
+    return (gte is None or date >= gte) and (lt is None or date < lt)
 
 
 def matches(payload: Mapping[str, Any], point_id: str, where: SearchFilter | None) -> bool:

@@ -61,8 +61,12 @@ class SearchFilter:
 
     folder: str | None = None  # subtree: matches images in this folder or below
     formats: tuple[str, ...] = ()  # e.g. ("JPEG", "PNG")
-    date_from: float | None = None  # date taken (or mtime), UTC seconds
+    date_from: float | None = None  # date taken (or mtime), seconds on the camera's clock read as UTC
     date_to: float | None = None
+    # The date filter: inclusive days on the camera's clock (days since 1970-01-01, `date // 86400`);
+    # either end open when None. Backends search these on the derived `day` field (store/schema.py).
+    day_from: int | None = None
+    day_to: int | None = None
     min_width: int | None = None
     min_height: int | None = None
     exclude_ids: tuple[str, ...] = field(default=())
@@ -164,6 +168,11 @@ class ImageStore(ABC):
     def optimize(self, force: bool = False) -> bool:
         """Build search indexes after a bulk load, where the engine needs it; True if it did work."""
         return False
+
+    def fill_days(self) -> int:
+        """Give points stored without the derived `day` field (store/schema.py) theirs, from their stored
+        date; how many were given. Stores that derive it on every write and hold none without it: 0."""
+        return 0
 
     def __enter__(self) -> ImageStore:
         return self

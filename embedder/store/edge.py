@@ -12,6 +12,9 @@ Layout under QDRANT_PATH (the folder the `FolderLock` guards)::
                                once the shard is created and flushed: creation completed), and
                                the state the store was left in (what the next open checks)
     <collection>/shard/        the Edge shard (edge_config.json, wal/, segments/)
+    <collection>/shard-aside/  while a search graph is built aside (aside.py): the copy being
+                               built, then, once swapped in, the live shard (collection.json's
+                               "shard" says so) until the store closes and moves it back
 
 Opening never repairs by deleting: a store that is not what it should be, or whose files are not
 what it recorded, is refused with the way out (restore a backup, or move the folder away and index
@@ -38,9 +41,10 @@ from typing import Any
 
 import numpy as np
 
+from embedder.store import aside
 from embedder.store import check as store_check
 from embedder.config import Settings
-from embedder.durable import write_json
+from embedder.durable import fsync_folder, write_json
 from embedder.errors import CollectionMismatchError, StoreError
 from embedder.store.contract import (
     FACET_LIMIT,
@@ -57,16 +61,21 @@ from embedder.store.contract import (
     pick_vector,
     visual_mismatch_message,
 )
-from embedder.store.conditions import AnyOf, Condition, Equals, conditions
+from embedder.store.conditions import AnyOf, Condition, Equals, OnDays, conditions
 from embedder.store.lock import FolderLock
 from embedder.store.policy import POLICY, SearchPolicy
-from embedder.store.schema import KEYWORD_FIELDS, NUMBER_FIELDS
+from embedder.store.schema import DAY_FIELD, INTEGER_FIELDS, KEYWORD_FIELDS, NUMBER_FIELDS, PRINCIPAL_FIELDS, day_of, with_day
 
 log = logging.getLogger(__name__)
 
 EDGE_VERSION = "0.9.0"  # pinned in requirements.txt: the on-disk format is Edge's, and Edge is beta
 META_NAME = "collection.json"
 SHARD_DIR = "shard"
+# The other name a shard takes while its graph is built aside (aside.py): the copy is built there and,
+# once it has caught up, becomes the live shard (collection.json says which); closing, or the next
+# open, moves it back under SHARD_DIR.
+ASIDE_DIR = "shard-aside"
+SHARD_NAMES = (SHARD_DIR, ASIDE_DIR)
 META_FORMAT = 1
 # When a segment switches from exact search to HNSW + int8 quantisation, and the graph's settings:
 # embedder/store/policy.py (shared with the server backend; measurements in BENCHMARKS.md).
@@ -74,6 +83,16 @@ META_FORMAT = 1
 INDEXING_THRESHOLD_KB: int | None = None
 # Points added since the last optimize() before the indexer's end-of-run optimize() does any work.
 OPTIMIZE_MIN_NEW = 20_000
+# Graph builds of a store big enough to have a graph run aside, in a child process on a copy
+# (aside.py), so searches never wait for them; False builds in this process, as before (benches).
+BUILD_ASIDE = True
+# Free space a build aside needs: this many times what the live shard takes (the copy, and the
+# segments the child writes while it builds); with less, the graph is built in this process.
+ASIDE_SPACE_FACTOR = 2
+# The swap replays the writes kept since the copy onto it while other writers go on, in up to
+# CATCH_UP_ROUNDS rounds or until CATCH_UP_LEFT are left; those, with writes held.
+CATCH_UP_ROUNDS = 4
+CATCH_UP_LEFT = 16
 # Durability. Every update goes to Edge's write-ahead log before update() returns, and the WAL
 # survives a killed or crashed process (tests/test_store_edge.py kills one right after an upsert).
 # flush() also makes it safe from a power cut, but costs 3-170 ms here (fsyncs of every segment and
@@ -112,6 +131,8 @@ MIGRATION_JOURNAL = ".migration.json"
 VISUAL_COMMAND = "embedder backfill-visual"
 VISUAL_JOURNAL = ".visual-migration.json"  # in <collection>/: the copy is complete, finish the swap
 LOCAL_MODE_FILES = ("meta.json", "collection", ".lock")
+# Giving old points their `day` (fill_days): points per scroll page, each page one write.
+FILL_PAGE = 4_096
 
 
 def edge_available() -> bool:
@@ -171,10 +192,17 @@ class EdgeStore(ImageStore):
         self._recorded_visual: tuple[str, int] | None = visual  # what collection.json says the VISUAL vector is
         self.folder = Path(settings.qdrant_path) / settings.collection
         self._shard: Any = None
-        self._guard = threading.RLock()
+        self._live = SHARD_DIR  # which of SHARD_NAMES holds the live shard (collection.json records it)
+        self._guard = threading.RLock()  # around every call into the shard
+        self._writes = threading.RLock()  # around every write, the copy a build starts from, and its swap
+        self._build_lock = threading.Lock()  # one graph build at a time
+        self._journal: list[Any] | None = None  # while a build runs aside: every write since its copy
+        self._child: aside.Child | None = None
+        self._closing = False
         self._last_flush = time.monotonic()
         self._dirty = False
         self._new_since_optimize = 0
+        self._days_complete = False  # every point with a date has its `day`: the date filter asks for days
         self._recorded: dict[str, Any] | None = None  # the state last written to collection.json
         self._opened = False  # the open passed its checks: a close may record a clean close
         self._lock = lock or FolderLock(Path(settings.qdrant_path))  # before Edge touches the folder
@@ -209,12 +237,13 @@ class EdgeStore(ImageStore):
 
     @property
     def shard_path(self) -> Path:
-        return self.folder / SHARD_DIR
+        return self.folder / self._live
 
     def _open(self) -> None:
         """Check the files against the last record, load the shard, then check what it loaded."""
         from qdrant_edge import EdgeShard
 
+        settle_shard_folders(self.folder)
         meta = self._read_meta()
         config = self.shard_path / "edge_config.json"
         if not config.exists():
@@ -242,6 +271,7 @@ class EdgeStore(ImageStore):
             self._write_meta(self._state(0, []))
         self._check_loaded(state)
         self._ensure_payload_indexes()
+        self._days_complete = self._count(lacking_days()) == 0
         self._opened = True
 
     def _check_visual(self, meta: dict[str, Any]) -> None:
@@ -273,6 +303,7 @@ class EdgeStore(ImageStore):
         with _edge_errors(self.location):
             self._shard = EdgeShard.create(str(self.shard_path), edge_config(self.dim, self.visual_dim))
         self._ensure_payload_indexes()
+        self._days_complete = True
         self._write_meta(self._state(0, []))
         self._opened = True
 
@@ -358,11 +389,23 @@ class EdgeStore(ImageStore):
         points = int(shard.count(CountRequest(exact=True)))
         records, _ = shard.scroll(ScrollRequest(limit=SAMPLE_IDS, with_payload=False, with_vector=False))
         shard.close()
+        self._back_to_shard_dir()
         try:
             files = store_check.manifest(self.shard_path, DIGEST_BUDGET_BYTES)
             self._write_meta(self._state(points, [str(r.id) for r in records], files))
         except OSError as exc:  # the next open checks less, nothing is lost
             log.warning("could not record the state of %s: %s", self.shard_path, exc)
+
+    def _back_to_shard_dir(self) -> None:
+        """After the shard closed: a shard a build left under ASIDE_DIR moves back under SHARD_DIR."""
+        if self._live == SHARD_DIR:
+            return
+        try:
+            os.replace(self.shard_path, self.folder / SHARD_DIR)
+            self._live = SHARD_DIR
+            fsync_folder(self.folder)
+        except OSError as exc:  # the next open moves it (settle_shard_folders)
+            log.warning("could not move %s back to %s: %s", self.shard_path, SHARD_DIR, exc)
 
     def _forget(self, ids: Sequence[str]) -> None:
         """Before a delete: the record must not expect these points after a crash."""
@@ -388,7 +431,8 @@ class EdgeStore(ImageStore):
 
     def _write_meta(self, state: dict[str, Any]) -> None:
         document = meta_document(self.model_id, self.dim, self._recorded_visual)
-        write_json(self.meta_path, {**document, "state": state})
+        live = {"shard": self._live} if self._live != SHARD_DIR else {}
+        write_json(self.meta_path, {**document, **live, "state": state})
         self._recorded = state
 
     def _shard_size(self, name: str = "") -> int | None:
@@ -410,8 +454,12 @@ class EdgeStore(ImageStore):
 
     def _ensure_payload_indexes(self) -> None:
         with self._edge() as shard:
-            if create_payload_indexes(shard, present=shard.info().payload_schema):
+            info = shard.info()
+            if create_payload_indexes(shard, present=info.payload_schema, points=info.points_count):
                 shard.flush()
+
+    def _filter(self, where: SearchFilter | None) -> Any:
+        return to_edge_filter(where, days_complete=self._days_complete)
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -421,6 +469,18 @@ class EdgeStore(ImageStore):
             if self._shard is None:
                 raise StoreError(f"The embedded store at {self.location} is closed.")
             yield self._shard
+
+    @contextmanager
+    def _writing(self) -> Iterator[Any]:
+        """Around every write: one at a time with a build's copy and swap; use `_apply` inside."""
+        with self._writes, self._edge() as shard:
+            yield shard
+
+    def _apply(self, shard: Any, operation: Any) -> None:
+        """Write one operation; while a graph is built aside, also keep it for the copy (replayed at the swap)."""
+        shard.update(operation)
+        if self._journal is not None:
+            self._journal.append(operation)
 
     def _flushed(self, shard: Any) -> None:
         shard.flush()
@@ -454,16 +514,20 @@ class EdgeStore(ImageStore):
     # --- ImageStore ----------------------------------------------------------------------------
 
     def count(self) -> int:
+        return self._count()
+
+    def _count(self, where: Any = None) -> int:
+        """Points in the shard (matching an Edge filter, when given)."""
         from qdrant_edge import CountRequest
 
         with self._edge() as shard:
-            return int(shard.count(CountRequest(exact=True)))
+            return int(shard.count(CountRequest(exact=True, filter=where)))
 
     def retrieve(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         if not ids:
             return {}
         with self._edge() as shard:
-            records = shard.retrieve(list(ids), True, False)
+            records = shard.retrieve(list(ids), shown_payload(), False)
         return {str(r.id): r.payload or {} for r in records}
 
     def upsert(self, points: Sequence[Point]) -> None:
@@ -477,13 +541,13 @@ class EdgeStore(ImageStore):
         matrix = np.asarray([p.vector for p in points], dtype=np.float32)
         visual = sum(p.visual.nbytes for p in points if p.visual is not None)
         self._check_space(matrix.nbytes + visual + sum(_payload_bytes(p.payload) for p in points))
-        edge_points = [EdgePoint(p.id, self._vectors(p, v), p.payload) for p, v in zip(points, matrix.tolist())]
-        with self._edge() as shard:
-            shard.update(UpdateOperation.upsert_points(edge_points))
+        edge_points = [EdgePoint(p.id, self._vectors(p, v), with_day(p.payload)) for p, v in zip(points, matrix.tolist())]
+        with self._writing() as shard:
+            self._apply(shard, UpdateOperation.upsert_points(edge_points))
             self._new_since_optimize += len(points)
             self._maybe_flush(shard)
         if self._new_since_optimize >= POLICY.build_step_points:  # build the graph in bounded steps
-            self.optimize(force=True)
+            self._optimize(POLICY.build_step_points)
 
     def _vectors(self, point: Point, clip: list[float]) -> Any:
         """What Edge stores for a point: the CLIP vector alone, or with its VISUAL one by name."""
@@ -503,8 +567,8 @@ class EdgeStore(ImageStore):
         rows = {i: np.asarray(v, dtype=np.float32) for i, v in vectors.items()}
         self._check_space(sum(v.nbytes for v in rows.values()))
         update = [PointVectors(i, {VISUAL: v.tolist()}) for i, v in rows.items()]
-        with self._edge() as shard:
-            shard.update(UpdateOperation.update_vectors(update))
+        with self._writing() as shard:
+            self._apply(shard, UpdateOperation.update_vectors(update))
             self._maybe_flush(shard)
 
     def without_visual(self) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -518,7 +582,7 @@ class EdgeStore(ImageStore):
         offset = None
         while True:
             request = ScrollRequest(
-                offset=offset, limit=SCROLL_PAGE, filter=lacking, with_payload=True, with_vector=False
+                offset=offset, limit=SCROLL_PAGE, filter=lacking, with_payload=shown_payload(), with_vector=False
             )
             with self._edge() as shard:
                 records, offset = shard.scroll(request)
@@ -530,8 +594,8 @@ class EdgeStore(ImageStore):
         from qdrant_edge import UpdateOperation
 
         self._check_space(_payload_bytes(payload))
-        with self._edge() as shard:
-            shard.update(UpdateOperation.overwrite_payload([point_id], payload))
+        with self._writing() as shard:
+            self._apply(shard, UpdateOperation.overwrite_payload([point_id], with_day(payload)))
             self._maybe_flush(shard)
 
     def delete(self, ids: Sequence[str]) -> None:
@@ -540,9 +604,9 @@ class EdgeStore(ImageStore):
         from qdrant_edge import UpdateOperation
 
         self._check_space(0)
-        with self._edge() as shard:
+        with self._writing() as shard:
             self._forget(ids)
-            shard.update(UpdateOperation.delete_points(list(ids)))
+            self._apply(shard, UpdateOperation.delete_points(list(ids)))
             self._flushed(shard)
 
     def query(
@@ -564,9 +628,9 @@ class EdgeStore(ImageStore):
             limit=limit,
             offset=offset or None,
             query=Query.Nearest(np.asarray(vector, dtype=np.float32).tolist(), using=using or None),
-            filter=to_edge_filter(where),
+            filter=self._filter(where),
             score_threshold=score_threshold,
-            with_payload=True,
+            with_payload=shown_payload(),
             with_vector=[using or ""] if with_vectors else False,
             params=search_params(POLICY, exact),
         )
@@ -592,8 +656,8 @@ class EdgeStore(ImageStore):
             request = ScrollRequest(
                 offset=offset,
                 limit=SCROLL_PAGE,
-                filter=to_edge_filter(where),
-                with_payload=True,
+                filter=self._filter(where),
+                with_payload=shown_payload(),
                 with_vector=[using or ""] if with_vectors else False,
             )
             with self._edge() as shard:
@@ -611,7 +675,8 @@ class EdgeStore(ImageStore):
         with self._edge() as shard:
             records, _ = shard.scroll(
                 ScrollRequest(
-                    limit=limit, filter=to_edge_filter(where), with_payload=True, with_vector=False, order_by=order
+                    limit=limit, filter=self._filter(where), with_payload=shown_payload(), with_vector=False,
+                    order_by=order,
                 )
             )
         return [Hit(str(r.id), 0.0, r.payload or {}) for r in records]
@@ -620,13 +685,59 @@ class EdgeStore(ImageStore):
         from qdrant_edge import FacetRequest
 
         with self._edge() as shard:
-            response = shard.facet(FacetRequest(key=key, limit=FACET_LIMIT, exact=True, filter=to_edge_filter(where)))
+            response = shard.facet(FacetRequest(key=key, limit=FACET_LIMIT, exact=True, filter=self._filter(where)))
         return facet_counts((hit.value, hit.count) for hit in response.hits)
+
+    def fill_days(self) -> int:
+        """Give every point stored without `day` (a store made before the field) its day, from its
+        stored `date`; nothing is re-encoded. Until then the date filter asks for `date` ranges.
+
+        Each changed point moves out of its optimized segment (Edge rewrites such points), so their
+        graph is built again, in the store's usual steps: at 1M images this is one rebuild of the
+        graph. Returns how many points were given their day.
+        """
+        if self._days_complete:
+            return 0
+        from qdrant_edge import PayloadSelector, ScrollRequest, UpdateOperation
+
+        lacking = lacking_days()
+        total = self._count(lacking)
+        if total:
+            log.warning("Giving %d stored images the day number the date filter searches by, once: nothing is "
+                        "re-encoded, but their search graph is built again (1M images: about as long as indexing "
+                        "them took to build).", total)
+        filled, offset = 0, None
+        while total:
+            request = ScrollRequest(offset=offset, limit=FILL_PAGE, filter=lacking,
+                                    with_payload=PayloadSelector.Include(["date"]), with_vector=False)
+            with self._edge() as shard:
+                records, offset = shard.scroll(request)
+            by_day: dict[int, list[Any]] = {}
+            for record in records:
+                day = day_of((record.payload or {}).get("date"))
+                if day is not None:
+                    by_day.setdefault(day, []).append(record.id)
+            self._check_space(len(records) * (4 * self.dim + 1024))  # each point moves with its vector
+            with self._writing() as shard:
+                for day, ids in by_day.items():
+                    self._apply(shard, UpdateOperation.set_payload(ids, {DAY_FIELD: day}))
+                self._new_since_optimize += sum(map(len, by_day.values()))
+                self._maybe_flush(shard)
+            filled += sum(map(len, by_day.values()))
+            if self._new_since_optimize >= POLICY.build_step_points:
+                self._optimize(POLICY.build_step_points)
+            if offset is None:
+                break
+        self._days_complete = self._count(lacking) == 0
+        return filled
 
     def optimize(self, force: bool = False) -> bool:
         """Flush, merge segments and build the HNSW graph and quantised vectors for segments above
-        the policy's `exact_below` (blocking; Edge holds the GIL: no other thread runs meanwhile).
+        the policy's `exact_below`; True if anything changed. The caller waits; searches do not.
 
+        Edge's optimize() holds the interpreter lock of its process for the whole build, so a store
+        big enough to have a graph builds it aside (`_build_aside`: a copy, built in a child process,
+        then swapped in); a smaller one, whose optimize() has no graph to build, here.
         Without `force`, only when at least OPTIMIZE_MIN_NEW points came in since the last time.
         `upsert` also calls it by itself every `build_step_points` new points, so one call builds at
         most about that much graph (embedder/store/policy.py).
@@ -634,14 +745,150 @@ class EdgeStore(ImageStore):
         if not force and self._new_since_optimize < OPTIMIZE_MIN_NEW:
             self.flush()  # the end of a bulk load: make it all power-safe now
             return False
-        self._check_space(0)
-        with self._edge() as shard:
+        return self._optimize(0 if force else OPTIMIZE_MIN_NEW)
+
+    def _optimize(self, min_new: int) -> bool:
+        """One build, once at least `min_new` points came in since the last (checked again once it is
+        this caller's turn: another thread may have built them meanwhile)."""
+        with self._build_lock:
+            if self._closing or self._new_since_optimize < min_new:
+                return False
+            self._check_space(0)
             started = time.perf_counter()
-            changed = bool(shard.optimize())
-            self._flushed(shard)
-            self._new_since_optimize = 0
-        log.info("optimized %s in %.1f s (changed: %s)", self.collection, time.perf_counter() - started, changed)
+            changed = self._build_aside() if self._builds_aside() else None
+            where = "aside"
+            if changed is None:
+                where = "in this process"
+                with self._writing() as shard:
+                    changed = bool(shard.optimize())
+                    self._flushed(shard)
+                    self._new_since_optimize = 0
+        log.info("optimized %s %s in %.1f s (changed: %s)", self.collection, where, time.perf_counter() - started, changed)
         return changed
+
+    def _builds_aside(self) -> bool:
+        """Whether a build may make a graph, so that it must not run in this process."""
+        if not (BUILD_ASIDE and aside.available()):
+            return False
+        kb = INDEXING_THRESHOLD_KB if INDEXING_THRESHOLD_KB is not None else POLICY.indexing_threshold_kb(self.dim)
+        return self.count() >= max(1, kb * 1024 // (4 * self.dim))
+
+    def _build_aside(self) -> bool | None:
+        """Build the graph on a copy in a child process and swap the copy in; searches go on meanwhile.
+
+        The live shard is flushed and copied into the other folder name while writes wait (reads go
+        on); from then on every write is also kept (`_journal`). The child builds the copy; this
+        process loads it, replays the kept writes, checks it holds every point, and records it as
+        the live shard in collection.json (the commit: a crash before leaves the old shard live and
+        the copy to be removed, after, the copy live and the old shard to be removed). None when
+        there is no room for a copy: the caller builds here instead.
+        """
+        staging_name = ASIDE_DIR if self._live == SHARD_DIR else SHARD_DIR
+        staging = self.folder / staging_name
+        aside.remove_tree(staging)  # an earlier build's leftover: never the live shard
+        need = ASIDE_SPACE_FACTOR * aside.allocated_bytes(self.shard_path) + MIN_FREE_MB * 2**20
+        free = shutil.disk_usage(self.location).free
+        if free < need:
+            log.warning("Only %d MB free on the disk of %s, and building the search graph aside needs %d MB: "
+                        "building it in this process, where searches wait until it is done.",
+                        free // 2**20, self.location, need // 2**20)
+            return None
+        with self._writes:
+            with self._edge() as shard:
+                self._flushed(shard)
+            aside.copy_tree(self.shard_path, staging)
+            self._journal = []
+            self._new_since_optimize = 0
+        child = self._child = aside.Child(staging)
+        try:
+            if self._closing:
+                child.cancel()
+            outcome = child.run()
+            if not outcome["changed"]:
+                raise _NothingBuilt
+            old, previous = self._swap_in(self._load_built(staging), staging_name)
+        except _NothingBuilt:
+            self._journal = None
+            aside.remove_tree(staging)
+            return False
+        except Exception as exc:  # noqa: BLE001 - the live shard is untouched: say so and go on
+            self._journal = None
+            aside.remove_tree(staging)
+            why = (str(exc).splitlines() or [type(exc).__name__])[0]
+            if self._closing:
+                log.info("stopped building the search graph aside: the store is closing")
+            else:
+                log.warning("Building the search graph aside failed (%s); the store is as it was and builds it "
+                            "at its next step.", why)
+            return False
+        except BaseException:
+            self._journal = None
+            aside.remove_tree(staging)
+            raise
+        finally:
+            self._child = None
+        self._retire(old, previous)
+        return True
+
+    def _retire(self, old: Any, name: str) -> None:
+        """Close the shard a build replaced and remove its folder (the next open does, if this cannot)."""
+        try:
+            with _edge_errors(self.location):
+                old.close()
+            aside.remove_tree(self.folder / name)
+        except (OSError, StoreError) as exc:
+            log.warning("could not remove the replaced shard %s: %s", self.folder / name, exc)
+
+    def _load_built(self, staging: Path) -> Any:
+        """The copy the child built, loaded here (its files read ahead first: the child's close evicted them)."""
+        from qdrant_edge import EdgeShard
+
+        read_ahead(staging)
+        with _edge_errors(self.location):
+            return EdgeShard.load(str(staging), edge_config(self.dim, self._shard_visual_size()))
+
+    def _swap_in(self, built: Any, staging_name: str) -> tuple[Any, str]:
+        """Replay the writes kept since the copy onto `built`, check it, record it as live and use it.
+        Returns the replaced shard and its folder name; raises (with `built` closed) before the commit."""
+        from qdrant_edge import CountRequest
+
+        try:
+            done = 0
+            for _ in range(CATCH_UP_ROUNDS):  # writers go on meanwhile; what is left is replayed with them held
+                pending = list((self._journal or [])[done:])
+                if len(pending) <= CATCH_UP_LEFT:
+                    break
+                with _edge_errors(self.location):
+                    for operation in pending:
+                        built.update(operation)
+                done += len(pending)
+            with self._writes:
+                with _edge_errors(self.location):
+                    for operation in (self._journal or [])[done:]:
+                        built.update(operation)
+                    built.flush()
+                    held, expected = int(built.count(CountRequest(exact=True))), self.count()
+                    sample = list((self._recorded or {}).get("sample", []))
+                    found = {str(r.id) for r in built.retrieve(sample, False, False)} if sample else set()
+                if held != expected or len(found) != len(sample):
+                    raise StoreError(f"the built copy holds {held} of {expected} images")
+                previous = self._live
+                self._live = staging_name
+                try:
+                    self._write_meta(self._recorded or self._state(expected, []))  # the commit
+                except BaseException:
+                    if (self._read_meta() or {}).get("shard", SHARD_DIR) != staging_name:
+                        self._live = previous
+                        raise
+                with self._guard:
+                    old, self._shard = self._shard, built
+                    self._journal = None
+                    self._last_flush, self._dirty = time.monotonic(), False
+                return old, previous
+        except BaseException:
+            with _edge_errors(self.location):
+                built.close()
+            raise
 
     def stats(self) -> dict[str, int]:
         """Segments, points and how many of them an HNSW graph covers."""
@@ -650,8 +897,13 @@ class EdgeStore(ImageStore):
         return {"segments": info.segments_count, "points": info.points_count, "indexed": info.indexed_vectors_count}
 
     def close(self) -> None:
-        """Flush and close the shard; after an open that passed its checks, record the clean close."""
-        with self._guard:
+        """Flush and close the shard; after an open that passed its checks, record the clean close.
+        A graph build running aside is stopped first (its copy removed; the live shard is whole)."""
+        self._closing = True
+        child = self._child
+        if child is not None:
+            child.cancel()
+        with self._build_lock, self._guard:
             shard, self._shard = self._shard, None
             try:
                 if shard is not None:
@@ -668,6 +920,10 @@ class EdgeStore(ImageStore):
                 lock, self._lock = getattr(self, "_lock", None), None
                 if lock:
                     lock.release()
+
+
+class _NothingBuilt(Exception):
+    """The child found nothing to optimize: the copy is dropped, the live shard kept."""
 
 
 def _payload_bytes(payload: dict[str, Any]) -> int:
@@ -701,34 +957,54 @@ def read_ahead(shard: Path, chunk: int = 4 * 2**20) -> int:
     return read
 
 
-def create_payload_indexes(shard: Any, present: dict[str, Any] | None = None, policy: SearchPolicy | None = None) -> int:
+def create_payload_indexes(
+    shard: Any, present: dict[str, Any] | None = None, policy: SearchPolicy | None = None, points: int = 0
+) -> int:
     """Give `shard` the indexer's payload indexes (embedder/store/schema.py), placed as the policy says.
 
-    `present` is the shard's `info().payload_schema`. An index placed otherwise (a store made before
-    payload indexes were memory-mapped) is made again: only the index is rebuilt, no data changes, and
-    a crash in between leaves a missing index that the next open creates. Returns how many were made.
+    `present` is the shard's `info().payload_schema`, `points` how many points it holds. An index
+    placed otherwise (a store made before payload indexes were memory-mapped, or before `day` ordered
+    the segments) is made again: only the index is rebuilt, no data changes, and a crash in between
+    leaves a missing index that the next open creates. Returns how many were made.
     """
-    from qdrant_edge import FloatIndexParams, KeywordIndexParams, Memory, UpdateOperation
+    from qdrant_edge import FloatIndexParams, IntegerIndexParams, KeywordIndexParams, Memory, UpdateOperation
 
     memory = Memory.Cached if (policy or POLICY).payload_indexes_on_disk else Memory.Pinned
-    wanted = [(f, KeywordIndexParams(memory=memory)) for f in KEYWORD_FIELDS] + [
-        (f, FloatIndexParams(memory=memory)) for f in NUMBER_FIELDS
-    ]
+    wanted = (
+        [(f, KeywordIndexParams(memory=memory)) for f in KEYWORD_FIELDS]
+        + [(f, FloatIndexParams(memory=memory)) for f in NUMBER_FIELDS]
+        + [(f, IntegerIndexParams(lookup=False, range=True, is_principal=f in PRINCIPAL_FIELDS or None, memory=memory))
+           for f in INTEGER_FIELDS]
+    )
     present = present or {}
     made = 0
     for name, params in wanted:
         info = present.get(name)
-        if info is not None and getattr(info.params, "memory", Memory.Pinned) == memory:
+        if info is not None and _placed_as(info.params, params):
             continue
+        if made == 0 and info is not None:
+            log.warning("Re-making the store's search-filter indexes as %s, once: a large library takes "
+                        "a few minutes (1M images: 2-3 min); no data changes.",
+                        "memory-mapped files" if memory == Memory.Cached else "in-memory indexes")
+        elif made == 0 and points:
+            log.warning("Adding to the store's search-filter indexes, once: a large library takes a while "
+                        "(1M images: up to a minute an index); no data changes.")
         if info is not None:
-            if made == 0:
-                log.warning("Re-making the store's search-filter indexes as %s, once: a large library takes "
-                            "a few minutes (1M images: 2-3 min); no data changes.",
-                            "memory-mapped files" if memory == Memory.Cached else "in-memory indexes")
             shard.update(UpdateOperation.delete_field_index(name))
         shard.update(UpdateOperation.create_field_index(name, params))
         made += 1
     return made
+
+
+def _placed_as(present: Any, wanted: Any) -> bool:
+    """An index's params as the policy wants them: its memory placement, and whether it orders segments."""
+    from qdrant_edge import Memory
+
+    return (
+        type(present) is type(wanted)
+        and getattr(present, "memory", Memory.Pinned) == wanted.memory
+        and bool(getattr(present, "is_principal", None)) == bool(getattr(wanted, "is_principal", None))
+    )
 
 
 def edge_config(dim: int, visual_dim: int | None = None, policy: SearchPolicy | None = None):
@@ -787,8 +1063,12 @@ def search_params(policy: SearchPolicy, exact: bool):
     )
 
 
-def to_edge_filter(where: SearchFilter | None):
-    """The Qdrant Edge form of a `SearchFilter`'s neutral conditions (embedder/store/conditions.py)."""
+def to_edge_filter(where: SearchFilter | None, days_complete: bool = False):
+    """The Qdrant Edge form of a `SearchFilter`'s neutral conditions (embedder/store/conditions.py).
+
+    `days_complete`: every point with a date has its `day`, so a range of days is asked of `day`
+    (one integer range, segments in day order); otherwise of `date`, which every point has.
+    """
     found = conditions(where)
     if found is None:
         return None
@@ -799,6 +1079,11 @@ def to_edge_filter(where: SearchFilter | None):
             return FieldCondition(key=condition.key, match=MatchValue(value=condition.value))
         if isinstance(condition, AnyOf):
             return FieldCondition(key=condition.key, match=MatchAny(any=list(condition.values)))
+        if isinstance(condition, OnDays):
+            if days_complete:
+                return FieldCondition(key=DAY_FIELD, range=RangeFloat(gte=condition.first, lte=condition.last))
+            gte, lt = condition.date_bounds()
+            return FieldCondition(key="date", range=RangeFloat(gte=gte, lt=lt))
         return FieldCondition(key=condition.key, range=RangeFloat(gte=condition.gte, lte=condition.lte))
 
     must = [field(c) for c in found.must]
@@ -806,7 +1091,55 @@ def to_edge_filter(where: SearchFilter | None):
     return Filter(must=must or None, must_not=must_not or None)
 
 
+def shown_payload():
+    """What reads return of a payload: all of it but the derived `day`, which is the store's own."""
+    from qdrant_edge import PayloadSelector
+
+    return PayloadSelector.Exclude([DAY_FIELD])
+
+
+def lacking_days():
+    """Edge's filter for points that have a date but no `day`: stored before the field existed."""
+    from qdrant_edge import Filter, IsEmptyCondition
+
+    return Filter(must=[IsEmptyCondition(key=DAY_FIELD)], must_not=[IsEmptyCondition(key="date")])
+
+
 # --- shared with the migration (migrate.py) -------------------------------------------------------
+
+
+def settle_shard_folders(folder: Path) -> None:
+    """Before anything reads `<collection>/`: the live shard back under SHARD_DIR, a build's leftovers gone.
+
+    collection.json names the live one of SHARD_NAMES: SHARD_DIR, unless a graph build swapped its
+    copy in and the store was not closed since (closing moves it back). The other folder then holds
+    only a copy: of a build that did not finish, or the shard a finished build replaced. Each step is
+    atomic and may be repeated; nothing is removed unless the live shard is there.
+    """
+    meta_path = folder / META_NAME
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return  # no collection yet, or a record the open reports as damaged
+    if not isinstance(meta, dict):
+        return
+    (folder / aside.RESULT_NAME).unlink(missing_ok=True)
+    recorded = meta.get("shard", SHARD_DIR)
+    if recorded not in SHARD_NAMES:
+        raise StoreError(damaged_message(str(folder.parent), f"{META_NAME} names an unknown shard folder {recorded!r}"))
+    live = recorded if (folder / recorded).is_dir() else SHARD_DIR  # closing moved it back, then stopped
+    if not (folder / live).is_dir():
+        return  # the open says what is missing
+    for name in SHARD_NAMES:
+        if name != live and (folder / name).exists():
+            log.info("removing %s: a copy left by a search-graph build (the live shard is %s)", folder / name, live)
+            aside.remove_tree(folder / name)
+    if live != SHARD_DIR:
+        os.replace(folder / live, folder / SHARD_DIR)
+        fsync_folder(folder)
+    if recorded != SHARD_DIR:
+        meta.pop("shard", None)
+        write_json(meta_path, meta)
 
 
 def migration_pending(folder: Path) -> bool:

@@ -15,6 +15,7 @@ import numpy as np
 
 from embedder.store.conditions import matches
 from embedder.store.contract import SCROLL_PAGE, Hit, ImageStore, Point, SearchFilter
+from embedder.store.schema import shown, with_day
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:
@@ -47,7 +48,7 @@ class MemoryStore(ImageStore):
 
     def retrieve(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         with self._guard:
-            return {i: dict(self._points[i][1]) for i in ids if i in self._points}
+            return {i: shown(self._points[i][1]) for i in ids if i in self._points}
 
     def upsert(self, points: Sequence[Point]) -> None:
         with self._guard:
@@ -55,7 +56,7 @@ class MemoryStore(ImageStore):
                 vectors = {"": _unit(p.vector)}
                 if p.visual is not None:
                     vectors["visual"] = _unit(p.visual)
-                self._points[p.id] = (vectors, dict(p.payload))
+                self._points[p.id] = (vectors, dict(with_day(p.payload)))
 
     def set_visual(self, vectors: Mapping[str, np.ndarray]) -> None:
         with self._guard:
@@ -66,7 +67,7 @@ class MemoryStore(ImageStore):
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
         with self._guard:
             if point_id in self._points:
-                self._points[point_id] = (self._points[point_id][0], dict(payload))
+                self._points[point_id] = (self._points[point_id][0], dict(with_day(payload)))
 
     def delete(self, ids: Sequence[str]) -> None:
         with self._guard:
@@ -96,7 +97,7 @@ class MemoryStore(ImageStore):
         if score_threshold is not None:
             found = [row for row in found if row[0] >= score_threshold]
         return [
-            Hit(i, score, dict(payload), v.copy() if with_vectors else None)
+            Hit(i, score, shown(payload), v.copy() if with_vectors else None)
             for score, i, v, payload in found[offset : offset + limit]
         ]
 
@@ -117,13 +118,13 @@ class MemoryStore(ImageStore):
             for i, (vs, payload) in page:
                 if matches(payload, i, where):
                     v = vs.get(using or "") if with_vectors else None
-                    yield i, dict(payload), None if v is None else v.copy()
+                    yield i, shown(payload), None if v is None else v.copy()
 
     def newest(self, limit: int, where: SearchFilter | None = None) -> list[Hit]:
         with self._guard:
             rows = [(i, payload) for i, (_, payload) in self._points.items() if matches(payload, i, where)]
         rows.sort(key=lambda row: row[1].get("date") if row[1].get("date") is not None else float("-inf"), reverse=True)
-        return [Hit(i, 0.0, dict(payload)) for i, payload in rows[:limit]]
+        return [Hit(i, 0.0, shown(payload)) for i, payload in rows[:limit]]
 
     def close(self) -> None:
         pass

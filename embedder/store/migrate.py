@@ -35,8 +35,10 @@ from embedder.store.edge import (
     is_local_mode_folder,
     meta_document,
     migration_pending,
+    settle_shard_folders,
 )
 from embedder.store.lock import FolderLock
+from embedder.store.schema import with_day
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +147,7 @@ def _copy_collection(client, name: str, target: Path, size: int, model: str | No
             records, offset = client.scroll(name, limit=1024, offset=offset, with_payload=True, with_vectors=True)
             if records:
                 shard.update(
-                    UpdateOperation.upsert_points([EdgePoint(str(r.id), list(r.vector), r.payload or {}) for r in records])
+                    UpdateOperation.upsert_points([EdgePoint(str(r.id), list(r.vector), with_day(r.payload or {})) for r in records])
                 )
                 copied += len(records)
                 if on_progress:
@@ -190,6 +192,7 @@ def add_visual_vector(
     folder = Path(settings.qdrant_path) / settings.collection
     journal = _read_visual_journal(folder / VISUAL_JOURNAL)
     if journal is None:
+        settle_shard_folders(folder)  # the live shard under SHARD_DIR, even after a crash mid-build
         config = folder / SHARD_DIR / "edge_config.json"
         if not config.is_file() or VISUAL in _shard_vectors(config, settings):
             return None
@@ -225,7 +228,7 @@ def _copy_with_visual(
         try:
             page: list[Any] = []
             for pid, payload, vector in old.scroll(with_vectors=True):
-                page.append(EdgePoint(pid, vector.tolist(), payload))  # the stored unit vector, as it is
+                page.append(EdgePoint(pid, vector.tolist(), with_day(payload)))  # the stored unit vector, as it is
                 if len(sample) < 32:
                     sample.append(pid)
                 if len(page) >= 1024:

@@ -57,10 +57,11 @@ class SearchPolicy:
     payload_indexes_on_disk: bool = True
     # The HNSW graph memory-mapped too: measured no faster to open (1.7 s against 1.8 s), so off.
     graph_on_disk: bool = False
-    # Edge's optimize() holds the GIL for the whole build (bench/build_while_searching.py): nothing
-    # else in the process runs, searches included. So the graph is built in steps: the store
-    # optimizes by itself after every `build_step_points` new points, and segments never grow past
-    # `max_segment_points`, so one step (a new segment, or a merge) is bounded.
+    # The graph is built in steps: the store optimizes by itself after every `build_step_points`
+    # new points, and segments never grow past `max_segment_points`, so one step (a new segment, or
+    # a merge) is bounded. Edge's optimize() holds the interpreter of its process for the whole
+    # step, so EdgeStore runs it in a child process on a copy (store/aside.py) and searches go on;
+    # the step bounds what the child builds and what is copied (bench/build_while_searching.py).
     build_step_points: int = 100_000
     max_segment_points: int = 200_000
 

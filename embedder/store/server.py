@@ -22,12 +22,17 @@ from embedder.store.contract import (
     mismatch_message, pick_vector, visual_mismatch_message,
 )
 from embedder.store.http import NotQdrantAnswer, check_version, server_client
-from embedder.store.conditions import AnyOf, Condition, Equals, conditions
+from embedder.store.conditions import AnyOf, Condition, Equals, OnDays, conditions
 from embedder.store.lock import FolderLock
 from embedder.store.policy import POLICY, SearchPolicy
-from embedder.store.schema import KEYWORD_FIELDS, NUMBER_FIELDS
+from embedder.store.schema import (
+    DAY_FIELD, INTEGER_FIELDS, KEYWORD_FIELDS, NUMBER_FIELDS, PRINCIPAL_FIELDS, day_of, with_day,
+)
 
 log = logging.getLogger(__name__)
+
+# What reads return of a payload: all of it but the derived `day`, which is the store's own.
+SHOWN_PAYLOAD = models.PayloadSelectorExclude(exclude=[DAY_FIELD])
 
 
 @contextmanager
@@ -206,6 +211,9 @@ class QdrantStore(ImageStore):
         for name in NUMBER_FIELDS:
             if name not in present:
                 self._client.create_payload_index(self.collection, name, models.PayloadSchemaType.FLOAT)
+        for name in INTEGER_FIELDS:
+            if name not in present:
+                self._client.create_payload_index(self.collection, name, integer_index(name))
 
     def count(self) -> int:
         with self._errors():
@@ -215,13 +223,13 @@ class QdrantStore(ImageStore):
         if not ids:
             return {}
         with self._errors():
-            records = self._client.retrieve(self.collection, list(ids), with_payload=True, with_vectors=False)
+            records = self._client.retrieve(self.collection, list(ids), with_payload=SHOWN_PAYLOAD, with_vectors=False)
         return {str(r.id): r.payload or {} for r in records}
 
     def upsert(self, points: Sequence[Point]) -> None:
         if not points:
             return
-        structs = [models.PointStruct(id=p.id, vector=self._vectors(p), payload=p.payload) for p in points]
+        structs = [models.PointStruct(id=p.id, vector=self._vectors(p), payload=with_day(p.payload)) for p in points]
         with self._errors():
             self._client.upsert(self.collection, structs, wait=True)
 
@@ -254,7 +262,7 @@ class QdrantStore(ImageStore):
         while True:
             with self._errors():
                 records, offset = self._client.scroll(
-                    self.collection, scroll_filter=lacking, limit=SCROLL_PAGE, offset=offset, with_payload=True
+                    self.collection, scroll_filter=lacking, limit=SCROLL_PAGE, offset=offset, with_payload=SHOWN_PAYLOAD
                 )
             yield from ((str(r.id), r.payload or {}) for r in records)
             if offset is None:
@@ -262,7 +270,35 @@ class QdrantStore(ImageStore):
 
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
         with self._errors():
-            self._client.overwrite_payload(self.collection, payload, points=[point_id], wait=True)
+            self._client.overwrite_payload(self.collection, with_day(payload), points=[point_id], wait=True)
+
+    def fill_days(self) -> int:
+        """Give every point stored without `day` (made before the field) its day, from its stored date.
+
+        Searches do not wait for it: the server's date filter takes `day` or, for a point without
+        one, `date` (`to_qdrant_filter`), since other processes, even older versions, may write.
+        """
+        lacking = models.Filter(
+            must=[models.IsEmptyCondition(is_empty=models.PayloadField(key=DAY_FIELD))],
+            must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key="date"))],
+        )
+        filled, offset = 0, None
+        while True:
+            with self._errors():
+                records, offset = self._client.scroll(
+                    self.collection, scroll_filter=lacking, limit=SCROLL_PAGE, offset=offset, with_payload=["date"]
+                )
+            by_day: dict[int, list[Any]] = {}
+            for record in records:
+                day = day_of((record.payload or {}).get("date"))
+                if day is not None:
+                    by_day.setdefault(day, []).append(record.id)
+            with self._errors():
+                for day, ids in by_day.items():
+                    self._client.set_payload(self.collection, {DAY_FIELD: day}, points=ids, wait=True)
+            filled += sum(map(len, by_day.values()))
+            if offset is None:
+                return filled
 
     def delete(self, ids: Sequence[str]) -> None:
         if not ids:
@@ -294,7 +330,7 @@ class QdrantStore(ImageStore):
                 query_filter=to_qdrant_filter(where),
                 # local mode always searches exactly (and warns about search_params on every query)
                 search_params=search_params(POLICY, exact) if self.mode == "server" else None,
-                with_payload=True,
+                with_payload=SHOWN_PAYLOAD,
                 with_vectors=self._with(with_vectors, using),
             )
         return [
@@ -328,7 +364,7 @@ class QdrantStore(ImageStore):
                     scroll_filter=to_qdrant_filter(where),
                     limit=SCROLL_PAGE,
                     offset=offset,
-                    with_payload=True,
+                    with_payload=SHOWN_PAYLOAD,
                     with_vectors=self._with(with_vectors, using),
                 )
             for r in records:
@@ -341,7 +377,7 @@ class QdrantStore(ImageStore):
         order = models.OrderBy(key="date", direction=models.Direction.DESC)
         with self._errors():
             records, _ = self._client.scroll(
-                self.collection, scroll_filter=to_qdrant_filter(where), limit=limit, order_by=order, with_payload=True
+                self.collection, scroll_filter=to_qdrant_filter(where), limit=limit, order_by=order, with_payload=SHOWN_PAYLOAD
             )
         return [Hit(str(r.id), 0.0, r.payload or {}) for r in records]
 
@@ -409,8 +445,18 @@ def search_params(policy: SearchPolicy, exact: bool) -> models.SearchParams:
     )
 
 
+def integer_index(name: str) -> models.IntegerIndexParams:
+    """A range index on an integer field; a principal one orders the points of every segment Qdrant builds."""
+    principal = name in PRINCIPAL_FIELDS or None
+    return models.IntegerIndexParams(type=models.IntegerIndexType.INTEGER, lookup=False, range=True, is_principal=principal)
+
+
 def to_qdrant_filter(where: SearchFilter | None) -> models.Filter | None:
-    """The qdrant-client form of a `SearchFilter`'s neutral conditions (embedder/store/conditions.py)."""
+    """The qdrant-client form of a `SearchFilter`'s neutral conditions (embedder/store/conditions.py).
+
+    A range of days asks each point for its `day`, or its `date` where it has no `day` (a point an
+    older version wrote): unlike the embedded store, a server cannot know that no writer lacks it.
+    """
     found = conditions(where)
     if found is None:
         return None
@@ -420,6 +466,14 @@ def to_qdrant_filter(where: SearchFilter | None) -> models.Filter | None:
             return models.FieldCondition(key=condition.key, match=models.MatchValue(value=condition.value))
         if isinstance(condition, AnyOf):
             return models.FieldCondition(key=condition.key, match=models.MatchAny(any=list(condition.values)))
+        if isinstance(condition, OnDays):
+            gte, lt = condition.date_bounds()
+            by_date = models.Filter(must=[
+                models.IsEmptyCondition(is_empty=models.PayloadField(key=DAY_FIELD)),
+                models.FieldCondition(key="date", range=models.Range(gte=gte, lt=lt)),
+            ])
+            by_day = models.FieldCondition(key=DAY_FIELD, range=models.Range(gte=condition.first, lte=condition.last))
+            return models.Filter(should=[by_day, by_date])
         return models.FieldCondition(key=condition.key, range=models.Range(gte=condition.gte, lte=condition.lte))
 
     must = [field(c) for c in found.must]

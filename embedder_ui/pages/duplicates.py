@@ -13,7 +13,8 @@ from embedder.query.duplicates import (
     others_sent_names,
 )
 from embedder.media.thumbnails import shared_cache
-from embedder_ui import navigation, resources, widgets
+from embedder_ui import links, resources, widgets
+from embedder_ui.format import file_size, literal
 
 DUPLICATES = "duplicate_groups"  # the last near-duplicate scan and what it was made for
 GROUPS_SHOWN = "duplicate_groups_shown"
@@ -35,7 +36,7 @@ def render() -> None:
     info = resources.sidebar_info(engine)
     if info["images"] == 0:
         st.info("Nothing is indexed yet. Add some images first.", icon=":material/inbox:")
-        st.page_link(navigation.page("index"), label="Go to the Index page", icon=":material/add_photo_alternate:")
+        st.page_link(links.page("index"), label="Go to the Index page", icon=":material/add_photo_alternate:")
         return
     st.caption(
         "Identical files are already one image. This finds images that look the same but are different "
@@ -64,7 +65,7 @@ def render() -> None:
     st.markdown(f"**{len(groups)} group{'s' if len(groups) != 1 else ''}** · {images} images")
     st.caption(
         f"Whole library: the copies (every image but the one each group keeps) take "
-        f"{widgets.file_size(copies_bytes(groups))}."
+        f"{file_size(copies_bytes(groups))}."
     )
     st.text_input(
         "Move the others to", key=MOVE_TO, persist_state="session", placeholder="/home/me/Pictures/duplicates",
@@ -93,12 +94,12 @@ def _group(engine: Engine, number: int, group: DuplicateGroup) -> None:
             if isinstance(picture, bytes):
                 st.image(picture, width="stretch")
             st.caption(
-                f"{widgets.literal(payload.get('name') or path)} · "
+                f"{literal(payload.get('name') or path)} · "
                 f"{payload.get('width', '?')}×{payload.get('height', '?')} · "
-                f"{widgets.file_size(payload.get('bytes'))}"
+                f"{file_size(payload.get('bytes'))}"
             )
     st.code("\n".join(p for payload in group.payloads for p in payload.get("paths", [])), language=None)
-    names = [f"{i + 1}. {p.get('name') or (p.get('paths') or ['?'])[0]}" for i, p in enumerate(group.payloads)]
+    names = [f"{i + 1}. {literal(p.get('name') or (p.get('paths') or ['?'])[0])}" for i, p in enumerate(group.payloads)]
     keep = st.radio(
         "Keep", range(len(names)), index=keeper(group), format_func=lambda i: names[i], horizontal=True,
         key=f"duplicates-keep-{group.ids[0]}",
@@ -150,10 +151,10 @@ def _confirmation(engine: Engine, number: int, group: DuplicateGroup, keep: int,
             st.button("Cancel", key=f"duplicates-cancel-{number}", on_click=_cancel)
             return
         paths, sent = others_paths(group, keep), others_sent_names(group, keep)
-        uploads = (f" Uploads go by the names they were sent as ({widgets.literal(', '.join(sorted(set(sent.values()))[:3]))}"
+        uploads = (f" Uploads go by the names they were sent as ({literal(', '.join(sorted(set(sent.values()))[:3]))}"
                    f"{', …' if len(set(sent.values())) > 3 else ''}), not their stored hash names." if sent else "")
         st.warning(
-            f"Move {len(paths):,} file{'s' if len(paths) != 1 else ''} to {widgets.literal(target)}? "
+            f"Move {len(paths):,} file{'s' if len(paths) != 1 else ''} to {literal(target)}? "
             "They stay in the index at their new place (the index follows them; nothing is encoded again)."
             f"{uploads} Nothing is deleted or overwritten: a name already taken there gets a number. "
             "You can move them back right after.",
@@ -255,9 +256,9 @@ def _last_action(engine: Engine) -> None:
     if not done:
         return
     if done.get("failed"):
-        st.error(widgets.literal(done["message"]), icon=":material/error:")
+        st.error(literal(done["message"]), icon=":material/error:")
     else:
-        st.success(widgets.literal(done["message"]), icon=":material/check_circle:")
+        st.success(literal(done["message"]), icon=":material/check_circle:")
     if done["undo"]:
         st.button("Move them back" if done["undo"]["kind"] == "move" else "Undo: add them back",
                   key="duplicates-undo", icon=":material/undo:", on_click=_undo, args=(engine,))

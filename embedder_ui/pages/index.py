@@ -13,8 +13,9 @@ import streamlit as st
 from embedder.engine import Engine
 from embedder.indexing.indexer import OUTCOMES, IndexReport
 from embedder.jobs.runner import Job, JobRequest
-from embedder.paths import typed_path
+from embedder.paths import path_to_text, typed_path
 from embedder_ui import resources, widgets
+from embedder_ui.format import job_progress, literal
 
 SUBMITTED = "index_submitted"  # ids of the jobs this session's last click queued
 UPLOADER_GENERATION = "index_uploader_generation"
@@ -111,15 +112,15 @@ def _history(engine: Engine) -> None:
         with st.container(border=True):
             when = time.strftime("%H:%M:%S", time.localtime(job.finished_at)) if job.finished_at else ""
             who = ORIGINS.get(job.request.origin, job.request.origin)
-            st.markdown(f"**{widgets.literal(job.request.label)}** · {widgets.literal(who)} · {when}")
+            st.markdown(f"**{literal(job.request.label)}** · {literal(who)} · {when}")
             report = job.report
             if job.state == "failed":
-                st.caption(f":material/error: failed: {widgets.literal(job.error or 'unknown error')}")
+                st.caption(f":material/error: failed: {literal(job.error or 'unknown error')}")
             elif job.state == "cancelled":
                 st.caption(":material/stop_circle: cancelled: what was stored stays")
             if report is None:
                 continue
-            st.caption(widgets.literal(report.summary()))
+            st.caption(literal(report.summary()))
             if any(report.counts().values()):
                 with st.expander(f"What it found: {_found(report)}"):
                     _details(report, fold_files=False)
@@ -153,13 +154,13 @@ def _jobs_panel(engine: Engine) -> None:
         with st.container(border=True):
             text_col, cancel_col = st.columns([6, 1], vertical_alignment="center")
             state = "Indexing" if job.state == "running" else "Queued"
-            text_col.markdown(f"**{state}** · {widgets.literal(job.request.label)}")
+            text_col.markdown(f"**{state}** · {literal(job.request.label)}")
             cancel_col.button(
                 "Cancel", key=f"cancel-{job.id}", icon=":material/stop_circle:", width="stretch",
                 on_click=engine.jobs.cancel, args=(job.id,),
                 help="Stop after the batch being stored now; what is stored stays and a new run continues from there.",
             )
-            st.progress(widgets.job_fraction(job), text=widgets.literal(widgets.job_progress(job)))
+            st.progress(widgets.job_fraction(job), text=literal(job_progress(job)))
     if pending:
         st.session_state["index_waiting"] = True
     elif st.session_state.pop("index_waiting", False):
@@ -168,10 +169,10 @@ def _jobs_panel(engine: Engine) -> None:
     if jobs and finished:
         for job in jobs:
             if job.state == "cancelled":
-                st.info(f"{widgets.literal(job.request.label)} was cancelled: what was stored stays, index again to finish.",
+                st.info(f"{literal(job.request.label)} was cancelled: what was stored stays, index again to finish.",
                         icon=":material/stop_circle:")
             elif job.state == "failed":
-                st.error(widgets.literal(f"{job.request.label} failed: {job.error}"), icon=":material/error:")
+                st.error(literal(f"{job.request.label} failed: {job.error}"), icon=":material/error:")
         reports = [j.report for j in jobs if j.report is not None]
         if reports:
             _show_report(IndexReport.merge(reports))
@@ -198,7 +199,7 @@ def render() -> None:
             accept_multiple_files=True,
             key=f"index-uploads-{generation}",
             max_upload_size=settings.max_upload_mb,
-            help=f"Copies are kept in {settings.upload_dir}.",
+            help=f"Copies are kept in {literal(settings.upload_dir)}.",
         )
     with folder_col:
         st.subheader("Folder on the server", anchor=False)
@@ -219,7 +220,7 @@ def render() -> None:
             placeholder="/home/me/Pictures",
             help="A folder (searched with its subfolders) or a single image file on the machine running the app. "
             "Hidden folders are skipped, and so is "
-            + (widgets.literal(", ".join(settings.exclude)) + " (EXCLUDE)" if settings.exclude else "nothing else (EXCLUDE)")
+            + (literal(", ".join(settings.exclude)) + " (EXCLUDE)" if settings.exclude else "nothing else (EXCLUDE)")
             + ".",
         )
         prune = st.checkbox(
@@ -249,9 +250,11 @@ def render() -> None:
             st.rerun()
 
     if engine.watcher is not None and engine.watcher.roots:
+        missing = engine.watcher.missing
         st.caption(
-            f"Watching ({widgets.literal(engine.watcher.mode)}): "
-            + " · ".join(widgets.literal(root) for root in engine.watcher.roots)
+            f"Watching ({literal(engine.watcher.mode)}): "
+            + " · ".join(literal(path_to_text(root)) + (" (not there now)" if root in missing else "")
+                         for root in engine.watcher.roots)
         )
     _jobs_panel(engine)
     _history(engine)  # outside the panel: drawn again when a job ends (the panel reruns the page), not every second

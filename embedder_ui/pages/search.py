@@ -16,12 +16,14 @@ import streamlit as st
 from embedder.engine import Engine
 from embedder.errors import ImageError, QueryError
 from embedder.media.images import bytes_hash, decode
-from embedder.query.terms import DEFAULT_TEMPLATE, Term, apply_template, describe_query, parse_term
+from embedder.query.terms import DEFAULT_TEMPLATE, Term, apply_template, describe_query
 from embedder.query.pager import Result
 from embedder.query.filters import file_types, make_filter
 from embedder.store import SearchFilter
 from embedder.media.thumbnails import shared_cache
-from embedder_ui import navigation, resources, widgets
+from embedder_ui import links, resources, widgets
+from embedder_ui.pages import search_url
+from embedder_ui.format import distinct_tails, literal, month_taken, shorten
 from embedder_ui.pages.search_state import Options, SearchState
 
 PAGE_SIZES = [4, 8, 12, 16, 20, 24, 32, 40, 48, 64]
@@ -48,6 +50,18 @@ QUERY_THUMB_SIDE = 160  # the query's own images, above the results
 KEEP = "session"  # inputs keep their values while the person is on another page
 URL = "query-params"  # filters live in the URL too (shareable searches)
 URL_TERMS = "q"  # the URL parameter holding each text term as `weight:text`
+MAX_SIDE_PX = 100_000  # the size filters' upper bound
+ADDRESS_PROBLEMS = "search_address_problems"  # what was left out of the address, said after the rerun
+# What the filters bound to the URL accept from it (search_url.py); the rest is left out and said.
+URL_CHECKS = {
+    "filter-folder": search_url.folder(),
+    "filter-types": search_url.one_of("the file type", file_types()),
+    "filter-tags": search_url.tags(),
+    "filter-after": search_url.day("Taken from"),
+    "filter-before": search_url.day("Taken until"),
+    "filter-min-width": search_url.whole_number("minimum width", 0, MAX_SIDE_PX),
+    "filter-min-height": search_url.whole_number("minimum height", 0, MAX_SIDE_PX),
+}
 
 
 def state() -> SearchState:
@@ -55,10 +69,8 @@ def state() -> SearchState:
     the search box showing the first of them."""
     if STATE not in st.session_state:
         search = SearchState()
-        for raw in st.query_params.get_all(URL_TERMS):
-            term = parse_term(raw)
-            if term.text:
-                search.add(term)
+        for term in search_url.terms_from_url(st.query_params.get_all(URL_TERMS))[0]:
+            search.add(term)
         st.session_state[STATE] = search
         first = next((t.text for _, t in search.terms if t.text and t.weight > 0), None)
         if first:
@@ -69,7 +81,9 @@ def state() -> SearchState:
 def _terms_to_url() -> None:
     """Keep the query's text terms in the URL as `weight:text` (the CLI's syntax), so a reload or a
     bookmark brings the search back; filters are bound to the URL by their widgets. Pictures stay out."""
-    shared = [f"{t.weight:g}:{t.text}" for _, t in state().terms if t.text is not None]
+    shared = [  # no more than the page reads back (a longer address may not even reach the app)
+        f"{t.weight:g}:{t.text[:search_url.MAX_TERM_CHARS]}" for _, t in state().terms if t.text is not None
+    ][: search_url.MAX_URL_TERMS]
     if shared:
         st.query_params[URL_TERMS] = shared
     elif URL_TERMS in st.query_params:
@@ -119,7 +133,7 @@ def _uploaded_term(engine: Engine, key: str, label: str) -> Term | None:
     try:
         decoded = decode(data, engine.settings.max_image_pixels, min_side=engine.searcher.min_side, name=upload.name)
     except ImageError as exc:
-        st.error(widgets.literal(f"{upload.name} cannot be used: {exc}"), icon=":material/broken_image:")
+        st.error(literal(f"{upload.name} cannot be used: {exc}"), icon=":material/broken_image:")
         return None
     seen[key] = digest
     with widgets.errors_as_messages(engine.settings):
@@ -163,19 +177,19 @@ def _image_input(engine: Engine, tab: st.delta_generator.DeltaGenerator) -> None
 
 def _term_label(term: Term) -> str:
     if term.text is not None:
-        return f":material/text_fields: {widgets.literal(widgets.shorten(term.text))}"
+        return f":material/text_fields: {literal(shorten(term.text))}"
     if term.point_id is not None:
-        return f":material/image: like {widgets.literal(term.label)}"
-    return f":material/upload: your picture {widgets.literal(term.label)}"
+        return f":material/image: like {literal(term.label)}"
+    return f":material/upload: your picture {literal(term.label)}"
 
 
 def _query_editor(engine: Engine) -> None:
     """The query's terms, each with a weight (below 0 pushes away) and a remove button; then ways
     to add words or an image. No syntax to learn: `beach` + 2× `sunset` − `people` is three rows."""
     terms = [t for _, t in state().terms]
-    title = widgets.shorten(describe_query(terms), 60)
+    title = shorten(describe_query(terms), 60)
     # Folded while the query is one term (the box above shows it), so results start high on a phone.
-    with st.expander(f"Your query: {widgets.literal(title)}", expanded=len(terms) > 1, icon=":material/tune:"):
+    with st.expander(f"Your query: {literal(title)}", expanded=len(terms) > 1, icon=":material/tune:"):
         st.caption("Weights above 0 pull results towards a term, below 0 push them away.")
         rows = st.container()  # filled last, so a term added below shows in this same run
         with st.form("add-words-form", border=False, clear_on_submit=True):
@@ -255,7 +269,7 @@ def _clear_filters() -> None:
 def _folder_labels(folders: list[str], upload_dir: Path | None) -> dict[str, str]:
     """How the folder list reads: the part that tells folders apart first (a long path is cut off
     at its end), then the whole path; the uploads folder as "Uploaded images"."""
-    tails = widgets.distinct_tails(folders)
+    tails = distinct_tails(folders)
     labels = {folder: f"{tail} · {folder}" if tail != folder else folder for folder, tail in zip(folders, tails)}
     if upload_dir is not None:
         labels[os.path.abspath(upload_dir)] = "Uploaded images"
@@ -313,11 +327,11 @@ def _filters(engine: Engine, count: int) -> SearchFilter:
         )
         width_col, height_col = st.columns(2)
         min_width = width_col.number_input(
-            "Min width (px)", min_value=0, max_value=100_000, step=100, key="filter-min-width",
+            "Min width (px)", min_value=0, max_value=MAX_SIDE_PX, step=100, key="filter-min-width",
             persist_state=KEEP, bind=URL,
         )
         min_height = height_col.number_input(
-            "Min height (px)", min_value=0, max_value=100_000, step=100, key="filter-min-height",
+            "Min height (px)", min_value=0, max_value=MAX_SIDE_PX, step=100, key="filter-min-height",
             persist_state=KEEP, bind=URL,
         )
         where = make_filter(folder, types, after, before, int(min_width), int(min_height), tags)
@@ -332,16 +346,16 @@ def _filters(engine: Engine, count: int) -> SearchFilter:
 
 
 def _describe(template: str | None, shown: int, hidden: int) -> None:
-    terms = [replace(t, text=widgets.shorten(t.text)) if t.text else t for _, t in state().terms]
+    terms = [replace(t, text=shorten(t.text)) if t.text else t for _, t in state().terms]
     what = describe_query(terms)
     texts = [t.text for t in terms if t.text is not None and t.weight]
     note = ""
     if len(texts) == 1 and apply_template(texts[0], template) != texts[0]:
-        note = f" · searched as “{widgets.shorten(apply_template(texts[0], template))}”"
+        note = f" · searched as “{shorten(apply_template(texts[0], template))}”"
     elif texts and template:
         note = f" · words searched as “{apply_template('…', template)}”"
     head, clear = st.columns([6, 1], vertical_alignment="center")
-    head.markdown(f"**{shown} result{'s' if shown != 1 else ''}** for {widgets.literal(what + note)}")
+    head.markdown(f"**{shown} result{'s' if shown != 1 else ''}** for {literal(what + note)}")
     clear.button("Clear", key="search-clear", on_click=lambda: state().clear(), icon=":material/close:", width="stretch")
     if hidden:
         st.caption(f"{hidden} near-duplicate{'s' if hidden != 1 else ''} hidden")
@@ -356,7 +370,7 @@ def _too_long(engine: Engine, template: str | None) -> None:
         tokens = engine.encoder.text_tokens(apply_template(term.text, template))
         if tokens > limit:
             st.warning(
-                f"“{widgets.literal(widgets.shorten(term.text, 40))}” is {tokens:,} tokens long; "
+                f"“{literal(shorten(term.text, 40))}” is {tokens:,} tokens long; "
                 "the model reads only "
                 f"the first {limit} (a few dozen words) and ignores the rest. Put what matters first, or shorten it.",
                 icon=":material/short_text:",
@@ -385,7 +399,7 @@ def _query_images(engine: Engine) -> None:
                     st.image(picture, width="stretch")
                 note = "left out of the results" if term.weight > 0 else "pushed away"
             sign = "−" if term.weight < 0 else "query"
-            st.caption(f"{sign}: {widgets.literal(term.label)} · {note}")
+            st.caption(f"{sign}: {literal(term.label)} · {note}")
 
 
 def _browse_heading(shown: int, where: SearchFilter) -> None:
@@ -426,9 +440,31 @@ def _nothing_found(min_score: float | None, where: SearchFilter) -> None:
         st.info("No images found.", icon=":material/search_off:")
 
 
+def _check_address() -> None:
+    """Before any widget reads the address: what it asks for that cannot be used is left out of
+    it, with one sentence each. Widgets seed themselves from the address the run started with, so
+    a corrected address is run again (once) before any widget reads it."""
+    params = {key: st.query_params.get_all(key) for key in st.query_params}
+    if STATE in st.session_state:  # the terms are read when a session starts; after that the page writes them
+        params.pop(URL_TERMS, None)
+    address = search_url.read_address(params, URL_TERMS, URL_CHECKS)
+    problems = st.session_state.pop(ADDRESS_PROBLEMS, None)
+    if address.changes and problems is None:
+        for key, keep in address.changes.items():
+            if keep is None:
+                del st.query_params[key]
+            else:
+                st.query_params[key] = keep
+        st.session_state[ADDRESS_PROBLEMS] = address.problems
+        st.rerun()
+    for problem in address.problems if problems is None else problems:
+        st.warning(problem, icon=":material/link_off:")
+
+
 def render() -> None:
-    state()  # first: a search from the URL fills the search box before the box is drawn
     st.title("Search your images", anchor=False)
+    _check_address()  # before the session's state reads the terms from the address
+    state()  # then: a search from the URL fills the search box before the box is drawn
     # The page first, the model behind it: the browser shows the search box and the sidebar while
     # the first run of the process loads the model (a query typed meanwhile is kept).
     by_image = _query_inputs()
@@ -442,7 +478,7 @@ def render() -> None:
         st.info(
             "Nothing is indexed yet. Add some images first, then come back to search them.", icon=":material/inbox:"
         )
-        st.page_link(navigation.page("index"), label="Go to the Index page", icon=":material/add_photo_alternate:")
+        st.page_link(links.page("index"), label="Go to the Index page", icon=":material/add_photo_alternate:")
         return
 
     where = _filters(engine, info["images"])  # the sidebar: filters first, then options, then the index
@@ -465,7 +501,7 @@ def render() -> None:
         try:
             hits, more, hidden = search.results(engine.searcher, options, where, info["images"])
         except QueryError as exc:
-            st.warning(f"This query cannot be searched: {widgets.literal(str(exc))}.", icon=":material/tune:")
+            st.warning(f"This query cannot be searched: {literal(str(exc))}.", icon=":material/tune:")
             return
     if search.browsing:
         _browse_heading(len(hits), where)
@@ -480,7 +516,7 @@ def render() -> None:
     notes = {} if search.browsing else _match_notes(engine, hits)
     widgets.result_grid(
         hits, engine.settings.max_image_pixels, CARD_ACTIONS, upload_dir=engine.settings.upload_dir,
-        forget=lambda result: engine.forget(result.id), heading=widgets.month_taken if search.browsing else None,
+        forget=lambda result: engine.forget(result.id), heading=month_taken if search.browsing else None,
         notes=notes, thumbnails=shared_cache(engine.settings),
     )
     if more:
