@@ -40,6 +40,7 @@ T = TypeVar("T")
 # have panicked on huge limits, and the sum can overflow); a million is more than a person pages.
 MAX_RESULTS = 1_000_000
 MAX_SIDE_PX = 2**31 - 1  # PNG and TIFF store sizes in 31-32 bits: no image file is wider
+SPLIT_NAMES = ("train", "validation", "test")  # embedder.evaluation.splits.SPLITS, without importing it for --help
 
 
 def not_utf8(text: str) -> bool:
@@ -293,7 +294,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--compare-templates", action="store_true", help="text→image without and with the template side by side"
     )
     evaluate.add_argument("--live", action="store_true", help="index into and search the configured collection")
-    evaluate.add_argument("--per-query", action="store_true", help="also list every text query, worst first")
+    evaluate.add_argument(
+        "--per-query", action="store_true",
+        help="also list every text query, worst first, and the groups of paraphrases whose wording matters most",
+    )
+    evaluate.add_argument(
+        "--split", choices=SPLIT_NAMES,
+        help="measure only this part of the dataset's split (made beside the dataset on first use and shared "
+        "with `tune`): test holds pictures a tuned model never trained on",
+    )
+    evaluate.add_argument("--seed", type=int, default=0, help="the seed a new split is made with (0)")
+    evaluate.add_argument(
+        "--plot", type=Path, metavar="DIR",
+        help="also write PNGs into DIR: the leaderboard, P@K and R@K curves, AP per query, paraphrase spread",
+    )
     evaluate.add_argument("--json", action="store_true", help="print the measures as JSON")
 
     backup = commands.add_parser(
@@ -341,6 +355,65 @@ def build_parser() -> argparse.ArgumentParser:
         help="first re-tag every image tagged by another vocabulary or model (or not at all), from its stored vector",
     )
     tags.add_argument("--json", action="store_true", help="print {tag: count} as JSON")
+
+    label = commands.add_parser(
+        "label",
+        help="draft a label CSV (path,caption,group) for a folder's pictures, to correct and then eval or tune on",
+        description="Each picture's captions are drafted from what the index knows about it: its tags, the "
+        "text recognised in it and the words of its file name (a picture not indexed yet: its name only). "
+        "Several captions of one picture are several rows; give captions that paraphrase one another the "
+        "same group. Nothing is encoded: the index is only read.",
+    )
+    label.add_argument("folder", type=typed_path, metavar="FOLDER", help="the folder of pictures to label")
+    label.add_argument("--out", type=Path, required=True, metavar="CSV", help="the label file to write")
+    label.add_argument("--force", action="store_true", help="replace CSV if it exists")
+    _exclude_option(label)
+
+    tune = commands.add_parser(
+        "tune",
+        help="fine-tune the model on a labelled dataset's train split into a new model folder",
+        description="Contrastive fine-tuning of EMBEDDER_MODEL on the dataset's train split (made beside it "
+        "on first use and shared with `eval --split`), the best epoch and the mix of old and new weights "
+        "chosen on the validation split; what the model knew is kept by distillation on unlabelled "
+        "pictures (--keep, default a sample of the index) and on the tag vocabulary. Writes a model "
+        "folder loadable as EMBEDDER_MODEL=DIR with a model card (README.md) comparing base and tuned "
+        "on the test split. Index with it into a collection of its own (`embedder use`).",
+    )
+    tune.add_argument("dataset", type=Path, help="a label CSV (path,caption[,group]) or a folder of class folders")
+    tune.add_argument("--out", type=Path, required=True, metavar="DIR", help="the model folder to write (must not exist)")
+    tune.add_argument("--epochs", type=whole_number(1, 1000), default=5, help="passes over the train split (5)")
+    tune.add_argument("--batch-size", type=whole_number(2, 4096), default=32, help="pictures per step (32)")
+    tune.add_argument("--lr", type=finite_number, default=None, help="learning rate (default: by what is trained)")
+    tune.add_argument(
+        "--train", dest="trainable", choices=("auto", "last", "lora", "all"), default="auto",
+        help="what is trained: the last blocks and projections, LoRA adapters, or everything (auto: "
+        "all on CUDA, the last blocks on the CPU)",
+    )
+    tune.add_argument("--keep", type=typed_path, metavar="FOLDER", help="unlabelled pictures whose vectors should stay as they were (default: a sample of the index)")
+    tune.add_argument("--keep-weight", type=finite_number, default=3.0, help="how much keeping what the model knew matters against learning (3.0)")
+    tune.add_argument("--seed", type=int, default=0, help="the seed of the split (when made) and of training (0)")
+    tune.add_argument("--resume", action="store_true", help="continue an interrupted run with the same settings from its last epoch")
+    tune.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    collections = commands.add_parser(
+        "collections",
+        help="the collections in the store, the model that made each and how many images it holds",
+        description="A tuned model indexes into a collection of its own; `embedder use` switches between them. "
+        "Embedded counts are the ones recorded when a collection was last opened or closed.",
+    )
+    collections.add_argument("--json", action="store_true", help="print them as JSON")
+    use = commands.add_parser(
+        "use",
+        help="switch the settings file to a collection and the model that made it (and back)",
+        description="Writes QDRANT_COLLECTION and EMBEDDER_MODEL (and the text and visual models that go with "
+        "them) into the settings file in use (or a new one in your config folder). Nothing is deleted; "
+        "switching back is `embedder use` with the old name. A collection that does not exist yet needs "
+        "--model; indexing with it then fills it.",
+    )
+    use.add_argument(
+        "collection", type=checked(_collection_name), metavar="COLLECTION", help="the collection to use from now on"
+    )
+    use.add_argument("--model", metavar="MODEL", help="the model that made (or will fill) the collection: a name or folder")
 
     commands.add_parser("migrate", help="convert an old qdrant-client local-mode folder (QDRANT_PATH) to Qdrant Edge")
     backfill = commands.add_parser(
@@ -439,15 +512,21 @@ def _run(args: argparse.Namespace) -> int:
     try:
         _check_paths(args)
         settings = Settings.from_env()
+        if args.command in ("collections", "use"):  # records and the settings file only: no lock, no model
+            return run_collections(settings, args) if args.command == "collections" else run_use(settings, args)
         with ExitStack() as stack:
             if args.command == "eval":
                 settings = _eval_settings(settings, args, stack)
+            if args.command == "tune":  # a dataset or output that cannot be used says so before the model loads
+                _tune_inputs(args)
             lock = None
             if not settings.qdrant_url:  # one process per folder: say "in use" now, not after loading the model
                 lock = _folder_lock(settings)
                 stack.callback(lock.release)  # the store releases it on close; this covers a failed open
             if args.command in ("backup", "restore"):  # no model: torch is never imported
                 return run_backup(settings, args, lock)
+            if args.command == "label":  # reads the index as recorded: no model either
+                return run_label(settings, args, lock)
             if args.command == "info" or (args.command == "tags" and not args.refresh):
                 answered = _read_only(settings, args, lock, stack)  # no model either, when the store allows
                 if answered is not None:
@@ -466,6 +545,10 @@ def _run(args: argparse.Namespace) -> int:
         code = 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
         if args.command in ("backup", "restore"):
             print(f"interrupted: nothing was changed; run `{args.command}` again", file=sys.stderr)
+            return code
+        if args.command == "tune":
+            print("interrupted: run the same command with --resume to continue after the last finished epoch",
+                  file=sys.stderr)
             return code
         print("interrupted: run the same command again to finish (nothing is indexed twice)", file=sys.stderr)
         return code
@@ -637,12 +720,14 @@ def run_duplicates(engine: Any, args: argparse.Namespace) -> int:
 
 def _eval_settings(settings: Settings, args: argparse.Namespace, stack: ExitStack) -> Settings:
     """The first model to evaluate, in a throw-away store unless --live; the text model stays only
-    with the model it was set for."""
+    with the model it was set for. The dataset (and its split) are read first: a dataset that cannot
+    be used says so before any model loads."""
     args.models = list(dict.fromkeys(args.models))
     if args.live and args.models:
         raise EmbedderError("eval --live measures the configured collection's model: leave out --model")
     if args.ensemble and len(args.templates) < 2:
         raise EmbedderError('--ensemble needs two or more --template, e.g. --template "{}" --template "a photo of {}"')
+    args.labelled = _labelled(args.dataset, args.split, args.seed)
     if args.models and args.models[0] != settings.model:
         settings = replace(settings, model=args.models[0], text_model=None)
     if args.live:
@@ -651,46 +736,196 @@ def _eval_settings(settings: Settings, args: argparse.Namespace, stack: ExitStac
     return replace(settings, qdrant_url=None, qdrant_path=scratch, collection="eval")
 
 
+def _labelled(source: Path, split: str | None, seed: int) -> Any:
+    """The dataset at `source`, or only its `split` part (see `evaluation.splits.labelled`)."""
+    from embedder.evaluation.splits import labelled
+
+    return labelled(source, split, seed)
+
+
 def run_eval(engine: Any, args: argparse.Namespace) -> int:
-    from embedder.engine import Engine
-    from embedder.evaluation.evaluate import evaluate_model, format_per_query, format_table, load_dataset
+    from embedder.evaluation.evaluate import evaluate_in_scratch, evaluate_model, overlap_k
+    from embedder.evaluation.leaderboard import evaluation_document, format_per_query, format_robustness, format_table
+    from embedder.evaluation.robustness import summary
     from embedder.query.terms import DEFAULT_TEMPLATE
 
-    try:
-        dataset = load_dataset(args.dataset)
-    except OSError as exc:
-        raise EmbedderError(f"{args.dataset}: {exc.strerror or exc}") from None
+    dataset = args.labelled
     templates = args.templates or [None]
     if args.compare_templates:
         templates = [None, templates[0] or DEFAULT_TEMPLATE]
-    evaluations, report = evaluate_model(engine, dataset, args.k, templates, args.ensemble)
-    failures = list(report.failed)
+    measured = [evaluate_model(engine, dataset, args.k, templates, args.ensemble, args.split)]
+    failures = list(measured[0].report.failed)
     for model in args.models[1:]:  # each further model in its own scratch store, one loaded at a time
-        with tempfile.TemporaryDirectory(prefix="embedder-eval-") as scratch:
-            settings = replace(engine.settings, model=model, text_model=None, qdrant_path=Path(scratch))
-            other = Engine.open(settings)
-            try:
-                more, report = evaluate_model(other, dataset, args.k, templates, args.ensemble)
-            finally:
-                other.close()
-        evaluations += more
-        failures += [f for f in report.failed if f.path not in {g.path for g in failures}]
+        other = replace(engine.settings, model=model)
+        measured.append(evaluate_in_scratch(other, dataset, args.k, templates, args.ensemble, args.split))
+        failures += [f for f in measured[-1].report.failed if f.path not in {g.path for g in failures}]
+    evaluations = [e for m in measured for e in m.evaluations]
+    by_template = {m.evaluations[0].model: m.templates for m in measured if m.templates}
     for failure in failures:
         print(printable(f"skipped: {failure.path}: {failure.reason}"), file=sys.stderr)
+    if args.plot:
+        from embedder.evaluation.plots import write_plots
+
+        written = write_plots(evaluations, args.plot, measured[0].templates)
+        print(printable(f"wrote {len(written)} plots to {args.plot}: {', '.join(p.name for p in written)}"), file=sys.stderr)
     if args.json:
-        _print_json({"dataset": path_to_text(dataset.root), "images": len(dataset.labels), "evaluations": [
-            e.as_dict(per_query=args.per_query) for e in evaluations
-        ]})
+        _print_json({
+            "dataset": path_to_text(dataset.root), "split": args.split, "images": len(dataset.labels),
+            "evaluations": [evaluation_document(e, per_query=args.per_query) for e in evaluations],
+            "template_robustness": {
+                model: {**summary(groups), **({"groups_detail": [g.as_dict() for g in groups]} if args.per_query else {})}
+                for model, groups in by_template.items()
+            },
+        })
         return 0
     models = ", ".join(dict.fromkeys(e.model for e in evaluations))
-    print(printable(f"{len(dataset.labels)} images, {len(dataset.queries)} text queries, model {models}"))
+    part = f" ({args.split} split)" if args.split else ""
+    print(printable(f"{len(dataset.labels)} images{part}, {len(dataset.queries)} text queries, model {models}"))
     print(format_table(evaluations))
+    k = overlap_k(args.k)
+    for model, groups in by_template.items():
+        figures = summary(groups)
+        print(printable(
+            f"templates as paraphrases, {model}: AP spread {figures['AP spread']:.3f}, "
+            f"overlap@{k} {figures[f'overlap@{k}']:.3f} over {figures['groups']} labels"
+        ))
     if args.per_query:
         for evaluation in (e for e in evaluations if e.mode == "text→image"):
             print()
             print(printable(f"text queries, {evaluation.model}, template {evaluation.template or '—'}, worst first:"))
-            print(format_per_query(evaluation, args.k[min(1, len(args.k) - 1)]))
+            print(format_per_query(evaluation, k))
+            if evaluation.paraphrases:
+                print()
+                print(printable(f"least robust groups of paraphrases, {evaluation.model}, template {evaluation.template or '—'}:"))
+                print(format_robustness(evaluation.paraphrases))
+        for model, groups in by_template.items():
+            print()
+            print(printable(f"labels whose template matters most, {model}:"))
+            print(format_robustness(groups))
     return 0
+
+
+def run_label(settings: Settings, args: argparse.Namespace, lock: Any) -> int:
+    """`label`: a draft label CSV for a folder, from what the index knows (nothing is encoded)."""
+    from embedder.evaluation.datasets import write_labels
+    from embedder.evaluation.labels import draft_labels, draft_rows
+    from embedder.store.catalog import open_as_recorded
+
+    if not args.folder.is_dir():
+        raise EmbedderError(printable(f"{path_to_text(args.folder)} is not a folder: name the folder of pictures to label"))
+    if args.out.exists() and not args.force:  # before reading anything
+        raise EmbedderError(printable(f"{path_to_text(args.out)} exists already; choose another name, or add --force to replace it"))
+    store = open_as_recorded(settings, lock)
+    try:
+        drafts = draft_labels(args.folder, store, _excludes(settings, args))
+    finally:
+        if store is not None:
+            store.close()
+    if not drafts:
+        raise EmbedderError(printable(f"{path_to_text(args.folder)} holds no pictures to label"))
+    rows = draft_rows(drafts)
+    written = write_labels(args.out, rows, force=args.force)
+    unknown = sum(not d.indexed for d in drafts)
+    empty = sum(not d.captions for d in drafts)
+    print(printable(f"wrote {written}: {len(drafts)} pictures, {len(rows) - empty} drafted captions"))
+    if unknown:
+        print(printable(
+            f"{unknown} of them are not in the index ({settings.collection}): drafted from their file names only; "
+            f"`embedder index {path_to_text(args.folder)}` tags them"
+        ), file=sys.stderr)
+    if empty:
+        print(f"{empty} pictures have no caption yet: fill them in (or leave them empty: then no query finds them)", file=sys.stderr)
+    print(printable(f"correct the captions (same group = paraphrases), then: embedder eval {written}"), file=sys.stderr)
+    return 0
+
+
+def run_collections(settings: Settings, args: argparse.Namespace) -> int:
+    """`collections`: every collection of the store with its model and image count; * marks the one in use."""
+    from embedder.store.catalog import list_collections
+
+    found = list_collections(settings)
+    if args.json:
+        _print_json([c.as_dict() for c in found])
+        return 0
+    if not found:
+        print(printable(f"no collections yet in {settings.storage_location}: `embedder index FOLDER` makes {settings.collection!r}"))
+        return 0
+    width = max(10, *(len(c.name) for c in found))
+    print(f"  {'collection':<{width}} {'images':>9}  model")
+    for c in found:
+        model = f"{c.model or '— (empty)'}" + (f" ({c.dim}-d)" if c.dim else "")
+        visual = f", visual {c.visual_model}" if c.visual_model else ""
+        print(printable(f"{'*' if c.current else ' '} {c.name:<{width}} {c.images:>9,}  {model}{visual}"))
+    return 0
+
+
+def run_use(settings: Settings, args: argparse.Namespace) -> int:
+    """`use`: point the settings file at a collection and the model that made it."""
+    from embedder.store.switching import switch_collection
+
+    done = switch_collection(settings, args.collection, args.model)
+    what = f"{done.images:,} images" if done.exists else "empty until you index into it"
+    print(printable(f"now using collection {done.collection} ({what}) with model {done.model}: written to {done.settings_file}"))
+    if done.previous != done.collection:
+        print(printable(f"switch back with: embedder use {done.previous}"))
+    for var in done.overridden:
+        print(printable(f"warning: {var} is set in the environment, which wins over the settings file: unset it"), file=sys.stderr)
+    return 0
+
+
+def _tune_inputs(args: argparse.Namespace) -> None:
+    """`tune`'s dataset, its split and the output folder, checked before any model loads."""
+    from embedder.evaluation.splits import dataset_split
+    from embedder.evaluation.tune import check_output
+
+    if args.keep_weight < 0:
+        raise EmbedderError(f"--keep-weight must be 0 or more, got {args.keep_weight:g}")
+    if args.lr is not None and args.lr <= 0:
+        raise EmbedderError(f"--lr must be above 0, got {args.lr:g}")
+    args.out = args.out.expanduser().absolute()
+    check_output(args.out, args.resume)
+    args.labelled = _labelled(args.dataset, None, args.seed)
+    args.parts = dataset_split(args.labelled, args.seed)
+
+
+def run_tune(engine: Any, args: argparse.Namespace) -> int:
+    """`tune`: fine-tune EMBEDDER_MODEL on the dataset's train split into a new model folder."""
+    from embedder.evaluation.tune import TuneOptions, tune
+
+    options = TuneOptions(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, trainable=args.trainable, keep=args.keep,
+        keep_weight=args.keep_weight, seed=args.seed, resume=args.resume, ks=(1, 5, 10),
+    )
+    counts = ", ".join(f"{n} {c}" for n, c in args.parts.counts().items())
+
+    def progress(step: Any) -> None:
+        if step.phase == "preparing":  # the model took the dataset: say which split it learns from
+            print(printable(f"split {args.parts.path}: {counts} pictures"), file=sys.stderr)
+        _show_tune_progress(step)
+
+    result = tune(engine, args.labelled, args.parts, args.out, options, None if args.json else progress)
+    if sys.stderr.isatty() and not args.json:
+        print(file=sys.stderr)
+    if args.json:
+        _print_json({"folder": str(result.folder), **result.card})
+        return 0
+    print(printable(f"tuned model written to {result.folder}: {result.summary()}"))
+    name = result.folder.name
+    print(printable(
+        f"next: index with it into a collection of its own (EMBEDDER_MODEL={result.folder} QDRANT_COLLECTION={name} "
+        f"embedder index FOLDER), compare (embedder eval {args.dataset} --split test --model {result.folder}), "
+        f"then switch: embedder use {name} --model {result.folder}"
+    ), file=sys.stderr)
+    return 0
+
+
+def _show_tune_progress(progress: Any) -> None:
+    if not sys.stderr.isatty():
+        if progress.phase == "epoch":  # a log of epochs, not of every step
+            print(progress.words(), file=sys.stderr)
+        return
+    end = "\n" if progress.phase == "epoch" else ""
+    print(f"\r{progress.words()}   ", end=end, file=sys.stderr, flush=True)
 
 
 def _visual_layout(settings: Settings) -> Any:
@@ -840,6 +1075,7 @@ COMMANDS = {
     "search": run_search,
     "duplicates": run_duplicates,
     "eval": run_eval,
+    "tune": run_tune,
     "info": run_info,
     "tags": run_tags,
     "watch": run_watch,

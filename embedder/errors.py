@@ -49,6 +49,10 @@ class MoveError(EmbedderError):
     """A folder that files cannot be moved into (relative, a file, not writable)."""
 
 
+class TuneError(EmbedderError):
+    """A model or dataset that cannot be tuned, or a tuned model that could not be written."""
+
+
 class Interrupted(EmbedderError):
     """Work stopped because its process is stopping (Ctrl-C, SIGTERM, the app shutting down): what
     was stored stays, and the next run or start finishes it. Never a failure of the work itself."""

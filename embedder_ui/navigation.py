@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from embedder_ui import links, widgets
-from embedder_ui.pages import duplicates, index, search
+from embedder_ui.pages import duplicates, evaluate, index, label, search
 
 
 def run() -> None:
@@ -17,5 +17,7 @@ def run() -> None:
             duplicates.render, title="Duplicates", icon=":material/content_copy:", url_path="duplicates"
         ),
         "index": st.Page(index.render, title="Index", icon=":material/add_photo_alternate:", url_path="index"),
+        "label": st.Page(label.render, title="Label", icon=":material/edit_note:", url_path="label"),
+        "evaluate": st.Page(evaluate.render, title="Evaluate", icon=":material/leaderboard:", url_path="evaluate"),
     })
     st.navigation(pages).run()

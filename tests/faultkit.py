@@ -129,6 +129,19 @@ def server_mode(
     return lambda url: monkeypatch.setenv("QDRANT_URL", url)
 
 
+def run_main(capsys: Any, *argv: str) -> tuple[int, str, str]:
+    """`python -m embedder ARGV` in this process: (exit code, stdout, stderr), with sys.argv as `python -m` sets it."""
+    from embedder import cli
+
+    saved, sys.argv = sys.argv, [str(Path(cli.__file__).with_name("__main__.py")), *argv]
+    try:
+        code = cli.main(list(argv))
+    finally:
+        sys.argv = saved
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def run_cli(env: dict[str, str], *argv: str, timeout: float = DEADLINE_S) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "embedder", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
@@ -508,6 +521,7 @@ class _QdrantHandler(_Quiet):
         ("POST", re.compile(r"^/collections/([^/]+)/points$"), "retrieve"),
         ("PUT", re.compile(r"^/collections/([^/]+)/points$"), "upsert"),
         ("PUT", re.compile(r"^/collections/([^/]+)/points/payload$"), "overwrite"),
+        ("POST", re.compile(r"^/collections/([^/]+)/points/payload$"), "merge"),
         ("POST", re.compile(r"^/collections/([^/]+)/points/delete$"), "delete"),
         ("POST", re.compile(r"^/collections/([^/]+)/points/query$"), "query"),
         ("POST", re.compile(r"^/collections/([^/]+)/points/scroll$"), "scroll"),
@@ -654,6 +668,16 @@ class _QdrantHandler(_Quiet):
         for pid in map(_pid, body.get("points", [])):
             if pid in col.points:
                 col.points[pid] = (col.points[pid][0], dict(body["payload"]))
+        return {"operation_id": 0, "status": "completed"}
+
+    def _merge(self, body: dict, name: str):
+        """set_payload: the given keys over each point's payload, the rest kept."""
+        col = self._col(name)
+        if col is None:
+            return (404, "no collection")
+        for pid in map(_pid, body.get("points", [])):
+            if pid in col.points:
+                col.points[pid] = (col.points[pid][0], {**col.points[pid][1], **body["payload"]})
         return {"operation_id": 0, "status": "completed"}
 
     def _delete(self, body: dict, name: str):

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from embedder import cli
-from embedder.evaluation.evaluate import load_dataset, score_ranking
+from embedder.evaluation.datasets import load_dataset
+from embedder.evaluation.metrics import score_ranking
 
 
 def test_metrics_match_hand_computed_values() -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from embedder import cli
 from embedder.errors import DatasetError, QueryError
-from embedder.evaluation.evaluate import load_dataset
+from embedder.evaluation.datasets import load_dataset
 from embedder.query.terms import Term, parse_point_id, parse_term
 from embedder.terminal import printable
 from faultkit import cli_env, distinct_folder, distinct_image, run_cli

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from embedder import cli
-from embedder.evaluation.evaluate import evaluate_text, load_dataset
+from embedder.evaluation.datasets import load_dataset
+from embedder.evaluation.evaluate import evaluate_text
 from embedder.evaluation.synthetic import write_dataset
 from modelkit import tiny_siglip
 

@@ -239,6 +239,78 @@ def _photographic(image: Image.Image, rng: np.random.Generator) -> Image.Image:
         return jpeg.convert("RGB")
 
 
+# Concepts the tiny CLIP never saw (tests/fixtures/tiny-clip knows only SHAPES): drawn the same way, in
+# the same colours and sizes, each with captions that paraphrase one another. For measuring tuning.
+NEW_SHAPES: dict[str, tuple[str, ...]] = {
+    "heart": ("a heart", "a heart shape", "a love heart"),
+    "crescent": ("a crescent", "a crescent moon", "a moon shape"),
+    "ring": ("a ring", "a hollow ring", "a donut shape"),
+    "arrow": ("an arrow", "an arrow shape", "a pointing arrow"),
+}
+
+
+def render_new(shape: str, rng: np.random.Generator, image_size: int = 224) -> Image.Image:
+    """One of NEW_SHAPES in a random colour and size on a random background; all randomness from `rng`."""
+    if shape not in NEW_SHAPES:
+        raise ValueError(f"unknown new shape {shape!r}")
+    side = int(image_size)
+    image = _background(rng, side)
+    size = SIZES[int(rng.integers(len(SIZES)))]
+    colour = COLOURS[int(rng.integers(len(COLOURS)))]
+    radius = side * rng.uniform(*SIZE_RADIUS[size])
+    margin = radius * 1.05
+    cx, cy = rng.uniform(margin, side - margin, size=2)
+    turn = rng.uniform(-0.3, 0.3)
+    mask = Image.new("L", (side, side), 0)
+    draw = ImageDraw.Draw(mask)
+    if shape == "heart":
+        t = np.linspace(0, 2 * math.pi, 64)
+        x, y = 16 * np.sin(t) ** 3, 13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t)
+        draw.polygon(_turned(x / 17, -y / 17, cx, cy, radius, turn), fill=255)
+    elif shape == "crescent":
+        draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=255)
+        dx, dy = 0.45 * radius * math.cos(turn), 0.45 * radius * math.sin(turn)
+        inner = 0.85 * radius
+        draw.ellipse((cx + dx - inner, cy + dy - inner, cx + dx + inner, cy + dy + inner), fill=0)
+    elif shape == "ring":
+        draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=255)
+        inner = 0.55 * radius
+        draw.ellipse((cx - inner, cy - inner, cx + inner, cy + inner), fill=0)
+    else:  # arrow pointing right, turned
+        x = np.array([-1.0, 0.15, 0.15, 1.0, 0.15, 0.15, -1.0])
+        y = np.array([-0.22, -0.22, -0.6, 0.0, 0.6, 0.22, 0.22])
+        draw.polygon(_turned(x, y, cx, cy, radius, turn), fill=255)
+    image.paste(Image.new("RGB", (side, side), _object_colour(colour, rng)), mask=mask)
+    return _photographic(image, rng)
+
+
+def _turned(x: np.ndarray, y: np.ndarray, cx: float, cy: float, r: float, turn: float) -> list[tuple[float, float]]:
+    """Unit-sized outline points scaled by `r`, turned by `turn` radians, around (cx, cy)."""
+    cos, sin = math.cos(turn), math.sin(turn)
+    return [(cx + r * (a * cos - b * sin), cy + r * (a * sin + b * cos)) for a, b in zip(x, y)]
+
+
+def write_new_concepts(folder: Path | str, n_per_class: int, seed: int, image_size: int = 224) -> Path:
+    """`n_per_class` JPEGs of each of NEW_SHAPES under `folder/<shape>/`, and `labels.csv`
+    (`path,caption,group`): every picture with all its shape's paraphrases, the shape as their group.
+    Returns the CSV's path."""
+    folder = Path(folder)
+    rows: list[tuple[str, str, str]] = []
+    for k, (shape, captions) in enumerate(NEW_SHAPES.items()):
+        (folder / shape).mkdir(parents=True, exist_ok=True)
+        for j in range(n_per_class):
+            relative = f"{shape}/{j + 1:04d}.jpg"
+            render_new(shape, np.random.default_rng([seed, k, j, 5]), image_size).save(folder / relative, quality=95)
+            rows += [(relative, text, shape) for text in captions]
+    csv_path = folder / "labels.csv"
+    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(("path", "caption", "group"))
+        writer.writerows(rows)
+    log.info("wrote %d pictures of %d new shapes to %s", n_per_class * len(NEW_SHAPES), len(NEW_SHAPES), folder)
+    return csv_path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m embedder.evaluation.synthetic", description=__doc__.split("\n")[0])
     parser.add_argument("folder", type=Path)

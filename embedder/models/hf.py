@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 import torch
 from PIL import Image
@@ -45,6 +46,11 @@ class HfEncoder(Encoder):
         dim = int(getattr(text_config, "projection_size", None) or text_config.hidden_size)
         self._ready(dim, _image_input_size(image_processor), batch_size)
 
+    @property
+    def processor(self) -> Any:
+        """transformers' processor of the model (tokenizer and image processor), saved beside it."""
+        return self._processor
+
     def prepare_image(self, image: Image.Image) -> PreparedImage:
         """transformers' processor on one image (resize, rescale, normalise; SigLIP 2: patches + mask)."""
         image = crop_to_aspect(image) if self._crops else crop_to_aspect(image, MAX_ASPECT_UNCROPPED)
@@ -53,7 +59,7 @@ class HfEncoder(Encoder):
         return PreparedImage(pixels, {key: value[0] for key, value in inputs.items()})
 
     def _image_features(self, pixels: torch.Tensor, extras: dict[str, torch.Tensor]) -> torch.Tensor:
-        return _pooled(self.model.get_image_features(pixel_values=pixels, **extras))
+        return pooled_output(self.model.get_image_features(pixel_values=pixels, **extras))
 
     @property
     def max_text_tokens(self) -> int:
@@ -69,10 +75,10 @@ class HfEncoder(Encoder):
         )
         # What the tokenizer gives, as the model card does (SigLIP's own tokenizer gives no mask).
         inputs = {k: v.to(self.device) for k, v in inputs.items() if k in TEXT_INPUTS}
-        return _pooled(self.model.get_text_features(**inputs))
+        return pooled_output(self.model.get_text_features(**inputs))
 
 
-def _pooled(output) -> torch.Tensor:
+def pooled_output(output) -> torch.Tensor:
     """transformers 5 returns a model output whose pooled vector is the embedding."""
     return output if isinstance(output, torch.Tensor) else output.pooler_output
 

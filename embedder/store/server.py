@@ -481,6 +481,31 @@ def to_qdrant_filter(where: SearchFilter | None) -> models.Filter | None:
     return models.Filter(must=must or None, must_not=must_not or None)
 
 
+def server_collections(settings: Settings) -> list[dict[str, Any]]:
+    """Every collection on the server: name, the model and size of its vectors, its exact image count
+    and its visual model (None where it has none), by name."""
+    location = settings.storage_location
+    with _qdrant_errors(location, settings.qdrant_timeout):
+        client = server_client(settings.qdrant_url or "", location, settings.qdrant_api_key, settings.qdrant_timeout)
+        try:
+            found = []
+            for described in sorted(client.get_collections().collections, key=lambda c: c.name):
+                config = client.get_collection(described.name).config
+                params = config.params.vectors
+                named = params if isinstance(params, dict) else {"": params}
+                metadata = config.metadata or {}
+                found.append({
+                    "name": described.name,
+                    "model": metadata.get("model"),
+                    "dim": getattr(named.get(""), "size", None),
+                    "images": client.count(described.name, exact=True).count,
+                    "visual_model": metadata.get("visual_model") if VISUAL in named else None,
+                })
+            return found
+        finally:
+            client.close()
+
+
 def recorded_on_server(settings: Settings) -> Recorded:
     """What the server's collection records in its metadata (model and vector size), asked without
     creating anything; one without them is left to the store's own checks (model and size unknown)."""

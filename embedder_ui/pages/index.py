@@ -16,6 +16,7 @@ from embedder.jobs.runner import Job, JobRequest
 from embedder.paths import path_to_text, typed_path
 from embedder_ui import resources, widgets
 from embedder_ui.format import job_progress, literal
+from embedder_ui.switcher import collections_panel
 
 SUBMITTED = "index_submitted"  # ids of the jobs this session's last click queued
 UPLOADER_GENERATION = "index_uploader_generation"
@@ -256,5 +257,7 @@ def render() -> None:
             + " · ".join(literal(path_to_text(root)) + (" (not there now)" if root in missing else "")
                          for root in engine.watcher.roots)
         )
+    with st.expander("Collections: use a tuned model's collection, and switch back", icon=":material/swap_horiz:"):
+        collections_panel(engine)  # before the job panel: elements after a self-redrawing fragment can shift
     _jobs_panel(engine)
     _history(engine)  # outside the panel: drawn again when a job ends (the panel reruns the page), not every second
