@@ -69,7 +69,7 @@ def page(chromium: Path, app_url: str):
         yield pg
 
 
-def _no_error_on_page(pg) -> None:
+def no_error_on_page(pg) -> None:
     assert pg.locator('[data-testid="stException"]').count() == 0
     assert pg.locator('[data-testid="stAlertContentError"]').count() == 0
 
@@ -100,7 +100,7 @@ def _upload_and_index(pg, files: list[Path]) -> None:
     idle(pg)
 
 
-def _open_page(pg, link: str, ready) -> None:
+def open_page(pg, link: str, ready) -> None:
     """Click the sidebar's `link`, wait for the page's `ready` locator, then for the app to go idle."""
     pg.locator('[data-testid="stSidebarNavLink"]', has_text=link).click()
     ready.wait_for()
@@ -108,16 +108,16 @@ def _open_page(pg, link: str, ready) -> None:
 
 
 def go_index(pg) -> None:
-    _open_page(pg, "Index", pg.get_by_role("heading", name="Index images"))
+    open_page(pg, "Index", pg.get_by_role("heading", name="Index images"))
 
 
 def go_search(pg) -> None:
-    _open_page(pg, "Search", pg.get_by_label("What are you looking for?"))
+    open_page(pg, "Search", pg.get_by_label("What are you looking for?"))
 
 
 def find_the_one_duplicate_group(pg) -> None:
     """The Duplicates page, Find near-duplicates, and the one group the library with a copy holds."""
-    _open_page(pg, "Duplicates", pg.get_by_role("heading", name="Near-duplicates"))
+    open_page(pg, "Duplicates", pg.get_by_role("heading", name="Near-duplicates"))
     pg.get_by_role("button", name="Find near-duplicates").click()
     pg.get_by_text("1 group").wait_for()
     idle(pg)
@@ -154,7 +154,7 @@ def test_upload_index_search_in_a_real_browser(page, app_url: str, tmp_path: Pat
     pg = page
     # Search is the default page, at "/": with nothing indexed it points to the Index page.
     pg.get_by_text("Nothing is indexed yet").wait_for()
-    _no_error_on_page(pg)
+    no_error_on_page(pg)
 
     # Index page, from the sidebar navigation.
     go_index(pg)
@@ -162,7 +162,7 @@ def test_upload_index_search_in_a_real_browser(page, app_url: str, tmp_path: Pat
     broken = tmp_path / "to-upload" / "holiday-broken.jpg"
     broken.write_bytes(files[1].read_bytes()[:600])  # a download cut short
     _upload_and_index(pg, [*files, broken])
-    _no_error_on_page(pg)
+    no_error_on_page(pg)
 
     def metric(label: str) -> str:
         box = pg.locator('[data-testid="stMain"] [data-testid="stMetric"]', has_text=label)
@@ -183,7 +183,7 @@ def test_upload_index_search_in_a_real_browser(page, app_url: str, tmp_path: Pat
     go_search(pg)
     assert pg.url == app_url + "/"  # the default page is served at /, not at its url_path
     search_for(pg, "a red circle")
-    _no_error_on_page(pg)
+    no_error_on_page(pg)
     found = _captions(pg)
     assert len(found) == len(files)
     assert {name for name, _ in found} == {f.name for f in files}
@@ -233,7 +233,7 @@ def test_compose_filter_and_find_duplicates_in_a_real_browser(page, tmp_path: Pa
     library = tmp_path / "library"
     files, red_circle = library_with_a_copy(library)
     index_a_folder(pg, library)
-    _no_error_on_page(pg)
+    no_error_on_page(pg)
 
     # Compose: the query, then words to exclude, as rows with weights.
     go_search(pg)
@@ -244,7 +244,7 @@ def test_compose_filter_and_find_duplicates_in_a_real_browser(page, tmp_path: Pa
     pg.get_by_role("button", name="Exclude", exact=True).first.click()
     pg.get_by_text(re.compile("results? for “a red circle” − “a red square”")).wait_for()
     idle(pg)
-    _no_error_on_page(pg)
+    no_error_on_page(pg)
     assert pg.locator('[data-testid="stSlider"]').filter(has_text="+1.00").count() >= 1
 
     # Filter by file type in the sidebar: only PNGs are left.
@@ -265,7 +265,7 @@ def test_compose_filter_and_find_duplicates_in_a_real_browser(page, tmp_path: Pa
 
     # Near-duplicates: the resized, re-encoded copy and its original, with both paths.
     find_the_one_duplicate_group(pg)
-    _no_error_on_page(pg)
+    no_error_on_page(pg)
     expect(pg.locator('[data-testid="stCode"]')).to_contain_text(str(library / "copies" / "red-circle-small.jpg"))
     expect(pg.locator('[data-testid="stCode"]')).to_contain_text(str(red_circle))
     pg.screenshot(path=str(SCREENSHOTS / "duplicates.png"), full_page=True)
@@ -340,4 +340,4 @@ def test_clear_filters_viewer_browsing_and_forgetting_copies_in_a_real_browser(p
     pg.get_by_role("button", name="Browse all images").click()
     idle(pg)
     pg.wait_for_function(f"() => document.querySelectorAll('[data-testid=\"stImage\"]').length >= {len(files)}")
-    _no_error_on_page(pg)
+    no_error_on_page(pg)
