@@ -215,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--prune", action="store_true", help="forget images under PATHS whose files are gone")
     index.add_argument("--shard", type=parse_shard, help="I/N: index only this worker's share (by content hash)")
     index.add_argument("--json", action="store_true", help="print the report as JSON")
+    index.add_argument(
+        "--no-text", action="store_true",
+        help="do not read the text in the pictures now (TEXT_IN_IMAGES=false never does; the next run reads it)",
+    )
     _exclude_option(index)
 
     watch = commands.add_parser(
@@ -258,12 +262,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--tag", dest="tags", action="append", default=[], type=text, metavar="TAG",
         help="only images tagged TAG (repeat: all of them); `embedder tags` lists the tags",
     )
+    search.add_argument(
+        "--sort", choices=("relevance", "newest", "oldest"), default="relevance",
+        help="order of the results that stand out: best first (default), or by the date taken",
+    )
+    search.add_argument(
+        "--only", choices=("picture", "text", "name"),
+        help="only results found by their looks, by the text in them, or by their file or folder names",
+    )
+    search.add_argument(
+        "--all", action="store_true",
+        help="also the weaker results: those that only look a little like the query, past where its scores fall off",
+    )
+    search.add_argument(
+        "--no-dates", action="store_true",
+        help="read dates typed in the query (2019, july 2023, last year) as words only, not as a date filter",
+    )
     search.add_argument("--collapse", action="store_true", help="show one of each set of near-duplicates")
     search.add_argument(
         "--threshold", type=checked(_threshold_arg), help="near-duplicate cosine, default DUPLICATE_THRESHOLD"
     )
     output = search.add_mutually_exclusive_group()
-    output.add_argument("--json", action="store_true", help="print score, path, name and id of each result as JSON")
+    output.add_argument(
+        "--json", action="store_true",
+        help="print each result as JSON: score, path, name, id, taken, matched (picture/text/name/tag) and text",
+    )
     output.add_argument("--paths", action="store_true", help="print only paths, one per line (for xargs)")
     SEARCH_OPTIONS.update(word for action in search._actions for word in action.option_strings)  # noqa: SLF001
 
@@ -630,12 +653,20 @@ def _busy_with(settings: Settings) -> str:
 
 
 def run_index(engine: Any, args: argparse.Namespace) -> int:
-    """Index PATHS; exit 1 if one of them is missing (the others are indexed, the report says which)."""
+    """Index PATHS (the picture pass), then read the text in what they hold (the text pass); exit 1 if
+    one of them is missing (the others are indexed, the report says which)."""
+    from embedder.indexing.indexer import IndexReport
+
     absent = [p for p in args.paths if missing(p)]
     report = engine.indexer.index(
         args.paths, prune=args.prune, on_progress=None if args.json else _show_progress,
         exclude=_excludes(engine.settings, args),
     )
+    text_pass = None if args.no_text else engine.text_pass
+    if text_pass is not None:
+        present = [p for p in args.paths if not missing(p)]
+        read = text_pass.run(present, on_progress=None if args.json else _show_reading)
+        report = IndexReport.merge([report, read])
     if args.json:
         _print_json(report.as_dict())
         return 1 if absent else 0
@@ -643,6 +674,8 @@ def run_index(engine: Any, args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     for failure in report.failed:
         print(printable(f"failed: {failure.path}: {failure.reason}"))
+    for failure in report.text_failed:
+        print(printable(f"{failure.path}: {failure.reason}"))
     for path in report.removed:
         print(printable(f"removed: {path}"))
     print(report.summary())
@@ -653,6 +686,11 @@ def _show_progress(p: Progress) -> None:
     if not sys.stderr.isatty():
         return
     print(f"\r{p.words()}   ", end="", file=sys.stderr)
+
+
+def _show_reading(p: Progress) -> None:
+    if sys.stderr.isatty():
+        print(f"\rreading text: {p.words().replace(' files', ' pictures')}   ", end="", file=sys.stderr)
 
 
 def run_search(engine: Any, args: argparse.Namespace) -> int:
@@ -671,20 +709,36 @@ def run_search(engine: Any, args: argparse.Namespace) -> int:
         where=make_filter(folder, args.types, args.after, args.before, args.min_width, args.min_height, args.tags),
         min_score=args.min_score,
         collapse=_threshold(engine, args) if args.collapse else None,
+        only=args.only,
+        cut=not args.all,
+        sort=args.sort,
     )
-    results = engine.searcher.search(query, args.limit, args.offset)
+    if not args.no_dates:
+        query = query.with_typed_dates()
+    pages = engine.searcher.pages(query, args.offset)
+    results = pages.first(args.limit)[0]
+    if query.dates and not args.json and not args.paths:
+        print(printable(f"taken: {query.dates.label} (--no-dates reads it as words)"), file=sys.stderr)
+    if pages.note:
+        print(printable(pages.note), file=sys.stderr)
     if args.paths:  # the files themselves, byte for byte, whatever their names
         for r in results:
             sys.stdout.buffer.write(os.fsencode(text_to_path(r.path)) + b"\n")
         sys.stdout.flush()
         return 0
     if args.json:
-        _print_json([{"score": r.score, "path": r.path, "name": r.name, "id": r.id} for r in results])
+        _print_json([r.as_dict() for r in results])
         return 0
     if not results:
         print("no matches" if engine.store.count() else "nothing indexed yet: run `python -m embedder index FOLDER`")
     for r in results:
-        print(printable(f"{r.score:.3f}  {r.path}"))
+        why = f"  [{', '.join(r.matched)}]" if r.matched and r.matched != ("picture",) else ""
+        print(printable(f"{r.score:.3f}  {r.path}{why}"))
+        if r.line is not None:
+            print(printable(f"       “{r.line}”"))
+    if pages.weaker:
+        weaker = f"{pages.weaker} weaker result{'s' if pages.weaker != 1 else ''}"
+        print(f"{weaker} left out (they only look a little like the query): --all shows them", file=sys.stderr)
     return 0
 
 

@@ -205,6 +205,9 @@ class Settings:
         "MATCH_MARGIN", 0.03, _margin, "how much better than \"a photo\" a text must fit an image to be a close match"
     )
     tags: bool = setting("TAGS", True, _bool, "tag each image with labels from the tag vocabulary as it is indexed")
+    text_in_images: bool = setting(
+        "TEXT_IN_IMAGES", True, _bool, "read the text in pictures after indexing them, so their words find them"
+    )
     tags_file: Path | None = setting(
         "TAGS_FILE", None, _path, "your own tag vocabulary, one label a line; unset: the built-in everyday labels"
     )

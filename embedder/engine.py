@@ -1,8 +1,9 @@
 """The product's working parts, opened once and wired together: model, store, indexer, searcher, jobs.
 
-The model and the store open first; the indexer (with its tagger and thumbnails) and the job runner
-are built on first use, so a command that only searches or reads imports and loads nothing more.
-`describe` is what `info` and the pages' sidebar say, read from the settings and the store alone.
+The model and the store open first; the indexer (with its tagger and thumbnails), the text pass and
+the job runner are built on first use, and the text reader only when there is text to read, so a
+command that only searches or reads imports and loads nothing more. `describe` is what `info` and
+the pages' sidebar say, read from the settings and the store alone.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from embedder.store import FolderLock, ImageStore, open_store
 
 if TYPE_CHECKING:
     from embedder.indexing.indexer import Indexer
+    from embedder.indexing.text_pass import TextPass
     from embedder.jobs.runner import Job, JobRunner
     from embedder.models.base import Encoder
+    from embedder.models.ocr import TextReader
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,7 @@ class Engine:
     watcher: Any = field(default=None)  # a FolderWatcher once `watch` is called
     visual: Encoder | None = None  # the image-only model (EMBEDDER_VISUAL_MODEL), when set
     shard: tuple[int, int] | None = None  # (index, count): this worker indexes only its share
+    reader: TextReader | None = None  # the text reader, made when text is first read (or handed in: tests)
     _indexer: Indexer | None = field(default=None, repr=False)
     _jobs: JobRunner | None = field(default=None, repr=False)
     _parts: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -87,15 +91,38 @@ class Engine:
             return self._indexer
 
     @property
+    def text_pass(self) -> TextPass | None:
+        """Reading the text in stored pictures (None with TEXT_IN_IMAGES=false); the reader loads on
+        the first picture to read."""
+        if not self.settings.text_in_images:
+            return None
+        from embedder.indexing.text_pass import TextPass
+
+        indexer = self.indexer
+        return TextPass(self.store, self.text_reader, self.settings.max_image_pixels, indexer.payload_lock, indexer.owns)
+
+    def text_reader(self) -> TextReader:
+        """The text reader (RapidOCR's PP-OCRv6 on ONNX Runtime), loaded once: on the GPU when
+        EMBEDDER_DEVICE allows one and onnxruntime has CUDA, else on every CPU core."""
+        with self._parts:
+            if self.reader is None:
+                from embedder.models.ocr import TextReader
+
+                device = "cpu" if self.settings.device == "cpu" else "auto"
+                self.reader = TextReader(device)
+            return self.reader
+
+    @property
     def jobs(self) -> JobRunner:
         """Background indexing for this store, built on first use; started by whoever wants it (the
         app, `watch`)."""
         indexer = self.indexer
+        text_pass = self.text_pass
         with self._parts:
             if self._jobs is None:
                 from embedder.jobs.runner import JobRunner
 
-                self._jobs = JobRunner(indexer, journal=self.settings.jobs_journal)
+                self._jobs = JobRunner(indexer, journal=self.settings.jobs_journal, text_pass=text_pass)
             return self._jobs
 
     def watch(self, roots: Iterable[Path | str], catch_up: bool = True) -> list[Job]:

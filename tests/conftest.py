@@ -87,3 +87,22 @@ def memory_engine(settings: Settings, encoder: Encoder) -> Iterator[Engine]:
     eng = Engine.open(settings, encoder=encoder, store=MemoryStore(encoder.model_id, encoder.dim))
     yield eng
     eng.close()
+
+
+_SHARED_READER: list = []  # the one TextReader of the run (loading one takes 1-2 s)
+
+
+@pytest.fixture(autouse=True)
+def shared_text_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every engine of the run (the CLI's too) reads the text in pictures with one TextReader, loaded
+    when a test first reads text."""
+
+    def text_reader(self: Engine):
+        if not _SHARED_READER:
+            from embedder.models.ocr import TextReader
+
+            _SHARED_READER.append(TextReader("cpu", threads=2))
+        self.reader = _SHARED_READER[0]
+        return self.reader
+
+    monkeypatch.setattr(Engine, "text_reader", text_reader)

@@ -522,6 +522,8 @@ class _QdrantHandler(_Quiet):
         ("PUT", re.compile(r"^/collections/([^/]+)/points$"), "upsert"),
         ("PUT", re.compile(r"^/collections/([^/]+)/points/payload$"), "overwrite"),
         ("POST", re.compile(r"^/collections/([^/]+)/points/payload$"), "merge"),
+        ("PUT", re.compile(r"^/collections/([^/]+)/points/vectors$"), "vectors"),
+        ("POST", re.compile(r"^/collections/([^/]+)/points/vectors/delete$"), "vectors"),
         ("POST", re.compile(r"^/collections/([^/]+)/points/delete$"), "delete"),
         ("POST", re.compile(r"^/collections/([^/]+)/points/query$"), "query"),
         ("POST", re.compile(r"^/collections/([^/]+)/points/scroll$"), "scroll"),
@@ -611,6 +613,7 @@ class _QdrantHandler(_Quiet):
             "config": {
                 "params": {
                     "vectors": {"size": col.size, "distance": col.distance},
+                    "sparse_vectors": {"words": {"modifier": "idf"}},
                     "shard_number": 1,
                     "replication_factor": 1,
                     "write_consistency_factor": 1,
@@ -651,7 +654,8 @@ class _QdrantHandler(_Quiet):
         else:
             batch = body["batch"]
             rows = list(zip(batch["ids"], batch["vectors"], batch.get("payloads") or [{}] * len(batch["ids"])))
-        for pid, vector, payload in rows:
+        rows = [(pid, vector.get("", []) if isinstance(vector, dict) else vector, payload) for pid, vector, payload in rows]
+        for pid, vector, payload in rows:  # a named vector: the unnamed CLIP one (sparse WORDS vectors are not kept)
             if len(vector) != col.size:
                 return (400, f"Wrong input: Vector dimension error: expected dim: {col.size}, got {len(vector)}")
         for pid, vector, payload in rows:
@@ -660,6 +664,12 @@ class _QdrantHandler(_Quiet):
         if self.fake.die_after_upserts is not None and self.fake.state.upsert_calls > self.fake.die_after_upserts:
             return _DROP
         return {"operation_id": self.fake.state.upsert_calls, "status": "completed"}
+
+    def _vectors(self, body: dict, name: str):
+        """Named vectors of existing points (the sparse WORDS ones): accepted, not kept."""
+        if self._col(name) is None:
+            return (404, "no collection")
+        return {"operation_id": 0, "status": "completed"}
 
     def _overwrite(self, body: dict, name: str):
         col = self._col(name)
@@ -671,7 +681,7 @@ class _QdrantHandler(_Quiet):
         return {"operation_id": 0, "status": "completed"}
 
     def _merge(self, body: dict, name: str):
-        """set_payload: the given keys over each point's payload, the rest kept."""
+        """Set some payload keys of points, keeping the others (the store's `fill_days`)."""
         col = self._col(name)
         if col is None:
             return (404, "no collection")
@@ -694,7 +704,7 @@ class _QdrantHandler(_Quiet):
             return (404, "no collection")
         if not col.points:
             return {"points": []}
-        raw = body["query"]
+        raw = body["query"] if "prefetch" not in body else body["prefetch"][0]["query"]  # fused: by the CLIP part alone
         query = np.asarray(raw.get("nearest", raw) if isinstance(raw, dict) else raw, dtype=np.float64)
         ids = list(col.points)
         matrix = np.asarray([col.points[i][0] for i in ids], dtype=np.float64)

@@ -33,6 +33,7 @@ from embedder.media.formats import SKIP_SUFFIX
 from embedder.media.images import ImageMeta, decode, discover, hash_file, point_id, read_meta
 from embedder.paths import missing, path_to_text, text_to_path
 from embedder.store import ImageStore, Point, SearchFilter
+from embedder.indexing.lexicon import TEXT_FIELDS, needs_words, rewrite, with_words
 from embedder.indexing.tags import Tagged, Tagger, needs_tags, retag, stored_vectors
 from embedder.media.uploads import save_upload
 from embedder.media.thumbnails import ThumbnailCache
@@ -95,6 +96,11 @@ class IndexReport:
     removed: list[str] = field(default_factory=list)  # paths pruned: gone, or no longer a regular file
     failed: list[Failure] = field(default_factory=list)  # uploads by the names they were sent as
     skipped: list[Failure] = field(default_factory=list)  # left out on purpose (videos, SVG, …): why, in `reason`
+    read: list[str] = field(default_factory=list)  # pictures whose text was read (embedder/indexing/text_pass.py)
+    with_text: list[str] = field(default_factory=list)  # of those, the ones holding text
+    # Pictures whose text was not read (the reader failed on it, or its file changed or is gone): why.
+    # Apart from `failed`: the picture itself is indexed, and each file keeps its one outcome in `files()`.
+    text_failed: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
     names: dict[str, str] = field(default_factory=dict)  # stored path → the name it was uploaded as (the first)
     copy_of: dict[str, str] = field(default_factory=dict)  # a path in `copies` → the file it is a copy of
@@ -135,31 +141,48 @@ class IndexReport:
     def counts(self) -> dict[str, int]:
         """How many files came to each outcome (every key of OUTCOMES), and `removed`."""
         counted = Counter(entry.outcome for entry in self.files())
-        return {**{outcome: counted[outcome] for outcome in OUTCOMES}, "removed": len(self.removed)}
+        return {
+            **{outcome: counted[outcome] for outcome in OUTCOMES}, "removed": len(self.removed),
+            "read": len(self.read), "text not read": len(self.text_failed),
+        }
 
     @property
     def quiet(self) -> bool:
         """True when the run changed nothing and nothing failed: every file was already indexed."""
         counts = self.counts()
-        return not any(counts[k] for k in ("added", "renamed", "copy", "updated", "failed", "removed"))
+        return not any(counts[k] for k in ("added", "renamed", "copy", "updated", "failed", "removed", "read", "text not read"))
 
     def summary(self) -> str:
         """The run in words, leaving out what did not happen: `3 added, 240 unchanged, 1 failed in 2.0 s`;
         a run that changed nothing says so: `Nothing new: all 240 files were already indexed (0.3 s)`.
-        Files left out on purpose are counted by kind: `…, 40 skipped (videos: 38, SVG drawings: 2) in 2.0 s`."""
+        Files left out on purpose are counted by kind: `…, 40 skipped (videos: 38, SVG drawings: 2) in 2.0 s`.
+        The text pass's part follows: `…; text read in 3 pictures (2 with text), 1 not read`."""
         took = f"{self.seconds:.1f} s"
         counts = self.counts()
         skipped = f"{counts['skipped']:,} skipped ({self.skipped_kinds()})" if counts["skipped"] else ""
+        reading = self.reading()
         changes = ["added", "renamed", "copy", "updated", "removed", "failed"]
         if not any(counts[k] for k in changes):
             also = f"; {skipped}" if skipped else ""
+            if reading and not counts["unchanged"]:  # a text pass alone
+                return f"{reading[0].upper()}{reading[1:]}{also} in {took}"
             if not counts["unchanged"]:
                 return f"Nothing to index: no image files were found{also} ({took})"
             files = _plural(counts["unchanged"], "file")
+            if reading:
+                return f"{files} already indexed{also}; {reading} in {took}"
             return f"Nothing new: {'all ' if counts['unchanged'] > 1 else ''}{files} already indexed{also} ({took})"
         order = ["added", "unchanged", "renamed", "copy", "updated", "removed", "failed"]
         parts = [f"{counts[k]:,} {OUTCOMES.get(k, k)}" for k in order if counts[k]] + ([skipped] if skipped else [])
-        return ", ".join(parts) + f" in {took}"
+        return ", ".join(parts) + f" in {took}" + (f"; {reading}" if reading else "")
+
+    def reading(self) -> str:
+        """The text pass's part of the run: `text read in 3 pictures (2 with text), 1 not read`; "" if none."""
+        if not self.read and not self.text_failed:
+            return ""
+        pictures = f"{len(self.read):,} picture{'' if len(self.read) == 1 else 's'}"
+        said = f"text read in {pictures} ({len(self.with_text):,} with text)"
+        return said + (f", {len(self.text_failed):,} not read" if self.text_failed else "")
 
     def skipped_by_reason(self) -> dict[str, int]:
         """How many files were left out for each reason, most first."""
@@ -174,7 +197,7 @@ class IndexReport:
         """One report for several runs (uploads and folders in one go, a job's parts)."""
         merged = cls()
         for report in reports:
-            for name in ("added", "unchanged", "renamed", "copies", "updated", "removed", "failed", "skipped"):
+            for name in ("added", "unchanged", "renamed", "copies", "updated", "removed", "failed", "skipped", "read", "with_text", "text_failed"):
                 getattr(merged, name).extend(getattr(report, name))
             merged.seconds += report.seconds
             merged.names.update(report.names)
@@ -197,6 +220,9 @@ class IndexReport:
                 {"file": e.file, "outcome": e.outcome, "stored_at": e.stored_at, "detail": e.detail}
                 for e in self.files()
             ],
+            "read": self.read,
+            "with_text": self.with_text,
+            "text_failed": [{"path": f.path, "reason": f.reason} for f in self.text_failed],
             "seconds": round(self.seconds, 3),
         }
 
@@ -285,6 +311,11 @@ class Indexer:
         # Runs in one process (two browser sessions) may meet on the same images: every
         # read-merge-write of a point's payload happens under this lock, so no path is lost.
         self._payload_lock = threading.Lock()
+
+    @property
+    def payload_lock(self) -> threading.Lock:
+        """What every read-merge-write of a payload holds (the text pass too)."""
+        return self._payload_lock
 
     def index(
         self,
@@ -407,7 +438,7 @@ class Indexer:
                 doomed.append(pid)
         self.store.delete(doomed)
         for pid, payload in shrunk:
-            self.store.set_payload(pid, payload)
+            rewrite(self.store, pid, payload)
         return removed
 
     def _update_point(
@@ -440,8 +471,8 @@ class Indexer:
                 payload = backfilled(payload, new_payload(img, meta, names, self.encoder.model_id, time.time()))
             if tagged is not None and stored and "tags" not in payload:  # another run may have tagged it meanwhile
                 payload = {**payload, **tagged.payload()}
-            if payload != stored:
-                self.store.set_payload(img.id, payload)
+            if stored and (payload != stored or needs_words(stored)):  # names, tags, words: a point's words
+                rewrite(self.store, img.id, payload)
         return filled
 
     def _read_meta(self, img: _Image) -> ImageMeta | None:
@@ -479,6 +510,10 @@ class Indexer:
         """Whether this worker indexes the point `pid` (its id holds the start of its content hash)."""
         return not self.shard or shard_of(pid.replace("-", ""), self.shard[1]) == self.shard[0]
 
+    def owns(self, pid: str) -> bool:
+        """Whether this worker indexes (and reads the text of) the point `pid`."""
+        return self._owns(pid)
+
     def _release_paths(self, owners: Mapping[str, str]) -> None:
         """A path belongs to one point, the one of its bytes now (`owners`: path → content hash): points
         not found in this run leave the paths found under another hash, and go when none is left.
@@ -501,7 +536,7 @@ class Indexer:
                         log.info("dropping %s: its paths %s now hold other pictures", pid, payload["paths"])
                         self.store.delete([pid])
                     elif kept != payload["paths"]:
-                        self.store.set_payload(pid, relocated(payload, kept, []))
+                        rewrite(self.store, pid, relocated(payload, kept, []))
 
     def _sort_known(
         self,
@@ -531,7 +566,7 @@ class Indexer:
                 taken = any(owners.get(p, img.digest) != img.digest for p in known_paths)  # found under another hash
                 meta = None if PAYLOAD_FIELDS <= payload.keys() else self._read_meta(img)
                 tagged = tags.get(img.id)
-                changed = fresh or meta or taken or tagged
+                changed = fresh or meta or taken or tagged or needs_words(payload)
                 filled = self._update_point(img, fresh, names, meta, owners, tagged) if changed else False
                 _sort_fresh(img, fresh, payload, owners, report)
                 (report.updated if filled else report.unchanged).extend(
@@ -629,14 +664,9 @@ class Indexer:
                 report.failed.extend(Failure(path_to_text(p), refusal) for p in img.paths)
             else:
                 points.append(Point(img.id, vector, payload, look))
-        with self._payload_lock:  # another run may have stored some of these meanwhile: keep its paths
+        with self._payload_lock:  # another run may have stored some of these meanwhile: keep its paths and text
             stored = self.store.retrieve([p.id for p in points])
-            points = [
-                replace(p, payload={**p.payload, **_locations(*_merged(stored[p.id], p.payload))})
-                if p.id in stored
-                else p
-                for p in points
-            ]
+            points = [_worded(p, stored.get(p.id)) for p in points]
             self.store.upsert(points)
         stored_ids = {p.id for p in points}
         for img, _ in batch:  # one file of each new picture is added; its other files are copies of it
@@ -646,6 +676,16 @@ class Indexer:
                 report.copies.extend(others)
                 report.copy_of.update(dict.fromkeys(others, first))
         tracker.encoded(len(points), sum(len(img.paths) for img, _ in batch))
+
+
+def _worded(point: Point, stored: dict[str, Any] | None) -> Point:
+    """A new point with its words (and, if another run stored it meanwhile, that run's paths and text)."""
+    payload = point.payload
+    if stored is not None:
+        kept = {k: v for k, v in stored.items() if k in TEXT_FIELDS}
+        payload = {**kept, **payload, **_locations(*_merged(stored, payload))}
+    payload, words = with_words(payload)
+    return replace(point, payload=payload, words=words)
 
 
 def _sort_fresh(

@@ -23,16 +23,19 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from embedder.durable import write_json
 from embedder.errors import EmbedderError, Interrupted
+from embedder.jobs.kinds import KINDS
 from embedder.media.excludes import Excludes
-from embedder.indexing.indexer import Failure, Indexer, IndexReport, Progress
+from embedder.indexing.indexer import Indexer, IndexReport, Progress
+
+if TYPE_CHECKING:
+    from embedder.indexing.text_pass import TextPass
 
 log = logging.getLogger(__name__)
 
-JobKind = Literal["index", "uploads", "prune"]
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 FINISHED: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 HISTORY = 20  # finished jobs kept for the pages
@@ -41,18 +44,20 @@ JOURNAL_FORMAT = 1
 
 @dataclass(frozen=True)
 class JobRequest:
-    """What to do, in plain data (it is written to the journal as JSON).
+    """What to do, in plain data (it is written to the journal as JSON); `kind` is one of
+    embedder/jobs/kinds.py's.
 
     `index` indexes `paths` (files or folders; with `prune`, forgetting files gone from them);
     `uploads` indexes uploads already saved at `paths`, `names` being the names people sent them as
     and `refused` the uploads that could not be kept (name, reason); `prune` only forgets the files
-    under `paths` that are gone (a deleted file, a folder moved away). `origin` says who asked:
+    under `paths` that are gone (a deleted file, a folder moved away); `text` reads the text in the
+    pictures under `paths` (it follows `index` and `uploads` by itself). `origin` says who asked:
     "user", "watch" or "resumed". `exclude`: the globs an `index` job's walk skips (None: the
     indexer's, from EXCLUDE), `anchors` the folders globs with a slash are relative to (a watched
     folder); both are kept in the journal, so a resumed job skips what it skipped before.
     """
 
-    kind: JobKind
+    kind: str
     paths: tuple[str, ...]
     label: str
     prune: bool = False
@@ -89,6 +94,11 @@ class JobRequest:
             anchors=tuple(str(a) for a in data.get("anchors") or ()),
         )
 
+    @property
+    def doing(self) -> str:
+        """What the job does, for people: "Indexing", "Reading text"."""
+        return KINDS[self.kind].doing
+
     def excludes(self, default: Excludes) -> Excludes:
         """What this job's walk skips: its own globs, else `default`'s; relative to its anchors."""
         chosen = default if self.exclude is None else Excludes(self.exclude)
@@ -124,17 +134,20 @@ class Cancelled(Exception):
 
 
 class JobRunner:
-    """One worker thread running queued jobs one at a time against one `Indexer`."""
+    """One worker thread running queued jobs one at a time against one `Indexer` (and text pass)."""
 
     def __init__(
         self,
         indexer: Indexer,
         journal: Path | None = None,
         on_change: Callable[[Job], None] | None = None,
+        text_pass: TextPass | None = None,
     ) -> None:
         """`journal`: where unfinished jobs are kept across restarts (None: nowhere).
-        `on_change`: called from the worker with each new snapshot (state or progress)."""
+        `on_change`: called from the worker with each new snapshot (state or progress).
+        `text_pass`: reads the text of what index and upload jobs stored (None: no text is read)."""
         self.indexer = indexer
+        self.text_pass = text_pass
         self.journal = journal
         self.on_change = on_change
         self._cond = threading.Condition()
@@ -182,6 +195,8 @@ class JobRunner:
         """Queue a job; returns its snapshot (its id is what `cancel` and `wait` take)."""
         if not request.paths and not request.refused:
             raise EmbedderError("Nothing to do: the job names no files or folders.")
+        if request.kind not in KINDS:
+            raise EmbedderError(f"Unknown kind of job {request.kind!r}: one of {', '.join(KINDS)}.")
         with self._cond:
             if self._closing:
                 raise EmbedderError("The indexing runner is shutting down; try again in a moment.")
@@ -299,6 +314,19 @@ class JobRunner:
                     return
                 job = self._finish(self._jobs[job.id], state, **outcome)
             self._changed(job)
+            self._follow(job)
+
+    def _follow(self, job: Job) -> None:
+        """Queue the job that follows a finished one (reading the text of what an index job stored)."""
+        then = KINDS[job.request.kind].then
+        if job.state != "done" or then is None or job.report is None:
+            return
+        follow = then(self, job.request, job.report)
+        if follow is not None:
+            try:
+                self.submit(follow)
+            except EmbedderError as exc:  # shutting down: the next index run reads the text
+                log.info("not reading text now: %s", exc)
 
     def _run(self, job: Job, cancel: threading.Event) -> IndexReport:
         request = job.request
@@ -310,21 +338,7 @@ class JobRunner:
             if cancel.is_set() or self._closing:
                 raise Cancelled
 
-        if request.kind == "prune":
-            report = IndexReport()
-            started = time.perf_counter()
-            report.removed = self.indexer.prune(list(request.paths))
-            report.seconds = time.perf_counter() - started
-            return report
-        names = {Path(p): list(labels) for p, labels in request.names.items()}
-        if request.kind == "uploads":
-            saved = {Path(p): names.get(Path(p), [Path(p).name]) for p in request.paths}
-            refused = [Failure(name, reason) for name, reason in request.refused]
-            return self.indexer.index_saved(saved, refused, on_progress=progress)
-        return self.indexer.index(
-            list(request.paths), prune=request.prune, on_progress=progress, names=names,
-            exclude=request.excludes(self.indexer.exclude),
-        )
+        return KINDS[request.kind].run(self, request, progress)
 
     # --- bookkeeping (callers hold self._cond) --------------------------------------------------
 
@@ -369,10 +383,14 @@ class JobRunner:
             return []
         try:
             document = json.loads(self.journal.read_text(encoding="utf-8"))
-            return [JobRequest.from_dict(item) for item in document.get("jobs", [])]
+            requests = [JobRequest.from_dict(item) for item in document.get("jobs", [])]
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning("ignoring an unreadable job journal %s: %s", self.journal, exc)
             return []
+        unknown = [r for r in requests if r.kind not in KINDS]  # written by a newer version
+        for request in unknown:
+            log.warning("ignoring a job of an unknown kind %r in the job journal: %s", request.kind, request.label)
+        return [r for r in requests if r.kind in KINDS]
 
 
 def _process_stopping() -> bool:

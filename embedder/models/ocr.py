@@ -58,6 +58,9 @@ from embedder.models.ort import import_onnxruntime
 log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")  # cuda:N picks a GPU
+# Which reader read a picture's text (stored with it): raise it when the reader reads better, and the
+# next index run reads every picture again (embedder/indexing/text_pass.py).
+VERSION = "ppocrv6-1"
 # Defaults, chosen on bench/ocr_quality.py's tuning split (BENCHMARKS.md, "Text in pictures").
 DETECT_SIDE = 736  # the detection input's shorter side (Immich's and RapidOCR's 736; 640 read as well, 7 % cheaper)
 # …and its area at most (long screenshots, panoramas). Detecting holds about a quarter of a GB a
@@ -222,6 +225,7 @@ class TextReader:
         self.time_budget_s = time_budget_s
         self.turn_lines = turn_lines
         self.first_look_thresholds = first_look_thresholds
+        self.version = VERSION
         self._deadlines = threading.local()
         self.cache_dir = cache_dir  # MODEL_CACHE_DIR: where ONNX Runtime keeps its own files
         self._load(device, threads)

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 from embedder.errors import QueryError
 from embedder.media.formats import RAW, RAW_FORMATS
 from embedder.media.formats import file_types as stored_types
-from embedder.store.contract import ImageStore, SearchFilter
+from embedder.store.contract import ImageStore, SearchFilter, TypedDate
+from embedder.words import word_spans
+
+if TYPE_CHECKING:
+    from embedder.query.dates import DateRange
 
 
 EPOCH = date(1970, 1, 1)
@@ -57,6 +63,13 @@ def make_filter(
         min_height=min_height or None,
         tags=tuple(dict.fromkeys(t.strip() for t in tags if t.strip())),
     )
+
+
+def within(where: SearchFilter, dates: DateRange) -> SearchFilter:
+    """`where` narrowed to the pictures taken on the days of `dates`, or whose words say one of them
+    as typed (every word of it, in any order: "14.07.2023" says 2023-07-14); `where`'s own dates still hold."""
+    said = tuple(tuple((span.word,) for span in word_spans(phrase)) for phrase in dates.said)
+    return replace(where, typed_date=TypedDate(day_number(dates.start), day_number(dates.end), said))
 
 
 def folder_choices(store: ImageStore, upload_dir: Path | None = None) -> list[str]:

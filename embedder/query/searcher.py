@@ -1,4 +1,18 @@
-"""Queries → vectors → hits from the store, page by page: the one search path of the CLI and the pages.
+"""Queries → one store request → hits, page by page: the one search path of the CLI and the pages.
+
+A query's picture part is the weighted sum of its terms' vectors (CLIP's, or the image-only model's
+for pictures alone); its words part is the words of its positive text terms (embedder/query/lexical.py).
+With words to find and a store that holds words, both go to the store as ONE fused request
+(embedder/store/fusion.py): the CLIP vector's nearest points and the points whose words hold the
+query's, each with the filters, fused by `FUSION`: a picture whose text, names or tags hold the
+query's words (an exact match) ranks above every picture that only looks like it, and pictures that
+only look like it keep their cosine as their score. Why chosen: BENCHMARKS.md ("One search box").
+
+Dates typed in the text (`Query.dates`) are a date filter; the words of a date are left out of the
+picture part and kept in the words part (a sign saying 2019 still matches 2019). A query of nothing
+but dates shows the pictures of that time, newest first. Every result says why it matched
+(`Result.matched`, embedder/query/why.py); with `Query.cut`, the results that only look like the
+query stop where its score curve bends (embedder/query/cutoff.py), `weaker` counting the rest.
 
 Imports no torch: the encoder is handed in (and loaded by whoever opens the engine)."""
 
@@ -15,9 +29,15 @@ from PIL import Image
 
 from embedder.errors import QueryError
 from embedder.models.vectors import normalise
-from embedder.query.pager import Collapser, Result, ResultPages
-from embedder.query.terms import Query, Term, apply_template
-from embedder.store.contract import VISUAL, ImageStore, SearchFilter
+from embedder.query.cutoff import knee
+from embedder.query.dates import DateRange, find_dates
+from embedder.query.filters import within
+from embedder.query.lexical import WordsPart, words_part
+from embedder.query.pager import CANDIDATES, Collapser, Result, ResultPages, Reviewed
+from embedder.query.terms import Query, Term, apply_template, check_text, long_text
+from embedder.query.why import explain
+from embedder.store.contract import VISUAL, WORDS, ImageStore, SearchFilter
+from embedder.store.fusion import Boost, Nearest
 
 if TYPE_CHECKING:
     from embedder.models.base import Encoder
@@ -26,6 +46,14 @@ log = logging.getLogger(__name__)
 
 TEXT_CACHE_SIZE = 512
 GENERIC_PROMPTS = ("a photo", "a picture", "an image")  # what any picture fits: the baseline of a match
+# How the picture part and the words part are fused (embedder/store/fusion.py; chosen on the bench,
+# BENCHMARKS.md "One search box"): an exact match of words adds 2, so it ranks above every cosine,
+# plus up to 0.1 as its words are rarer and more (a BM25 score of 10: two or three rare words); a
+# words score under 1 (a word in more than about a third of the library: it tells nothing apart) is
+# no match. Scores above 1 are exact matches.
+FUSION = Boost(bonus=2.0, floor=1.0, lift=0.1, full=10.0)
+EXACT_ABOVE = 1.0  # fused scores above this are exact matches (cosines are at most 1)
+ONLY_DATES = "only a date ({}): every picture taken then (or saying it), newest first"
 
 
 class Searcher:
@@ -81,20 +109,54 @@ class Searcher:
         Stored images that are positive terms are left out (more like this never shows the image
         itself); with `query.collapse`, near-duplicates of a better result are left out too.
         """
-        space = self.space(query.terms)
-        vector = self.compose(query.terms, query.template, space)
-        used = tuple(t.point_id for t in query.terms if t.point_id and t.weight > 0)
-        where = replace(query.where, exclude_ids=(*query.where.exclude_ids, *used)) if used else query.where
+        for term in query.terms:
+            if term.text is not None and term.weight:
+                check_text(term.text)
+        where = within(query.where, query.dates) if query.dates else query.where
+        terms = undated(query.terms) if query.dates else list(query.terms)
+        if query.dates and not any(t.weight for t in terms):
+            return self._dated(where, query.dates, query.sort)
+        space = self.space(terms)
+        vector = self.compose(terms, query.template, space)
+        used = tuple(t.point_id for t in terms if t.point_id and t.weight > 0)
+        where = replace(where, exclude_ids=(*where.exclude_ids, *used)) if used else where
         with_vectors = query.collapse is not None
+        words = None
+        if space is None and self.store.has_words and query.only != "picture":
+            words = words_part(query.terms, query.only or "all", read_dates=query.dates is not None)
+        if query.only in ("text", "name") and words is None:
+            raise QueryError(f"only {query.only} needs words to find: type some, or search without it")
+        collapser = Collapser(query.collapse) if with_vectors else None
+        if words is None:
 
-        def fetch(limit: int, offset: int) -> list[Result]:
-            hits = self.store.query(
-                vector, limit=limit, offset=offset, score_threshold=query.min_score, where=where,
-                with_vectors=with_vectors, using=space,
-            )
+            def fetch(limit: int, offset: int) -> list[Result]:
+                hits = self.store.query(
+                    vector, limit=limit, offset=offset, score_threshold=query.min_score, where=where,
+                    with_vectors=with_vectors, using=space,
+                )
+                return [replace(Result.from_hit(h), matched=("picture",)) for h in hits]
+
+            plain = not query.cut and query.sort == "relevance"
+            review = None if plain else _Review(None)
+            return ResultPages(fetch, collapser, start, review, query.cut, query.sort, long_text(query.terms))
+        pushed = tuple(t.point_id for t in terms if t.point_id and t.weight < 0)
+        parts = fused_parts(vector, words, max(CANDIDATES, start), query.only, pushed)
+
+        def fused(limit: int, offset: int) -> list[Result]:
+            deeper = [replace(p, limit=max(p.limit, offset + limit)) for p in parts]
+            hits = self.store.fused(deeper, FUSION, limit, offset, where, with_vectors, query.min_score)
             return [Result.from_hit(h) for h in hits]
 
-        return ResultPages(fetch, Collapser(query.collapse) if with_vectors else None, start)
+        return ResultPages(fused, collapser, start, _Review(words), query.cut, query.sort, long_text(query.terms))
+
+    def _dated(self, where: SearchFilter, dates: DateRange, order: str) -> ResultPages:
+        """A query of nothing but dates: the pictures of that time, newest (or oldest) first."""
+        oldest = order == "oldest"
+
+        def fetch(limit: int, offset: int) -> list[Result]:
+            return [Result.from_hit(h) for h in self.store.newest(offset + limit, where, oldest=oldest)[offset:]]
+
+        return ResultPages(fetch, note=ONLY_DATES.format(dates.label).replace("newest", "oldest" if oldest else "newest"))
 
     def browse(self, where: SearchFilter | None = None) -> ResultPages:
         """Every image (that `where` lets through), newest first by date taken, page by page.
@@ -114,10 +176,13 @@ class Searcher:
 
     def match_margins(self, results: Sequence[Result]) -> dict[str, float]:
         """How much better each result fits the query than generic captions (`a photo`, …) fit it:
-        comparable across queries, unlike raw cosines (a vague query scores high everywhere)."""
+        comparable across queries, unlike raw cosines (a vague query scores high everywhere). Results
+        whose words matched (fused scores above EXACT_ABOVE, not cosines) are left out: they match."""
         generic = np.stack([self.text_vector(p) for p in GENERIC_PROMPTS])
         margins: dict[str, float] = {}
         for result in results:
+            if result.score > EXACT_ABOVE:
+                continue
             vector = result.vector if result.vector is not None else self.store.vector(result.id)
             if vector is not None:
                 margins[result.id] = result.score - float(np.max(generic @ vector))
@@ -166,3 +231,63 @@ class Searcher:
                 raise QueryError(f"{term.label or term.point_id} is no longer in the index")
             return vector
         raise QueryError("a query term needs an image or a stored image")
+
+
+def fused_parts(
+    vector: np.ndarray, words: WordsPart, depth: int, only: str | None, pushed: tuple[str, ...] = ()
+) -> list[Nearest]:
+    """The two prefetches of a fused request: the picture part's nearest and the points whose words
+    the query's are (at least FUSION.floor: a word most pictures hold is no match); with `only` text
+    or name, the picture part too keeps to the points whose text or names hold the words. Stored
+    images the query pushes away (`pushed`) are not found by their words: only their looks count."""
+    looks = (words.need,) if only in ("text", "name") else ()
+    return [
+        Nearest(vector, depth, must=looks),
+        Nearest(words.vector, depth, using=WORDS, must=(words.need,), score_threshold=FUSION.floor, exclude_ids=pushed),
+    ]
+
+
+def undated(terms: tuple[Term, ...]) -> list[Term]:
+    """The terms with the dates typed in their text left out (what the picture part reads)."""
+    out = []
+    for term in terms:
+        if term.text is None:
+            out.append(term)
+            continue
+        rest = find_dates(term.text).rest
+        out.append(replace(term, text=rest) if rest else replace(term, text=term.text, weight=0.0))
+    return out
+
+
+class _Review:
+    """Says why each result matched and, on the best candidates, where the long tail starts: exact
+    matches (scores above EXACT_ABOVE) always stand out; the others, found by their looks alone, stand
+    out down to the knee of their cosines (embedder/query/cutoff.py)."""
+
+    def __init__(self, words: WordsPart | None) -> None:
+        self.words = words
+        # The lowest cosine that stood out: an exact match looks like the query too when its cosine
+        # is at least this (None: no knee, so no look stood out).
+        self.floor: float | None = None
+
+    def review(self, candidates: list[Result]) -> Reviewed:
+        exact = [r for r in candidates if self._exact(r)]
+        looks = [r for r in candidates if not self._exact(r)]
+        keep = knee([r.score for r in looks])
+        self.floor = looks[keep - 1].score if 0 < keep < len(looks) else None  # no knee: nothing stands out
+        return Reviewed(self.annotate(candidates), len(exact) + keep)
+
+    def annotate(self, results: list[Result]) -> list[Result]:
+        return [self._why(r) for r in results]
+
+    def _exact(self, result: Result) -> bool:
+        return self.words is not None and result.score > EXACT_ABOVE
+
+    def _why(self, result: Result) -> Result:
+        if self.words is None:
+            return replace(result, matched=("picture",))
+        exact = self._exact(result)
+        looks = result.score - FUSION.bonus - FUSION.lift / 2 if exact else result.score
+        picture = not exact or (self.floor is not None and looks >= self.floor)
+        why = explain(result.payload, self.words.needed if exact else (), self.words.words, picture)
+        return replace(result, matched=why.matched, line=why.line, marks=why.marks)

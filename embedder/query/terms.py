@@ -7,18 +7,23 @@ loads a model or talks to a store.
 from __future__ import annotations
 
 import math
+import unicodedata
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import date
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from embedder.errors import QueryError
+from embedder.query.dates import DateRange, find_dates, span
 from embedder.store.contract import SearchFilter
 
 DEFAULT_TEMPLATE = "a photo of {}"
+MAX_TEXT_CHARS = 1000  # a longer search text is searched by the picture part alone, and says so (`long_text`)
+ONLY = ("picture", "text", "name")  # what `Query.only` may keep: results that matched that way
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,25 @@ def describe_query(terms: Sequence[Term]) -> str:
     return " ".join(parts)
 
 
+def check_text(text: str) -> str:
+    """`text` as a search text, or a QueryError saying why it cannot be one: without a letter, digit or
+    symbol (only punctuation)."""
+    if not any(unicodedata.category(c)[0] in "LNS" for c in text):
+        raise QueryError(f"{text!r} holds no letters or digits to search for: type words, e.g. beach")
+    return text
+
+
+def long_text(terms: Sequence[Term]) -> str:
+    """What to tell people about a search text longer than MAX_TEXT_CHARS ("" when there is none)."""
+    longest = max((len(t.text) for t in terms if t.text is not None and t.weight), default=0)
+    if longest <= MAX_TEXT_CHARS:
+        return ""
+    return (
+        f"a search text of {longest:,} characters: the picture model reads only its start (about 300 characters) "
+        "and its words are not looked for one by one; shorten it to the words that matter"
+    )
+
+
 def parse_term(raw: str) -> Term:
     """Query syntax: `beach` (weight 1), `-people` (weight -1), `2:sunset`, `-0.5:crowd`."""
     text = raw.strip()
@@ -107,6 +131,10 @@ class Query:
 
     `template` wraps text terms (`a photo of {}`); `where` filters inside the store; `min_score`
     drops weaker matches; `collapse` (a cosine) keeps only the best of each set of near-duplicates.
+    `dates`: the dates typed in the text (`with_typed_dates`), applied as a date filter beside `where`'s;
+    `only`: results that matched by their "picture", "text" or "name" only; `cut`: leave out the long
+    tail of results that only look like the query, where its score curve bends (embedder/query/cutoff.py);
+    `sort`: "relevance", "newest" or "oldest" (what passed the cut, by the date taken).
     """
 
     terms: tuple[Term, ...]
@@ -114,6 +142,19 @@ class Query:
     where: SearchFilter = field(default_factory=SearchFilter)
     min_score: float | None = None
     collapse: float | None = None
+    dates: DateRange | None = None
+    only: str | None = None
+    cut: bool = False
+    sort: str = "relevance"
+
+    def __post_init__(self) -> None:
+        if self.only is not None and self.only not in ONLY:
+            raise QueryError(f"only must be one of {', '.join(ONLY)}, not {self.only!r}")
+
+    def with_typed_dates(self, today: date | None = None) -> Query:
+        """This query with the dates typed in its text terms as its `dates` (None when none is typed)."""
+        found = [r for t in self.terms if t.text is not None and t.weight > 0 for r in find_dates(t.text, today).ranges]
+        return replace(self, dates=span(found))
 
     @classmethod
     def text(cls, text: str, **options: Any) -> Query:

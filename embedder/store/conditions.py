@@ -1,9 +1,10 @@
 """One neutral description of a search filter, for every backend to translate.
 
 `conditions(where)` turns a `SearchFilter` into a few plain conditions on payload fields (a value,
-any of some values, a range, a range of days) and the ids to leave out; Edge and the server each map
-those onto their own classes, and the in-memory store evaluates them with `holds`, so a filter means
-one thing everywhere. Nothing here imports a Qdrant library.
+any of some values, a range, a range of days, a word of a full-text field, and conditions made of
+conditions: any of, all of, not) and the ids to leave out; Edge and the server each map those onto
+their own classes, and the in-memory store evaluates them with `holds`, so a filter means one thing
+everywhere. Nothing here imports a Qdrant library.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from embedder.store.contract import SearchFilter
-from embedder.store.schema import DAY_FIELD, SECONDS_PER_DAY
+from embedder.store.schema import DAY_FIELD, SECONDS_PER_DAY, TEXT_READER, WORDS_FIELD
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,37 @@ class OnDays:
         return gte, lt
 
 
-Condition = Equals | AnyOf | Within | OnDays
+@dataclass(frozen=True)
+class HasWord:
+    """The full-text field (words separated by spaces, as `embedder.words.searchable` writes them)
+    holds `word`, a single word in the same form."""
+
+    key: str
+    word: str
+
+
+@dataclass(frozen=True)
+class Either:
+    """At least one of `parts` holds."""
+
+    parts: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class Every:
+    """All of `parts` hold."""
+
+    parts: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    """`part` does not hold (a field a point lacks holds no value, so `Not(Equals(...))` holds)."""
+
+    part: Condition
+
+
+Condition = Equals | AnyOf | Within | OnDays | HasWord | Either | Every | Not
 
 
 @dataclass(frozen=True)
@@ -90,14 +121,41 @@ def conditions(where: SearchFilter | None) -> Conditions | None:
         must.append(Within("width", float(where.min_width)))
     if where.min_height:
         must.append(Within("height", float(where.min_height)))
+    if where.text_unread_by:
+        must.append(Not(Equals(TEXT_READER, where.text_unread_by)))
+    if where.typed_date is not None:
+        typed = where.typed_date
+        saying = tuple(
+            Every(tuple(Either(tuple(HasWord(WORDS_FIELD, w) for w in piece)) for piece in date)) for date in typed.said if date
+        )
+        taken = OnDays(typed.day_from, typed.day_to)
+        must.append(Either((taken, *saying)) if saying else taken)
     return Conditions(tuple(must), tuple(dict.fromkeys(where.exclude_ids)))
+
+
+def combined(where: SearchFilter | None, extra: tuple[Condition, ...] = ()) -> Conditions | None:
+    """`conditions(where)` with `extra` conditions on top (a prefetch's own, e.g. the words it needs)."""
+    found = conditions(where)
+    if not extra:
+        return found
+    if found is None:
+        return Conditions(tuple(extra))
+    return Conditions(found.must + tuple(extra), found.exclude_ids)
 
 
 def holds(condition: Condition, payload: Mapping[str, Any]) -> bool:
     """Whether one condition holds for a payload, with the meaning Qdrant gives it."""
     if isinstance(condition, OnDays):
         return _on_days(condition, payload)
+    if isinstance(condition, Either):
+        return any(holds(part, payload) for part in condition.parts)
+    if isinstance(condition, Every):
+        return all(holds(part, payload) for part in condition.parts)
+    if isinstance(condition, Not):
+        return not holds(condition.part, payload)
     raw = payload.get(condition.key)
+    if isinstance(condition, HasWord):
+        return isinstance(raw, str) and condition.word in raw.split()
     values = raw if isinstance(raw, list) else ([] if raw is None else [raw])
     if isinstance(condition, Equals):
         return condition.value in values
@@ -119,9 +177,12 @@ def _on_days(condition: OnDays, payload: Mapping[str, Any]) -> bool:
     return (gte is None or date >= gte) and (lt is None or date < lt)
 
 
-def matches(payload: Mapping[str, Any], point_id: str, where: SearchFilter | None) -> bool:
-    """Whether a point passes `where` (the in-memory store's filter)."""
-    found = conditions(where)
+
+def matches(
+    payload: Mapping[str, Any], point_id: str, where: SearchFilter | None, extra: tuple[Condition, ...] = ()
+) -> bool:
+    """Whether a point passes `where` and `extra` (the in-memory store's filter)."""
+    found = combined(where, extra)
     if found is None:
         return True
     return point_id not in found.exclude_ids and all(holds(c, payload) for c in found.must)

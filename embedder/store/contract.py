@@ -10,18 +10,35 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from embedder.errors import StoreError
 
+if TYPE_CHECKING:
+    from embedder.store.fusion import Fusion, Nearest
+
 SCROLL_PAGE = 256
 # The name of the optional image-only vector (EMBEDDER_VISUAL_MODEL) beside the CLIP one, which is
 # the collection's unnamed vector (""), as it always was: stores without a visual model are unchanged.
 VISUAL = "visual"
+# The name of the sparse vector of each point's words (the text read in the picture, its file and
+# folder names, its tags): BM25 term weights over `embedder.words`, which the engine weighs by IDF.
+WORDS = "words"
 # The most distinct values a facet (e.g. the tag counts) returns: far more than any tag vocabulary.
 FACET_LIMIT = 100_000
+
+
+@dataclass(frozen=True)
+class SparseWords:
+    """A sparse vector: term ids (hashes of words) and their weights, both in the same order."""
+
+    indices: tuple[int, ...]
+    values: tuple[float, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.indices)
 
 
 @dataclass(frozen=True)
@@ -30,6 +47,7 @@ class Point:
     vector: np.ndarray
     payload: dict[str, Any]
     visual: np.ndarray | None = field(default=None, compare=False, repr=False)  # the VISUAL vector, if any
+    words: SparseWords | None = field(default=None, compare=False, repr=False)  # the WORDS vector, if any
 
 
 @dataclass(frozen=True)
@@ -38,6 +56,17 @@ class Hit:
     score: float
     payload: dict[str, Any]
     vector: np.ndarray | None = field(default=None, compare=False, repr=False)  # when asked for
+
+
+@dataclass(frozen=True)
+class TypedDate:
+    """A date typed in a query: points taken on the days `day_from` to `day_to` (day numbers, as the
+    `day` field), or whose words say it (any of `said`: each a date as typed, every piece of it, any
+    of each piece's words)."""
+
+    day_from: int
+    day_to: int
+    said: tuple[tuple[tuple[str, ...], ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,6 +101,8 @@ class SearchFilter:
     exclude_ids: tuple[str, ...] = field(default=())
     paths: tuple[str, ...] = ()  # points listing any of these paths (stored text)
     tags: tuple[str, ...] = ()  # points carrying every one of these tags (all-of: each narrows)
+    text_unread_by: str | None = None  # points whose text was not read by this reader (its version)
+    typed_date: TypedDate | None = None  # taken then, or saying so (a date typed in the query)
 
     def is_empty(self) -> bool:
         return self == SearchFilter()
@@ -87,6 +118,7 @@ class ImageStore(ABC):
     dim: int
     visual_model: str | None = None  # the image-only model whose VISUAL vectors it holds, when in use
     visual_dim: int | None = None
+    has_words: bool = False  # the collection has the WORDS sparse vector: points can be found by their words
 
     @abstractmethod
     def count(self) -> int: ...
@@ -111,8 +143,13 @@ class ImageStore(ABC):
                 yield pid, payload
 
     @abstractmethod
+    def set_words(self, vectors: Mapping[str, SparseWords | None]) -> None:
+        """Give existing points their WORDS vector (None or an empty one: none any more), keeping their
+        other vectors and payload."""
+
+    @abstractmethod
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
-        """Replace a point's whole payload, keeping its vector."""
+        """Replace a point's whole payload, keeping its vectors."""
 
     @abstractmethod
     def delete(self, ids: Sequence[str]) -> None: ...
@@ -134,6 +171,20 @@ class ImageStore(ABC):
         found), and the hits carry those."""
 
     @abstractmethod
+    def fused(
+        self,
+        parts: Sequence[Nearest],
+        fusion: Fusion,
+        limit: int,
+        offset: int = 0,
+        where: SearchFilter | None = None,
+        with_vectors: bool = False,
+        score_threshold: float | None = None,
+    ) -> list[Hit]:
+        """One request: each part a prefetch (with `where` and its own conditions), their scores fused
+        (embedder/store/fusion.py), best first. `with_vectors` brings the CLIP vector of each hit."""
+
+    @abstractmethod
     def vector(self, point_id: str, using: str | None = None) -> np.ndarray | None:
         """A point's CLIP vector (or with `using=VISUAL` its visual one); None if it has none."""
 
@@ -145,9 +196,9 @@ class ImageStore(ABC):
         vector is the CLIP one, or with `using=VISUAL` the visual one (None where a point has none)."""
 
     @abstractmethod
-    def newest(self, limit: int, where: SearchFilter | None = None) -> list[Hit]:
-        """The `limit` points with the latest `date` first (browsing without a query; scores are 0),
-        ordered inside Qdrant by the field's range index."""
+    def newest(self, limit: int, where: SearchFilter | None = None, oldest: bool = False) -> list[Hit]:
+        """The `limit` points with the latest `date` first (with `oldest`, the earliest first; browsing
+        without a query; scores are 0), ordered inside Qdrant by the field's range index."""
 
     def facet(self, key: str, where: SearchFilter | None = None) -> dict[str, int]:
         """How many points (that match `where`) hold each value of the keyword field `key`, most first.

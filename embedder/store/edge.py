@@ -50,21 +50,26 @@ from embedder.store.contract import (
     FACET_LIMIT,
     SCROLL_PAGE,
     VISUAL,
+    WORDS,
     Hit,
     ImageStore,
     Point,
     Recorded,
     SearchFilter,
+    SparseWords,
     damaged_message,
     facet_counts,
     mismatch_message,
     pick_vector,
     visual_mismatch_message,
 )
-from embedder.store.conditions import AnyOf, Condition, Equals, OnDays, conditions
+from embedder.store.conditions import AnyOf, Condition, Either, Equals, Every, HasWord, Not, OnDays, combined
+from embedder.store.fusion import Boost, Dbsf, Fusion, Nearest, Rrf
 from embedder.store.lock import FolderLock
 from embedder.store.policy import POLICY, SearchPolicy
-from embedder.store.schema import DAY_FIELD, INTEGER_FIELDS, KEYWORD_FIELDS, NUMBER_FIELDS, PRINCIPAL_FIELDS, day_of, with_day
+from embedder.store.schema import (
+    DAY_FIELD, INTEGER_FIELDS, KEYWORD_FIELDS, NUMBER_FIELDS, PRINCIPAL_FIELDS, TEXT_FIELDS, day_of, with_day,
+)
 
 log = logging.getLogger(__name__)
 
@@ -264,12 +269,16 @@ class EdgeStore(ImageStore):
         with _edge_errors(self.location):
             # The policy's config on every open: a library made before it (or under another
             # policy) switches to it as it grows; what the segments hold is checked by Edge.
-            self._shard = EdgeShard.load(str(self.shard_path), edge_config(self.dim, self._shard_visual_size()))
+            words = self._shard_has_words()
+            self._shard = EdgeShard.load(
+                str(self.shard_path), edge_config(self.dim, self._shard_visual_size(), words=words)
+            )
         if recorded is None:  # adopt an unlabelled collection only while it is empty
             if self.count() != 0:  # collection.json is written when a creation completes: it was lost
                 raise self._damaged(f"{self._rel(self.meta_path)} is missing")
             self._write_meta(self._state(0, []))
         self._check_loaded(state)
+        self._ensure_words(words)
         self._ensure_payload_indexes()
         self._days_complete = self._count(lacking_days()) == 0
         self._opened = True
@@ -301,7 +310,8 @@ class EdgeStore(ImageStore):
             shutil.rmtree(self.shard_path)
         self.folder.mkdir(parents=True, exist_ok=True)
         with _edge_errors(self.location):
-            self._shard = EdgeShard.create(str(self.shard_path), edge_config(self.dim, self.visual_dim))
+            self._shard = EdgeShard.create(str(self.shard_path), edge_config(self.dim, self.visual_dim, words=True))
+        self.has_words = True
         self._ensure_payload_indexes()
         self._days_complete = True
         self._write_meta(self._state(0, []))
@@ -452,6 +462,28 @@ class EdgeStore(ImageStore):
             raise StoreError(damaged_message(self.location, f"edge_config.json is unreadable: {exc}")) from None
         return self._shard_size(VISUAL) if isinstance(vectors, dict) and VISUAL in vectors else None
 
+    def _shard_has_words(self) -> bool:
+        """Whether the shard has the WORDS sparse vector (its edge_config.json says so)."""
+        try:
+            config = json.loads((self.shard_path / "edge_config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            raise StoreError(damaged_message(self.location, f"edge_config.json is unreadable: {exc}")) from None
+        sparse = config.get("sparse_vectors") if isinstance(config, dict) else None
+        return isinstance(sparse, dict) and WORDS in sparse
+
+    def _ensure_words(self, present: bool) -> None:
+        """A store made before points had words gets the WORDS sparse vector now, in place (Edge adds a
+        sparse vector to an existing shard; no point changes). The next index run fills it in."""
+        if not present:
+            from qdrant_edge import Modifier, UpdateOperation
+
+            log.info("adding the words vector to collection %s (in place; no point changes)", self.collection)
+            self._check_space(0)
+            with self._writing() as shard:
+                self._apply(shard, UpdateOperation.create_sparse_vector(WORDS, modifier=Modifier.Idf))
+                self._flushed(shard)
+        self.has_words = True
+
     def _ensure_payload_indexes(self) -> None:
         with self._edge() as shard:
             info = shard.info()
@@ -550,12 +582,47 @@ class EdgeStore(ImageStore):
             self._optimize(POLICY.build_step_points)
 
     def _vectors(self, point: Point, clip: list[float]) -> Any:
-        """What Edge stores for a point: the CLIP vector alone, or with its VISUAL one by name."""
-        if point.visual is None:
+        """What Edge stores for a point: the CLIP vector alone, or by name with its VISUAL and WORDS ones."""
+        if point.visual is None and not point.words:
             return clip
-        if self._recorded_visual is None:
-            raise StoreError(f"Collection {self.collection!r} has no visual vectors; run `{VISUAL_COMMAND}` first.")
-        return {"": clip, VISUAL: np.asarray(point.visual, dtype=np.float32).tolist()}
+        named: dict[str, Any] = {"": clip}
+        if point.visual is not None:
+            if self._recorded_visual is None:
+                raise StoreError(f"Collection {self.collection!r} has no visual vectors; run `{VISUAL_COMMAND}` first.")
+            named[VISUAL] = np.asarray(point.visual, dtype=np.float32).tolist()
+        if point.words:
+            named[WORDS] = edge_sparse(point.words)
+        return named
+
+    def set_words(self, vectors: Mapping[str, SparseWords | None]) -> None:
+        if not vectors:
+            return
+        from qdrant_edge import PointVectors, UpdateOperation
+
+        given = {i: w for i, w in vectors.items() if w}
+        cleared = [i for i, w in vectors.items() if not w]
+        self._check_space(sum(12 * len(w.indices) for w in given.values()))
+        with self._writing() as shard:
+            if given:
+                self._apply(shard, UpdateOperation.update_vectors(
+                    [PointVectors(i, {WORDS: edge_sparse(w)}) for i, w in given.items()]
+                ))
+            if cleared:
+                self._apply(shard, UpdateOperation.delete_vectors(cleared, [WORDS]))
+            self._maybe_flush(shard)
+
+    def words_of(self, ids: Sequence[str]) -> dict[str, SparseWords]:
+        """The WORDS vectors of the points among `ids` that have one (copying a collection keeps them)."""
+        if not ids or not self.has_words:
+            return {}
+        with self._edge() as shard:
+            records = shard.retrieve(list(ids), False, [WORDS])
+        found = {}
+        for r in records:
+            raw = r.vector.get(WORDS) if isinstance(r.vector, dict) else None
+            if raw is not None and len(raw.indices):
+                found[str(r.id)] = SparseWords(tuple(int(i) for i in raw.indices), tuple(float(v) for v in raw.values))
+        return found
 
     def set_visual(self, vectors: Mapping[str, np.ndarray]) -> None:
         if not vectors:
@@ -641,6 +708,46 @@ class EdgeStore(ImageStore):
             for p in points
         ]
 
+    def fused(
+        self,
+        parts: Sequence[Nearest],
+        fusion: Fusion,
+        limit: int,
+        offset: int = 0,
+        where: SearchFilter | None = None,
+        with_vectors: bool = False,
+        score_threshold: float | None = None,
+    ) -> list[Hit]:
+        from qdrant_edge import Prefetch, Query, QueryRequest
+
+        def prefetch(part: Nearest) -> Any:
+            if part.sparse:
+                query = Query.Nearest(edge_sparse(part.vector), using=WORDS)  # type: ignore[arg-type]
+            else:
+                query = Query.Nearest(np.asarray(part.vector, dtype=np.float32).tolist(), using=part.using or None)
+            params = None if part.sparse else search_params(POLICY, False)
+            return Prefetch(
+                limit=part.limit, query=query, params=params,
+                filter=to_edge_filter(part.within(where), part.must, days_complete=self._days_complete),
+                score_threshold=part.score_threshold,
+            )
+
+        request = QueryRequest(
+            limit=limit,
+            offset=offset or None,
+            prefetches=[prefetch(p) for p in parts],
+            query=edge_fusion(fusion),
+            score_threshold=score_threshold,
+            with_payload=shown_payload(),
+            with_vector=[""] if with_vectors else False,
+        )
+        with self._edge() as shard:
+            points = shard.query(request)
+        return [
+            Hit(str(p.id), float(p.score), p.payload or {}, pick_vector(p.vector, None) if with_vectors else None)
+            for p in points
+        ]
+
     def vector(self, point_id: str, using: str | None = None) -> np.ndarray | None:
         with self._edge() as shard:
             records = shard.retrieve([point_id], False, True)
@@ -668,10 +775,10 @@ class EdgeStore(ImageStore):
             if offset is None:
                 return
 
-    def newest(self, limit: int, where: SearchFilter | None = None) -> list[Hit]:
+    def newest(self, limit: int, where: SearchFilter | None = None, oldest: bool = False) -> list[Hit]:
         from qdrant_edge import Direction, OrderBy, ScrollRequest
 
-        order = OrderBy(key="date", direction=Direction.Desc)
+        order = OrderBy(key="date", direction=Direction.Asc if oldest else Direction.Desc)
         with self._edge() as shard:
             records, _ = shard.scroll(
                 ScrollRequest(
@@ -845,7 +952,7 @@ class EdgeStore(ImageStore):
 
         read_ahead(staging)
         with _edge_errors(self.location):
-            return EdgeShard.load(str(staging), edge_config(self.dim, self._shard_visual_size()))
+            return EdgeShard.load(str(staging), edge_config(self.dim, self._shard_visual_size(), words=self.has_words))
 
     def _swap_in(self, built: Any, staging_name: str) -> tuple[Any, str]:
         """Replay the writes kept since the copy onto `built`, check it, record it as live and use it.
@@ -967,7 +1074,9 @@ def create_payload_indexes(
     the segments) is made again: only the index is rebuilt, no data changes, and a crash in between
     leaves a missing index that the next open creates. Returns how many were made.
     """
-    from qdrant_edge import FloatIndexParams, IntegerIndexParams, KeywordIndexParams, Memory, UpdateOperation
+    from qdrant_edge import (
+        FloatIndexParams, IntegerIndexParams, KeywordIndexParams, Memory, TextIndexParams, TokenizerType, UpdateOperation,
+    )
 
     memory = Memory.Cached if (policy or POLICY).payload_indexes_on_disk else Memory.Pinned
     wanted = (
@@ -975,6 +1084,8 @@ def create_payload_indexes(
         + [(f, FloatIndexParams(memory=memory)) for f in NUMBER_FIELDS]
         + [(f, IntegerIndexParams(lookup=False, range=True, is_principal=f in PRINCIPAL_FIELDS or None, memory=memory))
            for f in INTEGER_FIELDS]
+        # words are normalised by embedder.words already: the index only splits them at spaces
+        + [(f, TextIndexParams(tokenizer=TokenizerType.Whitespace, lowercase=True, memory=memory)) for f in TEXT_FIELDS]
     )
     present = present or {}
     made = 0
@@ -1007,17 +1118,20 @@ def _placed_as(present: Any, wanted: Any) -> bool:
     )
 
 
-def edge_config(dim: int, visual_dim: int | None = None, policy: SearchPolicy | None = None):
+def edge_config(dim: int, visual_dim: int | None = None, policy: SearchPolicy | None = None, words: bool = False):
     """The shard's config from the search policy: exact below `exact_below` points per segment, above
     it an HNSW graph on int8 vectors in RAM, originals memory-mapped from disk. The CLIP vector is
-    unnamed (""); the VISUAL one, if asked for, sits beside it under the same policy."""
+    unnamed (""); the VISUAL one, if asked for, sits beside it under the same policy; with `words`,
+    the WORDS sparse vector, its terms weighed by IDF inside the engine."""
     from qdrant_edge import (
         Distance,
         EdgeConfig,
         EdgeOptimizersConfig,
+        EdgeSparseVectorParams,
         EdgeVectorParams,
         HnswIndexConfig,
         Memory,
+        Modifier,
         ScalarQuantizationConfig,
         ScalarType,
     )
@@ -1034,6 +1148,7 @@ def edge_config(dim: int, visual_dim: int | None = None, policy: SearchPolicy | 
     visual = {VISUAL: EdgeVectorParams(size=visual_dim, distance=Distance.Cosine, memory=memory)} if visual_dim else {}
     return EdgeConfig(
         vectors={"": clip, **visual} if visual else clip,
+        sparse_vectors={WORDS: EdgeSparseVectorParams(modifier=Modifier.Idf)} if words else None,
         hnsw_config=HnswIndexConfig(
             m=policy.m,
             ef_construct=policy.ef_construct,
@@ -1063,18 +1178,27 @@ def search_params(policy: SearchPolicy, exact: bool):
     )
 
 
-def to_edge_filter(where: SearchFilter | None, days_complete: bool = False):
-    """The Qdrant Edge form of a `SearchFilter`'s neutral conditions (embedder/store/conditions.py).
+def to_edge_filter(where: SearchFilter | None, extra: tuple[Condition, ...] = (), days_complete: bool = False):
+    """The Qdrant Edge form of a `SearchFilter`'s neutral conditions (embedder/store/conditions.py),
+    with `extra` conditions on top (a prefetch's own).
 
     `days_complete`: every point with a date has its `day`, so a range of days is asked of `day`
     (one integer range, segments in day order); otherwise of `date`, which every point has.
     """
-    found = conditions(where)
+    found = combined(where, extra)
     if found is None:
         return None
-    from qdrant_edge import FieldCondition, Filter, HasIdCondition, MatchAny, MatchValue, RangeFloat
+    from qdrant_edge import FieldCondition, Filter, HasIdCondition, MatchAny, MatchText, MatchValue, RangeFloat
 
     def field(condition: Condition) -> Any:
+        if isinstance(condition, Either):
+            return Filter(should=[field(c) for c in condition.parts])
+        if isinstance(condition, Every):
+            return Filter(must=[field(c) for c in condition.parts])
+        if isinstance(condition, Not):
+            return Filter(must_not=[field(condition.part)])
+        if isinstance(condition, HasWord):
+            return FieldCondition(key=condition.key, match=MatchText(text=condition.word))
         if isinstance(condition, Equals):
             return FieldCondition(key=condition.key, match=MatchValue(value=condition.value))
         if isinstance(condition, AnyOf):
@@ -1089,6 +1213,34 @@ def to_edge_filter(where: SearchFilter | None, days_complete: bool = False):
     must = [field(c) for c in found.must]
     must_not = [HasIdCondition(point_ids=set(found.exclude_ids))] if found.exclude_ids else []
     return Filter(must=must or None, must_not=must_not or None)
+
+
+def edge_sparse(words: SparseWords) -> Any:
+    """A `SparseWords` as Edge's SparseVector."""
+    from qdrant_edge import SparseVector
+
+    return SparseVector(indices=list(words.indices), values=list(words.values))
+
+
+def edge_fusion(fusion: Fusion) -> Any:
+    """The Edge form of a neutral fusion (embedder/store/fusion.py)."""
+    from qdrant_edge import Expression, Formula
+    from qdrant_edge import Fusion as EdgeFusion
+
+    if isinstance(fusion, Rrf):
+        return EdgeFusion.Rrf(k=fusion.k, weights=list(fusion.weights) if fusion.weights else None)
+    if isinstance(fusion, Dbsf):
+        return EdgeFusion.Dbsf()
+    assert isinstance(fusion, Boost)
+    words = Expression.Variable("$score[1]")
+
+    def share(of: float) -> Any:  # min(1, words / of)
+        return Expression.Min([Expression.Constant(1.0), Expression.Div(words, Expression.Constant(of), 0.0)])
+
+    parts = [Expression.Variable("$score[0]"), Expression.Mult([Expression.Constant(fusion.bonus), share(fusion.floor)])]
+    if fusion.lift:
+        parts.append(Expression.Mult([Expression.Constant(fusion.lift), share(fusion.full)]))
+    return Formula(Expression.Sum(parts), defaults={"$score[0]": 0.0, "$score[1]": 0.0})
 
 
 def shown_payload():

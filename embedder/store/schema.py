@@ -1,8 +1,9 @@
 """The payload fields that get an index, declared once for every backend, and the one field the store derives.
 
 Keyword fields answer exact matches (a path, a folder and everything below it, a file type); number
-fields answer ranges (dates, sizes). Each backend turns this table into its own index calls, and its
-filter builder uses only these fields.
+fields answer ranges (dates, sizes); text fields (words separated by spaces, already normalised by
+`embedder.words`, so the index only splits at spaces) answer "holds this word". Each backend turns
+this table into its own index calls, and its filter builder uses only these fields.
 
 `day` is not written by the indexer: every backend derives it from `date` on every write
 (`with_day`), so it always equals `date // 86400`, the day on the camera's own clock. The date filter
@@ -30,10 +31,17 @@ PAYLOAD_INDEXES: dict[str, str] = {
     "width": "float",
     "height": "float",
     DAY_FIELD: "integer",  # the date filter (see the module's docstring)
+    "text_reader": "keyword",  # which reader read the picture's text (embedder/indexing/text_pass.py)
+    "text": "text",  # the words of the text read in the picture
+    "name_text": "text",  # the words of its file and folder names (uploads: the names they were sent as)
+    "words": "text",  # all of its words: text, names and tags (what a query's words must be found in)
 }
 KEYWORD_FIELDS = tuple(name for name, kind in PAYLOAD_INDEXES.items() if kind == "keyword")
 NUMBER_FIELDS = tuple(name for name, kind in PAYLOAD_INDEXES.items() if kind == "float")
 INTEGER_FIELDS = tuple(name for name, kind in PAYLOAD_INDEXES.items() if kind == "integer")
+TEXT_FIELDS = tuple(name for name, kind in PAYLOAD_INDEXES.items() if kind == "text")
+TEXT_READER = "text_reader"
+WORDS_FIELD = "words"
 # Fields whose index orders the points of every segment Qdrant builds (its `is_principal`): a range
 # of days is then a run of neighbouring points, read in order.
 PRINCIPAL_FIELDS = (DAY_FIELD,)

@@ -18,15 +18,16 @@ from qdrant_client import QdrantClient, models
 from embedder.config import Settings
 from embedder.errors import CollectionMismatchError, StoreError, StoreInUseError
 from embedder.store.contract import (
-    FACET_LIMIT, SCROLL_PAGE, VISUAL, Hit, ImageStore, Point, Recorded, SearchFilter, damaged, facet_counts,
-    mismatch_message, pick_vector, visual_mismatch_message,
+    FACET_LIMIT, SCROLL_PAGE, VISUAL, WORDS, Hit, ImageStore, Point, Recorded, SearchFilter, SparseWords,
+    damaged, facet_counts, mismatch_message, pick_vector, visual_mismatch_message,
 )
+from embedder.store.fusion import Boost, Dbsf, Fusion, Nearest, Rrf
 from embedder.store.http import NotQdrantAnswer, check_version, server_client
-from embedder.store.conditions import AnyOf, Condition, Equals, OnDays, conditions
+from embedder.store.conditions import AnyOf, Condition, Either, Equals, Every, HasWord, Not, OnDays, combined
 from embedder.store.lock import FolderLock
 from embedder.store.policy import POLICY, SearchPolicy
 from embedder.store.schema import (
-    DAY_FIELD, INTEGER_FIELDS, KEYWORD_FIELDS, NUMBER_FIELDS, PRINCIPAL_FIELDS, day_of, with_day,
+    DAY_FIELD, INTEGER_FIELDS, KEYWORD_FIELDS, NUMBER_FIELDS, PRINCIPAL_FIELDS, TEXT_FIELDS, day_of, with_day,
 )
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,7 @@ class QdrantStore(ImageStore):
                 if self.mode == "server":
                     self._create_payload_indexes()
                 self._named = self._has_visual = self.visual_dim is not None
+                self.has_words = True
                 return
         info = self._client.get_collection(name)
         config = info.config
@@ -178,8 +180,31 @@ class QdrantStore(ImageStore):
         if size != self.dim or recorded != self.model_id or distance != models.Distance.COSINE:
             raise CollectionMismatchError(mismatch_message(name, size, recorded, self.model_id, self.dim))
         self._check_visual(name, named.get(VISUAL), metadata)
+        self._ensure_words(config.params.sparse_vectors or {})
         if self.mode == "server":  # a field added to the schema since the collection was made (e.g. tags)
             self._create_payload_indexes(set(getattr(info, "payload_schema", None) or {}))
+
+    def _ensure_words(self, sparse: Mapping[str, Any]) -> None:
+        """A collection made before points had words gets the WORDS sparse vector now, in place (Qdrant
+        1.18 and later add a named vector to an existing collection); the next index run fills it in.
+        An older server cannot: the collection is searched by its pictures alone, and says why once."""
+        if WORDS in sparse:
+            self.has_words = True
+            return
+        config = models.SparseVectorNameConfig(sparse=models.SparseVectorConfig(modifier=models.Modifier.IDF))
+        try:
+            self._client.create_vector_name(self.collection, WORDS, config, wait=True)
+        except Exception as exc:  # noqa: BLE001 - a server before 1.18: no words, pictures still found
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.warning(
+                "Qdrant at %s could not add the words vector to collection %r (%s; it needs Qdrant 1.18 or "
+                "later): words in pictures, file names and tags are not searchable in it. Upgrade Qdrant, or "
+                "set QDRANT_COLLECTION to a new name and index your folders again (the old collection stays "
+                "as it is).", self.location, self.collection, text,
+            )
+            return
+        log.info("added the words vector to collection %s (in place; no point changes)", self.collection)
+        self.has_words = True
 
     def _metadata(self, visual: bool) -> dict[str, Any]:
         """What the collection records: the model (and the visual model) that made its vectors."""
@@ -214,6 +239,10 @@ class QdrantStore(ImageStore):
         for name in INTEGER_FIELDS:
             if name not in present:
                 self._client.create_payload_index(self.collection, name, integer_index(name))
+        words = models.TextIndexParams(type=models.TextIndexType.TEXT, tokenizer=models.TokenizerType.WHITESPACE, lowercase=True)
+        for name in TEXT_FIELDS:
+            if name not in present:
+                self._client.create_payload_index(self.collection, name, words)
 
     def count(self) -> int:
         with self._errors():
@@ -234,14 +263,26 @@ class QdrantStore(ImageStore):
             self._client.upsert(self.collection, structs, wait=True)
 
     def _vectors(self, point: Point) -> Any:
-        """The CLIP vector as a list (unnamed collections) or by name, with the VISUAL one if any."""
+        """The CLIP vector as a list (unnamed collections) or by name, with the VISUAL and WORDS ones if any."""
         clip = np.asarray(point.vector, dtype=np.float32).tolist()
         if point.visual is not None and not self._has_visual:
             raise StoreError(f"Collection {self.collection!r} has no visual vectors: unset EMBEDDER_VISUAL_MODEL.")
-        if not self._named:
+        words = {WORDS: qdrant_sparse(point.words)} if point.words and self.has_words else {}
+        if not self._named and not words:
             return clip
         visual = {VISUAL: np.asarray(point.visual, dtype=np.float32).tolist()} if point.visual is not None else {}
-        return {"": clip, **visual}
+        return {"": clip, **visual, **words}
+
+    def set_words(self, vectors: Mapping[str, SparseWords | None]) -> None:
+        if not vectors or not self.has_words:
+            return
+        given = [models.PointVectors(id=i, vector={WORDS: qdrant_sparse(w)}) for i, w in vectors.items() if w]
+        cleared = [i for i, w in vectors.items() if not w]
+        with self._errors():
+            if given:
+                self._client.update_vectors(self.collection, given, wait=True)
+            if cleared:
+                self._client.delete_vectors(self.collection, [WORDS], models.PointIdsList(points=cleared), wait=True)
 
     def set_visual(self, vectors: Mapping[str, np.ndarray]) -> None:
         if not vectors:
@@ -338,9 +379,47 @@ class QdrantStore(ImageStore):
             for p in response.points
         ]
 
+    def fused(
+        self,
+        parts: Sequence[Nearest],
+        fusion: Fusion,
+        limit: int,
+        offset: int = 0,
+        where: SearchFilter | None = None,
+        with_vectors: bool = False,
+        score_threshold: float | None = None,
+    ) -> list[Hit]:
+        def prefetch(part: Nearest) -> models.Prefetch:
+            sparse = isinstance(part.vector, SparseWords)
+            return models.Prefetch(
+                query=qdrant_sparse(part.vector) if sparse else np.asarray(part.vector, dtype=np.float32).tolist(),  # type: ignore[arg-type]
+                using=WORDS if sparse else part.using or None,
+                limit=part.limit,
+                filter=to_qdrant_filter(part.within(where), part.must),
+                score_threshold=part.score_threshold,
+                # local mode always searches exactly (and warns about search params on every query)
+                params=search_params(POLICY, False) if self.mode == "server" and not sparse else None,
+            )
+
+        with self._errors():
+            response = self._client.query_points(
+                self.collection,
+                prefetch=[prefetch(p) for p in parts],
+                query=qdrant_fusion(fusion),
+                limit=limit,
+                offset=offset,
+                score_threshold=score_threshold,
+                with_payload=SHOWN_PAYLOAD,
+                with_vectors=self._with(with_vectors, None),
+            )
+        return [
+            Hit(str(p.id), float(p.score), p.payload or {}, pick_vector(p.vector, None) if with_vectors else None)
+            for p in response.points
+        ]
+
     def _with(self, with_vectors: bool, using: str | None) -> bool | list[str]:
         """Which vectors to bring back: the one asked for, by name where the collection names them."""
-        if not with_vectors or not self._named:
+        if not with_vectors or not (self._named or self.has_words):
             return with_vectors and not using
         return [using or ""]
 
@@ -373,8 +452,8 @@ class QdrantStore(ImageStore):
             if offset is None:
                 return
 
-    def newest(self, limit: int, where: SearchFilter | None = None) -> list[Hit]:
-        order = models.OrderBy(key="date", direction=models.Direction.DESC)
+    def newest(self, limit: int, where: SearchFilter | None = None, oldest: bool = False) -> list[Hit]:
+        order = models.OrderBy(key="date", direction=models.Direction.ASC if oldest else models.Direction.DESC)
         with self._errors():
             records, _ = self._client.scroll(
                 self.collection, scroll_filter=to_qdrant_filter(where), limit=limit, order_by=order, with_payload=SHOWN_PAYLOAD
@@ -401,7 +480,7 @@ def collection_config(dim: int, policy: SearchPolicy, visual_dim: int | None = N
     """`create_collection` arguments from the search policy: the same switch from exact search to
     HNSW + int8 quantisation as the embedded store's (embedder/store/policy.py), so scores and recall
     do not depend on the backend. Qdrant sizes these thresholds in KB, as Edge does. The CLIP vector
-    is unnamed; the VISUAL one, if asked for, sits beside it."""
+    is unnamed; the VISUAL one, if asked for, sits beside it; the WORDS sparse vector is weighed by IDF."""
     clip = models.VectorParams(size=dim, distance=models.Distance.COSINE, on_disk=policy.originals_on_disk)
     vectors: Any = clip
     if visual_dim:
@@ -416,6 +495,7 @@ def collection_config(dim: int, policy: SearchPolicy, visual_dim: int | None = N
     )
     return {
         "vectors_config": vectors,
+        "sparse_vectors_config": {WORDS: models.SparseVectorParams(modifier=models.Modifier.IDF)},
         "hnsw_config": models.HnswConfigDiff(
             m=policy.m,
             ef_construct=policy.ef_construct,
@@ -445,23 +525,53 @@ def search_params(policy: SearchPolicy, exact: bool) -> models.SearchParams:
     )
 
 
+def qdrant_sparse(words: SparseWords) -> models.SparseVector:
+    return models.SparseVector(indices=list(words.indices), values=list(words.values))
+
+
+def qdrant_fusion(fusion: Fusion) -> Any:
+    """The qdrant-client form of a neutral fusion (embedder/store/fusion.py)."""
+    if isinstance(fusion, Rrf):
+        return models.RrfQuery(rrf=models.Rrf(k=fusion.k, weights=list(fusion.weights) if fusion.weights else None))
+    if isinstance(fusion, Dbsf):
+        return models.FusionQuery(fusion=models.Fusion.DBSF)
+    assert isinstance(fusion, Boost)
+
+    def share(of: float) -> models.MinExpression:  # min(1, words / of)
+        return models.MinExpression(min=[1.0, models.DivExpression(div=models.DivParams(left="$score[1]", right=of, by_zero_default=0.0))])
+
+    parts: list[Any] = ["$score[0]", models.MultExpression(mult=[fusion.bonus, share(fusion.floor)])]
+    if fusion.lift:
+        parts.append(models.MultExpression(mult=[fusion.lift, share(fusion.full)]))
+    return models.FormulaQuery(formula=models.SumExpression(sum=parts), defaults={"$score[0]": 0.0, "$score[1]": 0.0})
+
+
 def integer_index(name: str) -> models.IntegerIndexParams:
     """A range index on an integer field; a principal one orders the points of every segment Qdrant builds."""
     principal = name in PRINCIPAL_FIELDS or None
     return models.IntegerIndexParams(type=models.IntegerIndexType.INTEGER, lookup=False, range=True, is_principal=principal)
 
 
-def to_qdrant_filter(where: SearchFilter | None) -> models.Filter | None:
-    """The qdrant-client form of a `SearchFilter`'s neutral conditions (embedder/store/conditions.py).
+def to_qdrant_filter(where: SearchFilter | None, extra: tuple[Condition, ...] = ()) -> models.Filter | None:
+    """The qdrant-client form of a `SearchFilter`'s neutral conditions (embedder/store/conditions.py),
+    with `extra` conditions on top (a prefetch's own).
 
     A range of days asks each point for its `day`, or its `date` where it has no `day` (a point an
     older version wrote): unlike the embedded store, a server cannot know that no writer lacks it.
     """
-    found = conditions(where)
+    found = combined(where, extra)
     if found is None:
         return None
 
-    def field(condition: Condition) -> models.Condition:
+    def field(condition: Condition) -> Any:
+        if isinstance(condition, Either):
+            return models.Filter(should=[field(c) for c in condition.parts])
+        if isinstance(condition, Every):
+            return models.Filter(must=[field(c) for c in condition.parts])
+        if isinstance(condition, Not):
+            return models.Filter(must_not=[field(condition.part)])
+        if isinstance(condition, HasWord):
+            return models.FieldCondition(key=condition.key, match=models.MatchText(text=condition.word))
         if isinstance(condition, Equals):
             return models.FieldCondition(key=condition.key, match=models.MatchValue(value=condition.value))
         if isinstance(condition, AnyOf):

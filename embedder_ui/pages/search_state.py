@@ -83,6 +83,7 @@ class SearchState:
             where=where,
             min_score=options.min_score,
             collapse=options.collapse,
+            only="picture",  # by the picture alone (cosine scores) until the page shows why a result matched (#27)
         )
 
     # --- the results -------------------------------------------------------------------------

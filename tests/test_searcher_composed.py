@@ -203,9 +203,10 @@ def test_pages_fill_up_when_near_duplicates_are_collapsed(shapes, tmp_path: Path
         return real_query(vector, limit, offset, **kw)
 
     engine.store.query = query
-    plain = engine.searcher.pages(Query.text("a red circle")).first(5)[0]
+    # By the picture alone: the words "red circle" are also the folders' names (a fused request).
+    plain = engine.searcher.pages(Query.text("a red circle", only="picture")).first(5)[0]
     assert len(plain) == 5 and calls == [(5, 0)]
-    pages = engine.searcher.pages(Query.text("a red circle", collapse=TINY_MODEL_NEAR_DUPLICATE))
+    pages = engine.searcher.pages(Query.text("a red circle", only="picture", collapse=TINY_MODEL_NEAR_DUPLICATE))
     first, more = pages.first(5)
     assert len(first) == 5 and more
     second, _ = pages.first(10)
