@@ -26,7 +26,8 @@ HEADINGS = {"added": "Added", "unchanged": "Unchanged", "renamed": "Renamed", "u
             "copy": "Copies", "removed": "Removed", "failed": "Failed", "skipped": "Skipped"}
 RESULT_WORDS = {**OUTCOMES, "renamed": "moved or renamed"}
 FOUND_WORDS = {"added": "added", "unchanged": "unchanged", "renamed": "moved or renamed", "updated": "updated",
-               "copy": "copies", "removed": "removed", "failed": "failed", "skipped": "skipped"}
+               "copy": "copies", "removed": "removed", "failed": "failed", "skipped": "skipped",
+               "read": "read for text", "text not read": "text not read"}
 ORIGINS = {"user": "asked for on a page", "watch": "watched folder", "resumed": "resumed after a restart"}
 
 
