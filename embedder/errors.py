@@ -45,6 +45,10 @@ class DatasetError(EmbedderError):
     """A labelled dataset for `eval` that cannot be read; the message names the file and line."""
 
 
+class MoveError(EmbedderError):
+    """A folder that files cannot be moved into (relative, a file, not writable)."""
+
+
 class TuneError(EmbedderError):
     """A model or dataset that cannot be tuned, or a tuned model that could not be written."""
 

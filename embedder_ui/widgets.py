@@ -180,6 +180,12 @@ def _open_viewer(rank: int) -> None:
     st.session_state[VIEWER] = rank
 
 
+def _step_viewer(step: int, count: int) -> None:
+    """One result on (or back), from the one shown now: a second press sent before the page has
+    redrawn still moves on, where a button carrying the rank it was drawn with would repeat it."""
+    st.session_state[VIEWER] = (st.session_state.get(VIEWER, 0) + step) % count
+
+
 def _close_viewer() -> None:
     st.session_state.pop(VIEWER, None)
 
@@ -208,10 +214,10 @@ def viewer(
     # focus out of the dialog, and Escape then no longer closes it.
     alone = len(results) == 1
     back.button("Previous", key="viewer-previous", icon=":material/chevron_left:", shortcut="Left",
-                disabled=alone, on_click=_open_viewer, args=((rank - 1) % len(results),), width="stretch")
+                disabled=alone, on_click=_step_viewer, args=(-1, len(results)), width="stretch")
     where.markdown(f"**{literal(result.name)}** · {rank + 1} of {len(results)} · score {result.score:.3f}")
     forward.button("Next", key="viewer-next", icon=":material/chevron_right:", shortcut="Right",
-                   disabled=alone, on_click=_open_viewer, args=((rank + 1) % len(results),), width="stretch")
+                   disabled=alone, on_click=_step_viewer, args=(1, len(results)), width="stretch")
     facts = [when_taken(payload), f"{payload.get('width', '?')}×{payload.get('height', '?')}",
              literal(payload.get("format", "?")), file_size(payload.get("bytes"))]
     st.caption(" · ".join(f for f in facts if f))

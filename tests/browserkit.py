@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
+import applog
 from faultkit import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +81,7 @@ def app_environment(tmp_path: Path, model_path: Path) -> dict[str, str]:
 @contextmanager
 def streamlit_app(script: Path | str, env: dict[str, str], log: Path) -> Iterator[str]:
     """`streamlit run script` on a free port of 127.0.0.1 with `env`; yields its URL. Stopped after,
-    and its log must hold no traceback."""
+    and its log must hold no traceback and no Streamlit warning (`applog.problems`)."""
     port = free_port()
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -91,6 +92,7 @@ def streamlit_app(script: Path | str, env: dict[str, str], log: Path) -> Iterato
                 "--browser.gatherUsageStats", "false",
                 "--server.headless", "true",
                 "--server.fileWatcherType", "none",
+                "--logger.messageFormat", applog.LOG_FORMAT,
             ],
             cwd=ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
@@ -110,8 +112,8 @@ def streamlit_app(script: Path | str, env: dict[str, str], log: Path) -> Iterato
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(15)
-        text = log.read_text(errors="replace")
-        assert "Traceback" not in text, text[-3000:]
+        found = applog.problems(log.read_text(errors="replace"))
+        assert not found, "the app's log:\n" + "\n".join(found)
 
 
 @contextmanager

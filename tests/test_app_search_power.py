@@ -198,10 +198,12 @@ def test_filters_cut_results_exactly(two_folders: tuple[Path, Path]) -> None:
     assert sorted(names(at)) == sorted(f"{c}-{s}.png" for c, s in CLASSES[4:])  # PNG and ≥ 300 px
 
     at.button(key="filter-clear").click().run()
-    at.date_input(key="filter-dates").set_value((date(2019, 1, 1), date(2019, 12, 31))).run()
+    at.date_input(key="filter-after").set_value(date(2019, 1, 1))
+    at.date_input(key="filter-before").set_value(date(2019, 12, 31)).run()
     assert names(at) == [f"{CLASSES[0][0]}-{CLASSES[0][1]}.jpg"]
 
-    at.date_input(key="filter-dates").set_value((date(2001, 1, 1), date(2001, 1, 2))).run()
+    at.date_input(key="filter-after").set_value(date(2001, 1, 1))
+    at.date_input(key="filter-before").set_value(date(2001, 1, 2)).run()
     assert_clean(at)
     assert results(at) == []
     assert "No images match the filters" in texts(at)

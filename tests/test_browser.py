@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
-from browserkit import IDLE, app_environment, browser_page, chromium_path, streamlit_app
+from browserkit import app_environment, browser_page, chromium_path, idle, streamlit_app
 from embedder.evaluation import synthetic
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -43,7 +43,7 @@ def chromium() -> Path:
     return chromium_path()
 
 
-def _write_images(folder: Path) -> list[Path]:
+def write_test_images(folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, (colour, shape, ext) in enumerate(CLASSES):
@@ -69,11 +69,7 @@ def page(chromium: Path, app_url: str):
         yield pg
 
 
-def _idle(pg) -> None:
-    pg.wait_for_selector(IDLE)
-
-
-def _no_error_on_page(pg) -> None:
+def no_error_on_page(pg) -> None:
     assert pg.locator('[data-testid="stException"]').count() == 0
     assert pg.locator('[data-testid="stAlertContentError"]').count() == 0
 
@@ -96,49 +92,49 @@ def _upload_and_index(pg, files: list[Path]) -> None:
         arg=len(files),
     )
     assert chips.count() == len(files)
-    _idle(pg)
+    idle(pg)
     pg.get_by_role("button", name="Index", exact=True).click()
     # Done when the page has run again with an empty uploader (a report of an earlier run may be showing).
     pg.wait_for_function("() => !document.querySelector('[data-testid=\"stFileChip\"]')")
     pg.get_by_text("Last run").wait_for()
-    _idle(pg)
+    idle(pg)
 
 
-def _open_page(pg, link: str, ready) -> None:
+def open_page(pg, link: str, ready) -> None:
     """Click the sidebar's `link`, wait for the page's `ready` locator, then for the app to go idle."""
     pg.locator('[data-testid="stSidebarNavLink"]', has_text=link).click()
     ready.wait_for()
-    _idle(pg)
+    idle(pg)
 
 
-def _go_index(pg) -> None:
-    _open_page(pg, "Index", pg.get_by_role("heading", name="Index images"))
+def go_index(pg) -> None:
+    open_page(pg, "Index", pg.get_by_role("heading", name="Index images"))
 
 
-def _go_search(pg) -> None:
-    _open_page(pg, "Search", pg.get_by_label("What are you looking for?"))
+def go_search(pg) -> None:
+    open_page(pg, "Search", pg.get_by_label("What are you looking for?"))
 
 
-def _find_the_one_duplicate_group(pg) -> None:
+def find_the_one_duplicate_group(pg) -> None:
     """The Duplicates page, Find near-duplicates, and the one group the library with a copy holds."""
-    _open_page(pg, "Duplicates", pg.get_by_role("heading", name="Near-duplicates"))
+    open_page(pg, "Duplicates", pg.get_by_role("heading", name="Near-duplicates"))
     pg.get_by_role("button", name="Find near-duplicates").click()
     pg.get_by_text("1 group").wait_for()
-    _idle(pg)
+    idle(pg)
 
 
-def _index_folder(pg, folder: Path) -> None:
+def index_a_folder(pg, folder: Path) -> None:
     """Index a folder from the Index page and wait for its report."""
-    _go_index(pg)
+    go_index(pg)
     pg.get_by_label("Folder path", exact=True).fill(str(folder))
     pg.get_by_role("button", name="Index", exact=True).click()
     pg.get_by_text("Last run").wait_for()
-    _idle(pg)
+    idle(pg)
 
 
-def _library_with_a_copy(library: Path) -> tuple[list[Path], Path]:
+def library_with_a_copy(library: Path) -> tuple[list[Path], Path]:
     """The shapes in library/shapes, plus a resized, re-encoded copy of the red circle in library/copies."""
-    files = _write_images(library / "shapes")
+    files = write_test_images(library / "shapes")
     red_circle = next(f for f in files if f.stem == "red-circle")
     (library / "copies").mkdir()
     with Image.open(red_circle) as image:
@@ -146,27 +142,27 @@ def _library_with_a_copy(library: Path) -> tuple[list[Path], Path]:
     return files, red_circle
 
 
-def _search(pg, text: str) -> None:
+def search_for(pg, text: str) -> None:
     box = pg.get_by_label("What are you looking for?")
     box.fill(text)
     box.press("Enter")  # a form: Enter submits
     pg.get_by_text(re.compile(rf"results? for “{re.escape(text)}”")).wait_for()
-    _idle(pg)
+    idle(pg)
 
 
 def test_upload_index_search_in_a_real_browser(page, app_url: str, tmp_path: Path, model_path: Path) -> None:
     pg = page
     # Search is the default page, at "/": with nothing indexed it points to the Index page.
     pg.get_by_text("Nothing is indexed yet").wait_for()
-    _no_error_on_page(pg)
+    no_error_on_page(pg)
 
     # Index page, from the sidebar navigation.
-    _go_index(pg)
-    files = _write_images(tmp_path / "to-upload")
+    go_index(pg)
+    files = write_test_images(tmp_path / "to-upload")
     broken = tmp_path / "to-upload" / "holiday-broken.jpg"
     broken.write_bytes(files[1].read_bytes()[:600])  # a download cut short
     _upload_and_index(pg, [*files, broken])
-    _no_error_on_page(pg)
+    no_error_on_page(pg)
 
     def metric(label: str) -> str:
         box = pg.locator('[data-testid="stMain"] [data-testid="stMetric"]', has_text=label)
@@ -184,10 +180,10 @@ def test_upload_index_search_in_a_real_browser(page, app_url: str, tmp_path: Pat
     pg.screenshot(path=str(SCREENSHOTS / "index.png"), full_page=True)
 
     # Search: Enter submits, results come as captioned thumbnails, best score first.
-    _go_search(pg)
+    go_search(pg)
     assert pg.url == app_url + "/"  # the default page is served at /, not at its url_path
-    _search(pg, "a red circle")
-    _no_error_on_page(pg)
+    search_for(pg, "a red circle")
+    no_error_on_page(pg)
     found = _captions(pg)
     assert len(found) == len(files)
     assert {name for name, _ in found} == {f.name for f in files}
@@ -220,12 +216,12 @@ def test_upload_index_search_in_a_real_browser(page, app_url: str, tmp_path: Pat
     hostile = tmp_path / "hostile" / HOSTILE_NAME
     hostile.parent.mkdir()
     synthetic.render("star", "green", "small", np.random.default_rng(5)).save(hostile)
-    _go_index(pg)
+    go_index(pg)
     _upload_and_index(pg, [hostile])
-    _go_search(pg)
+    go_search(pg)
     expect(pg.get_by_label("What are you looking for?")).to_have_value("a red circle")  # kept across pages
     pg.get_by_text(re.compile(r"9 results for “a red circle”")).wait_for()  # the new image is included
-    _search(pg, "a small green star")
+    search_for(pg, "a small green star")
     names = [name for name, _ in _captions(pg)]
     assert HOSTILE_NAME in names, names
     grid = pg.locator('[data-testid="stMain"]')
@@ -235,20 +231,20 @@ def test_upload_index_search_in_a_real_browser(page, app_url: str, tmp_path: Pat
 def test_compose_filter_and_find_duplicates_in_a_real_browser(page, tmp_path: Path) -> None:
     pg = page
     library = tmp_path / "library"
-    files, red_circle = _library_with_a_copy(library)
-    _index_folder(pg, library)
-    _no_error_on_page(pg)
+    files, red_circle = library_with_a_copy(library)
+    index_a_folder(pg, library)
+    no_error_on_page(pg)
 
     # Compose: the query, then words to exclude, as rows with weights.
-    _go_search(pg)
-    _search(pg, "a red circle")
+    go_search(pg)
+    search_for(pg, "a red circle")
     assert len(_captions(pg)) == len(files) + 1
     pg.locator('[data-testid="stExpander"]').filter(has_text="Your query").locator("summary").first.click()  # folded: one term
     pg.get_by_label("Add words").fill("a red square")
     pg.get_by_role("button", name="Exclude", exact=True).first.click()
     pg.get_by_text(re.compile("results? for “a red circle” − “a red square”")).wait_for()
-    _idle(pg)
-    _no_error_on_page(pg)
+    idle(pg)
+    no_error_on_page(pg)
     assert pg.locator('[data-testid="stSlider"]').filter(has_text="+1.00").count() >= 1
 
     # Filter by file type in the sidebar: only PNGs are left.
@@ -259,17 +255,17 @@ def test_compose_filter_and_find_duplicates_in_a_real_browser(page, tmp_path: Pa
     types.press("ArrowDown")
     types.press("Enter")
     types.press("Escape")
-    _idle(pg)
+    idle(pg)
     pg.screenshot(path=str(SCREENSHOTS / "search-compose.png"), full_page=True)
     pngs = sum(f.suffix == ".png" for f in files)
     pg.get_by_text(re.compile(rf"^{pngs} results for “a red circle” − “a red square”")).wait_for(timeout=20_000)
-    _idle(pg)
+    idle(pg)
     assert {name for name, _ in _captions(pg)} == {f.name for f in files if f.suffix == ".png"}
     pg.screenshot(path=str(SCREENSHOTS / "search-compose.png"), full_page=True)
 
     # Near-duplicates: the resized, re-encoded copy and its original, with both paths.
-    _find_the_one_duplicate_group(pg)
-    _no_error_on_page(pg)
+    find_the_one_duplicate_group(pg)
+    no_error_on_page(pg)
     expect(pg.locator('[data-testid="stCode"]')).to_contain_text(str(library / "copies" / "red-circle-small.jpg"))
     expect(pg.locator('[data-testid="stCode"]')).to_contain_text(str(red_circle))
     pg.screenshot(path=str(SCREENSHOTS / "duplicates.png"), full_page=True)
@@ -278,8 +274,8 @@ def test_compose_filter_and_find_duplicates_in_a_real_browser(page, tmp_path: Pa
 def test_clear_filters_viewer_browsing_and_forgetting_copies_in_a_real_browser(page, tmp_path: Path) -> None:
     pg = page
     library = tmp_path / "library"
-    files, red_circle = _library_with_a_copy(library)
-    _index_folder(pg, library)
+    files, red_circle = library_with_a_copy(library)
+    index_a_folder(pg, library)
     sidebar = pg.locator('[data-testid="stSidebar"]')
 
     def indexed() -> str:
@@ -288,16 +284,16 @@ def test_clear_filters_viewer_browsing_and_forgetting_copies_in_a_real_browser(p
     assert indexed() == str(len(files) + 1)
 
     # Duplicates: keep the original, forget the copy (the index only: the file stays).
-    _find_the_one_duplicate_group(pg)
+    find_the_one_duplicate_group(pg)
     pg.get_by_role("button", name="Forget the others").click()
     pg.get_by_text(re.compile(r"Group 1: 1 image forgotten")).wait_for()
-    _idle(pg)
+    idle(pg)
     expect(sidebar.locator('[data-testid="stMetricValue"]').first).to_have_text(str(len(files)))
     assert (library / "copies" / "red-circle-small.jpg").is_file()
 
     # Search, filter to PNG, then Clear filters: the widgets empty and every image is back.
-    _go_search(pg)
-    _search(pg, "a shape")
+    go_search(pg)
+    search_for(pg, "a shape")
     types = sidebar.locator('[data-testid="stMultiSelect"]').filter(has_text="File type").locator("input")
     types.click()
     types.fill("PNG")
@@ -306,10 +302,10 @@ def test_clear_filters_viewer_browsing_and_forgetting_copies_in_a_real_browser(p
     types.press("Escape")
     pngs = sum(f.suffix == ".png" for f in files)
     pg.get_by_text(re.compile(rf"^{pngs} results for “a shape”")).wait_for(timeout=20_000)
-    _idle(pg)
+    idle(pg)
     pg.get_by_role("button", name="Clear filters").click()
     pg.get_by_text(re.compile(rf"^{len(files)} results for “a shape”")).wait_for(timeout=20_000)
-    _idle(pg)
+    idle(pg)
     assert sidebar.locator('[data-testid="stMultiSelect"]').filter(has_text="File type").locator(
         '[data-baseweb="tag"]').count() == 0
     assert len(_captions(pg)) == len(files)
@@ -322,26 +318,26 @@ def test_clear_filters_viewer_browsing_and_forgetting_copies_in_a_real_browser(p
     dialog.get_by_text(re.compile(rf"2 of {len(files)}")).wait_for()
     dialog.get_by_role("button", name="Previous").click()
     dialog.get_by_text(re.compile(rf"1 of {len(files)}")).wait_for()
-    _idle(pg)
+    idle(pg)
     pg.keyboard.press("Escape")  # Escape still closes it after stepping (focus is on Previous)
     dialog.wait_for(state="hidden")
-    _idle(pg)
+    idle(pg)
 
     # On a phone (400 px wide): the one-term query stays folded and results come two to a row.
     pg.set_viewport_size({"width": 400, "height": 900})
-    _idle(pg)
+    idle(pg)
     first_two = pg.locator('[data-testid="stImage"]').nth(0), pg.locator('[data-testid="stImage"]').nth(1)
     expect(first_two[1]).to_be_visible()
     boxes = [image.bounding_box() for image in first_two]
     assert abs(boxes[0]["y"] - boxes[1]["y"]) < 5 and boxes[1]["x"] > boxes[0]["x"]  # side by side
     pg.screenshot(path=str(SCREENSHOTS / "search-phone.png"))
     pg.set_viewport_size({"width": 1440, "height": 1080})
-    _idle(pg)
+    idle(pg)
 
     # Browsing without a query: every image, newest first, under a date heading.
     pg.get_by_role("button", name="Clear", exact=True).click()
-    _idle(pg)
+    idle(pg)
     pg.get_by_role("button", name="Browse all images").click()
-    _idle(pg)
+    idle(pg)
     pg.wait_for_function(f"() => document.querySelectorAll('[data-testid=\"stImage\"]').length >= {len(files)}")
-    _no_error_on_page(pg)
+    no_error_on_page(pg)

@@ -13,7 +13,7 @@ import pytest
 from faultkit import distinct_image
 
 from browserkit import IDLE, STEP_TIMEOUT_MS
-from test_browser import _go_index, app_url, chromium, page  # noqa: F401 - fixtures
+from test_browser import app_url, chromium, go_index, page  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -33,7 +33,7 @@ def test_indexing_goes_on_while_the_person_searches_and_reloads(page, tmp_path: 
     for i in range(IMAGES):
         distinct_image(i, (480, 360)).save(folder / f"img{i:04d}.jpg", quality=85)
 
-    _go_index(pg)
+    go_index(pg)
     box = pg.get_by_label("Folder path", exact=True)
     box.fill(str(folder))
     box.press("Enter")

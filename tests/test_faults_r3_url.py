@@ -36,7 +36,7 @@ def _usable(at: AppTest) -> None:
     assert at.text_input(key="search-text") is not None
     for key in ("filter-types", "filter-tags"):
         assert at.multiselect(key=key) is not None
-    assert at.number_input(key="filter-min-width") is not None and at.date_input(key="filter-dates") is not None
+    assert at.number_input(key="filter-min-width") is not None and all(at.date_input(key=k) is not None for k in ("filter-after", "filter-before"))
 
 
 def _said(at: AppTest) -> str:
@@ -56,12 +56,11 @@ CASES = [
     ("huge term", {"q": [LONG]}, "is 104,000 characters long; only its first 1,000 are used"),
     ("many terms", {"q": [f"word {i}" for i in range(1_000)]}, "holds 1,000 search terms; only the first 20"),
     # dates
-    ("no such month", {"filter-dates": ["2024-13-45"]}, "are not one or two days like 2024-05-31"),
-    ("not a date", {"filter-dates": ["yesterday"]}, "are not one or two days"),
-    ("three dates", {"filter-dates": ["2024-01-01", "2024-02-01", "2024-03-01"]}, "are not one or two days"),
-    ("reversed", {"filter-dates": ["2024-03-01", "2024-01-01"]}, "the first not after the second"),
-    ("before 1900", {"filter-dates": ["1800-01-01"]}, "from 1900-01-01"),
-    ("far future", {"filter-dates": ["3000-01-01"]}, "are not one or two days"),
+    ("no such month", {"filter-after": ["2024-13-45"]}, "“Taken from” “2024-13-45” is not one day like 2024-05-31"),
+    ("not a date", {"filter-before": ["yesterday"]}, "“Taken until” “yesterday” is not one day"),
+    ("two dates", {"filter-after": ["2024-01-01", "2024-02-01"]}, "is not one day"),
+    ("before 1900", {"filter-after": ["1800-01-01"]}, "from 1900-01-01"),
+    ("far future", {"filter-before": ["3000-01-01"]}, "is not one day"),
     # folders
     ("folder too long", {"filter-folder": ["/" + "x" * 5_000]}, "is 5,001 characters long, longer than any path"),
     ("folder with NUL", {"filter-folder": ["/a\x00b"]}, "longer than any path"),
@@ -80,7 +79,7 @@ CASES = [
     # everything at once
     (
         "all at once",
-        {"q": ["inf:y", "1:a red circle"], "filter-min-width": ["1e400"], "filter-dates": ["2024-13-45"],
+        {"q": ["inf:y", "1:a red circle"], "filter-min-width": ["1e400"], "filter-after": ["2024-13-45"],
          "filter-types": ["pgn"], "filter-min-height": ["-1"]},
         "the weight inf",
     ),
@@ -111,13 +110,14 @@ def test_an_address_that_is_all_right_is_used_as_it_is_and_says_nothing(app_env:
     index_folder(folder)
     at = _open({
         "q": ["1:a red circle", "-0.5:a blue square"], "filter-types": ["jpeg"], "filter-min-width": ["100"],
-        "filter-dates": ["2000-01-01", str(date.today())], "filter-folder": [str(folder)],
+        "filter-after": ["2000-01-01"], "filter-before": [str(date.today())], "filter-folder": [str(folder)],
     })
     _usable(at)
     assert not at.warning, [w.value for w in at.warning]
     assert at.multiselect(key="filter-types").value == ["JPEG"]  # the case put right, silently
     assert at.number_input(key="filter-min-width").value == 100
-    assert at.date_input(key="filter-dates").value == (date(2000, 1, 1), date.today())
+    assert (at.date_input(key="filter-after").value, at.date_input(key="filter-before").value) == (
+        date(2000, 1, 1), date.today())
     assert "a red circle" in unescape(at.markdown[-1].value) or results(at)
     assert len(results(at)) == 6
 
@@ -127,7 +127,7 @@ def test_the_address_checks_need_no_page() -> None:
     terms, problems = search_url.terms_from_url(["2:sunset", "-people", "x" * 2_000])
     assert [(t.text, t.weight) for t in terms] == [("sunset", 2.0), ("people", -1.0), ("x" * 1_000, 1.0)]
     assert len(problems) == 1
-    check = search_url.days(today=date(2024, 2, 29))
+    check = search_url.day("Taken until", today=date(2024, 2, 29))
     assert check(["2034-02-28"]) == (["2034-02-28"], None) and check(["2034-03-01"])[0] is None
     kept, problem = search_url.one_of("the file type", ["PNG"])(["png", "gif"])
     assert kept == ["PNG"] and "“gif”" in problem

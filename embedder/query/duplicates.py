@@ -6,7 +6,9 @@ similarity between stored vectors, in blocks, so memory stays at one block of sc
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from embedder.errors import MoveError
+from embedder.media.uploads import display_name
+from embedder.paths import path_to_text, text_to_path
 from embedder.store import VISUAL, ImageStore
 
 log = logging.getLogger(__name__)
@@ -154,6 +159,28 @@ def forget_others(store: ImageStore, group: DuplicateGroup, keep: int) -> list[s
     return others
 
 
+def sent_names(payload: dict[str, Any]) -> dict[str, str]:
+    """For each upload among an image's paths, the name it was sent as (uploads are kept as
+    `<sha256><ext>`, the name people know them by is among the payload's `names`)."""
+    digest = payload.get("sha256")
+    paths = payload.get("paths") or []
+    uploads = [p for p in paths if digest and Path(p).stem == digest]
+    if not uploads:
+        return {}
+    own = {Path(p).name for p in paths if p not in uploads}
+    sent = next((n for n in payload.get("names") or [] if n not in own), None)
+    return {p: display_name(sent) if sent else Path(p).name for p in uploads}
+
+
+def others_sent_names(group: DuplicateGroup, keep: int) -> dict[str, str]:
+    """The names that uploads among the paths of every image of `group` but `keep` were sent as."""
+    names: dict[str, str] = {}
+    for i, payload in enumerate(group.payloads):
+        if i != keep:
+            names.update(sent_names(payload))
+    return names
+
+
 @dataclass(frozen=True)
 class Move:
     """One file moved (`to` set) or left where it was (`reason` says why)."""
@@ -163,34 +190,98 @@ class Move:
     reason: str = ""
 
 
-def move_others(store: ImageStore, group: DuplicateGroup, keep: int, folder: Path) -> list[Move]:
-    """Move the files of every image of `group` but `keep` into `folder` (made if needed; a name
-    already taken there gets a number), never overwriting or deleting. Images whose files all
-    moved leave the index; index `folder` to bring them back."""
-    folder = Path(folder).expanduser()
-    folder.mkdir(parents=True, exist_ok=True)
-    moves: list[Move] = []
-    for i, (pid, payload) in enumerate(zip(group.ids, group.payloads)):
-        if i == keep:
-            continue
-        moved = [_move(Path(p), folder) for p in payload.get("paths", [])]
-        moves += moved
-        if moved and all(m.to for m in moved):
-            store.delete([pid])
+def move_others(group: DuplicateGroup, keep: int, folder: Path) -> list[Move]:
+    """Move the files of every image of `group` but `keep` into `folder` (made if needed), never
+    overwriting or deleting: a name already taken there gets a number, an upload goes by the name
+    it was sent as. The images stay in the index under their old paths until those paths are
+    indexed at their new place (index the moved files: the index follows them, nothing is encoded
+    again), so nothing leaves the index by being moved."""
+    folder = _usable_folder(Path(folder).expanduser())
+    names = others_sent_names(group, keep)
+    moves = [move_file(text_to_path(p), folder, names.get(p)) for p in others_paths(group, keep)]
     log.info("moved %d files of near-duplicates to %s", sum(1 for m in moves if m.to), folder)
     return moves
 
 
-def _move(source: Path, folder: Path) -> Move:
-    if not source.is_file():
-        return Move(str(source), reason="the file is no longer there")
-    target = folder / source.name
-    number = 1
-    while target.exists():
-        target = folder / f"{source.stem} ({number}){source.suffix}"
-        number += 1
+def _usable_folder(folder: Path) -> Path:
+    """`folder`, made if needed; a MoveError when files cannot go there."""
+    if not folder.is_absolute():
+        raise MoveError(f"Type the whole path of the folder to move them to (“{path_to_text(folder)}” is relative).")
     try:
-        shutil.move(str(source), str(target))
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise MoveError(f"{path_to_text(folder)} is a file, not a folder: type a folder to move them to.") from None
     except OSError as exc:
-        return Move(str(source), reason=f"could not be moved ({exc.strerror or exc})")
-    return Move(str(source), str(target))
+        raise MoveError(f"Cannot make the folder {path_to_text(folder)}: {exc.strerror or exc}.") from None
+    if not folder.is_dir():
+        raise MoveError(f"{path_to_text(folder)} is not a folder: type a folder to move them to.")
+    return folder
+
+
+def move_back(moves: Sequence[Move]) -> list[Move]:
+    """Undo `moves`: each moved file goes back to where it was, unless something else is there now
+    (then it stays, with the reason); never overwriting. One `Move` per file moved back or left."""
+    back: list[Move] = []
+    for move in moves:
+        if move.to is None:
+            continue
+        source, target = text_to_path(move.to), text_to_path(move.source)
+        if not source.is_file():
+            back.append(Move(move.to, reason="the moved file is no longer there"))
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            back.append(_place(source, target))
+    return back
+
+
+def move_file(source: Path, folder: Path, name: str | None = None) -> Move:
+    """Move `source` into `folder` under `name` (else its own), numbered if that name is taken."""
+    if not source.is_file():
+        return Move(path_to_text(source), reason="the file is no longer there")
+    wanted = Path(name or source.name)
+    for number in range(10_000):
+        target = folder / (wanted.name if number == 0 else f"{wanted.stem} ({number}){wanted.suffix}")
+        move = _place(source, target)
+        if move.to is not None or move.reason != _TAKEN:
+            return move
+    return Move(path_to_text(source), reason=f"every name like {wanted.name} is taken in {path_to_text(folder)}")
+
+
+_TAKEN = "a file of that name is already there"
+
+
+def _place(source: Path, target: Path) -> Move:
+    """Move one file to `target`, which must not exist: a hard link then unlink (atomic, refuses an
+    existing name), else, across file systems, an exclusive copy and then the unlink."""
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        return Move(path_to_text(source), reason=_TAKEN)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
+            return Move(path_to_text(source), reason=f"could not be moved ({exc.strerror or exc})")
+        try:
+            _copy_exclusive(source, target)
+        except FileExistsError:
+            return Move(path_to_text(source), reason=_TAKEN)
+        except OSError as copy_exc:
+            return Move(path_to_text(source), reason=f"could not be moved ({copy_exc.strerror or copy_exc})")
+    try:
+        source.unlink()
+    except OSError as exc:  # both names hold the file: nothing is lost, say so
+        return Move(path_to_text(source), path_to_text(target), reason=f"copied, but the original stays ({exc.strerror or exc})")
+    return Move(path_to_text(source), path_to_text(target))
+
+
+def _copy_exclusive(source: Path, target: Path) -> None:
+    """Copy `source` to a new file `target` (refused if it exists), with its times and mode."""
+    with open(source, "rb") as src, open(target, "xb") as dst:
+        try:
+            shutil.copyfileobj(src, dst)
+            dst.flush()
+            os.fsync(dst.fileno())
+        except BaseException:
+            dst.close()
+            target.unlink(missing_ok=True)
+            raise
+    shutil.copystat(source, target)

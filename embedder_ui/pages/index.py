@@ -6,10 +6,12 @@ closing the browser does not stop it, and the report waits here for whoever come
 
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
 from embedder.engine import Engine
-from embedder.indexing.indexer import IndexReport
+from embedder.indexing.indexer import OUTCOMES, IndexReport
 from embedder.jobs.runner import Job, JobRequest
 from embedder.paths import path_to_text, typed_path
 from embedder_ui import resources, widgets
@@ -19,7 +21,14 @@ from embedder_ui.switcher import collections_panel
 SUBMITTED = "index_submitted"  # ids of the jobs this session's last click queued
 UPLOADER_GENERATION = "index_uploader_generation"
 REFRESH_S = 1.0  # how often the job panel redraws while something runs
-ROW_WORDS = {"Copies": "already indexed (another copy)", "Renamed": "moved or renamed"}  # a status as people read it
+# A report's outcomes (IndexReport.counts) under the page's headings, in a report's words, and as a run's summary.
+HEADINGS = {"added": "Added", "unchanged": "Unchanged", "renamed": "Renamed", "updated": "Updated",
+            "copy": "Copies", "removed": "Removed", "failed": "Failed", "skipped": "Skipped"}
+RESULT_WORDS = {**OUTCOMES, "renamed": "moved or renamed"}
+FOUND_WORDS = {"added": "added", "unchanged": "unchanged", "renamed": "moved or renamed", "updated": "updated",
+               "copy": "copies", "removed": "removed", "failed": "failed", "skipped": "skipped",
+               "read": "read for text", "text not read": "text not read"}
+ORIGINS = {"user": "asked for on a page", "watch": "watched folder", "resumed": "resumed after a restart"}
 
 
 def _submit(engine: Engine, uploads: list, folders: list[str], prune: bool, watch: bool) -> list[Job]:
@@ -45,23 +54,26 @@ def _submit(engine: Engine, uploads: list, folders: list[str], prune: bool, watc
 
 
 def _show_report(report: IndexReport) -> None:
-    counts = {
-        "Added": report.added,
-        "Unchanged": report.unchanged,
-        "Renamed": report.renamed,
-        "Updated": report.updated,
-        "Copies": report.copies,
-        "Removed": report.removed,
-        "Failed": report.failed,
-        "Skipped": report.skipped,
-    }
+    """The last run: its summary, a count per outcome (each file once), and what it found file by file."""
+    counts = _counts(report)
     st.subheader("Last run", anchor=False)
     if report.failed:
         st.warning(report.summary(), icon=":material/warning:")
     else:
         st.success(report.summary(), icon=":material/check_circle:")
-    for column, (name, items) in zip(st.columns(len(counts)), counts.items()):
-        column.metric(name, len(items))
+    for column, (name, count) in zip(st.columns(len(counts)), counts.items()):
+        column.metric(name, count)
+    _details(report)
+
+
+def _counts(report: IndexReport) -> dict[str, int]:
+    """How many files came to each outcome (`IndexReport.counts`), under the page's headings."""
+    return {heading: report.counts()[outcome] for outcome, heading in HEADINGS.items()}
+
+
+def _details(report: IndexReport, fold_files: bool = True) -> None:
+    """What a run found: the files that failed with their reasons, those left out on purpose by
+    reason, and every other file once, under what happened to it (folded, with `fold_files`)."""
     if report.failed:
         st.markdown("**Files that could not be indexed**")
         st.dataframe(
@@ -77,25 +89,61 @@ def _show_report(report: IndexReport) -> None:
             width="stretch",
         )
     rows = [
-        {"result": ROW_WORDS.get(status, status.lower()), "file": report.label(path), "stored at": path}
-        for status, items in counts.items()
-        if status not in ("Failed", "Skipped")
-        for path in items
-    ]
-    if rows:
+        {"result": RESULT_WORDS.get(e.outcome, e.outcome), "file": e.file, "stored at": e.stored_at,
+         "copy of": e.detail if e.outcome == "copy" else ""}
+        for e in report.files()
+        if e.outcome not in ("failed", "skipped")
+    ] + [{"result": "removed", "file": path, "stored at": "", "copy of": ""} for path in report.removed]
+    if rows and fold_files:
         with st.expander(f"Every file in this run ({len(rows)})"):
             st.dataframe(rows, hide_index=True, width="stretch")
+    elif rows:
+        st.markdown(f"**Every file in this run** ({len(rows)})")
+        st.dataframe(rows, hide_index=True, width="stretch")
+
+
+def _history(engine: Engine) -> None:
+    """Every finished job's report, newest first, whoever asked (this page, another session, the
+    watched folders' catch-up, a job resumed after a restart, the Duplicates page): what it found
+    at a glance, and its failures, skips and files when unfolded."""
+    finished = engine.jobs.history()
+    if not finished:
+        return
+    st.subheader("Every run, newest first", anchor=False)
+    for job in finished:
+        with st.container(border=True):
+            when = time.strftime("%H:%M:%S", time.localtime(job.finished_at)) if job.finished_at else ""
+            who = ORIGINS.get(job.request.origin, job.request.origin)
+            st.markdown(f"**{literal(job.request.label)}** · {literal(who)} · {when}")
+            report = job.report
+            if job.state == "failed":
+                st.caption(f":material/error: failed: {literal(job.error or 'unknown error')}")
+            elif job.state == "cancelled":
+                st.caption(":material/stop_circle: cancelled: what was stored stays")
+            if report is None:
+                continue
+            st.caption(literal(report.summary()))
+            if any(report.counts().values()):
+                with st.expander(f"What it found: {_found(report)}"):
+                    _details(report, fold_files=False)
+
+
+def _found(report: IndexReport) -> str:
+    """`3 added, 1 copy, 2 failed`: what a run did, each file once, outcome by outcome."""
+    counts = report.counts()
+    parts = [f"{counts[outcome]:,} {FOUND_WORDS[outcome]}" for outcome in FOUND_WORDS if counts[outcome]]
+    return ", ".join(parts) or "nothing"
 
 
 def _last_run(engine: Engine) -> tuple[list[Job], bool]:
-    """The jobs whose report this page shows (this session's last click, else the newest a person
-    asked for) and whether all of them have finished."""
+    """The jobs whose report this page shows as the last run (this session's last click, else the
+    newest job that found something to do, whoever asked for it, else the newest job) and whether
+    all of them have finished."""
     ids = st.session_state.get(SUBMITTED)
     if ids:
         jobs = [job for i in ids if (job := engine.jobs.get(i)) is not None]
     else:
-        finished = [j for j in engine.jobs.jobs() if j.finished and j.request.origin != "watch"]
-        jobs = finished[:1]
+        jobs = (engine.jobs.history(quiet=False) or engine.jobs.history())[:1]
     return jobs, all(j.finished for j in jobs)
 
 
@@ -213,3 +261,4 @@ def render() -> None:
     with st.expander("Collections: use a tuned model's collection, and switch back", icon=":material/swap_horiz:"):
         collections_panel(engine)  # before the job panel: elements after a self-redrawing fragment can shift
     _jobs_panel(engine)
+    _history(engine)  # outside the panel: drawn again when a job ends (the panel reruns the page), not every second

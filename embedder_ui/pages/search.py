@@ -31,16 +31,21 @@ MAX_WEIGHT = 3.0
 STATE = "search_state"  # the session's SearchState
 SEEN_UPLOADS = "search_seen_uploads"  # uploader key → the image already turned into a term
 # Each filter widget and its "no filter" value; Clear filters sets these (popping a key is not enough:
-# the browser would keep showing, and send back, the old value).
+# the browser would keep showing, and send back, the old value). The widgets are made without a
+# default of their own (their "no filter" is Streamlit's default), so setting them here is their only
+# source of a value and Streamlit has nothing to warn about.
+FOLDER = "filter-folder"  # the folder filter's widget, and its URL parameter
 FILTER_DEFAULTS = {
-    "filter-folder": None,
+    FOLDER: None,
     "filter-types": [],
     "filter-tags": [],
-    "filter-dates": (),
+    "filter-after": None,
+    "filter-before": None,
     "filter-min-width": 0,
     "filter-min-height": 0,
 }
 ADD_WORDS = "search-add-text"  # the "Add words" box
+SEARCH_TEXT = "search-text"  # the "What are you looking for?" box
 QUERY_THUMB_SIDE = 160  # the query's own images, above the results
 KEEP = "session"  # inputs keep their values while the person is on another page
 URL = "query-params"  # filters live in the URL too (shareable searches)
@@ -52,19 +57,24 @@ URL_CHECKS = {
     "filter-folder": search_url.folder(),
     "filter-types": search_url.one_of("the file type", file_types()),
     "filter-tags": search_url.tags(),
-    "filter-dates": search_url.days(),
+    "filter-after": search_url.day("Taken from"),
+    "filter-before": search_url.day("Taken until"),
     "filter-min-width": search_url.whole_number("minimum width", 0, MAX_SIDE_PX),
     "filter-min-height": search_url.whole_number("minimum height", 0, MAX_SIDE_PX),
 }
 
 
 def state() -> SearchState:
-    """The session's SearchState; a new session starts from the text terms in the URL (a bookmark)."""
+    """The session's SearchState; a new session starts from the text terms in the URL (a bookmark),
+    the search box showing the first of them."""
     if STATE not in st.session_state:
         search = SearchState()
         for term in search_url.terms_from_url(st.query_params.get_all(URL_TERMS))[0]:
             search.add(term)
         st.session_state[STATE] = search
+        first = next((t.text for _, t in search.terms if t.text and t.weight > 0), None)
+        if first:
+            st.session_state.setdefault(SEARCH_TEXT, first)  # before the box is drawn (render calls this first)
     return st.session_state[STATE]
 
 
@@ -142,7 +152,7 @@ def _query_inputs() -> st.delta_generator.DeltaGenerator:
             text_col, button_col = st.columns([6, 1], vertical_alignment="bottom")
             text = text_col.text_input(
                 "What are you looking for?",
-                key="search-text",
+                key=SEARCH_TEXT,
                 persist_state=KEEP,
                 placeholder="a red bicycle against a wall · a dog on the beach · a small blue square",
             )
@@ -204,12 +214,12 @@ def _term_row(uid: int, term: Term) -> None:
     """One term: what it is, its weight, and a button that removes it."""
     label_col, weight_col, remove_col = st.columns([5, 4, 1], vertical_alignment="center")
     label_col.markdown(_term_label(term))
-    weight = weight_col.slider(
+    key = f"term-weight-{uid}"
+    weight_col.slider(  # a callback, so the weight is the query's before the page (and the URL) is drawn
         "Weight", -MAX_WEIGHT, MAX_WEIGHT, float(term.weight), 0.25,
-        key=f"term-weight-{uid}", label_visibility="collapsed", format="%+.2f",
+        key=key, label_visibility="collapsed", format="%+.2f",
+        on_change=lambda: state().set_weight(uid, st.session_state[key]),
     )
-    if weight != term.weight:
-        state().set_weight(uid, weight)
     remove_col.button(
         "", key=f"term-remove-{uid}", icon=":material/close:", help="Remove this term",
         on_click=lambda: state().remove(uid), type="tertiary",
@@ -266,19 +276,32 @@ def _folder_labels(folders: list[str], upload_dir: Path | None) -> dict[str, str
     return labels
 
 
+def _folder_filter(engine: Engine, folders: list[str]) -> str | None:
+    """The folder filter: only indexed folders, told apart by their ends, narrowed as you type.
+
+    No typed new option: Streamlit lists one first ("Add: 2019/12") and Enter would pick it over the
+    matching folder. And the URL holds the folder's path (not its label, which changes as other
+    folders are indexed), written here rather than bound, so a bookmark keeps working."""
+    if FOLDER not in st.session_state and (shared := st.query_params.get(FOLDER)):
+        st.session_state[FOLDER] = os.path.abspath(shared)  # a bookmark; not a listed folder: no filter
+    labels = _folder_labels(folders, engine.settings.upload_dir)
+    folder = st.selectbox(
+        "Folder", folders, index=None, key=FOLDER, persist_state=KEEP,
+        placeholder="Every folder", filter_mode="contains", format_func=lambda path: labels.get(path, path),
+        help="Only images in this folder or below it. Type part of its name or path to narrow the list.",
+    )
+    if folder:
+        st.query_params[FOLDER] = folder
+    elif FOLDER in st.query_params:
+        del st.query_params[FOLDER]
+    return folder
+
+
 def _filters(engine: Engine, count: int) -> SearchFilter:
     """Folder, file type, tag, date and size filters, applied inside Qdrant."""
     with st.sidebar:
         st.header("Filters")
-        folders = resources.indexed_folders(engine, count)
-        labels = _folder_labels(folders, engine.settings.upload_dir)
-        folder = st.selectbox(
-            "Folder", folders, index=None, key="filter-folder", persist_state=KEEP, bind=URL,
-            placeholder="Every folder", accept_new_options=True, filter_mode="contains",
-            format_func=lambda path: labels.get(path, path),
-            help="Only images in this folder or below it. Type part of its name or path to narrow the list, "
-            "or a whole path.",
-        )
+        folder = _folder_filter(engine, resources.indexed_folders(engine, count))
         types = st.multiselect(
             "File type", file_types(), key="filter-types", placeholder="Every type", persist_state=KEEP, bind=URL
         )
@@ -290,18 +313,27 @@ def _filters(engine: Engine, count: int) -> SearchFilter:
             help="Only images with every one of these tags: labels the model saw in each picture as it was "
             "indexed (TAGS_FILE sets the labels). The number is how many images carry the tag.",
         )
-        dates = st.date_input(
-            "Taken between", value=(), min_value=date(1900, 1, 1), key="filter-dates", persist_state=KEEP, bind=URL,
-            help="The date in the photo's EXIF data, else the file's modification date. Both days count.",
+        # Two single dates rather than a range: either alone is a filter (a range picker holds no end
+        # without a start), and "no date" is the widget's own default, which Clear filters can set.
+        after_col, before_col = st.columns(2)
+        when = "The date in the photo's EXIF data, else the file's modification date; the day itself counts."
+        after = after_col.date_input(
+            "Taken from", value=None, min_value=date(1900, 1, 1), key="filter-after", persist_state=KEEP,
+            bind=URL, help=when,
+        )
+        before = before_col.date_input(
+            "Taken until", value=None, min_value=date(1900, 1, 1), key="filter-before", persist_state=KEEP,
+            bind=URL, help=when,
         )
         width_col, height_col = st.columns(2)
         min_width = width_col.number_input(
-            "Min width (px)", 0, MAX_SIDE_PX, 0, 100, key="filter-min-width", persist_state=KEEP, bind=URL
+            "Min width (px)", min_value=0, max_value=MAX_SIDE_PX, step=100, key="filter-min-width",
+            persist_state=KEEP, bind=URL,
         )
         min_height = height_col.number_input(
-            "Min height (px)", 0, MAX_SIDE_PX, 0, 100, key="filter-min-height", persist_state=KEEP, bind=URL
+            "Min height (px)", min_value=0, max_value=MAX_SIDE_PX, step=100, key="filter-min-height",
+            persist_state=KEEP, bind=URL,
         )
-        after, before = (*dates, None, None)[:2]  # a range: no date, only a start, or both
         where = make_filter(folder, types, after, before, int(min_width), int(min_height), tags)
         if not where.is_empty():
             st.button("Clear filters", key="filter-clear", on_click=_clear_filters, icon=":material/filter_alt_off:")
@@ -431,7 +463,8 @@ def _check_address() -> None:
 
 def render() -> None:
     st.title("Search your images", anchor=False)
-    _check_address()
+    _check_address()  # before the session's state reads the terms from the address
+    state()  # then: a search from the URL fills the search box before the box is drawn
     # The page first, the model behind it: the browser shows the search box and the sidebar while
     # the first run of the process loads the model (a query typed meanwhile is kept).
     by_image = _query_inputs()

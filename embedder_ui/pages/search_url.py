@@ -160,26 +160,35 @@ def tags() -> Check:
     return check
 
 
-def days(today: date | None = None) -> Check:
-    """The date filter's values: one or two days, YYYY-MM-DD, the first not after the second,
-    from FIRST_DAY to ten years from today (as far as the date picker goes)."""
+def _last_day(today: date | None) -> date:
+    """The date picker's last day: ten years from today."""
+    now = today or date.today()
+    try:
+        return now.replace(year=now.year + 10)
+    except ValueError:  # 29 February, ten years on
+        return now.replace(year=now.year + 10, day=28)
+
+
+def _picked(values: list[str]) -> list[date]:
+    """`values` as days (YYYY-MM-DD); [] when one is not a day."""
+    try:
+        return [date.fromisoformat(v.strip()) for v in values]
+    except ValueError:
+        return []
+
+
+def day(what: str, today: date | None = None) -> Check:
+    """One end of the date filter (`what`: its label): one day, YYYY-MM-DD, from FIRST_DAY to ten
+    years from today (as far as the date picker goes)."""
 
     def check(values: list[str]) -> tuple[list[str] | None, str | None]:
-        now = today or date.today()
-        try:
-            last = now.replace(year=now.year + 10)
-        except ValueError:  # 29 February, ten years on
-            last = now.replace(year=now.year + 10, day=28)
-        try:
-            picked = [date.fromisoformat(v.strip()) for v in values]
-        except ValueError:
-            picked = []
-        if 1 <= len(picked) <= 2 and picked == sorted(picked) and all(FIRST_DAY <= d <= last for d in picked):
+        last, picked = _last_day(today), _picked(values)
+        if len(picked) == 1 and FIRST_DAY <= picked[0] <= last:
             return values, None
         shown = ", ".join(_quoted(v) for v in values[:3])
         return None, (
-            f"The address's dates {shown} are not one or two days like 2024-05-31 from {FIRST_DAY} to {last}, "
-            "the first not after the second; the date filter is left out."
+            f"The address's “{what}” {shown} is not one day like 2024-05-31 from {FIRST_DAY} to {last}; "
+            "that date is left out."
         )
 
     return check
