@@ -25,7 +25,7 @@ from embedder_ui.widgets import errors_as_messages, show_error
 log = logging.getLogger(__name__)
 
 STATUS_REFRESH_S = 2.0
-_INDEXING = "sidebar_saw_a_job"  # this session's sidebar showed a running job at its last redraw
+_INDEXING = "sidebar_saw_a_job"  # the id of the running job this session's sidebar showed last (None: none)
 
 
 def load_settings() -> Settings:
@@ -123,11 +123,15 @@ def sidebar_info(engine: Engine, info: dict[str, Any] | None = None, jobs: bool 
 def _job_status(engine: Engine) -> None:
     """A line about the running job, redrawn on its own while the person reads the page."""
     job = engine.jobs.active()
+    seen = st.session_state.get(_INDEXING)
+    if seen is not None and seen != (job.id if job else None):
+        # the job this sidebar showed has finished (another, such as the text pass that follows an
+        # index, may have started): the page's counts (and results) are the whole page's
+        st.session_state[_INDEXING] = job.id if job else None
+        st.rerun()
     if job is not None:
-        st.session_state[_INDEXING] = True
+        st.session_state[_INDEXING] = job.id
         st.caption(f":material/sync: **Indexing** {literal(job.request.label)} · {literal(job_progress(job))}")
-    elif st.session_state.pop(_INDEXING, False):
-        st.rerun()  # a job just finished: the page's counts (and results) are the whole page's
 
 
 @st.cache_data(max_entries=4, ttl=300, show_spinner=False)

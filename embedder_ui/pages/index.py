@@ -163,10 +163,12 @@ def _jobs_panel(engine: Engine) -> None:
                 help="Stop after the batch being stored now; what is stored stays and a new run continues from there.",
             )
             st.progress(widgets.job_fraction(job), text=literal(job_progress(job)))
-    if pending:
-        st.session_state["index_waiting"] = True
-    elif st.session_state.pop("index_waiting", False):
-        st.rerun()  # all done: the counts in the sidebar are the whole page's, draw it again
+    waited = set(st.session_state.get("index_waiting", ()))  # the jobs unfinished at the last redraw
+    st.session_state["index_waiting"] = [j.id for j in pending]
+    if waited - {j.id for j in pending}:
+        # one has finished (the text pass may run on after an index): the counts in the sidebar are
+        # the whole page's, draw it again
+        st.rerun()
     jobs, finished = _last_run(engine)
     if jobs and finished:
         for job in jobs:
@@ -247,7 +249,7 @@ def render() -> None:
             with widgets.errors_as_messages(settings):
                 jobs = _submit(engine, uploads or [], folders, prune, watch)
             st.session_state[SUBMITTED] = [job.id for job in jobs]
-            st.session_state["index_waiting"] = True
+            st.session_state["index_waiting"] = [job.id for job in jobs]  # redraw as each finishes
             st.session_state[UPLOADER_GENERATION] = generation + 1  # a new, empty uploader
             st.rerun()
 
