@@ -19,7 +19,7 @@ from embedder.config import Settings
 from embedder.engine import Engine
 from embedder.query.filters import folder_choices
 from embedder.indexing.tags import tag_counts
-from embedder_ui.format import job_progress, literal
+from embedder_ui.format import job_progress, job_title, literal
 from embedder_ui.widgets import errors_as_messages, show_error
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def _job_status(engine: Engine) -> None:
     job = engine.jobs.active()
     if job is not None:
         st.session_state[_INDEXING] = True
-        st.caption(f":material/sync: **Indexing** {literal(job.request.label)} · {literal(job_progress(job))}")
+        st.caption(f":material/sync: {job_title(job)} · {literal(job_progress(job))}")
     elif st.session_state.pop(_INDEXING, False):
         st.rerun()  # a job just finished: the page's counts (and results) are the whole page's
 
