@@ -49,6 +49,8 @@ class SearchState:
         self.show_weaker = False  # the results the cutoff left out are shown too ("Show N weaker results")
         self._next_uid = 1
         self._signature: Any = None
+        self._first_page = 0  # results on the first page when more than a page's worth (the weaker shown at once)
+        self._shown = 0  # results shown by the last draw
         self._pages: ResultPages | None = None
 
     # --- the query ---------------------------------------------------------------------------
@@ -74,7 +76,8 @@ class SearchState:
         self.pages_shown += 1
 
     def show_weaker_results(self) -> None:
-        """Show what the cutoff left out too, after what passed (until the query changes)."""
+        """Show what the cutoff left out too, at once, after what passed (until the query changes)."""
+        self._first_page = self._shown + self.weaker
         self.show_weaker = True
 
     def date_chips(self) -> list[DateChip]:
@@ -158,13 +161,18 @@ class SearchState:
             count,
         )
         if self._pages is None or signature != self._signature:
-            if self._signature is not None and signature[1] != self._signature[1]:
+            old = self._signature
+            if old is None or (*signature[:2], *signature[3:]) != (*old[:2], *old[3:]):
+                self._first_page = 0  # not only the weaker results asked for: a new start
+            if old is not None and signature[1] != old[1]:
                 self.show_weaker = False  # a changed query starts with the cutoff again
                 signature = (*signature[:2], False, *signature[3:])
             self._pages = searcher.browse(where) if self.browsing else searcher.pages(self.query(options, where))
             self._signature = signature
             self.pages_shown = 1
-        hits, more = self._pages.first(self.pages_shown * options.per_page)
+        first = max(self._first_page, options.per_page)
+        hits, more = self._pages.first(first + (self.pages_shown - 1) * options.per_page)
+        self._shown = len(hits)
         return hits, more, self._pages.hidden
 
     def _uid(self) -> int:
