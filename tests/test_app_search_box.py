@@ -17,7 +17,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from appkit import MAIN, TIMEOUT, app_env, assert_clean, finish_jobs, open_app, results, search, unescape, write_images
+from appkit import MAIN, TIMEOUT, app_env, assert_clean, finish_jobs, open_app, results, search, texts, unescape, write_images
 from embedder import cli
 from embedder.indexing.text_pass import TextPass
 from faultkit import wait_until
@@ -113,6 +113,7 @@ def test_a_line_of_read_text_with_markdown_in_it_shows_literally(app) -> None:
     # Only the query's word is bold; the image, link and emphasis the picture says are escaped text.
     assert line.startswith("**marmalade** ") and "![" not in line and "](" not in line
     assert unescape(line.replace("**marmalade**", "marmalade", 1)) == MARKDOWN_LINE
+    assert "No close match" not in texts(at)  # its words matched: a match, whatever its looks
 
 
 def test_the_cutoff_shows_what_passed_then_the_weaker_results_on_request(app) -> None:

@@ -229,7 +229,8 @@ def _options(engine: Engine) -> Options:
         per_page = st.select_slider("Results per page", PAGE_SIZES, value=12, key="search-top-k", persist_state=KEEP)
         min_score = st.slider(
             "Minimum score", 0.0, 1.0, 0.0, 0.01, key="search-min-score", persist_state=KEEP,
-            help="Hide images whose cosine similarity to the query is lower. 0 shows everything.",
+            help="Hide images whose cosine similarity to the query is lower. 0 shows everything. A picture whose "
+            "words (text in it, its name, its tags) hold the query's scores above 1 and always shows.",
         )
         use_template = st.toggle(
             "Prompt template", value=True, key="search-use-template", persist_state=KEEP,
@@ -414,14 +415,16 @@ def _browse_heading(shown: int, where: SearchFilter) -> None:
 
 
 def _match_notes(engine: Engine, hits: list[Result]) -> dict[str, str]:
-    """For a query with words: "close match" or "weak match" per result, by how much better it fits
-    the words than "a photo" does (MATCH_MARGIN), and a note when nothing is close."""
+    """For a query with words: "close match" or "weak match" per result found by its looks, by how much
+    better it fits the words than "a photo" does (MATCH_MARGIN), and a note when nothing is close (and
+    no picture's words matched). A result whose words matched says so on its card instead."""
     if not any(t.text is not None and t.weight > 0 for _, t in state().terms):
         return {}
     with widgets.errors_as_messages(engine.settings):
         margins = engine.searcher.match_margins(hits)
     threshold = engine.settings.match_margin
-    if margins and max(margins.values()) < threshold:
+    by_words = any(set(hit.matched) - {"picture"} for hit in hits)  # its text, name or tags hold the words
+    if margins and max(margins.values()) < threshold and not by_words:
         st.info(
             "No close match: none of these images fits your words better than “a photo” does. "
             "They are the nearest there are; try other words, or loosen the filters.",
