@@ -17,7 +17,9 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from appkit import MAIN, TIMEOUT, app_env, assert_clean, finish_jobs, open_app, results, search, texts, unescape, write_images
+from appkit import (
+    MAIN, TIMEOUT, app_env, assert_clean, finish_jobs, open_app, results, search, texts, unescape, write_images,
+)
 from embedder import cli
 from embedder.indexing.text_pass import TextPass
 from faultkit import wait_until
