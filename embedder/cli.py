@@ -433,7 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
         "switching back is `embedder use` with the old name. A collection that does not exist yet needs "
         "--model; indexing with it then fills it.",
     )
-    use.add_argument("collection", type=checked(_collection_name), metavar="COLLECTION")
+    use.add_argument(
+        "collection", type=checked(_collection_name), metavar="COLLECTION", help="the collection to use from now on"
+    )
     use.add_argument("--model", metavar="MODEL", help="the model that made (or will fill) the collection: a name or folder")
 
     commands.add_parser("migrate", help="convert an old qdrant-client local-mode folder (QDRANT_PATH) to Qdrant Edge")

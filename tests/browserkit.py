@@ -73,7 +73,7 @@ def app_environment(tmp_path: Path, model_path: Path) -> dict[str, str]:
         "EMBEDDER_BATCH_SIZE": "16",
         "QDRANT_PATH": str(tmp_path / "qdrant"),
         "UPLOAD_DIR": str(tmp_path / "uploads"),
-        "DUPLICATE_THRESHOLD": "0.994",  # measured for the tiny test model (tests/test_search_power.py)
+        "DUPLICATE_THRESHOLD": "0.994",  # measured for the tiny test model (tests/test_searcher_composed.py)
     }
 
 

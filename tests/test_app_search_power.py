@@ -33,7 +33,7 @@ from appkit import (
 
 __all__ = ["app_env"]  # a fixture: imported for pytest to find
 
-# Measured on the synthetic set with the tiny test model (tests/test_search_power.py).
+# Measured on the synthetic set with the tiny test model (tests/test_searcher_composed.py).
 TINY_MODEL_NEAR_DUPLICATE = "0.994"
 MORE_CLASSES = [*CLASSES, ("red", "square"), ("blue", "circle")]
 

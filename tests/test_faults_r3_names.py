@@ -131,7 +131,7 @@ def test_qdrant_collection_dot_dot_is_refused_and_nothing_is_made_beside_the_sto
     assert "--collection must be a short name" in one_usage_error(done, "--collection")
 
 
-def test_with_a_server_the_job_journal_and_tag_cache_stay_in_upload_dir(tmp_path: Path) -> None:
+def test_with_a_server_the_job_journal_stays_in_upload_dir(tmp_path: Path) -> None:
     settings = Settings(qdrant_url="http://127.0.0.1:6333", upload_dir=tmp_path / "app" / "uploads")
     assert settings.jobs_journal.parent == tmp_path / "app" / "uploads"
     embedded = Settings(qdrant_path=tmp_path / "qdrant")

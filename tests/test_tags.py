@@ -16,6 +16,7 @@ from embedder.errors import ConfigError
 from embedder.query.terms import Query
 from embedder.query.filters import make_filter
 from embedder.store import SearchFilter
+from embedder.indexing.tags import CACHE_DIR as TAGS_CACHE_DIR
 from embedder.indexing.tags import (
     DEFAULT_SCALE,
     Tagger,
@@ -191,7 +192,7 @@ def test_the_scale_is_the_models_own(encoder) -> None:
     assert logit_scale(encoder) == pytest.approx(20.72, abs=0.05)  # tests/fixtures/tiny-clip-train.log
 
 
-def test_label_vectors_are_encoded_once_and_cached_beside_the_store(tmp_path: Path) -> None:
+def test_label_vectors_are_encoded_once_and_cached(tmp_path: Path) -> None:
     first = FakeEncoder()
     Tagger(first, ["dog", "cat"], cache_dir=tmp_path).label_vectors()
     assert first.encoded == 2 and len(list(tmp_path.glob("*.npy"))) == 1
@@ -203,6 +204,33 @@ def test_label_vectors_are_encoded_once_and_cached_beside_the_store(tmp_path: Pa
     assert other.encoded == 3 and len(list(tmp_path.glob("*.npy"))) == 2
     next(tmp_path.glob("*.npy")).write_bytes(b"garbage")  # a damaged cache only costs time
     assert Tagger(FakeEncoder(), ["dog", "cat"], cache_dir=tmp_path).label_vectors().shape == (2, 16)
+
+
+def test_a_new_store_of_the_same_model_reuses_the_label_vectors_and_changed_weights_do_not(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The label cache is MODEL_CACHE_DIR's, shared by every store (a new store's first index paid
+    2.5-13 s for the vocabulary): keyed by the model's files, so a local folder whose weights changed
+    under the same name is encoded again."""
+    model = tmp_path / "my-model"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"one")
+    cache, labels = tmp_path / "model-cache", tmp_path / "tags.txt"
+    labels.write_text("dog\ncat\ncar\n")
+    first_store = replace(
+        settings, model=str(model), model_cache_dir=cache, qdrant_path=tmp_path / "a", tags=True, tags_file=labels
+    )
+    second_store = replace(first_store, qdrant_path=tmp_path / "b")
+    first = FakeEncoder()
+    open_tagger(first_store, first).label_vectors()
+    again = FakeEncoder()
+    open_tagger(second_store, again).label_vectors()
+    assert first.encoded > 0 and again.encoded == 0
+    assert [p.parent for p in cache.rglob("*.npy")] == [cache / TAGS_CACHE_DIR]
+    (model / "weights.bin").write_bytes(b"two, tuned")  # the same folder, other weights
+    changed = FakeEncoder()
+    open_tagger(second_store, changed).label_vectors()
+    assert changed.encoded == first.encoded
 
 
 # --- the vocabulary ------------------------------------------------------------------------------

@@ -487,7 +487,7 @@ class Indexer:
         self, files: list[Path], pool: ThreadPoolExecutor, report: IndexReport, tracker: _Tracker
     ) -> list[_Image]:
         by_digest: dict[str, _Image] = {}
-        hashing = [_submit(pool, _hash_and_stat, path) for path in files]
+        hashing = [submit_unless_stopping(pool, _hash_and_stat, path) for path in files]
         for path, result in zip(files, (future.result() for future in hashing)):
             if isinstance(result, ImageError):
                 report.failed.append(Failure(path_to_text(path), str(result)))
@@ -625,7 +625,7 @@ class Indexer:
         visual = self.visual.prepare_image if self.visual else None
         try:
             for img in images:
-                decoding = _submit(
+                decoding = submit_unless_stopping(
                     pool, _decode_first, img.paths, img.digest, self.max_pixels, min_side, prepare, visual,
                     self.thumbnails,
                 )
@@ -715,7 +715,7 @@ def _sort_fresh(
             holders.append(text)
 
 
-def _submit(pool: ThreadPoolExecutor, work: Callable[..., Any], *args: Any) -> Future:
+def submit_unless_stopping(pool: ThreadPoolExecutor, work: Callable[..., Any], *args: Any) -> Future:
     """`pool.submit`, where a pool that takes no more work means the process is stopping (Python
     stops every thread pool as the interpreter shuts down): `Interrupted`, never a failed run."""
     try:

@@ -41,6 +41,7 @@ import numpy as np
 from embedder.durable import written_whole
 from embedder.errors import ConfigError
 from embedder.indexing.lexicon import rewrite
+from embedder.models.text_onnx import fingerprint
 from embedder.store import ImageStore, SearchFilter
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ MIN_PROBABILITY = 0.1
 MAX_TAGS = 5
 DEFAULT_SCALE = 100.0  # OpenAI CLIP's logit scale (its training clamps it there)
 MAX_LABEL_CHARS = 100
-CACHE_DIR = ".tag-vectors"  # beside the store: label vectors per model and vocabulary
+CACHE_DIR = "tag-vectors"  # in MODEL_CACHE_DIR: label vectors per model (its files) and vocabulary
 BATCH = 256  # points re-tagged per read-merge-write
 FIELDS = frozenset({"tags", "tags_by"})  # what tagging adds to a point's payload
 
@@ -125,6 +126,7 @@ class Tagger:
         cache_dir: Path | None = None,
         min_probability: float = MIN_PROBABILITY,
         max_tags: int = MAX_TAGS,
+        sources: Sequence[Any] = (),
     ) -> None:
         self.encoder = encoder
         self.labels = list(labels)
@@ -134,7 +136,9 @@ class Tagger:
         self.scale = logit_scale(encoder)
         text_model = getattr(getattr(encoder, "text_model", None), "model_id", None)
         recipe = [encoder.model_id, text_model, TEMPLATE, self.labels]
+        cached_as = [*recipe, list(sources)]  # + the models' files: the cache is shared by every store
         self._vocabulary_key = hashlib.sha256(json.dumps(recipe).encode("utf-8")).hexdigest()
+        self._cache_key = hashlib.sha256(json.dumps(cached_as).encode("utf-8", "surrogateescape")).hexdigest()
         # The scale belongs to the model (already in the key): left out, so fp16 rounding on a GPU
         # does not make the same model's tags look like another's.
         rule = [self._vocabulary_key, min_probability, max_tags]
@@ -156,7 +160,7 @@ class Tagger:
 
     def _cache_file(self) -> Path:
         assert self.cache_dir is not None
-        return self.cache_dir / f"{self._vocabulary_key[:32]}.npy"
+        return self.cache_dir / f"{self._cache_key[:32]}.npy"
 
     def _cached(self) -> np.ndarray | None:
         try:
@@ -209,7 +213,20 @@ def open_tagger(settings: Any, encoder: Any) -> Tagger | None:
     if not labels:
         log.info("the tag vocabulary %s has no labels: images are not tagged", settings.tags_file)
         return None
-    return Tagger(encoder, labels, cache_dir=settings.jobs_journal.parent / CACHE_DIR)
+    sources = [model_source(m) for m in (settings.model, settings.text_model) if m]
+    return Tagger(encoder, labels, cache_dir=settings.model_cache_dir / CACHE_DIR, sources=sources)
+
+
+def model_source(model: str) -> Any:
+    """What identifies a model's weights for the shared label cache: a hub name as given; a local
+    folder by its full path and its files (size, mtime), since its weights can change under one name."""
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        return model
+    try:
+        return [str(folder.resolve()), fingerprint(folder)]
+    except OSError:
+        return [str(folder.resolve()), None]
 
 
 def needs_tags(payload: Mapping[str, Any], tagger: Tagger, refresh: bool = False) -> bool:

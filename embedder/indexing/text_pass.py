@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from embedder.errors import ImageError, TextReadError
 from embedder.indexing.lexicon import TEXT_FIELDS, rewrite
-from embedder.indexing.indexer import Failure, IndexReport, Progress, ProgressCallback
+from embedder.indexing.indexer import Failure, IndexReport, Progress, ProgressCallback, submit_unless_stopping
 from embedder.media.images import decode
 from embedder.paths import path_to_text, text_to_path
 from embedder.store import ImageStore, SearchFilter
@@ -162,7 +162,7 @@ def _ahead(
     window: list[tuple[tuple[str, dict[str, Any]], Future]] = []
     try:
         for item in todo:
-            window.append((item, pool.submit(_decode_first, item[1], max_pixels, side)))
+            window.append((item, submit_unless_stopping(pool, _decode_first, item[1], max_pixels, side)))
             if len(window) > AHEAD:
                 head, future = window.pop(0)
                 yield head, future.result()

@@ -4,7 +4,7 @@ the long tail cut where the query's own score curve says, and sorted by relevanc
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 

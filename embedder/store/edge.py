@@ -1188,9 +1188,19 @@ def to_edge_filter(where: SearchFilter | None, extra: tuple[Condition, ...] = ()
     found = combined(where, extra)
     if found is None:
         return None
-    from qdrant_edge import FieldCondition, Filter, HasIdCondition, MatchAny, MatchText, MatchValue, RangeFloat
+    from qdrant_edge import (
+        FieldCondition, Filter, HasIdCondition, MatchAny, MatchText, MatchTextAny, MatchValue, RangeFloat,
+    )
 
     def field(condition: Condition) -> Any:
+        if isinstance(condition, (Either, Every)) and len(condition.parts) == 1:
+            return field(condition.parts[0])
+        if isinstance(condition, Either) and len({part.key for part in condition.parts if isinstance(part, HasWord)}) == 1 \
+                and all(isinstance(part, HasWord) for part in condition.parts):
+            # one of several words in one field: one text-index lookup. Edge ran the same as a `should`
+            # of MatchText conditions by reading every point (15 ms instead of 0.2 at 100k points).
+            words = " ".join(part.word for part in condition.parts)  # type: ignore[union-attr]
+            return FieldCondition(key=condition.parts[0].key, match=MatchTextAny(text_any=words))  # type: ignore[union-attr]
         if isinstance(condition, Either):
             return Filter(should=[field(c) for c in condition.parts])
         if isinstance(condition, Every):
