@@ -62,6 +62,42 @@ def score_caption(result: Result) -> str:
     return f"{literal(result.name)} · {result.score:.3f}"
 
 
+def why_caption(result: Result) -> str:
+    """Why a result matched, for its card: `picture · text · name` ("" when it does not say)."""
+    return " · ".join(result.matched)
+
+
+def marked_line(line: str, marks: Sequence[tuple[int, int]]) -> str:
+    """`line` (text read in a picture: the user's) as Markdown that shows it literally, the parts at
+    `marks` (start, end offsets) in bold: each piece goes through `literal`, and the bold markers only
+    ever stand around escaped pieces, so `**b**` or `![a](http://x)` in the line stays text."""
+    pieces, at = [], 0
+    for start, end in sorted(m for m in marks if 0 <= m[0] < m[1] <= len(line)):
+        if start < at:  # overlapping marks: the first wins
+            continue
+        pieces.append(_literal_keeping_spaces(line[at:start]))
+        pieces.append(f"**{literal(line[start:end])}**")
+        at = end
+    pieces.append(_literal_keeping_spaces(line[at:]))
+    return "".join(pieces)
+
+
+def _literal_keeping_spaces(text: str) -> str:
+    """`literal(text)`, with one space kept where `text` starts or ends with whitespace (literal trims)."""
+    if not text.strip():
+        return " " if text else ""
+    lead = " " if text[0].isspace() else ""
+    trail = " " if text[-1].isspace() else ""
+    return f"{lead}{literal(text)}{trail}"
+
+
+def job_title(job: Job) -> str:
+    """`**Reading text** · /photos/2019`: what a job does (its kind's word) and what it works on (literal)."""
+    doing = job.request.doing if job.state == "running" else "Queued"
+    label = job.request.label.removeprefix(f"{job.request.doing}: ")
+    return f"**{doing}** · {literal(label)}"
+
+
 def tag_caption(payload: dict, limit: int = CARD_TAGS) -> str:
     """An image's first `limit` tags as small grey labels (Markdown badges); "" for an untagged image."""
     return " ".join(f":gray-badge[{literal(tag)}]" for tag in tag_list(payload)[:limit])

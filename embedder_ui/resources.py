@@ -19,7 +19,7 @@ from embedder.config import Settings
 from embedder.engine import Engine
 from embedder.query.filters import folder_choices
 from embedder.indexing.tags import tag_counts
-from embedder_ui.format import job_progress, literal
+from embedder_ui.format import job_progress, job_title, literal
 from embedder_ui.widgets import errors_as_messages, show_error
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def _job_status(engine: Engine) -> None:
         st.rerun()
     if job is not None:
         st.session_state[_INDEXING] = job.id
-        st.caption(f":material/sync: **Indexing** {literal(job.request.label)} · {literal(job_progress(job))}")
+        st.caption(f":material/sync: {job_title(job)} · {literal(job_progress(job))}")
 
 
 @st.cache_data(max_entries=4, ttl=300, show_spinner=False)

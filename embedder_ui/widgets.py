@@ -29,7 +29,8 @@ from embedder.media.thumbnails import SIDE as THUMB_SIDE
 from embedder.media.thumbnails import ThumbnailCache, letterboxed, thumbnail_bytes
 from embedder.indexing.tags import tag_list
 from embedder_ui.format import (
-    file_size, is_upload, literal, score_caption, short_locations, tag_caption, when_taken, where_caption,
+    file_size, is_upload, literal, marked_line, score_caption, short_locations, tag_caption, when_taken, where_caption,
+    why_caption,
 )
 
 log = logging.getLogger(__name__)
@@ -277,6 +278,10 @@ def _card(
     else:
         st.warning(f"No preview: {literal(picture)}", icon=":material/broken_image:")
     st.caption(score_caption(result) if scored else literal(result.name))
+    if result.matched:
+        st.caption(f":material/check: {why_caption(result)}", help="Which parts of the picture matched your query")
+    if result.line is not None:
+        st.caption(marked_line(result.line, result.marks))  # text read in the picture: literal, its words bold
     st.caption(where)
     tags = tag_caption(result.payload)
     if tags:
@@ -302,14 +307,17 @@ def result_grid(
     heading: Callable[[Result], str] | None = None,
     notes: dict[str, str] | None = None,
     thumbnails: ThumbnailCache | None = None,
+    keep_order: bool = False,
 ) -> None:
     """Thumbnails in rows that wrap (as many as fit the screen), each with its name, score, where it
     is (uploads by the name they were sent as), View (the viewer, which can `forget` a gone image)
     and `actions`. `thumbnails`: the disk cache (THUMB_DIR) the pictures are kept in.
 
     Best score first; with `heading` (browsing), in the order given, a heading wherever it changes
-    and no score. `notes` adds a word to a result's card (how close a match it is)."""
-    ordered = list(results) if heading else sorted(results, key=lambda r: r.score, reverse=True)
+    and no score; with `keep_order`, in the order given too (a search sorted by date). `notes` adds a
+    word to a result's card (how close a match it is)."""
+    in_order = heading is not None or keep_order
+    ordered = list(results) if in_order else sorted(results, key=lambda r: r.score, reverse=True)
     locations = dict(zip((r.id for r in ordered), short_locations([r.path for r in ordered])))
     sections: list[tuple[str, list[tuple[int, Result]]]] = []
     for rank, result in enumerate(ordered):

@@ -10,7 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from embedder_ui.format import WORD_JOINER, literal
+from appkit import unescape
+from embedder.query.why import mark
+from embedder_ui.format import WORD_JOINER, literal, marked_line
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,3 +51,11 @@ def test_format_imports_neither_streamlit_nor_torch() -> None:
     code = "import sys, embedder_ui.format; print(sorted({'streamlit', 'torch'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_a_marked_line_bolds_the_query_words_and_shows_the_rest_literally() -> None:
+    line = "see ![a](http://x) and **b**  :red[c] Name-Guest"
+    marked = marked_line(line, mark(line, frozenset({"guest", "b"})))
+    assert "**Guest**" in marked and "**b**" in marked and "![" not in marked and ":red[" not in marked
+    assert unescape(marked.replace("**Guest**", "Guest").replace("**b**", "b")) == " ".join(line.split())
+    assert marked_line("a b", [(0, 1), (0, 3), (5, 9)]) == "**a** b"  # overlapping and outside marks: left out

@@ -24,10 +24,12 @@ def indexed(memory_engine: Engine, tmp_path: Path) -> Engine:
     return memory_engine
 
 
-def _counting(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
-    calls: list[tuple[int, int]] = []
-    real = engine.store.query
-    monkeypatch.setattr(engine.store, "query", lambda v, limit, offset=0, **kw: calls.append((limit, offset)) or real(v, limit, offset, **kw))
+def _counting(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Each request the store is asked (a plain nearest-vector query or a fused one), by its name."""
+    calls: list[str] = []
+    for name in ("query", "fused"):
+        real = getattr(engine.store, name)
+        monkeypatch.setattr(engine.store, name, lambda *a, _real=real, _name=name, **kw: calls.append(_name) or _real(*a, **kw))
     return calls
 
 
@@ -48,23 +50,22 @@ def test_terms_are_numbered_weighted_and_removed() -> None:
     assert (query.min_score, query.collapse, query.where.formats) == (0.1, 0.9, ("PNG",))
 
 
-def test_show_more_fetches_only_what_is_missing_and_keeps_the_first_page(
-    indexed: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_show_more_and_redraws_ask_the_store_nothing_new(indexed: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first page asks for the query's best candidates in one request (the cutoff and the sort read
+    them); a redraw and further pages among them ask the store nothing."""
     calls = _counting(indexed, monkeypatch)
     state = SearchState()
     state.new_query(Term(text="a photo"))
     options = Options(per_page=4)
-    first, more, hidden = state.results(indexed.searcher, options, ALL, 10)
-    assert len(first) == 4 and more and hidden == 0
+    first, _, hidden = state.results(indexed.searcher, options, ALL, 10)
+    assert len(first) == 4 and hidden == 0 and len(calls) == 1
     assert state.results(indexed.searcher, options, ALL, 10)[0] == first  # a redraw asks the store nothing
-    assert calls == [(4, 0)]
     state.show_more()
     second, more, _ = state.results(indexed.searcher, options, ALL, 10)
-    assert second[:4] == first and len(second) == 8 and calls == [(4, 0), (4, 4)]
+    assert second[:4] == first and len(second) == 8 and more
     state.show_more()
     third, more, _ = state.results(indexed.searcher, options, ALL, 10)
-    assert len(third) == 10 and not more
+    assert third[:8] == second and len(third) == 10 and not more and len(calls) == 1
 
 
 @pytest.mark.parametrize(
@@ -126,3 +127,19 @@ def test_a_page_turn_a_filter_change_and_a_redraw_make_no_model_call(
     state.new_query(Term(text="red"))  # the same query again, later
     state.results(indexed.searcher, options, ALL, 10)
     assert len(encoded) == 4
+
+
+def test_a_typed_date_is_a_chip_that_removes_it_from_its_term() -> None:
+    state = SearchState()
+    state.new_query(Term(text="beach July 2023"))
+    state.add(Term(text="2019"))
+    state.add(Term(text="people 2020", weight=-1))  # a term that pushes away: its date filters nothing
+    chips = state.date_chips()
+    assert [(c.typed, c.when.label) for c in chips] == [("July 2023", "July 2023"), ("2019", "2019")]
+    query = state.query(Options(), ALL)
+    assert query.dates is not None and (query.dates.start.year, query.dates.end.year) == (2019, 2023)
+    state.remove_date(chips[0])
+    assert [t.text for _, t in state.terms] == ["beach", "2019", "people 2020"]
+    state.remove_date(chips[1])  # a term of nothing but the date goes
+    assert [t.text for _, t in state.terms] == ["beach", "people 2020"]
+    assert state.date_chips() == [] and state.query(Options(), ALL).dates is None

@@ -15,7 +15,7 @@ from embedder.indexing.indexer import OUTCOMES, IndexReport
 from embedder.jobs.runner import Job, JobRequest
 from embedder.paths import path_to_text, typed_path
 from embedder_ui import resources, widgets
-from embedder_ui.format import job_progress, literal
+from embedder_ui.format import job_progress, job_title, literal
 from embedder_ui.switcher import collections_panel
 
 SUBMITTED = "index_submitted"  # ids of the jobs this session's last click queued
@@ -155,8 +155,7 @@ def _jobs_panel(engine: Engine) -> None:
     for job in pending:
         with st.container(border=True):
             text_col, cancel_col = st.columns([6, 1], vertical_alignment="center")
-            state = "Indexing" if job.state == "running" else "Queued"
-            text_col.markdown(f"**{state}** · {literal(job.request.label)}")
+            text_col.markdown(job_title(job))  # "Indexing" or "Reading text" as it runs, else "Queued"
             cancel_col.button(
                 "Cancel", key=f"cancel-{job.id}", icon=":material/stop_circle:", width="stretch",
                 on_click=engine.jobs.cancel, args=(job.id,),

@@ -17,14 +17,14 @@ from embedder.engine import Engine
 from embedder.errors import ImageError, QueryError
 from embedder.media.images import bytes_hash, decode
 from embedder.query.terms import DEFAULT_TEMPLATE, Term, apply_template, describe_query
-from embedder.query.pager import Result
+from embedder.query.pager import SORTS, Result
 from embedder.query.filters import file_types, make_filter
 from embedder.store import SearchFilter
 from embedder.media.thumbnails import shared_cache
 from embedder_ui import links, resources, widgets
 from embedder_ui.pages import search_url
 from embedder_ui.format import distinct_tails, literal, month_taken, shorten
-from embedder_ui.pages.search_state import Options, SearchState
+from embedder_ui.pages.search_state import DateChip, Options, SearchState
 
 PAGE_SIZES = [4, 8, 12, 16, 20, 24, 32, 40, 48, 64]
 MAX_WEIGHT = 3.0
@@ -51,6 +51,7 @@ KEEP = "session"  # inputs keep their values while the person is on another page
 URL = "query-params"  # filters live in the URL too (shareable searches)
 URL_TERMS = "q"  # the URL parameter holding each text term as `weight:text`
 MAX_SIDE_PX = 100_000  # the size filters' upper bound
+SORT = "sort"  # the Sort box, and its URL parameter
 ADDRESS_PROBLEMS = "search_address_problems"  # what was left out of the address, said after the rerun
 # What the filters bound to the URL accept from it (search_url.py); the rest is left out and said.
 URL_CHECKS = {
@@ -61,6 +62,7 @@ URL_CHECKS = {
     "filter-before": search_url.day("Taken until"),
     "filter-min-width": search_url.whole_number("minimum width", 0, MAX_SIDE_PX),
     "filter-min-height": search_url.whole_number("minimum height", 0, MAX_SIDE_PX),
+    SORT: search_url.one_of("the sort", SORTS),
 }
 
 
@@ -237,7 +239,8 @@ def _options(engine: Engine) -> Options:
         per_page = st.select_slider("Results per page", PAGE_SIZES, value=12, key="search-top-k", persist_state=KEEP)
         min_score = st.slider(
             "Minimum score", 0.0, 1.0, 0.0, 0.01, key="search-min-score", persist_state=KEEP,
-            help="Hide images whose cosine similarity to the query is lower. 0 shows everything.",
+            help="Hide images whose cosine similarity to the query is lower. 0 shows everything. A picture whose "
+            "words (text in it, its name, its tags) hold the query's scores above 1 and always shows.",
         )
         use_template = st.toggle(
             "Prompt template", value=True, key="search-use-template", persist_state=KEEP,
@@ -402,6 +405,38 @@ def _query_images(engine: Engine) -> None:
             st.caption(f"{sign}: {literal(term.label)} · {note}")
 
 
+def _date_chips(chips: list[DateChip]) -> None:
+    """Each date typed in the query as a small button that searches without it ("2019 ✕")."""
+    if not chips:
+        return
+    with st.container(horizontal=True, gap="small", vertical_alignment="center", key="search-dates"):
+        st.caption("Taken in")
+        for n, chip in enumerate(chips):
+            st.button(
+                f"{literal(chip.when.label)} ✕", key=f"date-chip-{chip.uid}-{n}", type="secondary",
+                help="The date typed in your query filters the results: search without it",
+                on_click=lambda chip=chip: state().remove_date(chip),
+            )
+
+
+def _sort_box() -> str:
+    """The order of what passed the cutoff: by relevance, or newest or oldest first (kept in the URL)."""
+    return st.selectbox(  # no format_func: the URL holds the option as shown, sort=newest as in --sort newest
+        "Sort", SORTS, key=SORT, persist_state=KEEP, bind=URL,
+        help="Relevance: the best match first. Newest or oldest: what matched, by the date it was taken.",
+    )
+
+
+def _weaker_button(weaker: int) -> None:
+    """What the cutoff left out: shown on request, after what passed."""
+    if weaker:
+        st.button(
+            f"Show {weaker} weaker result{'s' if weaker != 1 else ''}", key="search-weaker",
+            on_click=lambda: state().show_weaker_results(), icon=":material/unfold_more:",
+            help="Results that only look a little like your query: the cutoff left them out.",
+        )
+
+
 def _browse_heading(shown: int, where: SearchFilter) -> None:
     head, clear = st.columns([6, 1], vertical_alignment="center")
     filtered = " that match the filters" if not where.is_empty() else ""
@@ -412,14 +447,16 @@ def _browse_heading(shown: int, where: SearchFilter) -> None:
 
 
 def _match_notes(engine: Engine, hits: list[Result]) -> dict[str, str]:
-    """For a query with words: "close match" or "weak match" per result, by how much better it fits
-    the words than "a photo" does (MATCH_MARGIN), and a note when nothing is close."""
+    """For a query with words: "close match" or "weak match" per result found by its looks, by how much
+    better it fits the words than "a photo" does (MATCH_MARGIN), and a note when nothing is close (and
+    no picture's words matched). A result whose words matched says so on its card instead."""
     if not any(t.text is not None and t.weight > 0 for _, t in state().terms):
         return {}
     with widgets.errors_as_messages(engine.settings):
         margins = engine.searcher.match_margins(hits)
     threshold = engine.settings.match_margin
-    if margins and max(margins.values()) < threshold:
+    by_words = any(set(hit.matched) - {"picture"} for hit in hits)  # its text, name or tags hold the words
+    if margins and max(margins.values()) < threshold and not by_words:
         st.info(
             "No close match: none of these images fits your words better than “a photo” does. "
             "They are the nearest there are; try other words, or loosen the filters.",
@@ -497,6 +534,11 @@ def render() -> None:
 
     if not search.browsing:
         _query_editor(engine)
+        chips_col, sort_col = st.columns([4, 1], vertical_alignment="bottom")
+        with chips_col:
+            _date_chips(search.date_chips())
+        with sort_col:
+            options = replace(options, sort=_sort_box())
     with widgets.errors_as_messages(engine.settings):
         try:
             hits, more, hidden = search.results(engine.searcher, options, where, info["images"])
@@ -510,14 +552,20 @@ def render() -> None:
             _too_long(engine, options.template)
             _query_images(engine)
         _describe(options.template, len(hits), hidden)
+        if search.note:
+            st.caption(literal(search.note))
     if not hits:
         _nothing_found(None if search.browsing else options.min_score, where)
+        if not search.browsing:
+            _weaker_button(search.weaker)
         return
     notes = {} if search.browsing else _match_notes(engine, hits)
     widgets.result_grid(
         hits, engine.settings.max_image_pixels, CARD_ACTIONS, upload_dir=engine.settings.upload_dir,
         forget=lambda result: engine.forget(result.id), heading=month_taken if search.browsing else None,
-        notes=notes, thumbnails=shared_cache(engine.settings),
+        notes=notes, thumbnails=shared_cache(engine.settings), keep_order=True,
     )
+    if not search.browsing:
+        _weaker_button(search.weaker)
     if more:
         st.button("Show more", key="search-more", on_click=lambda: state().show_more(), icon=":material/expand_more:")
