@@ -20,6 +20,7 @@ from embedder.media.images import decode, read_meta
 from embedder.indexing.indexer import PAYLOAD_FIELDS
 from embedder.query.terms import Query
 from embedder.query.filters import make_filter
+from embedder.indexing.lexicon import FIELDS as WORD_FIELDS
 from embedder.indexing.tags import FIELDS as TAG_FIELDS
 from imagefiles import png_bomb, solid
 
@@ -111,7 +112,7 @@ def test_read_meta_fails_with_the_reasons_of_decode(tmp_path: Path) -> None:
 
 def test_fresh_points_have_every_payload_field(engine: Engine, album: Path) -> None:
     engine.indexer.index([album])
-    assert all(payload.keys() == PAYLOAD_FIELDS | TAG_FIELDS for _, payload in by_path(engine).values())
+    assert all(payload.keys() == PAYLOAD_FIELDS | TAG_FIELDS | WORD_FIELDS for _, payload in by_path(engine).values())
 
 
 def test_reindex_fills_in_missing_fields_without_encoding(
@@ -187,8 +188,9 @@ def test_a_file_unreadable_now_leaves_its_point_as_it_was(
         report = engine.indexer.index([album])
     assert sorted(report.unchanged) == sorted(full)
     assert (report.updated, report.failed, report.added) == ([], [], [])
-    # the file's fields stay as stored; tags come from the stored vector, which needs no file
-    assert all(payload.keys() == set(OLD_FIELDS) | TAG_FIELDS for _, payload in by_path(engine).values())
+    # the file's fields stay as stored; tags come from the stored vector and words from the names,
+    # which need no file
+    assert all(payload.keys() == set(OLD_FIELDS) | TAG_FIELDS | WORD_FIELDS for _, payload in by_path(engine).values())
     assert engine.store.count() == 3
     assert "permission denied" in caplog.text and str(album / "dated.jpg") in caplog.text
 

@@ -253,6 +253,7 @@ def _hostile_album(folder: Path) -> dict[str, Path]:
 # Every line the human output may have; a raw newline in a name would start a line matching none.
 HUMAN_LINES = re.compile(
     r"(failed|removed): /.*|(\d[\d,]* [a-z() -]+, )*\d[\d,]* [a-z() -]+ in [\d.]+ s"  # index
+    r"(; text read in [\d,]+ pictures? \([\d,]+ with text\)(, [\d,]+ not read)?)?"  # and its text pass
     r"|-?\d\.\d{3}  /.*"  # search
     r"|\d+ images, cosine ≥ .*:|  /.*|\d+ groups of near-duplicates"  # duplicates
 )

@@ -28,6 +28,7 @@ from embedder.models.base import Encoder
 from embedder.indexing.indexer import Indexer, IndexReport, shard_of
 from embedder.store import KEYWORD_FIELDS, NUMBER_FIELDS, PAYLOAD_INDEXES, QdrantStore, open_store
 from embedder.store.policy import POLICY
+from embedder.store.schema import TEXT_FIELDS
 from faultkit import distinct_folder
 from test_deploy import CLUSTER, SINGLE, app_settings
 
@@ -192,7 +193,10 @@ class RecordingClient:
 
     def create_collection(self, name: str, **kwargs: Any) -> bool:
         self._record("create_collection", name, **kwargs)
-        self.collections[name] = {"size": kwargs["vectors_config"].size, "metadata": kwargs.get("metadata")}
+        self.collections[name] = {
+            "size": kwargs["vectors_config"].size, "metadata": kwargs.get("metadata"),
+            "sparse": kwargs.get("sparse_vectors_config") or {},
+        }
         if self.create_error:  # another worker created the same collection a moment earlier
             raise self.create_error
         return True
@@ -205,7 +209,9 @@ class RecordingClient:
         info = self.collections[name]
         vectors = SimpleNamespace(size=info["size"], distance=models.Distance.COSINE)
         return SimpleNamespace(
-            config=SimpleNamespace(params=SimpleNamespace(vectors=vectors), metadata=info["metadata"]),
+            config=SimpleNamespace(
+                params=SimpleNamespace(vectors=vectors, sparse_vectors=info.get("sparse", {})), metadata=info["metadata"]
+            ),
             payload_schema=dict.fromkeys(info.get("indexed", PAYLOAD_INDEXES), "indexed"),
         )
 
@@ -257,6 +263,10 @@ def test_the_cluster_app_creates_its_collection_sharded_and_replicated(recorder)
         **{name: models.PayloadSchemaType.FLOAT for name in NUMBER_FIELDS},
         # the date filter's day: a range index whose values order the points of each segment
         "day": models.IntegerIndexParams(type=models.IntegerIndexType.INTEGER, lookup=False, range=True, is_principal=True),
+        # the words of pictures, names and tags: full-text indexes for the exact-match conditions
+        **dict.fromkeys(TEXT_FIELDS, models.TextIndexParams(
+            type=models.TextIndexType.TEXT, tokenizer=models.TokenizerType.WHITESPACE, lowercase=True,
+        )),
     }
     assert all(args[0] == "images" for args, _ in client.named("create_payload_index"))
 
