@@ -75,6 +75,9 @@ def app_environment(tmp_path: Path, model_path: Path) -> dict[str, str]:
         "QDRANT_PATH": str(tmp_path / "qdrant"),
         "UPLOAD_DIR": str(tmp_path / "uploads"),
         "DUPLICATE_THRESHOLD": "0.994",  # measured for the tiny test model (tests/test_searcher_composed.py)
+        # The pages are the subject here; reading text is proven by the AppTests (test_app_search_box.py)
+        # and test_search_box.py. Off, its OCR does not compete with the page for the two cores.
+        "TEXT_IN_IMAGES": "false",
     }
 
 
