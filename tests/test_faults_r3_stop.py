@@ -59,7 +59,7 @@ def env(tmp_path: Path, model_path: Path) -> dict[str, str]:
     """What the processes of these tests run with: the `settings` fixture's store, small batches."""
     return cli_env(
         tmp_path, model_path, EMBEDDER_BATCH_SIZE="4", EMBEDDER_WORKERS="1", THUMB_DIR=str(tmp_path / "thumbnails"),
-        WATCH="false", TEXT_IN_IMAGES="false",  # the index job is the subject (test_text_pass.py: the text job's resume)
+        WATCH="false",
     )
 
 
